@@ -1,0 +1,82 @@
+"""`hf-medvlm`: the package's single command-line entry point.
+
+Each subcommand lives in its own module exposing ``main(argv: list[str] | None) -> int``; this file only dispatches,
+so that ``hf-medvlm <command> ...`` and ``python -m <module> ...`` behave identically.
+
+Exit codes: 0 success, 1 the work failed, 2 bad input (paths, configs, arguments).
+Errors are printed as one sentence; pass ``--debug`` to see the traceback.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+# name -> (module implementing main(argv), one-line summary shown by `hf-medvlm --help`)
+COMMANDS: dict[str, tuple[str, str]] = {}
+
+USAGE = """usage: hf-medvlm <command> [options]   (hf-medvlm <command> --help for details)
+
+Biomedical vision-language models on the Hugging Face stack.
+
+commands:
+{commands}
+
+global options:
+  --debug     show full tracebacks instead of one-line errors
+  --version   print the package version
+
+example:
+  hf-medvlm --help
+"""
+
+
+class CLIError(Exception):
+    """An error whose message is meant for the user as-is (bad path, bad config, bad argument)."""
+
+
+def _usage() -> str:
+    width = max((len(name) for name in COMMANDS), default=0)
+    lines = [f"  {name.ljust(width)}  {summary}" for name, (_, summary) in COMMANDS.items()]
+    return USAGE.format(commands="\n".join(lines) or "  (none yet)")
+
+
+def _run(name: str, argv: list[str]) -> int:
+    module = importlib.import_module(COMMANDS[name][0])
+    return int(module.main(argv) or 0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(_usage())
+        return 0
+    if argv[0] == "--version":
+        from hf_medvlm import __version__
+
+        print(__version__)
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        print(f"hf-medvlm: unknown command {name!r}; run `hf-medvlm --help` to list commands.", file=sys.stderr)
+        return 2
+    if debug:
+        return _run(name, rest)
+    try:
+        return _run(name, rest)
+    except (CLIError, ValueError, FileNotFoundError, NotADirectoryError, KeyError) as err:
+        print(f"hf-medvlm {name}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"hf-medvlm {name}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:  # noqa: BLE001 - the CLI's promise is one sentence, not a traceback
+        print(f"hf-medvlm {name}: failed: {type(err).__name__}: {err} (rerun with --debug for the traceback)",
+              file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

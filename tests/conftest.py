@@ -1,0 +1,44 @@
+"""Hermetic test environment: no real Hub, no GPU, caches in a temp dir.
+
+Environment variables that huggingface_hub/datasets/transformers read at import time are set in
+`pytest_configure`, which runs before any test module (and so any HF library) is imported.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import tempfile
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def pytest_configure(config):
+    hf_home = tempfile.mkdtemp(prefix="hf_medvlm_tests_hf_home_")
+    # Any accidental Hub access goes to loopback, never to the internet; the Hub tests start a server on this port.
+    os.environ.setdefault("HF_MEDVLM_TEST_HUB_PORT", str(_free_port()))
+    os.environ["HF_ENDPOINT"] = f"http://127.0.0.1:{os.environ['HF_MEDVLM_TEST_HUB_PORT']}"
+    os.environ["HF_HOME"] = hf_home
+    os.environ["HF_HUB_DISABLE_XET"] = "1"
+    os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"
+    os.environ["CUDA_VISIBLE_DEVICES"] = ""
+    os.environ.pop("HF_TOKEN", None)
+    os.environ["HF_TOKEN_PATH"] = str(Path(hf_home) / "token")
+    # Subprocesses started by tests (CLI runs, remote-code checks) import this checkout.
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
+
+
+@pytest.fixture
+def repo_root() -> Path:
+    return REPO_ROOT
