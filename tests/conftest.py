@@ -42,3 +42,20 @@ def pytest_configure(config):
 @pytest.fixture
 def repo_root() -> Path:
     return REPO_ROOT
+
+
+@pytest.fixture(scope="session")
+def tiny_llava_med():
+    """A tiny random LlavaMed model and processor (shared: tests must not modify them in place)."""
+    from hf_medvlm.testing import build_tiny_llava_med
+
+    return build_tiny_llava_med()
+
+
+def make_rgb_image(width: int = 48, height: int = 40, seed: int = 0):
+    """A deterministic random RGB PIL image."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.RandomState(seed)
+    return Image.fromarray(rng.randint(0, 255, (height, width, 3), dtype=np.uint8))

@@ -1,0 +1,22 @@
+"""Model classes and their one registration point with the transformers Auto classes."""
+
+from transformers import AutoConfig, AutoModel, AutoModelForImageTextToText, AutoProcessor
+
+from .llava_med import LlavaMedConfig, LlavaMedForConditionalGeneration, LlavaMedModel, LlavaMedProcessor
+from .llava_med.modeling_llava_med import register_llava_weight_layout
+
+__all__ = ["register_auto_classes"]
+
+
+def register_auto_classes() -> None:
+    """Register LlavaMed with AutoConfig / AutoModel / AutoModelForImageTextToText / AutoProcessor. Idempotent."""
+    AutoConfig.register(LlavaMedConfig.model_type, LlavaMedConfig, exist_ok=True)
+    AutoModel.register(LlavaMedConfig, LlavaMedModel, exist_ok=True)
+    AutoModelForImageTextToText.register(LlavaMedConfig, LlavaMedForConditionalGeneration, exist_ok=True)
+    AutoProcessor.register(LlavaMedConfig, LlavaMedProcessor, exist_ok=True)
+    register_llava_weight_layout()
+    # `save_pretrained` then writes `auto_map` and copies the module files, so the checkpoint loads with
+    # `trust_remote_code=True` where hf_medvlm is not installed.
+    LlavaMedConfig.register_for_auto_class("AutoConfig")
+    LlavaMedForConditionalGeneration.register_for_auto_class("AutoModelForImageTextToText")
+    LlavaMedProcessor.register_for_auto_class("AutoProcessor")
