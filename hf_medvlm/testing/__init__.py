@@ -13,8 +13,8 @@ from pathlib import Path
 import torch
 from transformers import PreTrainedTokenizerFast
 
-from .models.llava_med import LlavaMedConfig, LlavaMedForConditionalGeneration, LlavaMedProcessor
-from .models.llava_med.processing_llava_med import add_image_and_pad_tokens
+from ..models.llava_med import LlavaMedConfig, LlavaMedForConditionalGeneration, LlavaMedProcessor
+from ..models.llava_med.processing_llava_med import add_image_and_pad_tokens
 
 __all__ = ["tiny_llava_med_config", "build_tiny_llava_med", "load_llama2_tokenizer", "TINY_IMAGE_SIZE", "TINY_PATCH"]
 
