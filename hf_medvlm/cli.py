@@ -13,7 +13,10 @@ import importlib
 import sys
 
 # name -> (module implementing main(argv), one-line summary shown by `hf-medvlm --help`)
-COMMANDS: dict[str, tuple[str, str]] = {}
+COMMANDS: dict[str, tuple[str, str]] = {
+    "generate": ("hf_medvlm.generation.cli_generate", "generate instruction data (LLaVA-Med, PubMedVision, BioMed-VITAL)"),
+    "filter": ("hf_medvlm.generation.cli_filter", "filter figure records (PubMedVision lexicon/size/classifier/dedup)"),
+}
 
 USAGE = """usage: hf-medvlm <command> [options]   (hf-medvlm <command> --help for details)
 
