@@ -14,6 +14,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from argparse import ArgumentDefaultsHelpFormatter, RawDescriptionHelpFormatter
+
 from transformers import HfArgumentParser
 
 __all__ = ["GenerateArguments", "main"]
@@ -28,6 +30,10 @@ EPILOG = """examples:
   hf-medvlm generate rate --input out/vital/data/conversations.jsonl --output_dir out/ratings ...
   hf-medvlm generate select-demos --input figures.jsonl --output_dir out/demos --num_clusters 60 --num_samples 120
 """
+
+
+class _HelpFormatter(ArgumentDefaultsHelpFormatter, RawDescriptionHelpFormatter):
+    """Show defaults and keep the example epilog's line breaks."""
 
 
 @dataclass
@@ -170,7 +176,8 @@ def main(argv: list[str] | None = None) -> int:
     from hf_medvlm.llm import ChatEndpointArguments
 
     parser = HfArgumentParser((GenerateArguments, ChatEndpointArguments), prog=f"hf-medvlm generate {method}",
-                              epilog=EPILOG, description=__doc__)
+                              epilog=EPILOG, description=__doc__,
+                              formatter_class=_HelpFormatter)
     args, endpoint = parser.parse_args_into_dataclasses(rest)
     if method == "select-demos":
         report = select_demos(args)

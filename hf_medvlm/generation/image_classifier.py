@@ -93,4 +93,4 @@ def train_head(
         weight = head.weight / std
         model.head.weight.copy_(weight)
         model.head.bias.copy_(head.bias - (weight * mean).sum())
-    return float(loss)
+    return float(loss.detach())

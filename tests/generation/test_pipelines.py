@@ -211,3 +211,21 @@ def test_kill_and_resume_sends_no_request_twice(figure_records, tmp_path):
     assert len(second_run) == 5 - len(answered_before)
     assert {r["id"] for r in _read(responses)} == {f"fig{i}" for i in range(5)}
     assert json.loads(rerun.stdout)["requests"]["skipped"] == len(answered_before)
+
+
+def test_demonstration_selection_is_uniform_across_clusters():
+    import numpy as np
+
+    from hf_medvlm.generation.biomed_vital import select_demonstration_candidates
+
+    rng = np.random.default_rng(0)
+    centers = rng.normal(size=(4, 8)) * 20
+    sizes = [50, 10, 5, 35]  # unbalanced groups: plain random sampling would mostly draw the big ones
+    features = np.concatenate([c + rng.normal(size=(n, 8)) for c, n in zip(centers, sizes)]).astype(np.float32)
+    complexity = list(range(len(features)))
+    picked, labels = select_demonstration_candidates(features, 4, 12, complexity=complexity, seed=0)
+    per_cluster = np.bincount(labels[picked], minlength=4)
+    assert per_cluster.tolist() == [3, 3, 3, 3]
+    for k in range(4):  # the most complex samples of each cluster come first
+        members = [i for i in picked if labels[i] == k]
+        assert members == sorted(np.nonzero(labels == k)[0].tolist(), reverse=True)[:3]
