@@ -13,7 +13,9 @@ import importlib
 import sys
 
 # name -> (module implementing main(argv), one-line summary shown by `hf-medvlm --help`)
-COMMANDS: dict[str, tuple[str, str]] = {}
+COMMANDS: dict[str, tuple[str, str]] = {
+    "push": ("hf_medvlm.hub", "upload a saved model folder or a Parquet dataset folder to the Hub"),
+}
 
 USAGE = """usage: hf-medvlm <command> [options]   (hf-medvlm <command> --help for details)
 
