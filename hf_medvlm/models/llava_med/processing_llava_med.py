@@ -55,11 +55,28 @@ class LlavaMedProcessor(LlavaProcessor):
     patch tokens only). Any number of images per sample is accepted, in order of their `<image>` markers.
     """
 
-    def __init__(self, image_processor=None, tokenizer=None, image_start_token=None, image_end_token=None, **kwargs):
+    def __init__(
+        self,
+        image_processor=None,
+        tokenizer=None,
+        patch_size=None,
+        vision_feature_select_strategy=None,
+        chat_template=None,
+        image_token="<image>",
+        num_additional_image_tokens=0,
+        image_start_token=None,
+        image_end_token=None,
+        **kwargs,
+    ):
         # LLaVA-Med v1.0 wraps each image's feature positions in `<im_start>` ... `<im_end>` (learned embeddings).
+        # The full signature is spelled out because ProcessorMixin saves exactly the `__init__` arguments.
         self.image_start_token = image_start_token
         self.image_end_token = image_end_token
-        super().__init__(image_processor, tokenizer, **kwargs)
+        super().__init__(
+            image_processor, tokenizer, patch_size=patch_size,
+            vision_feature_select_strategy=vision_feature_select_strategy, chat_template=chat_template,
+            image_token=image_token, num_additional_image_tokens=num_additional_image_tokens, **kwargs,
+        )
 
     def replace_image_token(self, image_inputs: dict, image_idx: int, **kwargs) -> str:
         expanded = super().replace_image_token(image_inputs, image_idx, **kwargs)
