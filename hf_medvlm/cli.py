@@ -15,6 +15,10 @@ import sys
 # name -> (module implementing main(argv), one-line summary shown by `hf-medvlm --help`)
 COMMANDS: dict[str, tuple[str, str]] = {
     "push": ("hf_medvlm.hub", "upload a saved model folder or a Parquet dataset folder to the Hub"),
+    "convert": (
+        "hf_medvlm.models.llava_med.convert_llava_med_to_hf",
+        "convert an original LLaVA-Med checkpoint (v1.5, v1.0, v1.0 delta) to LlavaMed or stock Llava",
+    ),
 }
 
 USAGE = """usage: hf-medvlm <command> [options]   (hf-medvlm <command> --help for details)
