@@ -13,7 +13,10 @@ import importlib
 import sys
 
 # name -> (module implementing main(argv), one-line summary shown by `hf-medvlm --help`)
-COMMANDS: dict[str, tuple[str, str]] = {}
+COMMANDS: dict[str, tuple[str, str]] = {
+    "train": ("hf_medvlm.sft", "supervised fine-tuning from a recipe (stage 1/2, LoRA/QLoRA, VQA fine-tunes)"),
+    "merge-lora": ("hf_medvlm.training.merge_lora", "merge a LoRA adapter into a full LlavaMed checkpoint"),
+}
 
 USAGE = """usage: hf-medvlm <command> [options]   (hf-medvlm <command> --help for details)
 
