@@ -172,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
         write_resolved_config(training_args.output_dir, config)
     trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     trainer.save_model(training_args.output_dir)
+    trainer.save_state()
     if trainer.is_world_process_zero():
         processor.save_pretrained(training_args.output_dir)
         finish_run(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+from peft import PeftModel
 from trl import SFTTrainer
 
 from .sampler import ModalityLengthGroupedSampler, sample_lengths
@@ -13,6 +14,10 @@ __all__ = ["MedVLMSFTTrainer", "image_seq_length"]
 logger = logging.getLogger(__name__)
 
 PROJECTOR_KEY = "multi_modal_projector"
+
+
+def is_peft_model(model) -> bool:
+    return isinstance(model, PeftModel)
 
 
 def image_seq_length(processor) -> int:
@@ -51,6 +56,17 @@ class MedVLMSFTTrainer(SFTTrainer):
                 "samples.", len(sampler) - len(dataset)
             )
         return sampler
+
+    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+        # Trainer reloads a full checkpoint with `load_state_dict(strict=False)` on the raw file, whose keys are in the
+        # on-disk Llava layout (`language_model.model.*`): every LM tensor would be silently skipped. Load through
+        # `from_pretrained`, which applies the layout conversion, and insist that every tensor matches.
+        target = self.model if model is None else model
+        if is_peft_model(target) or self.is_fsdp_enabled or self.is_deepspeed_enabled:
+            return super()._load_from_checkpoint(resume_from_checkpoint, model)
+        reloaded = type(target).from_pretrained(resume_from_checkpoint, dtype=target.dtype)
+        target.load_state_dict(reloaded.state_dict(), strict=True)
+        logger.info("Model weights restored from %s", resume_from_checkpoint)
 
     def create_optimizer(self, model=None):
         if self.projector_lr is None or self.optimizer is not None:

@@ -95,6 +95,7 @@ def tiny_parts(tmp_path_factory) -> tuple[Path, Path]:
     vision = AutoModel.from_config(model.config.vision_config)
     vision.save_pretrained(folder / "vision")
     text_config = model.config.text_config
+    text_config.pad_token_id = None
     text_config.vocab_size = 32000  # the plain Llama-2 vocabulary; <image>/<pad> are added when assembling
     lm = AutoModelForCausalLM.from_config(text_config)
     lm.save_pretrained(folder / "lm")
