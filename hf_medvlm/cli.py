@@ -19,6 +19,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "hf_medvlm.models.llava_med.convert_llava_med_to_hf",
         "convert an original LLaVA-Med checkpoint (v1.5, v1.0, v1.0 delta) to LlavaMed or stock Llava",
     ),
+    "train": ("hf_medvlm.sft", "supervised fine-tuning from a recipe (stage 1/2, LoRA/QLoRA, VQA fine-tunes)"),
+    "merge-lora": ("hf_medvlm.training.merge_lora", "merge a LoRA adapter into a full LlavaMed checkpoint"),
 }
 
 USAGE = """usage: hf-medvlm <command> [options]   (hf-medvlm <command> --help for details)
