@@ -15,6 +15,7 @@ import sys
 # name -> (module implementing main(argv), one-line summary shown by `hf-medvlm --help`)
 COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("hf_medvlm.evaluate", "generate and score answers on a medical VQA benchmark (named protocols)"),
+    "push": ("hf_medvlm.hub", "upload a saved model folder or a Parquet dataset folder to the Hub"),
 }
 
 USAGE = """usage: hf-medvlm <command> [options]   (hf-medvlm <command> --help for details)
