@@ -33,8 +33,10 @@ class EvalArguments:
     model_name_or_path: str | None = field(
         default=None, metadata={"help": "Model to generate answers with; not needed with --answers_file."})
     task: str = field(
-        default="vqa", metadata={"help": "'vqa' (open/closed questions, scored with each of --protocols) or "
-                                         "'multiple_choice' (HuatuoGPT-Vision prompt and letter matching)."})
+        default="vqa", metadata={"help": "'vqa' (open/closed questions, scored with each of --protocols), "
+                                         "'multiple_choice' (HuatuoGPT-Vision prompt and letter matching), 'chat' "
+                                         "(LLaVA-Med qa50, LLM-judged relative score) or 'win_rate' (BioMed-VITAL "
+                                         "pairwise win rate against --answers_file_b, LLM-judged)."})
     benchmark_name: str = field(default="", metadata={"help": "Display name in results and the model card, e.g. "
                                                              "'VQA-RAD'; defaults to dataset_name."})
     dataset_type: str = field(default="", metadata={"help": "Hub id of the benchmark for the model card's model-index "
@@ -51,6 +53,10 @@ class EvalArguments:
                 "'{question} Answer with yes or no.'"})
     answers_file: str | None = field(default=None, metadata={
         "help": "Score this existing answers JSONL instead of generating; its ids must match the questions exactly."})
+    answers_file_b: str | None = field(default=None, metadata={
+        "help": "win_rate: the answers JSONL of the model compared against (B); ids must match the questions."})
+    model_b_name: str = field(default="B", metadata={"help": "win_rate: display name of the model behind "
+                                                             "answers_file_b."})
     on_missing_image: str = field(default="raise", metadata={
         "help": "'raise' stops at a record whose image is missing; 'skip' leaves it out and counts it in results."})
     batch_size: int = field(default=16, metadata={"help": "Questions per generate() call (per process)."})
@@ -62,24 +68,32 @@ class EvalArguments:
     save_every: int = field(default=64, metadata={"help": "Append answers to disk every N questions (resume unit)."})
 
 
-def parse_args(argv: list[str] | None = None) -> tuple[EvalArguments]:
-    """Parse `--config recipe.yaml` (defaults) and command-line overrides into `(EvalArguments,)`."""
-    from trl import TrlParser
+def parse_args(argv: list[str] | None = None):
+    """Parse `--config recipe.yaml` (defaults) and overrides into `(EvalArguments, ChatEndpointArguments)`.
 
+    The endpoint arguments (`llm_base_url`, `llm_model`, ...) configure the LLM judge of the chat and win-rate tasks.
+    """
     import argparse
 
-    parser = TrlParser((EvalArguments,), epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    from trl import TrlParser
+
+    from .llm import ChatEndpointArguments
+
+    parser = TrlParser((EvalArguments, ChatEndpointArguments), epilog=EPILOG,
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
                        description="Generate and score answers on a medical VQA benchmark.")
-    (args,) = parser.parse_args_and_config(args=argv)
+    args, endpoint = parser.parse_args_and_config(args=argv)
     _validate(args)
-    return (args,)
+    return args, endpoint
 
 
 def _validate(args: EvalArguments) -> None:
     from .eval.metrics import PROTOCOLS
 
-    if args.task not in ("vqa", "multiple_choice"):
-        raise ValueError(f"task must be 'vqa' or 'multiple_choice', got {args.task!r}")
+    if args.task not in ("vqa", "multiple_choice", "chat", "win_rate"):
+        raise ValueError(f"task must be 'vqa', 'multiple_choice', 'chat' or 'win_rate', got {args.task!r}")
+    if args.task == "win_rate" and not args.answers_file_b:
+        raise ValueError("task 'win_rate' needs answers_file_b (the answers of the model compared against)")
     unknown = [p for p in args.protocols if p not in PROTOCOLS]
     if unknown or not args.protocols:
         raise ValueError(f"protocols must be a non-empty subset of {PROTOCOLS}, got {args.protocols!r}")
@@ -151,6 +165,16 @@ def merge_answers(questions, answers_path: Path) -> dict[str, dict]:
 def format_table(scores: dict, benchmark: str) -> str:
     lines = [f"{benchmark}: every number names its protocol (percent)"]
     for protocol, result in scores.items():
+        if protocol == "llava_med_qa50":
+            overall = result["overall"]
+            lines.append(f"  {protocol:<10} relative_score {overall['relative_score']} (n={overall['n']}, "
+                         f"unparseable={result['unparseable']['count']})")
+            continue
+        if protocol == "biomed_vital_win_rate":
+            lines.append(f"  {protocol:<10} win_rate {result['win_rate']} (wins={result['wins']}, "
+                         f"ties={result['ties']}, losses={result['losses']}, "
+                         f"unparseable={result['unparseable']['count']})")
+            continue
         for key, value in result.items():
             if isinstance(value, float):
                 lines.append(f"  {protocol:<10} {key:<24} {value:8.2f}")
@@ -159,8 +183,25 @@ def format_table(scores: dict, benchmark: str) -> str:
     return "\n".join(lines)
 
 
+def judge_scores(args, endpoint, questions, answers, output_dir: Path) -> dict:
+    """qa50 relative score or pairwise win rate from the LLM judge (`hf_medvlm.eval.judge`)."""
+    from .eval.benchmark import read_answers
+    from .eval.judge import score_chat, win_rate
+
+    backend = endpoint.build_backend()
+    rows = [q.row for q in questions]
+    texts = {q.id: str(answers[q.id]["text"]) for q in questions}
+    if args.task == "chat":
+        summary = score_chat(rows, texts, backend, output_dir, concurrency=endpoint.llm_concurrency)
+        return {"llava_med_qa50": summary}
+    other = {k: str(v["text"]) for k, v in read_answers(Path(args.answers_file_b)).items()}
+    summary = win_rate(rows, texts, other, backend, output_dir, model_a=args.model_name_or_path or "A",
+                       model_b=args.model_b_name, concurrency=endpoint.llm_concurrency)
+    return {"biomed_vital_win_rate": summary}
+
+
 def main(argv: list[str] | None = None) -> int:
-    (args,) = parse_args(argv)
+    args, endpoint = parse_args(argv)
     from accelerate import PartialState
 
     from .eval.benchmark import (check_answer_ids, load_eval_dataset, model_index_entries, questions_from_dataset,
@@ -195,7 +236,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     # ---- scores, results, model-index
-    scores = score_answers(questions, answers, args.task, args.protocols)
+    if args.task in ("chat", "win_rate"):
+        scores = judge_scores(args, endpoint, questions, answers, output_dir)
+    else:
+        scores = score_answers(questions, answers, args.task, args.protocols)
     benchmark = args.benchmark_name or args.dataset_name
     results = dict(benchmark=benchmark, dataset=args.dataset_name, dataset_config=args.dataset_config,
                    split=args.dataset_split, task=args.task, model=args.model_name_or_path,

@@ -43,6 +43,7 @@ class Question:
     gold: str | None = None
     group: str = ""
     subgroup: str = ""
+    row: dict = field(default_factory=dict)  # the record itself (chat/win-rate judges read caption, type, domain)
 
 
 def load_eval_dataset(path: str, config: str | None = None, split: str = "test"):
@@ -87,8 +88,31 @@ def _record_images(row: dict, record_id: str, data_dir: str | None) -> list[Imag
     return [_open_image(v, record_id, data_dir) for v in values]
 
 
+def _record_id(row: dict) -> str:
+    for key in ("id", "question_id"):
+        if row.get(key) is not None:
+            return str(row[key])
+    raise ValueError(f"a record has no 'id' field (keys: {sorted(row)})")
+
+
+def _chat_question(row: dict, record_id: str, question_template: str, data_dir: str | None) -> Question:
+    # qa50 rows carry the question in `text` with a "<image>" marker; the chat template places the image instead.
+    question = str(row.get("question") or row.get("text") or "").replace("<image>", "").strip()
+    if not question:
+        raise ValueError(f"record {record_id!r}: no 'question' or 'text' field")
+    answer = str(row.get("answer") or row.get("gpt4_answer") or "")
+    meta = {k: v for k, v in row.items() if k not in ("image", "images")}
+    q = Question(id=record_id, prompt=question_template.format(question=question), answer=answer, answer_type="open",
+                 row={**meta, "id": record_id, "question": question, "answer": answer,
+                      "image": row.get("image")})
+    q.images = _record_images(row, record_id, data_dir)
+    return q
+
+
 def _question_from_row(row: dict, task: str, question_template: str, data_dir: str | None) -> Question:
-    record_id = str(row["id"])
+    record_id = _record_id(row)
+    if task in ("chat", "win_rate"):
+        return _chat_question(row, record_id, question_template, data_dir)
     text = question_template.format(question=row["question"])
     q = Question(id=record_id, prompt=text, answer=str(row.get("answer") or ""),
                  answer_type=str(row.get("answer_type") or "").lower(),
@@ -115,9 +139,10 @@ def questions_from_dataset(dataset, task: str, question_template: str = "{questi
     for row in dataset:
         if max_samples is not None and len(questions) >= max_samples:
             break
-        if str(row["id"]) in seen:
-            raise ValueError(f"record {row['id']!r}: duplicate question id; answers are keyed by id")
-        seen.add(str(row["id"]))
+        record_id = _record_id(row)
+        if record_id in seen:
+            raise ValueError(f"record {record_id!r}: duplicate question id; answers are keyed by id")
+        seen.add(record_id)
         try:
             questions.append(_question_from_row(row, task, question_template, data_dir))
         except FileNotFoundError:
@@ -216,11 +241,28 @@ _CARD_METRICS = {
 }
 
 
+def _judge_entries(protocol: str, result: dict) -> list[tuple[str, float | None, str]]:
+    judge = result.get("judge_model") or "LLM judge"
+    if protocol == "llava_med_qa50":
+        return [("relative_score", result["overall"]["relative_score"],
+                 f"relative score (%, llava_med qa50, judge {judge})")]
+    if protocol == "biomed_vital_win_rate":
+        value = None if result["win_rate"] is None else 100 * result["win_rate"]
+        return [("win_rate", value, f"win rate vs {result['model_b']} (%, biomed_vital both orders, judge {judge})")]
+    return []
+
+
 def model_index_entries(scores: dict, *, dataset_type: str, dataset_name: str, dataset_config: str | None,
                         dataset_split: str) -> list[dict]:
     """`huggingface_hub.EvalResult` keyword arguments, one per reported number, protocol named in `metric_name`."""
     entries = []
     for protocol, result in scores.items():
+        for metric_type, value, name in _judge_entries(protocol, result):
+            if value is not None:
+                entries.append(dict(task_type="visual-question-answering", dataset_type=dataset_type,
+                                    dataset_name=dataset_name, dataset_config=dataset_config,
+                                    dataset_split=dataset_split, metric_type=metric_type,
+                                    metric_value=round(value, 2), metric_name=name))
         for key, metric_type, label in _CARD_METRICS.get(protocol, []):
             if result.get(key) is None:
                 continue

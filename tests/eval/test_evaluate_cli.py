@@ -80,7 +80,7 @@ def test_multiple_choice_end_to_end(tmp_path, tiny_model_dir):
 def test_parse_args_config_and_overrides(tmp_path):
     config = tmp_path / "c.yaml"
     config.write_text("dataset_name: x\noutput_dir: o\nmodel_name_or_path: m\nprotocols: [strict]\n")
-    (args,) = parse_args(["--config", str(config), "--batch_size", "2"])
+    args, _ = parse_args(["--config", str(config), "--batch_size", "2"])
     assert args.protocols == ["strict"] and args.batch_size == 2
     with pytest.raises(ValueError, match="protocols"):
         parse_args(["--config", str(config), "--protocols", "paper"])
