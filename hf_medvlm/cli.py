@@ -14,6 +14,7 @@ import sys
 
 # name -> (module implementing main(argv), one-line summary shown by `hf-medvlm --help`)
 COMMANDS: dict[str, tuple[str, str]] = {
+    "eval": ("hf_medvlm.evaluate", "generate and score answers on a medical VQA benchmark (named protocols)"),
     "push": ("hf_medvlm.hub", "upload a saved model folder or a Parquet dataset folder to the Hub"),
     "convert": (
         "hf_medvlm.models.llava_med.convert_llava_med_to_hf",
