@@ -22,6 +22,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "train": ("hf_medvlm.sft", "supervised fine-tuning from a recipe (stage 1/2, LoRA/QLoRA, VQA fine-tunes)"),
     "merge-lora": ("hf_medvlm.training.merge_lora", "merge a LoRA adapter into a full LlavaMed checkpoint"),
+    "generate": ("hf_medvlm.generation.cli_generate", "generate instruction data (LLaVA-Med, PubMedVision, BioMed-VITAL)"),
+    "filter": ("hf_medvlm.generation.cli_filter", "filter figure records (PubMedVision lexicon/size/classifier/dedup)"),
 }
 
 USAGE = """usage: hf-medvlm <command> [options]   (hf-medvlm <command> --help for details)
