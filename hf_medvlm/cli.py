@@ -13,7 +13,9 @@ import importlib
 import sys
 
 # name -> (module implementing main(argv), one-line summary shown by `hf-medvlm --help`)
-COMMANDS: dict[str, tuple[str, str]] = {}
+COMMANDS: dict[str, tuple[str, str]] = {
+    "select": ("hf_medvlm.selection.cli", "BioMed-VITAL data selection: train the selector, score a dataset, pick top K%"),
+}
 
 USAGE = """usage: hf-medvlm <command> [options]   (hf-medvlm <command> --help for details)
 

@@ -42,7 +42,7 @@ def make_pairs(n: int, source: str, seed: int, informative: bool = True) -> list
 
 def rated_row(rng: random.Random, rating, good: bool | None = None, image=True) -> dict:
     """A training-schema row with a model rating; quality follows the rating unless `good` is given."""
-    candidate = make_candidate(rng, good if good is not None else (rating is not None and rating >= 5))
+    candidate = make_candidate(rng, good if good is not None else (isinstance(rating, (int, float)) and rating >= 5))
     return {
         "id": f"row-{rng.randrange(10**9)}",
         "images": [candidate["image"]] if image else [],
