@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "merge-lora": ("hf_medvlm.training.merge_lora", "merge a LoRA adapter into a full LlavaMed checkpoint"),
     "generate": ("hf_medvlm.generation.cli_generate", "generate instruction data (LLaVA-Med, PubMedVision, BioMed-VITAL)"),
     "filter": ("hf_medvlm.generation.cli_filter", "filter figure records (PubMedVision lexicon/size/classifier/dedup)"),
+    "demo": ("hf_medvlm.demo", "the whole curriculum on the embedded real demo set, pushed and reloaded (CPU, minutes)"),
     "select": ("hf_medvlm.selection.cli", "BioMed-VITAL data selection: train the selector, score a dataset, pick top K%"),
 }
 

@@ -229,11 +229,12 @@ def _evaluate(out: Path, model_dir: Path, data_dir: Path) -> tuple[dict, list[di
 
 def _score_note(results: dict) -> str:
     parts = []
-    for protocol, scores in results.get("protocols", {}).items():
-        closed = scores.get("closed", {}).get("accuracy")
-        open_ = scores.get("open", {}).get("recall", scores.get("open", {}).get("f1"))
-        parts.append(f"{protocol}: closed {_pct(closed)}, open {_pct(open_)}")
-    return "; ".join(parts) or json.dumps(results)[:120]
+    # llava_med reports open recall (the paper's "Open" column); strict reports exact match and token F1.
+    for protocol, scores in results["scores"].items():
+        open_key = "open_recall" if protocol == "llava_med" else "open_f1"
+        parts.append(f"{protocol}: closed acc {_pct(scores.get('closed_accuracy'))}, "
+                     f"{open_key.replace('_', ' ')} {_pct(scores.get(open_key))}")
+    return "; ".join(parts)
 
 
 def _pct(value) -> str:
@@ -247,8 +248,7 @@ def _write_model_card(model_dir: Path, args: DemoArguments, out: Path, eval_resu
     write_model_card(
         model_dir, repo_id=args.model_repo_id, base_models=[], datasets=[args.dataset_repo_id],
         licenses={args.dataset_repo_id: "other"}, recipe_path=str(recipe),
-        resolved_config=(out / "stage2" / "resolved_config.yaml").read_text()
-        if (out / "stage2" / "resolved_config.yaml").is_file() else None,
+        resolved_config=out / "stage2" / "resolved_config.yaml",
         eval_results=eval_results,
         summary="A small random LlavaMed trained by `hf-medvlm demo` on the embedded demo set: a workflow "
                 "check, not a medical model.",
