@@ -89,3 +89,19 @@ def test_parse_args_config_and_overrides(tmp_path):
 def test_help_has_example():
     out = subprocess.run([sys.executable, "-m", "hf_medvlm.evaluate", "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "example:" in out.stdout and "--protocols" in out.stdout
+
+
+def test_demo_recipe_on_embedded_demo_eval_split(tmp_path, tiny_model_dir, repo_root):
+    from hf_medvlm.data.demo import write_demo_dataset
+
+    data = write_demo_dataset(tmp_path / "demo-data")
+    out = tmp_path / "demo-out"
+    argv = ["eval", "--config", str(repo_root / "recipes/tiny/eval/demo.yaml"), "--model_name_or_path",
+            str(tiny_model_dir), "--dataset_name", str(data), "--output_dir", str(out), "--max_samples", "12",
+            "--max_new_tokens", "4"]
+    assert cli_main(argv) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["num_questions"] == 12 and set(results["scores"]) == {"llava_med", "strict"}
+    counts = results["scores"]["strict"]
+    assert counts["num_open"] + counts["num_closed"] == 12
+    assert len((out / "answers.jsonl").read_text().splitlines()) == 12
