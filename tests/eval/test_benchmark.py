@@ -100,3 +100,22 @@ def test_scores_in_percent_and_model_index_entries_are_valid(vqa_parquet):
     for entry in entries:
         EvalResult(**entry)
     json.dumps(entries)
+
+
+def test_rank_files_merge_into_question_order(tmp_path, vqa_parquet):
+    """What `accelerate`/torchrun ranks leave behind (one answers.rankN.jsonl each) merges into answers.jsonl."""
+    from hf_medvlm.evaluate import merge_answers
+
+    questions, _ = questions_from_dataset(load_eval_dataset(str(vqa_parquet)), "vqa")
+    answers_path = tmp_path / "answers.jsonl"
+    append_answers(answers_path, [dict(question_id="q2", text="from an earlier run")])
+    todo = [q for q in questions if q.id != "q2"]
+    for rank in range(2):
+        append_answers(tmp_path / f"answers.rank{rank}.jsonl",
+                       [dict(question_id=q.id, text=f"rank {rank}") for q in shard(todo, rank, 2)])
+    merged = merge_answers(questions, answers_path)
+    lines = [json.loads(line) for line in answers_path.read_text().splitlines()]
+    assert [r["question_id"] for r in lines] == ["q1", "q2", "q3", "q4", "q5"]
+    assert [r["text"] for r in lines] == ["rank 0", "from an earlier run", "rank 1", "rank 0", "rank 1"]
+    assert set(merged) == {q.id for q in questions}
+    assert not list(tmp_path.glob("answers.rank*.jsonl"))
