@@ -136,9 +136,16 @@ def questions_from_dataset(dataset, task: str, question_template: str = "{questi
                            data_dir: str | None = None, max_samples: int | None = None) -> tuple[list[Question], Counter]:
     """Questions in dataset order, and skipped records counted by reason. Duplicate ids are an error."""
     questions, skipped, seen = [], Counter(), set()
-    for row in dataset:
+    # Medical_Multimodal_Evaluation_Data has no id column: the row position (stable within a file) keys the answers.
+    positional_ids = not {"id", "question_id"} & set(dataset.column_names)
+    for index, row in enumerate(dataset):
         if max_samples is not None and len(questions) >= max_samples:
             break
+        if positional_ids:
+            row = {**row, "id": str(index)}
+        if task == "multiple_choice" and (row.get("question_type") == "open" or not row.get("options")):
+            skipped["not_multiple_choice"] += 1  # HuatuoGPT-Vision's scorer leaves these out as well
+            continue
         record_id = _record_id(row)
         if record_id in seen:
             raise ValueError(f"record {record_id!r}: duplicate question id; answers are keyed by id")

@@ -119,3 +119,22 @@ def test_rank_files_merge_into_question_order(tmp_path, vqa_parquet):
     assert [r["text"] for r in lines] == ["rank 0", "from an earlier run", "rank 1", "rank 0", "rank 1"]
     assert set(merged) == {q.id for q in questions}
     assert not list(tmp_path.glob("answers.rank*.jsonl"))
+
+
+def test_medical_multimodal_eval_shape(tmp_path):
+    """No id column, image paths in a list, answer given as option text, open rows skipped and counted."""
+    from tests.conftest import make_rgb_image
+
+    (tmp_path / "images").mkdir()
+    make_rgb_image(seed=1).save(tmp_path / "images" / "a.png")
+    rows = [dict(question="Which organ?", options=["liver", "spleen"], answer="spleen", image=["images/a.png"],
+                 dataset="SLAKE", subset="", question_type=""),
+            dict(question="Describe.", options=[], answer="text", image=["images/a.png"], dataset="SLAKE",
+                 subset="", question_type="open")]
+    path = tmp_path / "mmed.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    questions, skipped = questions_from_dataset(load_eval_dataset(str(path)), "multiple_choice",
+                                                data_dir=str(tmp_path))
+    assert [q.id for q in questions] == ["0"] and questions[0].gold == "B" and questions[0].group == "SLAKE"
+    assert skipped == {"not_multiple_choice": 1}
+    assert questions[0].prompt.startswith("Which organ?\nA. liver\nB. spleen\n")
