@@ -100,6 +100,10 @@ def test_scores_in_percent_and_model_index_entries_are_valid(vqa_parquet):
     for entry in entries:
         EvalResult(**entry)
     json.dumps(entries)
+    from hf_medvlm.hub import render_model_card
+
+    card = render_model_card(repo_id="me/model", eval_results=entries)
+    assert "name: closed accuracy (%, strict)" in card and "model-index" in card
 
 
 def test_rank_files_merge_into_question_order(tmp_path, vqa_parquet):
