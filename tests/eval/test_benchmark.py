@@ -22,7 +22,7 @@ def test_questions_from_parquet(vqa_parquet):
     questions, skipped = questions_from_dataset(load_eval_dataset(str(vqa_parquet)), "vqa", "{question} Briefly.")
     assert [q.id for q in questions] == ["q1", "q2", "q3", "q4", "q5"]
     assert questions[0].prompt == "Is there a pleural effusion? Briefly."
-    assert questions[0].images[0].size == (48, 40) and not skipped
+    assert questions[0].load_images()[0].size == (48, 40) and not skipped
 
 
 def test_missing_image_raises_or_is_counted(tmp_path):
