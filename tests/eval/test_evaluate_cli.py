@@ -104,3 +104,12 @@ def test_demo_recipe_on_embedded_demo_eval_split(tmp_path, tiny_model_dir, repo_
     counts = results["scores"]["strict"]
     assert counts["num_open"] + counts["num_closed"] == 12
     assert len((out / "answers.jsonl").read_text().splitlines()) == 12
+
+
+def test_stale_answers_of_another_benchmark_in_output_dir_is_an_error(tmp_path, vqa_parquet, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "answers.jsonl").write_text(json.dumps({"question_id": "slake-17", "text": "yes"}) + "\n")
+    argv = ["eval", "--model_name_or_path", "unused", "--dataset_name", str(vqa_parquet), "--output_dir", str(out)]
+    assert cli_main(argv) == 2
+    assert "answers.jsonl: 1 answer id(s) match no question" in capsys.readouterr().err
