@@ -136,7 +136,8 @@ def generate_missing(args, questions, answers_path: Path, state) -> None:
     bar = tqdm(total=len(todo), desc=f"answering (rank {state.process_index})")
     for start in range(0, len(todo), args.save_every):
         chunk = todo[start : start + args.save_every]
-        texts = generate_answers(model, processor, [q.prompt for q in chunk], [q.images for q in chunk], settings,
+        texts = generate_answers(model, processor, [q.prompt for q in chunk], [q.load_images() for q in chunk],
+                                 settings,
                                  progress=False)
         append_answers(part_path, [dict(question_id=q.id, prompt=q.prompt, text=t, model_id=args.model_name_or_path)
                                    for q, t in zip(chunk, texts)])

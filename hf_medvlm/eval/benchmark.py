@@ -21,6 +21,7 @@ from .metrics import build_mc_prompt, compute_mc_metrics, compute_vqa_metrics, g
 
 __all__ = [
     "Question",
+    "open_image",
     "load_eval_dataset",
     "questions_from_dataset",
     "read_answers",
@@ -45,6 +46,9 @@ class Question:
     subgroup: str = ""
     row: dict = field(default_factory=dict)  # the record itself (chat/win-rate judges read caption, type, domain)
 
+    def load_images(self) -> list[Image.Image]:
+        return [open_image(source) for source in self.images]
+
 
 def load_eval_dataset(path: str, config: str | None = None, split: str = "test"):
     """`datasets.load_dataset` on a Hub id, a local Parquet folder (README `configs:`) or a .parquet/.jsonl file."""
@@ -66,26 +70,36 @@ def load_eval_dataset(path: str, config: str | None = None, split: str = "test")
     return dataset
 
 
-def _open_image(value, record_id: str, data_dir: str | None) -> Image.Image:
+def _image_source(value, record_id: str, data_dir: str | None):
+    """Bytes or an existing path for one image; raises FileNotFoundError naming the record when it is missing."""
     if isinstance(value, Image.Image):
         return value
     data = value.get("bytes") if isinstance(value, dict) else None
     if data:
-        return Image.open(io.BytesIO(data))
+        return data
     path = value.get("path") if isinstance(value, dict) else value
     if path and data_dir and not os.path.isabs(path):
         path = os.path.join(data_dir, path)
     if not path or not os.path.exists(path):
         raise FileNotFoundError(f"record {record_id!r}: image {path or '(none)'} is missing")
-    return Image.open(path)
+    return path
 
 
-def _record_images(row: dict, record_id: str, data_dir: str | None) -> list[Image.Image]:
+def open_image(source) -> Image.Image:
+    if isinstance(source, Image.Image):
+        return source
+    image = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
+    image.load()  # read now: thousands of lazily opened files would exhaust file handles
+    return image
+
+
+def _record_images(row: dict, record_id: str, data_dir: str | None) -> list:
     value = row.get("images", row.get("image"))
     values = value if isinstance(value, list) else [value]
     if not values or any(v is None for v in values):
         raise FileNotFoundError(f"record {record_id!r}: field 'image' is empty")
-    return [_open_image(v, record_id, data_dir) for v in values]
+    # Checked now (a missing image fails before any generation), decoded only when its batch is generated.
+    return [_image_source(v, record_id, data_dir) for v in values]
 
 
 def _record_id(row: dict) -> str:
@@ -136,9 +150,16 @@ def questions_from_dataset(dataset, task: str, question_template: str = "{questi
                            data_dir: str | None = None, max_samples: int | None = None) -> tuple[list[Question], Counter]:
     """Questions in dataset order, and skipped records counted by reason. Duplicate ids are an error."""
     questions, skipped, seen = [], Counter(), set()
-    for row in dataset:
+    # Medical_Multimodal_Evaluation_Data has no id column: the row position (stable within a file) keys the answers.
+    positional_ids = not {"id", "question_id"} & set(dataset.column_names)
+    for index, row in enumerate(dataset):
         if max_samples is not None and len(questions) >= max_samples:
             break
+        if positional_ids:
+            row = {**row, "id": str(index)}
+        if task == "multiple_choice" and (row.get("question_type") == "open" or not row.get("options")):
+            skipped["not_multiple_choice"] += 1  # HuatuoGPT-Vision's scorer leaves these out as well
+            continue
         record_id = _record_id(row)
         if record_id in seen:
             raise ValueError(f"record {record_id!r}: duplicate question id; answers are keyed by id")

@@ -22,7 +22,7 @@ def test_questions_from_parquet(vqa_parquet):
     questions, skipped = questions_from_dataset(load_eval_dataset(str(vqa_parquet)), "vqa", "{question} Briefly.")
     assert [q.id for q in questions] == ["q1", "q2", "q3", "q4", "q5"]
     assert questions[0].prompt == "Is there a pleural effusion? Briefly."
-    assert questions[0].images[0].size == (48, 40) and not skipped
+    assert questions[0].load_images()[0].size == (48, 40) and not skipped
 
 
 def test_missing_image_raises_or_is_counted(tmp_path):
@@ -100,3 +100,45 @@ def test_scores_in_percent_and_model_index_entries_are_valid(vqa_parquet):
     for entry in entries:
         EvalResult(**entry)
     json.dumps(entries)
+    from hf_medvlm.hub import render_model_card
+
+    card = render_model_card(repo_id="me/model", eval_results=entries)
+    assert "name: closed accuracy (%, strict)" in card and "model-index" in card
+
+
+def test_rank_files_merge_into_question_order(tmp_path, vqa_parquet):
+    """What `accelerate`/torchrun ranks leave behind (one answers.rankN.jsonl each) merges into answers.jsonl."""
+    from hf_medvlm.evaluate import merge_answers
+
+    questions, _ = questions_from_dataset(load_eval_dataset(str(vqa_parquet)), "vqa")
+    answers_path = tmp_path / "answers.jsonl"
+    append_answers(answers_path, [dict(question_id="q2", text="from an earlier run")])
+    todo = [q for q in questions if q.id != "q2"]
+    for rank in range(2):
+        append_answers(tmp_path / f"answers.rank{rank}.jsonl",
+                       [dict(question_id=q.id, text=f"rank {rank}") for q in shard(todo, rank, 2)])
+    merged = merge_answers(questions, answers_path)
+    lines = [json.loads(line) for line in answers_path.read_text().splitlines()]
+    assert [r["question_id"] for r in lines] == ["q1", "q2", "q3", "q4", "q5"]
+    assert [r["text"] for r in lines] == ["rank 0", "from an earlier run", "rank 1", "rank 0", "rank 1"]
+    assert set(merged) == {q.id for q in questions}
+    assert not list(tmp_path.glob("answers.rank*.jsonl"))
+
+
+def test_medical_multimodal_eval_shape(tmp_path):
+    """No id column, image paths in a list, answer given as option text, open rows skipped and counted."""
+    from tests.conftest import make_rgb_image
+
+    (tmp_path / "images").mkdir()
+    make_rgb_image(seed=1).save(tmp_path / "images" / "a.png")
+    rows = [dict(question="Which organ?", options=["liver", "spleen"], answer="spleen", image=["images/a.png"],
+                 dataset="SLAKE", subset="", question_type=""),
+            dict(question="Describe.", options=[], answer="text", image=["images/a.png"], dataset="SLAKE",
+                 subset="", question_type="open")]
+    path = tmp_path / "mmed.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    questions, skipped = questions_from_dataset(load_eval_dataset(str(path)), "multiple_choice",
+                                                data_dir=str(tmp_path))
+    assert [q.id for q in questions] == ["0"] and questions[0].gold == "B" and questions[0].group == "SLAKE"
+    assert skipped == {"not_multiple_choice": 1}
+    assert questions[0].prompt.startswith("Which organ?\nA. liver\nB. spleen\n")

@@ -1,9 +1,6 @@
 """`hf-medvlm eval` end to end on the tiny model: answers, results, model-index, resume, bad answers files."""
 
 import json
-import subprocess
-import sys
-
 import pytest
 
 from hf_medvlm.cli import main as cli_main
@@ -86,6 +83,33 @@ def test_parse_args_config_and_overrides(tmp_path):
         parse_args(["--config", str(config), "--protocols", "paper"])
 
 
-def test_help_has_example():
-    out = subprocess.run([sys.executable, "-m", "hf_medvlm.evaluate", "--help"], capture_output=True, text=True)
-    assert out.returncode == 0 and "example:" in out.stdout and "--protocols" in out.stdout
+def test_help_has_example(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(["eval", "--help"])
+    out = capsys.readouterr().out
+    assert exit_info.value.code == 0 and "example:" in out and "--protocols" in out and "--llm_base_url" in out
+
+
+def test_demo_recipe_on_embedded_demo_eval_split(tmp_path, tiny_model_dir, repo_root):
+    from hf_medvlm.data.demo import write_demo_dataset
+
+    data = write_demo_dataset(tmp_path / "demo-data")
+    out = tmp_path / "demo-out"
+    argv = ["eval", "--config", str(repo_root / "recipes/tiny/eval/demo.yaml"), "--model_name_or_path",
+            str(tiny_model_dir), "--dataset_name", str(data), "--output_dir", str(out), "--max_samples", "12",
+            "--max_new_tokens", "4"]
+    assert cli_main(argv) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["num_questions"] == 12 and set(results["scores"]) == {"llava_med", "strict"}
+    counts = results["scores"]["strict"]
+    assert counts["num_open"] + counts["num_closed"] == 12
+    assert len((out / "answers.jsonl").read_text().splitlines()) == 12
+
+
+def test_stale_answers_of_another_benchmark_in_output_dir_is_an_error(tmp_path, vqa_parquet, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "answers.jsonl").write_text(json.dumps({"question_id": "slake-17", "text": "yes"}) + "\n")
+    argv = ["eval", "--model_name_or_path", "unused", "--dataset_name", str(vqa_parquet), "--output_dir", str(out)]
+    assert cli_main(argv) == 2
+    assert "answers.jsonl: 1 answer id(s) match no question" in capsys.readouterr().err
