@@ -13,6 +13,7 @@ Command line: `hf-medvlm push --folder FOLDER --repo_id REPO_ID` (see `--help`).
 
 from __future__ import annotations
 
+import ast
 import fnmatch
 import json
 import logging
@@ -248,6 +249,15 @@ def _commit_in_batches(api: HfApi, repo_id: str, repo_type: str, revision: str |
     return info
 
 
+def _imports_package(module: Path) -> bool:
+    for node in ast.walk(ast.parse(module.read_text(), filename=str(module))):
+        names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+            [node.module or ""] if isinstance(node, ast.ImportFrom) and node.level == 0 else [])
+        if any(n == "hf_medvlm" or n.startswith("hf_medvlm.") for n in names):
+            return True
+    return False
+
+
 def _check_remote_code(folder: Path) -> None:
     """`auto_map` modules must be in the folder and must not import hf_medvlm (users without it load them)."""
     for name in ("config.json", "processor_config.json", "tokenizer_config.json", "preprocessor_config.json"):
@@ -260,8 +270,7 @@ def _check_remote_code(folder: Path) -> None:
                 module = folder / (ref.split("--")[-1].rsplit(".", 1)[0] + ".py")
                 if not module.is_file():
                     raise FileNotFoundError(f"{path} maps to remote code {ref!r} but {module.name} is not in {folder}.")
-                text = module.read_text()
-                if "import hf_medvlm" in text or "from hf_medvlm" in text:
+                if _imports_package(module):
                     raise ValueError(f"{module} imports hf_medvlm, so it cannot be loaded with trust_remote_code "
                                      "where hf_medvlm is not installed; use relative imports.")
 
