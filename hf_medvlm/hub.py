@@ -38,6 +38,8 @@ from huggingface_hub import (
 )
 from huggingface_hub.errors import HfHubHTTPError
 
+from .data.card import require_license
+
 __all__ = [
     "HubPushError",
     "MissingTokenError",
@@ -318,9 +320,7 @@ def _read_card_metadata(folder: Path) -> dict:
 def _check_dataset_card(folder: Path, meta: dict, files: list[str]) -> list[str]:
     """Refuse a card without a licence or with configs whose data files are missing; return all data patterns."""
     readme = folder / "README.md"
-    if not meta.get("license"):
-        raise ValueError(f"{readme} has no `license:`; state the dataset's licence (e.g. `license: cc-by-4.0`) "
-                         "before pushing.")
+    require_license(meta, where=str(readme))
     configs = meta.get("configs")
     if not configs:
         raise ValueError(f"{readme} has no `configs:` list naming each subset's data files.")

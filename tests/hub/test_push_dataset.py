@@ -97,7 +97,7 @@ def test_large_folders_are_committed_in_batches_card_last(hub_server, repo_name,
 
 def test_refuses_a_card_without_licence(tmp_path):
     _write_folder(tmp_path, {}, license="''")
-    with pytest.raises(ValueError, match="has no `license:`"):
+    with pytest.raises(ValueError, match="has no licence"):
         push_dataset_folder(tmp_path, "hf-medvlm-tester/x", token="t")
 
 
@@ -117,3 +117,18 @@ def test_cli_push_dataset(hub_server, repo_name, tmp_path):
     assert main(["push", "--folder", str(tmp_path), "--repo_id", repo]) == 0
     assert len(load_dataset(repo, name="60k", split="train")) == 4
     assert main(["push", "--folder", str(tmp_path / "missing"), "--repo_id", repo]) == 2
+
+
+@pytest.mark.integration
+def test_demo_folder_from_the_data_writer_round_trips(hub_server, repo_name, tmp_path):
+    from hf_medvlm.data.demo import write_demo_dataset
+
+    folder = write_demo_dataset(tmp_path / "demo")
+    repo = repo_name("demo")
+    push_dataset_folder(folder, repo)
+    local = load_dataset(str(folder), name="eval", split="test")
+    remote = load_dataset(repo, name="eval", split="test", streaming=True)
+    assert [(r["id"], r["question"], np.asarray(r["image"]).tobytes()) for r in remote] == [
+        (r["id"], r["question"], np.asarray(r["image"]).tobytes()) for r in local]
+    assert len(load_dataset(repo, name="instruct", split="train")) == len(
+        load_dataset(str(folder), name="instruct", split="train"))
