@@ -127,12 +127,14 @@ def _as_yaml(config: Any) -> str | None:
 
 def render_model_card(*, repo_id: str | None = None, base_models=(), datasets=(), licenses: dict | None = None,
                       recipe_path=None, resolved_config=None, eval_results: list[dict] | None = None,
-                      summary: str | None = None, license: str | None = None) -> str:
+                      summary: str | None = None, license: str | None = None,
+                      training_results: dict | None = None) -> str:
     """The README.md of a model: Hub metadata (incl. model-index) plus the body from `templates/model_card.md.jinja`.
 
     `base_models` / `datasets`: ids or `{"id", "license"}` dicts; `licenses` maps ids to licences. `resolved_config`
     is a dict, a dataclass with `to_dict()`, or a YAML/JSON file. `eval_results` are `huggingface_hub.EvalResult`
     keyword dicts whose `metric_name` names the protocol. `license` is this model's own licence (default `other`).
+    `training_results` are the trainer's final metrics (e.g. `train_loss`, `train_runtime`, `epoch`).
     """
     licenses = dict(licenses or {})
     base, data = _named(base_models, licenses), _named(datasets, licenses)
@@ -152,6 +154,7 @@ def render_model_card(*, repo_id: str | None = None, base_models=(), datasets=()
         recipe_name=str(recipe_path) if recipe_path else None,
         recipe_text=recipe.read_text().strip() if recipe and recipe.is_file() else None,
         resolved_config=_as_yaml(resolved_config), versions=_package_versions(), git_revision=_git_revision(),
+        training_results=sorted((training_results or {}).items()),
     )
     return str(card)
 

@@ -207,3 +207,29 @@ def test_cli_push_model(hub_server, big_tiny_model_dir, repo_name, capsys):
     assert main(["push", "--folder", str(big_tiny_model_dir), "--repo_id", repo, "--revision", "exp"]) == 0
     assert "model.safetensors" in HfApi().list_repo_files(repo, revision="exp")
     assert json.loads(open(HfApi().hf_hub_download(repo, "config.json", revision="exp")).read())["auto_map"]
+
+
+@pytest.mark.integration
+def test_training_with_push_to_hub_publishes_card_with_recipe_and_results(hub_server, repo_name, tiny_llava_med,
+                                                                          tmp_path, repo_root):
+    from tests.training.conftest import write_tiny_dataset
+
+    model, processor = tiny_llava_med
+    model.save_pretrained(tmp_path / "tiny")
+    processor.save_pretrained(tmp_path / "tiny")
+    write_tiny_dataset(tmp_path / "data")
+    repo = repo_name("trained")
+    recipe = repo_root / "recipes" / "tiny" / "sft" / "stage2.yaml"
+    from hf_medvlm.sft import main
+
+    assert main(["--config", str(recipe), "--model_name_or_path", str(tmp_path / "tiny"), "--dataset_name",
+                 str(tmp_path / "data"), "--output_dir", str(tmp_path / "out"), "--max_steps", "2",
+                 "--save_strategy", "no", "--push_to_hub", "true", "--hub_model_id", repo]) == 0
+
+    api = HfApi()
+    files = set(api.list_repo_files(repo))
+    assert {"model.safetensors", "config.json", "modeling_llava_med.py", "chat_template.jinja"} <= files
+    card = open(api.hf_hub_download(repo, "README.md")).read()
+    assert "recipes/tiny/sft/stage2.yaml" in card and "per_device_train_batch_size: 2" in card  # recipe text
+    assert "| train_loss |" in card and "Resolved configuration" in card
+    assert "must not be used for clinical decisions" in card
