@@ -118,8 +118,10 @@ def _git_revision() -> str:
 def _as_yaml(config: Any) -> str | None:
     if config is None:
         return None
-    if isinstance(config, (str, Path)) and Path(config).is_file():
+    if isinstance(config, Path) or (isinstance(config, str) and "\n" not in config and Path(config).is_file()):
         return Path(config).read_text().strip()
+    if isinstance(config, str):  # already YAML/JSON text
+        return config.strip()
     if hasattr(config, "to_dict"):
         config = config.to_dict()
     return yaml.safe_dump(json.loads(json.dumps(config, default=str)), sort_keys=False).strip()
