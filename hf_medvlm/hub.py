@@ -1,4 +1,4 @@
-"""Publishing to the Hugging Face Hub: model folders (weights, processor, remote code, card) and Parquet dataset folders.
+"""Publishing to the Hugging Face Hub: model folders (weights, processor, remote code, card) and Parquet datasets.
 
     from hf_medvlm.hub import push_model, push_dataset_folder, write_model_card
     write_model_card("out/model", repo_id="me/llava-med-tiny", base_models=["microsoft/llava-med-v1.5-mistral-7b"])
@@ -61,7 +61,9 @@ TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
 MODEL_IGNORE = [".*", "*/.*", "__pycache__/*", "*.pyc", "checkpoint-*/*", "runs/*", "optimizer.pt", "scheduler.pt",
                 "rng_state*.pth", "training_args.bin"]
 # Stale weights on the Hub that a new push must remove (a re-sharded model would otherwise load mixed shards).
-MODEL_WEIGHT_PATTERNS = ["*.safetensors", "*.safetensors.index.json", "pytorch_model*.bin", "pytorch_model*.bin.index.json"]
+MODEL_WEIGHT_PATTERNS = [
+    "*.safetensors", "*.safetensors.index.json", "pytorch_model*.bin", "pytorch_model*.bin.index.json",
+]
 
 
 class HubPushError(RuntimeError):
@@ -276,7 +278,8 @@ def _check_remote_code(folder: Path) -> None:
             for ref in [target] if isinstance(target, str) else [t for t in target if t]:
                 module = folder / (ref.split("--")[-1].rsplit(".", 1)[0] + ".py")
                 if not module.is_file():
-                    raise FileNotFoundError(f"{path} maps to remote code {ref!r} but {module.name} is not in {folder}.")
+                    raise FileNotFoundError(
+                        f"{path} maps to remote code {ref!r} but {module.name} is not in {folder}.")
                 if _imports_package(module):
                     raise ValueError(f"{module} imports hf_medvlm, so it cannot be loaded with trust_remote_code "
                                      "where hf_medvlm is not installed; use relative imports.")

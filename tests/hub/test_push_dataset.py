@@ -79,7 +79,8 @@ def test_repush_no_commit_and_stale_shards_removed(hub_server, repo_name, tmp_pa
     _write_folder(tmp_path / "b", {"10k": 3})
     push_dataset_folder(tmp_path / "b", repo)
     files = HfApi().list_repo_files(repo, repo_type="dataset")
-    assert sorted(f for f in files if f.startswith("10k/")) == [f"10k/train-0000{i}-of-00003.parquet" for i in range(3)]
+    shards = sorted(f for f in files if f.startswith("10k/"))
+    assert shards == [f"10k/train-0000{i}-of-00003.parquet" for i in range(3)]
     assert len(load_dataset(repo, name="10k", split="train")) == 6
 
 

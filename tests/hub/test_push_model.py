@@ -52,7 +52,8 @@ def _logits_in_fresh_process(tmp_path, repo, revision="main", block_package=Fals
     env = dict(os.environ)
     if block_package:  # no checkout on the path either: only the repo's remote code can provide the classes
         env.pop("PYTHONPATH", None)
-    result = subprocess.run([sys.executable, str(script), repo, str(out), revision, "block" if block_package else "pkg"],
+    mode = "block" if block_package else "pkg"
+    result = subprocess.run([sys.executable, str(script), repo, str(out), revision, mode],
                             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     return torch.load(out)
