@@ -91,6 +91,13 @@ def main() -> None:
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="bench_hub_"))
+    from hf_medvlm.testing.hub_server import start_hub_server
+
+    start = time.perf_counter()
+    probe = start_hub_server(work / "probe", port=0)
+    start_ms = (time.perf_counter() - start) * 1000
+    probe.stop()
+    print(f"loopback Hub start  : {start_ms:.1f} ms (in process, until the socket accepts connections)")
     server = subprocess.Popen([sys.executable, "-m", "hf_medvlm.testing.hub_server", "--root", str(work / "hub"),
                                "--port", str(PORT)], stdout=subprocess.PIPE, text=True)
     server.stdout.readline()  # "listening on ..." once the socket accepts connections

@@ -124,6 +124,10 @@ def test_stale_shards_are_deleted_when_resharded(hub_server, repo_name, tiny_lla
     model.save_pretrained(tmp_path / "sharded", max_shard_size="3MB")
     push_model(tmp_path / "sharded", repo)
     assert any(f.startswith("model-0000") for f in HfApi().list_repo_files(repo))
+    from hf_medvlm import LlavaMedForConditionalGeneration
+
+    sharded = LlavaMedForConditionalGeneration.from_pretrained(repo)  # index.json + shards resolved from the Hub
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in sharded.state_dict().items())
     model.save_pretrained(tmp_path / "single")
     push_model(tmp_path / "single", repo)
     weights = sorted(f for f in HfApi().list_repo_files(repo) if "safetensors" in f)
@@ -144,6 +148,12 @@ def test_transient_errors_are_retried(hub_server, monkeypatch, tiny_llava_med, t
     repo = repo_name("retry")
     push_model(tmp_path, repo)
     assert "model.safetensors" in HfApi().list_repo_files(repo)
+    # A failed commit request is retried (by the client's own backoff, then ours) without a duplicate commit.
+    commits = hub_server.commit_count(repo)
+    (tmp_path / "extra.txt").write_text("new file")
+    hub_server.fail_next(1, status=503, path_contains=f"/api/models/{repo}/commit/")
+    push_model(tmp_path, repo)
+    assert hub_server.commit_count(repo) == commits + 1
 
     hub_server.fail_next(5, status=500, path_contains="/api/repos/create")
     before = sum(1 for _, path, _ in hub_server.requests if path == "/api/repos/create")
