@@ -289,13 +289,15 @@ def push_model(folder, repo_id: str, *, revision: str | None = None, private: bo
                token: str | None = None, commit_message: str | None = None, card_kwargs: dict | None = None):
     """Upload a `save_pretrained` folder (weights, processor, chat template, generation config, remote code, card).
 
+    A PEFT adapter folder (`adapter_config.json` + `adapter_model.safetensors`, from LoRA training) works too.
     Creates the repo and the `revision` branch if missing. Without a README.md in the folder a card is rendered
     from `card_kwargs` (keywords of `render_model_card`). Returns the `CommitInfo` (a `str`: the commit URL) of the
     last commit, or of the current head when nothing changed.
     """
     folder = Path(folder)
-    if not (folder / "config.json").is_file():
-        raise FileNotFoundError(f"{folder} is not a saved model folder: config.json is missing.")
+    if not (folder / "config.json").is_file() and not (folder / "adapter_config.json").is_file():
+        raise FileNotFoundError(f"{folder} is not a saved model folder: config.json (or a PEFT adapter's "
+                                "adapter_config.json) is missing.")
     files = _local_files(folder, MODEL_IGNORE)
     if not any(f.endswith((".safetensors", ".bin")) for f in files):
         raise FileNotFoundError(f"{folder} has no weights (*.safetensors); save the model with save_pretrained first.")
@@ -408,7 +410,8 @@ def main(argv: list[str] | None = None) -> int:
     folder = Path(args.folder)
     repo_type = args.repo_type
     if repo_type == "auto":
-        repo_type = "model" if (folder / "config.json").is_file() else "dataset"
+        is_model = (folder / "config.json").is_file() or (folder / "adapter_config.json").is_file()
+        repo_type = "model" if is_model else "dataset"
     push = push_model if repo_type == "model" else push_dataset_folder
     info = push(folder, args.repo_id, revision=args.revision, private=args.private,
                 commit_message=args.commit_message)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import os
@@ -174,6 +175,20 @@ def test_unreachable_hub_gives_a_clear_error(hub_server, monkeypatch, tiny_llava
     tiny_llava_med[0].save_pretrained(tmp_path)
     with pytest.raises(HubPushError, match="check your network"):
         push_model(tmp_path, "hf-medvlm-tester/unreachable")
+
+
+def test_peft_adapter_folder_is_pushed(hub_server, repo_name, tiny_llava_med, tmp_path):
+    from peft import LoraConfig, PeftModel, get_peft_model
+
+    base, _ = tiny_llava_med
+    adapted = get_peft_model(copy.deepcopy(base), LoraConfig(r=2, target_modules=["q_proj", "v_proj"]))
+    adapted.save_pretrained(tmp_path / "adapter")
+    repo = repo_name("adapter")
+    push_model(tmp_path / "adapter", repo)
+    assert {"adapter_config.json", "adapter_model.safetensors", "README.md"} <= set(HfApi().list_repo_files(repo))
+    loaded = PeftModel.from_pretrained(copy.deepcopy(base), repo)
+    key = next(k for k in adapted.state_dict() if "lora_A" in k)
+    assert torch.equal(loaded.state_dict()[key], adapted.state_dict()[key])
 
 
 def test_remote_code_importing_the_package_is_refused(tiny_llava_med, tmp_path):
