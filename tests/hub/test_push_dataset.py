@@ -110,7 +110,7 @@ def test_refuses_configs_without_files(tmp_path):
         push_dataset_folder(tmp_path, "hf-medvlm-tester/x", token="t")
 
 
-def test_cli_push_dataset(hub_server, repo_name, tmp_path):
+def test_cli_push_dataset(hub_server, repo_name, tmp_path, monkeypatch, capsys):
     from hf_medvlm.cli import main
 
     _write_folder(tmp_path, {})
@@ -118,6 +118,11 @@ def test_cli_push_dataset(hub_server, repo_name, tmp_path):
     assert main(["push", "--folder", str(tmp_path), "--repo_id", repo]) == 0
     assert len(load_dataset(repo, name="60k", split="train")) == 4
     assert main(["push", "--folder", str(tmp_path / "missing"), "--repo_id", repo]) == 2
+    monkeypatch.delenv("HF_TOKEN")
+    capsys.readouterr()
+    assert main(["push", "--folder", str(tmp_path), "--repo_id", repo]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "set the HF_TOKEN environment variable" in err and "Traceback" not in err and len(err.splitlines()) == 1
 
 
 @pytest.mark.integration
