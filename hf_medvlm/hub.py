@@ -1,4 +1,4 @@
-"""Publishing to the Hugging Face Hub: model folders (weights, processor, remote code, card) and Parquet dataset folders.
+"""Publishing to the Hugging Face Hub: model folders (weights, processor, remote code, card) and Parquet datasets.
 
     from hf_medvlm.hub import push_model, push_dataset_folder, write_model_card
     write_model_card("out/model", repo_id="me/llava-med-tiny", base_models=["microsoft/llava-med-v1.5-mistral-7b"])
@@ -13,6 +13,7 @@ Command line: `hf-medvlm push --folder FOLDER --repo_id REPO_ID` (see `--help`).
 
 from __future__ import annotations
 
+import ast
 import fnmatch
 import json
 import logging
@@ -37,6 +38,8 @@ from huggingface_hub import (
 )
 from huggingface_hub.errors import HfHubHTTPError
 
+from .data.card import require_license
+
 __all__ = [
     "HubPushError",
     "MissingTokenError",
@@ -58,7 +61,9 @@ TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
 MODEL_IGNORE = [".*", "*/.*", "__pycache__/*", "*.pyc", "checkpoint-*/*", "runs/*", "optimizer.pt", "scheduler.pt",
                 "rng_state*.pth", "training_args.bin"]
 # Stale weights on the Hub that a new push must remove (a re-sharded model would otherwise load mixed shards).
-MODEL_WEIGHT_PATTERNS = ["*.safetensors", "*.safetensors.index.json", "pytorch_model*.bin", "pytorch_model*.bin.index.json"]
+MODEL_WEIGHT_PATTERNS = [
+    "*.safetensors", "*.safetensors.index.json", "pytorch_model*.bin", "pytorch_model*.bin.index.json",
+]
 
 
 class HubPushError(RuntimeError):
@@ -115,8 +120,10 @@ def _git_revision() -> str:
 def _as_yaml(config: Any) -> str | None:
     if config is None:
         return None
-    if isinstance(config, (str, Path)) and Path(config).is_file():
+    if isinstance(config, Path) or (isinstance(config, str) and "\n" not in config and Path(config).is_file()):
         return Path(config).read_text().strip()
+    if isinstance(config, str):  # already YAML/JSON text
+        return config.strip()
     if hasattr(config, "to_dict"):
         config = config.to_dict()
     return yaml.safe_dump(json.loads(json.dumps(config, default=str)), sort_keys=False).strip()
@@ -124,12 +131,14 @@ def _as_yaml(config: Any) -> str | None:
 
 def render_model_card(*, repo_id: str | None = None, base_models=(), datasets=(), licenses: dict | None = None,
                       recipe_path=None, resolved_config=None, eval_results: list[dict] | None = None,
-                      summary: str | None = None, license: str | None = None) -> str:
+                      summary: str | None = None, license: str | None = None,
+                      training_results: dict | None = None) -> str:
     """The README.md of a model: Hub metadata (incl. model-index) plus the body from `templates/model_card.md.jinja`.
 
     `base_models` / `datasets`: ids or `{"id", "license"}` dicts; `licenses` maps ids to licences. `resolved_config`
     is a dict, a dataclass with `to_dict()`, or a YAML/JSON file. `eval_results` are `huggingface_hub.EvalResult`
     keyword dicts whose `metric_name` names the protocol. `license` is this model's own licence (default `other`).
+    `training_results` are the trainer's final metrics (e.g. `train_loss`, `train_runtime`, `epoch`).
     """
     licenses = dict(licenses or {})
     base, data = _named(base_models, licenses), _named(datasets, licenses)
@@ -149,6 +158,7 @@ def render_model_card(*, repo_id: str | None = None, base_models=(), datasets=()
         recipe_name=str(recipe_path) if recipe_path else None,
         recipe_text=recipe.read_text().strip() if recipe and recipe.is_file() else None,
         resolved_config=_as_yaml(resolved_config), versions=_package_versions(), git_revision=_git_revision(),
+        training_results=sorted((training_results or {}).items()),
     )
     return str(card)
 
@@ -248,6 +258,15 @@ def _commit_in_batches(api: HfApi, repo_id: str, repo_type: str, revision: str |
     return info
 
 
+def _imports_package(module: Path) -> bool:
+    for node in ast.walk(ast.parse(module.read_text(), filename=str(module))):
+        names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+            [node.module or ""] if isinstance(node, ast.ImportFrom) and node.level == 0 else [])
+        if any(n == "hf_medvlm" or n.startswith("hf_medvlm.") for n in names):
+            return True
+    return False
+
+
 def _check_remote_code(folder: Path) -> None:
     """`auto_map` modules must be in the folder and must not import hf_medvlm (users without it load them)."""
     for name in ("config.json", "processor_config.json", "tokenizer_config.json", "preprocessor_config.json"):
@@ -259,9 +278,9 @@ def _check_remote_code(folder: Path) -> None:
             for ref in [target] if isinstance(target, str) else [t for t in target if t]:
                 module = folder / (ref.split("--")[-1].rsplit(".", 1)[0] + ".py")
                 if not module.is_file():
-                    raise FileNotFoundError(f"{path} maps to remote code {ref!r} but {module.name} is not in {folder}.")
-                text = module.read_text()
-                if "import hf_medvlm" in text or "from hf_medvlm" in text:
+                    raise FileNotFoundError(
+                        f"{path} maps to remote code {ref!r} but {module.name} is not in {folder}.")
+                if _imports_package(module):
                     raise ValueError(f"{module} imports hf_medvlm, so it cannot be loaded with trust_remote_code "
                                      "where hf_medvlm is not installed; use relative imports.")
 
@@ -270,13 +289,15 @@ def push_model(folder, repo_id: str, *, revision: str | None = None, private: bo
                token: str | None = None, commit_message: str | None = None, card_kwargs: dict | None = None):
     """Upload a `save_pretrained` folder (weights, processor, chat template, generation config, remote code, card).
 
+    A PEFT adapter folder (`adapter_config.json` + `adapter_model.safetensors`, from LoRA training) works too.
     Creates the repo and the `revision` branch if missing. Without a README.md in the folder a card is rendered
     from `card_kwargs` (keywords of `render_model_card`). Returns the `CommitInfo` (a `str`: the commit URL) of the
     last commit, or of the current head when nothing changed.
     """
     folder = Path(folder)
-    if not (folder / "config.json").is_file():
-        raise FileNotFoundError(f"{folder} is not a saved model folder: config.json is missing.")
+    if not (folder / "config.json").is_file() and not (folder / "adapter_config.json").is_file():
+        raise FileNotFoundError(f"{folder} is not a saved model folder: config.json (or a PEFT adapter's "
+                                "adapter_config.json) is missing.")
     files = _local_files(folder, MODEL_IGNORE)
     if not any(f.endswith((".safetensors", ".bin")) for f in files):
         raise FileNotFoundError(f"{folder} has no weights (*.safetensors); save the model with save_pretrained first.")
@@ -309,9 +330,7 @@ def _read_card_metadata(folder: Path) -> dict:
 def _check_dataset_card(folder: Path, meta: dict, files: list[str]) -> list[str]:
     """Refuse a card without a licence or with configs whose data files are missing; return all data patterns."""
     readme = folder / "README.md"
-    if not meta.get("license"):
-        raise ValueError(f"{readme} has no `license:`; state the dataset's licence (e.g. `license: cc-by-4.0`) "
-                         "before pushing.")
+    require_license(meta, where=str(readme))
     configs = meta.get("configs")
     if not configs:
         raise ValueError(f"{readme} has no `configs:` list naming each subset's data files.")
@@ -391,7 +410,8 @@ def main(argv: list[str] | None = None) -> int:
     folder = Path(args.folder)
     repo_type = args.repo_type
     if repo_type == "auto":
-        repo_type = "model" if (folder / "config.json").is_file() else "dataset"
+        is_model = (folder / "config.json").is_file() or (folder / "adapter_config.json").is_file()
+        repo_type = "model" if is_model else "dataset"
     push = push_model if repo_type == "model" else push_dataset_folder
     info = push(folder, args.repo_id, revision=args.revision, private=args.private,
                 commit_message=args.commit_message)

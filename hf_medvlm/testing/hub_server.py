@@ -219,6 +219,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._body = None
         status = 500
         try:
+            self.body()  # always consume the body, so an early error reply keeps the keep-alive stream in sync
             self.server.hub.maybe_fail(method, split.path)
             status = self._route(method, [s for s in split.path.split("/") if s != ""])
         except HubError as err:

@@ -81,6 +81,7 @@ def finish_run(trainer, output_dir: str, config: dict, *, base_models, datasets,
         recipe_path=recipe_path,
         resolved_config=config,
         summary=f"Trained with `hf_medvlm.sft` ({config.get('stage')} stage) on TRL's SFTTrainer.",
+        training_results=next((h for h in reversed(trainer.state.log_history) if "train_loss" in h), None),
     )
     if not push_to_hub:
         return None

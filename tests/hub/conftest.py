@@ -21,7 +21,7 @@ def repo_name():
 
 @pytest.fixture(scope="session")
 def big_tiny_model_dir(tmp_path_factory):
-    """A saved tiny LlavaMed (hidden size 48 -> ~12 MB model.safetensors) with processor, chat template, remote code."""
+    """A saved tiny LlavaMed (hidden 48: ~12 MB model.safetensors), processor, chat template, remote code."""
     from hf_medvlm.testing import build_tiny_llava_med
 
     model, processor = build_tiny_llava_med(
