@@ -238,7 +238,7 @@ def _score_note(results: dict) -> str:
 
 
 def _pct(value) -> str:
-    return "n/a" if value is None else f"{100 * value:.1f}"
+    return "n/a" if value is None else f"{value:.1f}"  # results.json reports percentages
 
 
 def _write_model_card(model_dir: Path, args: DemoArguments, out: Path, eval_results: list[dict]) -> None:
