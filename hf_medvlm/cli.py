@@ -13,7 +13,9 @@ import importlib
 import sys
 
 # name -> (module implementing main(argv), one-line summary shown by `hf-medvlm --help`)
-COMMANDS: dict[str, tuple[str, str]] = {}
+COMMANDS: dict[str, tuple[str, str]] = {
+    "prepare": ("hf_medvlm.data.prepare", "convert a raw release (LLaVA-Med, PubMedVision, BioMed-VITAL, VQA sets) to Parquet"),
+}
 
 USAGE = """usage: hf-medvlm <command> [options]   (hf-medvlm <command> --help for details)
 
