@@ -247,8 +247,11 @@ def prepare(source: str, args: PrepareArguments) -> dict:
     counter = SkipCounter()
     records = itertools.islice(iter_records(args.input_path), args.limit)
     rows = iter_valid(records, _converter(spec, args, config, split), on_error=args.on_error, counter=counter)
-    counts = write_dataset_folder(args.output_dir, config, split, rows, spec.features,
-                                  rows_per_shard=args.rows_per_shard, default=args.default_config)
+    try:
+        counts = write_dataset_folder(args.output_dir, config, split, rows, spec.features,
+                                      rows_per_shard=args.rows_per_shard, default=args.default_config)
+    except ValueError as err:
+        raise ValueError(f"{err}; {counter.summary()}") from err
     counts["skipped"] = counter.as_dict()
     report = _record_skips(Path(args.output_dir), config, split, counts["skipped"])
     _card(Path(args.output_dir), source, spec, report, args.hub_repo_id)
@@ -286,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
     counts = prepare(source, args)
     if args.push_to_hub:
         print(f"pushed to {_push(args)}", file=sys.stderr)
-    return 0 if counts["num_rows"] or not counts["skipped"] else 1
+    return 0
 
 
 if __name__ == "__main__":
