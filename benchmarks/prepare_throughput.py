@@ -54,11 +54,14 @@ CHILD = """
 import resource, sys, time, json
 from hf_medvlm.data.prepare import PrepareArguments, prepare
 args = PrepareArguments(input_path=sys.argv[1], image_root=sys.argv[2], output_dir=sys.argv[3], config_name="60k")
+import psutil
+baseline = psutil.Process().memory_info().rss / 2**20  # after importing datasets/transformers/pyarrow
 start = time.perf_counter()
 counts = prepare("llava_med_instruct", args)
 elapsed = time.perf_counter() - start
 print(json.dumps({"rows": counts["num_rows"], "shards": counts["num_shards"], "seconds": elapsed,
-                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                  "baseline_rss_mb": baseline}))
 """
 
 
@@ -81,10 +84,10 @@ def main() -> int:
         work = Path(tmp)
         images = make_image_pool(work / "images")
         rows = [(n, run_size(n, work, images)) for n in args.sizes]
-    print(f"\n{'records':>8} {'raw MB':>7} {'shards':>6} {'seconds':>8} {'records/s':>10} {'peak RSS MB':>12}")
+    print(f"\n{'records':>8} {'raw MB':>7} {'shards':>6} {'seconds':>8} {'records/s':>10} {'RSS after imports MB':>20} {'peak RSS MB':>12}")
     for n, s in rows:
         print(f"{n:>8} {s['raw_mb']:>7.1f} {s['shards']:>6} {s['seconds']:>8.1f} {n / s['seconds']:>10.0f} "
-              f"{s['peak_rss_mb']:>12.0f}")
+              f"{s['baseline_rss_mb']:>20.0f} {s['peak_rss_mb']:>12.0f}")
     (small_n, small), (big_n, big) = rows
     growth = big["peak_rss_mb"] / small["peak_rss_mb"]
     verdict = "flat" if growth < 1.15 else "GROWS"

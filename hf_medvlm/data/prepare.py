@@ -192,6 +192,7 @@ class PrepareArguments:
     config_name: str | None = field(default=None, metadata={"help": "Config (subset) to write; default: the source's first."})
     split: str | None = field(default=None, metadata={"help": "Split name; default: train for training sources, test for benchmarks."})
     image_root: str | None = field(default=None, metadata={"help": "Folder image paths are relative to; default: the raw file's folder."})
+    raw_format: str = field(default="native", metadata={"help": "vqa_rad/slake/path_vqa only: 'llava_med' reads LLaVA-Med's VQA files (train.json/test.json with answer_type and conversations) instead of the dataset's own release.", "choices": ["native", "llava_med"]})
     on_error: str = field(default="raise", metadata={"help": "What to do with a bad record: raise, or skip and count it by reason.", "choices": ["raise", "skip"]})
     verify_images: bool = field(default=True, metadata={"help": "Fully decode every image and treat failures as bad records."})
     rows_per_shard: int = field(default=DEFAULT_ROWS_PER_SHARD, metadata={"help": "Rows per Parquet shard."})
@@ -204,12 +205,16 @@ class PrepareArguments:
 
 def _converter(spec: SourceSpec, args: PrepareArguments, config: str, split: str) -> Callable:
     resolver = cv.ImageResolver(args.image_root or Path(args.input_path).parent, verify=args.verify_images)
-    kwargs = dict(spec.configs[config])
-    if spec.convert is cv.convert_vqa_rad:
+    kwargs, convert_one = dict(spec.configs[config]), spec.convert
+    if args.raw_format == "llava_med":
+        if spec.features is not EVAL_FEATURES or spec.convert is cv.convert_pmc_vqa:
+            raise ValueError("--raw_format llava_med applies to vqa_rad, slake and path_vqa only")
+        kwargs, convert_one = {"source": next(k for k, v in SOURCES.items() if v is spec)}, cv.convert_llava_vqa
+    elif spec.convert is cv.convert_vqa_rad:
         kwargs["split"] = split
 
     def convert(raw: dict):
-        row = spec.convert(raw, resolver, **kwargs)
+        row = convert_one(raw, resolver, **kwargs)
         return spec.validate(row) if row is not None and spec.validate else row
 
     return convert

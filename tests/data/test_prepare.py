@@ -234,6 +234,19 @@ def test_pmc_vqa_csv_multiple_choice(tmp_path):
     assert ds[0]["answer"] == "MRI"
 
 
+def test_llava_med_vqa_format(tmp_path):
+    write_jpeg(tmp_path / "images" / "test" / "test_0001.jpg")
+    rows = [{"id": 11, "image": "test/test_0001.jpg", "answer_type": "CLOSED", "question_type": "PRES",
+             "conversations": [_human("Is there effusion?\n<image>"), _gpt("no")]},
+            {"id": 12, "image": "test/test_0001.jpg", "answer_type": "OPEN", "question_type": "ORGAN",
+             "conversations": [_human("<image>\nWhere is this?"), _gpt("urinary")]}]
+    (tmp_path / "test.json").write_text(json.dumps(rows))
+    main(["vqa_rad", "--raw_format", "llava_med", "--input_path", str(tmp_path / "test.json"), "--image_root",
+          str(tmp_path / "images"), "--output_dir", str(tmp_path / "out")])
+    ds = load_dataset(str(tmp_path / "out"), split="test")
+    assert ds["question"] == ["Is there effusion?", "Where is this?"] and ds["answer_type"] == ["closed", "open"]
+
+
 @pytest.mark.integration
 def test_dataset_script_runs_as_a_script(llava_instruct_raw, tmp_path, repo_root):
     raw, images = llava_instruct_raw
