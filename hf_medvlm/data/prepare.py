@@ -7,6 +7,7 @@ validated, and written in shards; bad records raise or, with `--on_error skip`, 
 
 from __future__ import annotations
 
+import argparse
 import csv
 import itertools
 import json
@@ -288,8 +289,8 @@ def main(argv: list[str] | None = None) -> int:
     source, rest = argv[0], argv[1:]
     if source not in SOURCES:
         raise ValueError(f"unknown source {source!r}; expected one of {sorted(SOURCES)}")
-    parser = HfArgumentParser(PrepareArguments, prog=f"hf-medvlm prepare {source}", epilog=EPILOG)
-    parser.formatter_class = __import__("argparse").RawDescriptionHelpFormatter
+    parser = HfArgumentParser(PrepareArguments, prog=f"hf-medvlm prepare {source}", epilog=EPILOG,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
     (args,) = parser.parse_args_into_dataclasses(rest)
     counts = prepare(source, args)
     if args.push_to_hub:
