@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import io
 import json
 import subprocess
 import sys
@@ -204,7 +203,6 @@ def test_slake_keeps_english_only(tmp_path):
 
 
 def test_path_vqa_parquet_closed_is_yes_no(tmp_path):
-    image = io.BytesIO()
     write_jpeg(tmp_path / "p.jpg")
     image = (tmp_path / "p.jpg").read_bytes()
     table = pa.table({"image": [{"bytes": image, "path": None}] * 3,
