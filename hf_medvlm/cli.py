@@ -14,6 +14,8 @@ import sys
 
 # name -> (module implementing main(argv), one-line summary shown by `hf-medvlm --help`)
 COMMANDS: dict[str, tuple[str, str]] = {
+    "fetch-images": ("hf_medvlm.data.fetch_images", "download PMC OA tarballs and extract the figures a dataset needs"),
+    "prepare": ("hf_medvlm.data.prepare", "convert a raw release (LLaVA-Med, PubMedVision, BioMed-VITAL, VQA sets) to Parquet"),
     "eval": ("hf_medvlm.evaluate", "generate and score answers on a medical VQA benchmark (named protocols)"),
     "push": ("hf_medvlm.hub", "upload a saved model folder or a Parquet dataset folder to the Hub"),
     "convert": (

@@ -124,7 +124,10 @@ def write_dataset_card(
     tags: list[str] | None = None, task_categories: list[str] | None = None, language: list[str] | None = None,
     skipped: dict | None = None, notes: list[str] | None = None, repo_id: str | None = None,
 ) -> Path:
-    """Write README.md for a folder made by `write_dataset_folder`, keeping its `configs:` and `dataset_info:`."""
+    """Write README.md for a folder made by `write_dataset_folder`, keeping its `configs:` and `dataset_info:`.
+
+    `skipped` maps `"config/split"` to `{reason: count}` for the records left out while building.
+    """
     folder = Path(folder)
     metadata, _ = read_card(folder)
     metadata.update({"license": license, "pretty_name": pretty_name})

@@ -26,6 +26,7 @@ __all__ = [
     "DOMAINS",
     "TRAINING_FEATURES",
     "EVAL_FEATURES",
+    "QA50_FEATURES",
     "SKIP_REASONS",
     "IMAGE_TOKEN",
     "RecordError",
@@ -69,6 +70,24 @@ EVAL_FEATURES = Features(
         "question_type": Value("string"),
         "options": List(Value("string")),
         "answer_label": Value("string"),
+    }
+)
+
+# LLaVA-Med's qa50 chat-evaluation set (judged against the GPT-4 answer; images are not in the public URL list).
+QA50_FEATURES = Features(
+    {
+        "id": Value("string"),
+        "source": Value("string"),
+        "image": Image(),
+        "image_name": Value("string"),
+        "pair_id": Value("string"),
+        "question": Value("string"),
+        "gpt4_answer": Value("string"),
+        "fig_caption": Value("string"),
+        "fig_label": Value("string"),
+        "in_text_mention": Value("string"),
+        "domain": Value("string"),
+        "type": Value("string"),
     }
 )
 

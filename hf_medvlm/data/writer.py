@@ -70,9 +70,11 @@ class _ShardedParquetWriter:
             self.writer = None
 
     def finish(self) -> list[Path]:
-        if not self.paths:  # an empty split still gets one (empty) shard so that the config loads
-            self._open_next()
         self.close()
+        if not self.num_rows:  # `datasets` cannot load an empty split, so writing one would only hide a problem
+            self.abort()
+            raise ValueError(f"{self.config_dir.name}/{self.split}: no rows to write (were all records skipped or "
+                             "filtered out?); nothing was written")
         for stale in self.config_dir.glob(f"{self.split}-*-of-*.parquet"):
             stale.unlink()
         final = []
@@ -142,7 +144,7 @@ def write_dataset_folder(
 
     Rows are plain dicts matching `features` (images as PIL images, file paths or `{"bytes", "path"}`). Existing
     shards of the same config and split are replaced only once the new ones are complete; other configs and splits
-    are kept. Returns `{"config_name", "split", "num_rows", "num_shards", "num_bytes", "files"}`.
+    are kept. An empty `rows` raises `ValueError` (nothing is written). Returns `{"config_name", "split", "num_rows", "num_shards", "num_bytes", "files"}`.
     """
     _validate_names(config_name, split)
     output_dir = Path(output_dir)
