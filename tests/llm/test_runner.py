@@ -145,3 +145,17 @@ def test_killed_run_resumes_without_resending_answered_requests(openai_server, t
     assert report.skipped == len(answered_first) and report.done == 40 - len(answered_first)
     lines = output.read_text().splitlines()
     assert len(lines) == 40 and len({json.loads(line)["id"] for line in lines}) == 40
+
+
+def test_a_dead_endpoint_stops_the_run_early(tmp_path):
+    from hf_medvlm.llm import ChatBackendError
+    from hf_medvlm.testing.openai_server import start_openai_server
+
+    server = start_openai_server()
+    server.stop()
+    backend = OpenAIChatBackend(server.url, model="m", max_retries=0)
+    with pytest.raises(ChatBackendError, match="stopping after 5 failed requests in a row"):
+        run_requests(_jobs(200), backend, output_path=tmp_path / "out.jsonl", concurrency=1,
+                     max_consecutive_failures=5, progress=False)
+    saved = json.loads((tmp_path / "out.report.json").read_text())
+    assert saved["failed"] == 5 and saved["done"] == 0
