@@ -158,4 +158,5 @@ def test_a_dead_endpoint_stops_the_run_early(tmp_path):
         run_requests(_jobs(200), backend, output_path=tmp_path / "out.jsonl", concurrency=1,
                      max_consecutive_failures=5, progress=False)
     saved = json.loads((tmp_path / "out.report.json").read_text())
-    assert saved["failed"] == 5 and saved["done"] == 0
+    # The 5th failure stops it; jobs already queued (at most 2 x concurrency) may also have failed by then.
+    assert 5 <= saved["failed"] <= 7 and saved["done"] == 0
