@@ -120,12 +120,13 @@ KILLED_RUN = textwrap.dedent("""
 
 
 def test_killed_run_resumes_without_resending_answered_requests(openai_server, tmp_path):
-    openai_server.responder = lambda body: Reply.slow(f"answer to {message_texts(body['messages'])[-1]}", 0.05)
+    openai_server.responder = lambda body: Reply.slow(f"answer to {message_texts(body['messages'])[-1]}", 0.2)
     output, cache = tmp_path / "out.jsonl", tmp_path / "cache"
     process = subprocess.Popen([sys.executable, "-c", KILLED_RUN, openai_server.url, str(output), str(cache)],
                                env=os.environ.copy())
-    deadline = time.time() + 30
-    while time.time() < deadline and (not output.exists() or len(output.read_text().splitlines()) < 12):
+    deadline = time.time() + 300  # importing hf_medvlm (transformers, torch) is slow on a busy machine
+    while time.time() < deadline and process.poll() is None and (
+            not output.exists() or len(output.read_text().splitlines()) < 12):
         time.sleep(0.01)
     process.send_signal(signal.SIGKILL)
     process.wait()
