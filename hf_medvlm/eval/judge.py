@@ -59,10 +59,10 @@ def load_judge_prompt(name: str) -> dict[str, str]:
 
 
 def _row_id(row: Mapping, where: str) -> str:
-    for key in ("question_id", "id"):
+    for key in ("id", "question_id"):  # the eval schema's `id` first, as `hf_medvlm.eval.benchmark` does
         if row.get(key) is not None:
             return str(row[key])
-    raise ValueError(f"{where}: record has no 'question_id' or 'id' field.")
+    raise ValueError(f"{where}: record has no 'id' or 'question_id' field.")
 
 
 def _field(row: Mapping, keys: tuple[str, ...], where: str) -> Any:
@@ -299,12 +299,22 @@ def combine_orders(first: str | None, second: str | None) -> str | None:
     return "inconsistent"
 
 
-def _win_rate_jobs(questions, ids, text_a, text_b, with_images):
+def _question_image(question: Mapping, qid: str, images: Mapping | None):
+    image = images.get(qid) if images is not None else question.get("image")
+    if isinstance(image, (list, tuple)):  # several images: the judge layout has room for one; use the first
+        image = image[0] if image else None
+    if isinstance(image, (str, Path)) and not Path(image).is_file():
+        raise ValueError(f"question {qid!r}: image {str(image)!r} is not a file; pass resolved images "
+                         "(images={id: PIL image}) or with_images=False to judge on text only.")
+    return image
+
+
+def _win_rate_jobs(questions, ids, text_a, text_b, with_images, images):
     for question, qid in zip(questions, ids):
         where = f"question {qid!r}"
         q_text = _field(question, ("question", "text"), where)
         reference = _field(question, ("answer", "gpt4_answer"), where)
-        image = question.get("image") if with_images else None
+        image = _question_image(question, qid, images) if with_images else None
         yield f"{qid}::AB", ChatRequest(build_win_rate_messages(q_text, reference, text_a[qid], text_b[qid], image))
         yield f"{qid}::BA", ChatRequest(build_win_rate_messages(q_text, reference, text_b[qid], text_a[qid], image))
 
@@ -319,11 +329,13 @@ def win_rate(
     model_a: str = "A",
     model_b: str = "B",
     with_images: bool = True,
+    images: Mapping | None = None,
     concurrency: int = 8,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Pairwise win rate of `answers_a` over `answers_b` with the reference answer (eval-schema rows: `id`,
-    `question`, `answer`, optional `image`); each question judged in both orders. Writes `win_rate_judge.jsonl`
+    `question`, `answer`, optional `image`; or `images={id: image}` with already-loaded images); each question
+    judged in both orders. Writes `win_rate_judge.jsonl`
     (raw, resumable), `win_rate_judgements.jsonl` and `win_rate.json` into `output_dir`; returns the summary."""
     questions = list(questions)
     ids = [_row_id(q, f"question {i}") for i, q in enumerate(questions)]
@@ -331,7 +343,7 @@ def win_rate(
     text_b = answers_by_id(answers_b, ids, name=f"answers of {model_b}")
     output_dir = Path(output_dir)
     raw_path = output_dir / "win_rate_judge.jsonl"
-    jobs = list(_win_rate_jobs(questions, ids, text_a, text_b, with_images))
+    jobs = list(_win_rate_jobs(questions, ids, text_a, text_b, with_images, images))
     report = run_requests(jobs, backend, output_path=raw_path, concurrency=concurrency, desc="win-rate judge",
                           progress=progress)
     results = read_results(raw_path)

@@ -244,3 +244,19 @@ def test_win_rate_counts_unparseable_and_resumes_without_resending(openai_server
     assert len(openai_server.chat_requests()) == 16  # 8 questions x 2 orders, none sent twice
     assert summary["run"]["skipped"] == 8 and summary["unparseable"]["count"] == 1
     assert summary["wins"] + summary["ties"] + summary["losses"] == 7
+
+
+def test_win_rate_images_are_sent_and_a_missing_image_is_a_clear_error(openai_server, tmp_path):
+    openai_server.responder = _fair_judge
+    backend = OpenAIChatBackend(openai_server.url, model="judge")
+    questions = [dict(q, image="missing/q.jpg") for q in WR_QUESTIONS[2:4]]
+    answers = ({k: GOOD[k] for k in ("q2", "q3")}, {k: BAD[k] for k in ("q2", "q3")})
+    with pytest.raises(ValueError, match="question 'q2': image 'missing/q.jpg' is not a file"):
+        win_rate(questions, *answers, backend, tmp_path, progress=False)
+    images = {"q2": make_rgb_image(seed=2), "q3": [make_rgb_image(seed=3)]}
+    summary = win_rate(questions, *answers, backend, tmp_path, images=images, progress=False)
+    assert summary["wins"] == 2
+    parts = [r.body["messages"][1]["content"] for r in openai_server.chat_requests()]
+    assert all(p[0]["image_url"]["url"].startswith("data:image/png;base64,") for p in parts) and len(parts) == 4
+    text_only = win_rate(questions, *answers, backend, tmp_path / "text", with_images=False, progress=False)
+    assert text_only["wins"] == 2 and isinstance(openai_server.chat_requests()[-1].body["messages"][1]["content"], str)

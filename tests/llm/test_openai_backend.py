@@ -190,3 +190,18 @@ def test_parse_retry_after_forms():
     assert parse_retry_after({"retry-after-ms": "250", "retry-after": "3"}) == 0.25
     assert parse_retry_after({"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"}) == 0.0  # a date in the past
     assert parse_retry_after({}) is None and parse_retry_after({"retry-after": "soon"}) is None
+
+
+def test_endpoint_arguments_parse_and_build_a_backend(openai_server, monkeypatch, tmp_path):
+    from transformers import HfArgumentParser
+
+    from hf_medvlm.llm import ChatEndpointArguments
+
+    monkeypatch.setenv("MY_JUDGE_KEY", "secret")
+    (args,) = HfArgumentParser(ChatEndpointArguments).parse_args_into_dataclasses(
+        ["--llm_base_url", openai_server.url, "--llm_model", "judge", "--llm_api_key_env", "MY_JUDGE_KEY",
+         "--llm-cache-dir", str(tmp_path), "--llm_prompt_price_per_million", "1.5"])
+    backend = args.build_backend()
+    backend.complete(_request())
+    assert openai_server.chat_requests()[0].headers["authorization"] == "Bearer secret"
+    assert backend.cache is not None and backend.estimate_cost(1_000_000, 0) == 1.5

@@ -120,12 +120,13 @@ KILLED_RUN = textwrap.dedent("""
 
 
 def test_killed_run_resumes_without_resending_answered_requests(openai_server, tmp_path):
-    openai_server.responder = lambda body: Reply.slow(f"answer to {message_texts(body['messages'])[-1]}", 0.05)
+    openai_server.responder = lambda body: Reply.slow(f"answer to {message_texts(body['messages'])[-1]}", 0.2)
     output, cache = tmp_path / "out.jsonl", tmp_path / "cache"
     process = subprocess.Popen([sys.executable, "-c", KILLED_RUN, openai_server.url, str(output), str(cache)],
                                env=os.environ.copy())
-    deadline = time.time() + 30
-    while time.time() < deadline and (not output.exists() or len(output.read_text().splitlines()) < 12):
+    deadline = time.time() + 300  # importing hf_medvlm (transformers, torch) is slow on a busy machine
+    while time.time() < deadline and process.poll() is None and (
+            not output.exists() or len(output.read_text().splitlines()) < 12):
         time.sleep(0.01)
     process.send_signal(signal.SIGKILL)
     process.wait()
@@ -145,3 +146,18 @@ def test_killed_run_resumes_without_resending_answered_requests(openai_server, t
     assert report.skipped == len(answered_first) and report.done == 40 - len(answered_first)
     lines = output.read_text().splitlines()
     assert len(lines) == 40 and len({json.loads(line)["id"] for line in lines}) == 40
+
+
+def test_a_dead_endpoint_stops_the_run_early(tmp_path):
+    from hf_medvlm.llm import ChatBackendError
+    from hf_medvlm.testing.openai_server import start_openai_server
+
+    server = start_openai_server()
+    server.stop()
+    backend = OpenAIChatBackend(server.url, model="m", max_retries=0)
+    with pytest.raises(ChatBackendError, match="stopping after 5 failed requests in a row"):
+        run_requests(_jobs(200), backend, output_path=tmp_path / "out.jsonl", concurrency=1,
+                     max_consecutive_failures=5, progress=False)
+    saved = json.loads((tmp_path / "out.report.json").read_text())
+    # The 5th failure stops it; jobs already queued (at most 2 x concurrency) may also have failed by then.
+    assert 5 <= saved["failed"] <= 7 and saved["done"] == 0
