@@ -158,6 +158,8 @@ def padded_vocab_size(n: int, multiple: int = 64) -> int:
 def read_original_config(path: str | Path, **hub_kwargs) -> tuple[dict, str]:
     """The original `config.json` as a dict and its path; raises naming the file when it is not an original layout."""
     config_file = cached_file(str(path), "config.json", **hub_kwargs)
+    if config_file is None:
+        raise FileNotFoundError(f"{Path(path) / 'config.json'}: not found (is this an original LLaVA-Med checkpoint?)")
     with open(config_file, encoding="utf-8") as reader:
         config = json.load(reader)
     if config.get("model_type") not in ORIGINAL_MODEL_TYPES:
@@ -332,6 +334,9 @@ class LlavaMedOriginalForConditionalGeneration(LlavaMedForConditionalGeneration)
             **kwargs,
         )
         _raise_on_load_problems(path, info, vision_tower is not None)
+        # Forget the original-layout renames, so save_pretrained writes the LlavaMed layout instead of reverting.
+        if hasattr(model, "_weight_conversions"):
+            del model._weight_conversions
         grow_vocab(model, final.text_config.vocab_size)
         if vision_tower is not None:
             load_vision_tower_into(model, vision_tower)
