@@ -102,6 +102,9 @@ class CheckpointReader:
 
     def _open(self, shard: str):
         if shard not in self._handles:
+            # Keep one shard open at a time: a memory-mapped shard's touched pages count as resident memory until it
+            # is closed, so holding every shard open would grow RSS to the whole checkpoint.
+            self._handles.clear()
             path = self.directory / shard
             try:
                 if shard.endswith(".safetensors"):
@@ -250,7 +253,8 @@ def write_safetensors_streaming(path: Path, names: list[str], shapes: dict, dtyp
             tensor = produce(name)
             if tuple(tensor.shape) != tuple(shapes[name]) or tensor.dtype != dtypes[name]:
                 raise RuntimeError(f"internal error: {name} produced {tensor.shape}/{tensor.dtype}")
-            out.write(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+            if tensor.numel():
+                out.write(memoryview(tensor.view(torch.uint8).numpy()))  # no extra copy of the tensor
             del tensor
 
 
