@@ -338,3 +338,16 @@ def test_real_v15_checkpoint_loads_directly():
     assert enc["input_ids"].eq(model.config.image_token_index).sum() == 576
     out = model.generate(**enc.to(model.dtype), max_new_tokens=8, do_sample=False)
     assert out.shape[1] > enc["input_ids"].shape[1]
+
+
+@pytest.mark.integration
+def test_push_to_hub_uploads_the_converted_folder(originals, tmp_path, hub_server, capsys):
+    from huggingface_hub import HfApi
+
+    out = tmp_path / "pushed"
+    assert convert_main(["--input_dir", str(originals["root"] / "v1.5"), "--output_dir", str(out),
+                         "--push_to_hub", "tester/llava-med-v1.5-hf"]) == 0
+    files = set(HfApi().list_repo_files("tester/llava-med-v1.5-hf"))
+    assert {"config.json", "model.safetensors", "processor_config.json", "generation_config.json",
+            "modeling_llava_med.py", "README.md"} <= files
+    assert "pushed to" in capsys.readouterr().out

@@ -448,7 +448,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.push_to_hub:
         from hf_medvlm.hub import push_model
 
-        url = push_model(summary["output_dir"], args.push_to_hub)
+        card = {"summary": f"LLaVA-Med ({summary['source']}) converted to {summary['format']} format with "
+                           f"`hf-medvlm convert` from `{Path(args.input_dir).name}`."}
+        url = push_model(summary["output_dir"], args.push_to_hub, card_kwargs=card)
         print(f"pushed to {url}")
     return 0
 
