@@ -102,6 +102,9 @@ def build_original(directory: Path, version: str, clip_dir: Path, seed: int = 0,
     config = _original_config(v1, vocab, str(clip_dir))
     (directory / "config.json").write_text(json.dumps(config, indent=2))
     tok.save_pretrained(directory)
+    # As in the original repos: tokenizer_config names the slow LLaMA class (LlavaMed v1.5 ships LlamaTokenizer).
+    tok_config = json.loads((directory / "tokenizer_config.json").read_text())
+    (directory / "tokenizer_config.json").write_text(json.dumps(tok_config | {"tokenizer_class": "LlamaTokenizer"}))
     return {"state": state, "lm": lm, "tower": tower, "tokenizer": tok, "config": config, "version": version}
 
 

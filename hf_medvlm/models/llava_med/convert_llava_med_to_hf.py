@@ -375,14 +375,25 @@ def save_side_files(folder: Path, args: ConvertArguments, config: LlavaMedConfig
             vision_feature_select_strategy=processor.vision_feature_select_strategy,
             chat_template=processor.chat_template, num_additional_image_tokens=processor.num_additional_image_tokens,
         ).save_pretrained(folder)
+        _keep_tokenizer_json_verbatim(folder)
         return
     config.dtype = dtype_name
     config.architectures = ["LlavaMedForConditionalGeneration"]
     config.save_pretrained(folder)
     processor.save_pretrained(folder)
+    _keep_tokenizer_json_verbatim(folder)
     # Remote code, so the checkpoint loads with trust_remote_code=True where hf_medvlm is not installed.
     with torch.device("meta"):
         custom_object_save(LlavaMedForConditionalGeneration(config), folder, config=config)
+
+
+def _keep_tokenizer_json_verbatim(folder: Path) -> None:
+    # LlamaTokenizer rebuilds its pre-tokenizer on load and would undo `match_original_chunking`; the generic fast
+    # class loads tokenizer.json exactly as written, so the saved checkpoint tokenises like the original.
+    path = folder / "tokenizer_config.json"
+    config = json.loads(path.read_text())
+    config["tokenizer_class"] = "PreTrainedTokenizerFast"
+    path.write_text(json.dumps(config, indent=2, ensure_ascii=False))
 
 
 _LLAVA_FIELDS = (

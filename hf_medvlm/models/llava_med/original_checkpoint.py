@@ -250,8 +250,23 @@ def add_original_tokens(tokenizer) -> dict[str, int]:
     return added
 
 
+def match_original_chunking(tokenizer) -> None:
+    """Prefix every text segment between special tokens with the SentencePiece space marker, as the original does.
+
+    The original tokenises the text around each image separately (`tokenizer_image_token`), so every chunk starts a
+    new SentencePiece "sentence" (`"<image>\nQ"` -> `▁`, `\n`, ...). transformers 5's LlamaTokenizer prefixes only
+    the first segment, which drops that `▁` after each image; `prepend_scheme="always"` restores the original ids.
+    """
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    pre = getattr(backend, "pre_tokenizer", None)
+    if pre is not None and type(pre).__name__ == "Metaspace" and pre.prepend_scheme == "first":
+        pre.prepend_scheme = "always"
+        backend.pre_tokenizer = pre
+
+
 def processor_from_original(tokenizer, config: LlavaMedConfig, original: dict) -> LlavaMedProcessor:
     """CLIP preprocessing at the tower's resolution + the original tokenizer + the version's chat template."""
+    match_original_chunking(tokenizer)
     v1 = original["model_type"] == "llava"
     wrap = v1 and original.get("mm_use_im_start_end", False)
     return LlavaMedProcessor.from_tokenizer(
