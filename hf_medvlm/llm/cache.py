@@ -6,6 +6,7 @@ place: concurrent threads and processes can share a cache directory, and a kille
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import tempfile
@@ -32,8 +33,11 @@ class ResponseCache:
             return None
         except (OSError, json.JSONDecodeError):
             return None  # an unreadable entry is a miss; the fresh reply overwrites it
-        data["cached"] = True
-        return ChatResponse(**data)
+        known = {f.name for f in dataclasses.fields(ChatResponse)}
+        try:
+            return ChatResponse(**{**{k: v for k, v in data.items() if k in known}, "cached": True})
+        except TypeError:
+            return None  # an entry from an incompatible version is a miss
 
     def put(self, key: str, response: ChatResponse) -> None:
         path = self._path(key)

@@ -19,7 +19,7 @@ from typing import Any, Iterable
 
 from tqdm.auto import tqdm
 
-from .types import ChatRequest, ChatResponse, request_key
+from .types import ChatBackendError, ChatRequest, ChatResponse, request_key
 
 __all__ = ["RunReport", "run_requests", "read_results"]
 
@@ -101,9 +101,11 @@ def _check_resumable(path: Path, job_id: str, key: str, row: dict[str, Any]) -> 
 class _Writer:
     """Appends result rows and keeps the report's counts; runs on the calling thread only."""
 
-    def __init__(self, path: Path, report: RunReport, backend, bar):
+    def __init__(self, path: Path, report: RunReport, bar, max_consecutive_failures: int | None):
         self.file = open(path, "a", encoding="utf-8")
-        self.report, self.backend, self.bar = report, backend, bar
+        self.report, self.bar = report, bar
+        self.max_consecutive_failures = max_consecutive_failures
+        self.consecutive_failures = 0
 
     def record(self, job_id: str, key: str, future) -> None:
         try:
@@ -112,7 +114,14 @@ class _Writer:
             self.report.failed += 1
             self.report.failures.append({"id": job_id, "error": f"{type(err).__name__}: {err}"})
             logger.warning("request %r failed: %s", job_id, err)
+            self.consecutive_failures += 1
+            if self.max_consecutive_failures and self.consecutive_failures >= self.max_consecutive_failures:
+                raise ChatBackendError(
+                    f"stopping after {self.consecutive_failures} failed requests in a row (is the endpoint up?); "
+                    f"last error: {type(err).__name__}: {err}"
+                ) from err
         else:
+            self.consecutive_failures = 0
             self.file.write(json.dumps(_result_row(job_id, key, response), ensure_ascii=False) + "\n")
             self.file.flush()
             self.report.done += 1
@@ -143,6 +152,7 @@ def run_requests(
     desc: str | None = None,
     report_path: str | os.PathLike | None = None,
     progress: bool = True,
+    max_consecutive_failures: int | None = 20,
 ) -> RunReport:
     """Send `(id, ChatRequest)` jobs through `backend.complete` with `concurrency` threads, appending
     `{"id", "text", "prompt_tokens", "completion_tokens", "model", "cached", ...}` rows to `output_path` (JSONL).
@@ -150,6 +160,8 @@ def run_requests(
     Ids already in the file are skipped (resume). An id answered earlier for a different request is an error rather
     than a silently stale answer. Failed requests are counted in the report (not written), so a rerun retries them.
     The report is also written to `report_path` (default: `<output stem>.report.json` beside the output).
+    After `max_consecutive_failures` failures in a row (a dead endpoint, a bad key) the run stops with
+    `ChatBackendError` instead of grinding through every job; answers received so far are kept.
     """
     if concurrency < 1:
         raise ValueError(f"concurrency must be at least 1, got {concurrency}.")
@@ -160,7 +172,7 @@ def run_requests(
     total = len(jobs) if hasattr(jobs, "__len__") else None
     start = time.perf_counter()
     bar = tqdm(total=total, desc=desc or "chat requests", unit="req", disable=not progress, dynamic_ncols=True)
-    writer = _Writer(path, report, backend, bar)
+    writer = _Writer(path, report, bar, max_consecutive_failures)
     pending: dict = {}
     seen: set[str] = set()
     pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="chat")
@@ -179,8 +191,11 @@ def run_requests(
         _drain(pending, writer, until=0)
     finally:
         # On an interrupt, keep every reply that already arrived; requests not yet started are never sent.
-        for future in [f for f in pending if f.done()]:
-            writer.record(*pending.pop(future), future)
+        try:
+            for future in [f for f in pending if f.done()]:
+                writer.record(*pending.pop(future), future)
+        except ChatBackendError:
+            pass  # already stopping; the first error is the one raised
         pool.shutdown(wait=False, cancel_futures=True)
         writer.close()
         bar.close()

@@ -10,7 +10,7 @@ import base64
 import hashlib
 import io
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -51,7 +51,6 @@ class ChatResponse:
     model: str | None = None
     cached: bool = False
     finish_reason: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
