@@ -78,7 +78,7 @@ class PickArguments:
     score_column: str = field(default="selection_score", metadata={"help": "Column holding the scores."})
     percents: str = field(default="10,50,80", metadata={"help": "Comma-separated top-K percentages to write."})
     strategy: str = field(default="global", metadata={
-        "help": "global = top K% over all samples (the released code); clusters = equal share of top-ranked samples "
+        "help": "global = top K percent over all samples (the released code); clusters = equal share of top-ranked samples "
                 "from each K-means cluster (the paper text)."})
     num_clusters: int = field(default=10, metadata={"help": "K-means clusters for strategy=clusters."})
     features_column: str = field(default="selection_features", metadata={"help": "Features for clustering."})

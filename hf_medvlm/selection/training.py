@@ -49,12 +49,11 @@ class SelectorTrainingArguments(TrainingArguments):
     freeze_text_encoder: bool = field(default=False, metadata={"help": "Freeze the text tower and projection."})
     max_text_length: int = field(default=256, metadata={
         "help": "Truncate encoded texts to this many tokens (BiomedCLIP's context length is 256; CLIP's is 77)."})
-    # Defaults that differ from TrainingArguments: the collator needs the raw pair columns, and we report nothing
-    # unless asked. Learning rate 1e-5 and 6 epochs as the released code (the paper says 1e-4).
+    # Defaults that differ from TrainingArguments: the collator needs the raw pair columns.
+    # Learning rate 1e-5 and 6 epochs as the released code (the paper says 1e-4).
     remove_unused_columns: bool = field(default=False, metadata={"help": "Keep raw pair columns for the collator."})
     learning_rate: float = field(default=1e-5, metadata={"help": "AdamW learning rate."})
     num_train_epochs: float = field(default=6.0, metadata={"help": "Epochs over the model pairs."})
-    report_to: str | list[str] | None = field(default="none", metadata={"help": "Trackers to report to."})
 
 
 @dataclass
