@@ -173,7 +173,8 @@ def run_pick(args) -> int:
     if args.label_column:
         percents = list(range(1, 101))
         curves = precision_f1_at_k(np.nan_to_num(scores, nan=-np.inf), _good_labels(dataset, args), percents)
-        plot = plot_precision_f1(curves, args.plot_path or Path(args.output_dir) / "precision_f1_at_k.png")
+        plot = plot_precision_f1(curves, args.plot_path or Path(args.output_dir) / "precision_f1_at_k.png",
+                                 marks=_csv(args.percents))
         report.update(curves=curves, plot=str(plot))
     Path(args.output_dir, "selection_report.json").write_text(json.dumps(report, indent=2))
     print(f"picked ({args.strategy}) {counts} -> {args.output_dir}; {unscored} unscored rows excluded"

@@ -152,8 +152,9 @@ def _write_configs_readme(output_dir: Path, names: list[str], split: str) -> Non
     (output_dir / "README.md").write_text("\n".join(lines))
 
 
-def plot_precision_f1(curves: dict, path: str | Path, title: str = "Selection quality vs top K%") -> Path:
-    """Precision@K and F1@K against K% (seed 002 Figure 2, right) as a PNG."""
+def plot_precision_f1(curves: dict, path: str | Path, title: str = "Selection quality vs top K%",
+                      marks: list[float] = ()) -> Path:
+    """Precision@K and F1@K against K% (seed 002 Figure 2, right) as a PNG; `marks` draws the picked K% as lines."""
     import matplotlib
 
     matplotlib.use("Agg")  # no display on servers
@@ -162,6 +163,8 @@ def plot_precision_f1(curves: dict, path: str | Path, title: str = "Selection qu
     fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
     ax.plot(curves["percent"], curves["precision"], marker="o", markersize=3, label="Precision@K")
     ax.plot(curves["percent"], curves["f1"], marker="s", markersize=3, label="F1@K")
+    for mark in marks:
+        ax.axvline(mark, color="grey", linestyle="--", linewidth=0.8)
     ax.set_xlabel("top K% of samples by selector score")
     ax.set_ylabel("score")
     ax.set_ylim(0, 1.02)

@@ -70,13 +70,16 @@ def test_training_learns_the_planted_preference(tmp_path, held_out_human_pairs):
     assert trained["accuracy"] > untrained["accuracy"] and trained["mean_rank"] < untrained["mean_rank"]
 
 
-def test_larger_w_helps_when_only_human_pairs_are_informative(tmp_path, held_out_human_pairs):
-    # 8 informative clinician pairs against 120 model pairs whose labels are coin flips.
-    train, _ = validate_pairs(make_pairs(8, "human", seed=3) + make_pairs(120, "model", seed=4, informative=False))
+def test_larger_w_helps_when_only_human_pairs_are_informative(tmp_path):
+    # 8 informative clinician pairs against 120 model pairs whose labels are coin flips; one clinician pair per batch
+    # of 16, so with w = 1 the noise dominates the gradient and with w = 50 the clinician signal does.
+    held_out = validate_pairs(make_pairs(48, "human", seed=99, mark_image=True))[0]
+    train, _ = validate_pairs(make_pairs(8, "human", seed=3, mark_image=True)
+                              + make_pairs(120, "model", seed=4, informative=False, mark_image=True))
     results = {}
     for w in (1.0, 50.0):
         model, processor = build_tiny_selector(seed=0)
-        trainer = train_selector(model, processor, train, held_out_human_pairs,
-                                 _args(tmp_path / f"w{w}", human_weight=w, max_steps=20))
+        trainer = train_selector(model, processor, train, held_out,
+                                 _args(tmp_path / f"w{w}", human_weight=w, max_steps=12, human_pairs_per_batch=1))
         results[w] = trainer.evaluate()["eval_auc"]
     assert results[50.0] >= 0.8 and results[50.0] > results[1.0] + 0.1, results
