@@ -1,0 +1,15 @@
+"""Raw `biomed_vital` release files -> Hub-ready Parquet folder with a dataset card (optionally pushed).
+
+The arguments dataclass (`hf_medvlm.data.prepare.PrepareArguments`), the per-record converter
+(`hf_medvlm.data.prepare.SOURCES["biomed_vital"]`) and the card live in the package, so training and evaluation use the
+same code; `hf-medvlm prepare biomed_vital ...` is equivalent. See dataset_scripts/README.md.
+
+    python dataset_scripts/biomed_vital.py --help
+"""
+
+import sys
+
+from hf_medvlm.data.prepare import main
+
+if __name__ == "__main__":
+    sys.exit(main(["biomed_vital", *sys.argv[1:]]))

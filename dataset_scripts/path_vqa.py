@@ -1,0 +1,15 @@
+"""Raw `path_vqa` release files -> Hub-ready Parquet folder with a dataset card (optionally pushed).
+
+The arguments dataclass (`hf_medvlm.data.prepare.PrepareArguments`), the per-record converter
+(`hf_medvlm.data.prepare.SOURCES["path_vqa"]`) and the card live in the package, so training and evaluation use the
+same code; `hf-medvlm prepare path_vqa ...` is equivalent. See dataset_scripts/README.md.
+
+    python dataset_scripts/path_vqa.py --help
+"""
+
+import sys
+
+from hf_medvlm.data.prepare import main
+
+if __name__ == "__main__":
+    sys.exit(main(["path_vqa", *sys.argv[1:]]))

@@ -1,0 +1,297 @@
+"""Pure per-record converters from every raw release format to the training or eval schema.
+
+Each `convert_*` takes one raw record (a dict as read from the release file) plus an `ImageResolver`, returns one row
+of the target schema, and raises `RecordError` (with a skip reason) for a bad record. Training and evaluation code
+can call them directly; `hf_medvlm.data.prepare` streams whole files through them.
+
+Format facts (field names, quirks) follow the original releases: LLaVA-Med (`conversatons` typo, `<image>` before
+or after the first question), PubMedVision (1..29 images, no `<image>` markers, Chinese file keys), BioMed-VITAL
+(integer ids, LLaVA-Med image names), VQA-RAD / SLAKE / PathVQA / PMC-VQA benchmark files.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from .instructions import pick_instruction
+from .schema import DOMAINS, IMAGE_TOKEN, RecordError, check_image_bytes, image_block, text_block, text_to_content
+
+__all__ = [
+    "ImageResolver",
+    "conversations_to_messages",
+    "domain_flags",
+    "convert_llava_med",
+    "convert_llava_med_alignment",
+    "convert_llava_med_qa50",
+    "convert_pubmedvision",
+    "convert_biomed_vital",
+    "convert_llava_vqa",
+    "convert_vqa_rad",
+    "convert_slake",
+    "convert_path_vqa",
+    "convert_pmc_vqa",
+    "closed_if_yes_no",
+]
+
+ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system"}
+
+
+class ImageResolver:
+    """Turns an image reference (relative path, or `{"bytes", "path"}`) into checked `{"bytes", "path"}`.
+
+    Missing files raise `RecordError("missing_image")`, files that don't fully decode `"undecodable_image"`.
+    """
+
+    def __init__(self, root: str | Path | None, *, verify: bool = True):
+        self.root = Path(root) if root else None
+        self.verify = verify
+
+    def __call__(self, ref, record_id: str) -> dict:
+        if isinstance(ref, dict) and ref.get("bytes"):
+            data, name = ref["bytes"], Path(ref.get("path") or f"{record_id}.png").name
+        else:
+            path = self._path(ref, record_id)
+            data, name = path.read_bytes(), path.name
+        if self.verify:
+            check_image_bytes(data, f"record {record_id!r}, image {name!r}")
+        return {"bytes": data, "path": name}
+
+    def _path(self, ref, record_id: str) -> Path:
+        if not isinstance(ref, str) or not ref.strip():
+            raise RecordError("missing_image", f"record {record_id!r}: no image reference (got {ref!r})")
+        path = Path(ref) if self.root is None else self.root / ref
+        if not path.is_file():
+            raise RecordError("missing_image", f"record {record_id!r}: image file {str(path)!r} does not exist")
+        return path
+
+
+# ------------------------------------------------------------------------------------------ conversations
+
+
+def _turn_text(turn, record_id: str, index: int) -> tuple[str, str]:
+    if not isinstance(turn, dict) or "from" not in turn and "role" not in turn:
+        raise RecordError("no_conversation", f"record {record_id!r}: turn {index} is not a {{from, value}} object")
+    role = ROLES.get(str(turn.get("from", turn.get("role"))).lower())
+    if role is None:
+        raise RecordError("non_alternating_roles", f"record {record_id!r}: turn {index} has unknown speaker "
+                          f"{turn.get('from', turn.get('role'))!r}")
+    value = turn.get("value", turn.get("content"))
+    return role, "" if value is None else str(value)
+
+
+def _move_images_first(content: list[dict]) -> list[dict]:
+    images = [b for b in content if b["type"] == "image"]
+    return images + [b for b in content if b["type"] != "image"]
+
+
+def conversations_to_messages(conversations, record_id: str, num_images: int, *, insert_images: bool = False,
+                              images_first: bool = True) -> list[dict]:
+    """LLaVA `[{from, value}]` turns -> TRL messages with one `{"type": "image"}` block per image.
+
+    `<image>` markers become image blocks. With `insert_images` (sources whose text has no markers, e.g.
+    PubMedVision) `num_images` blocks are put at the start of the first user turn. `images_first` moves the first
+    turn's image blocks in front of its text, as upstream LLaVA training does, whichever end the marker was on.
+    """
+    if not isinstance(conversations, list) or not conversations:
+        raise RecordError("no_conversation", f"record {record_id!r}: 'conversations' is empty or missing")
+    messages = []
+    for i, turn in enumerate(conversations):
+        role, text = _turn_text(turn, record_id, i)
+        content = text_to_content(text) if role == "user" else [text_block(text.replace(IMAGE_TOKEN, "").strip())]
+        messages.append({"role": role, "content": content})
+    first_user = next((m for m in messages if m["role"] == "user"), None)
+    n_markers = sum(b["type"] == "image" for m in messages for b in m["content"])
+    if insert_images and n_markers == 0 and first_user is not None:
+        first_user["content"] = [image_block() for _ in range(num_images)] + first_user["content"]
+    elif n_markers != num_images:
+        raise RecordError("image_count_mismatch", f"record {record_id!r}: {n_markers} {IMAGE_TOKEN} markers in the "
+                          f"text but {num_images} images")
+    if images_first and first_user is not None:
+        first_user["content"] = _move_images_first(first_user["content"])
+    return messages
+
+
+def domain_flags(raw, record_id: str) -> dict | None:
+    """LLaVA-Med's `domain` object (five booleans) -> the schema's struct; None when the source has none."""
+    if raw is None:
+        return None
+    if not isinstance(raw, dict) or any(k not in DOMAINS for k in raw):
+        raise RecordError("bad_field", f"record {record_id!r}: 'domain' must map {list(DOMAINS)} to booleans, got "
+                          f"{raw!r}")
+    return {name: bool(raw.get(name, False)) for name in DOMAINS}
+
+
+def _record_id(raw: dict, key: str = "id") -> str:
+    value = raw.get(key)
+    if value is None or str(value).strip() == "":
+        raise RecordError("bad_field", f"record {json.dumps(raw)[:80]}...: field {key!r} is missing")
+    return str(value)
+
+
+def _training_row(record_id, source, images, messages, domain=None, modality=None, body_part=None) -> dict:
+    return {"id": record_id, "source": source, "images": images, "messages": messages, "domain": domain,
+            "modality": modality, "body_part": body_part}
+
+
+# -------------------------------------------------------------------------------------------- LLaVA-Med
+
+
+def _llava_conversations(raw: dict, record_id: str):
+    # The original training code falls back to the misspelt key, which some released records use.
+    return raw.get("conversations", raw.get("conversatons"))
+
+
+def convert_llava_med(raw: dict, resolve: ImageResolver, source: str = "llava_med_instruct") -> dict:
+    """LLaVA-Med instruct record (`id`, `image`, `domain`, `conversations`/`conversatons`) -> training row."""
+    record_id = _record_id(raw)
+    images = [resolve(raw.get("image"), record_id)] if raw.get("image") else []
+    messages = conversations_to_messages(_llava_conversations(raw, record_id), record_id, len(images))
+    return _training_row(record_id, source, images, messages, domain_flags(raw.get("domain"), record_id))
+
+
+def convert_llava_med_alignment(raw: dict, resolve: ImageResolver, source: str = "llava_med_alignment") -> dict:
+    """Stage-1 caption pair; a human turn with no instruction gets a brief-description instruction (Table 6)."""
+    row = convert_llava_med(raw, resolve, source)
+    first = row["messages"][0] if row["messages"] else None
+    if first and first["role"] == "user" and not any(b["type"] == "text" for b in first["content"]):
+        first["content"].append(text_block(pick_instruction(row["id"], "brief")))
+    return row
+
+
+def convert_llava_med_qa50(raw: dict, resolve: ImageResolver | None = None) -> dict:
+    """qa50 chat-eval question -> `QA50_FEATURES` row (image only when an image root is given)."""
+    record_id = _record_id(raw, "question_id")
+    question = str(raw.get("text") or "").replace(IMAGE_TOKEN, "").strip()
+    if not question:
+        raise RecordError("empty_turn", f"record {record_id!r}: field 'text' (the question) is empty")
+    image = None
+    if resolve is not None and resolve.root is not None and (resolve.root / str(raw.get("image"))).is_file():
+        image = resolve(raw.get("image"), record_id)  # qa50 images are not public: null unless the user has them
+    mentions = raw.get("in_text_mention")
+    return {
+        "id": record_id, "source": "llava_med_qa50", "image": image, "image_name": raw.get("image"),
+        "pair_id": raw.get("pair_id"), "question": question, "gpt4_answer": raw.get("gpt4_answer"),
+        "fig_caption": raw.get("fig_caption"), "fig_label": raw.get("fig_label"),
+        "in_text_mention": mentions if isinstance(mentions, str) or mentions is None else json.dumps(mentions),
+        "domain": raw.get("domain"), "type": raw.get("type"),
+    }
+
+
+# ------------------------------------------------------------------------------------------ PubMedVision
+
+
+def convert_pubmedvision(raw: dict, resolve: ImageResolver, conversation_key: str = "conversations",
+                         source: str = "pubmedvision") -> dict:
+    """PubMedVision row (`image` is a list of 1..29 paths, text has no `<image>`) -> training row."""
+    record_id = _record_id(raw)
+    refs = raw.get("image")
+    refs = [refs] if isinstance(refs, str) else refs
+    if not refs:
+        raise RecordError("missing_image", f"record {record_id!r}: field 'image' is empty")
+    images = [resolve(ref, record_id) for ref in refs]
+    conversations = raw.get(conversation_key)
+    messages = conversations_to_messages(conversations, record_id, len(images), insert_images=True)
+    return _training_row(record_id, source, images, messages, modality=raw.get("modality"),
+                         body_part=raw.get("body_part"))
+
+
+# ---------------------------------------------------------------------------------------- BioMed-VITAL
+
+
+def convert_biomed_vital(raw: dict, resolve: ImageResolver) -> dict:
+    """BioMed-VITAL record (integer `id`, `image` = `<pmid>_<fig>.jpg` from the PMC URL list) -> training row."""
+    return convert_llava_med(raw, resolve, source="biomed_vital")
+
+
+# -------------------------------------------------------------------------------------------- VQA benches
+
+YES_NO = {"yes", "no"}
+
+
+def closed_if_yes_no(answer: str) -> str:
+    return "closed" if answer.strip().lower() in YES_NO else "open"
+
+
+def _eval_row(record_id, source, image, question, answer, answer_type, question_type="", options=None,
+              answer_label=None) -> dict:
+    question, answer = str(question or "").replace(IMAGE_TOKEN, "").strip(), str(answer if answer is not None
+                                                                                  else "").strip()
+    for name, value in (("question", question), ("answer", answer)):
+        if not value:
+            raise RecordError("empty_turn", f"record {record_id!r}: field {name!r} is empty")
+    return {"id": record_id, "source": source, "image": image, "question": question, "answer": answer,
+            "answer_type": answer_type, "question_type": question_type or "", "options": options,
+            "answer_label": answer_label}
+
+
+def _answer_type(value, record_id: str) -> str:
+    kind = str(value or "").strip().lower()
+    if kind in ("open", "closed"):
+        return kind
+    raise RecordError("bad_field", f"record {record_id!r}: 'answer_type' must be OPEN or CLOSED, got {value!r}")
+
+
+def convert_llava_vqa(raw: dict, resolve: ImageResolver, source: str) -> dict:
+    """LLaVA-Med's VQA files (`data_RAD`, `Slake1.0`, `pvqa`: id, image, answer_type, conversations) -> eval row."""
+    record_id = _record_id(raw)
+    turns = raw.get("conversations") or []
+    if len(turns) < 2:
+        raise RecordError("no_conversation", f"record {record_id!r}: needs a question and an answer turn")
+    answer = turns[1].get("value")
+    kind = raw.get("answer_type")
+    if kind is None or source == "path_vqa":  # PathVQA's closed questions are exactly the yes/no ones
+        kind = closed_if_yes_no(str(answer))
+    return _eval_row(record_id, source, resolve(raw.get("image"), record_id), turns[0].get("value"), answer,
+                     _answer_type(kind, record_id), raw.get("question_type"))
+
+
+def convert_vqa_rad(raw: dict, resolve: ImageResolver, split: str | None = None) -> dict | None:
+    """VQA-RAD public JSON (`qid`, `image_name`, `question`, `answer` (sometimes a number), `answer_type`
+    (sometimes with trailing spaces), `question_type`) or the Hub parquet (`image`, `question`, `answer`)."""
+    phrase_type = str(raw.get("phrase_type") or "")
+    if split and phrase_type and phrase_type.startswith("test") != (split == "test"):
+        return None  # the public JSON holds both splits; test questions have phrase_type test_freeform/test_para
+    record_id = str(raw.get("qid", raw.get("id", raw.get("_index", ""))))
+    if not record_id:
+        raise RecordError("bad_field", f"record {json.dumps(raw, default=str)[:80]}: field 'qid' is missing")
+    answer = str(raw.get("answer", "")).strip()
+    kind = raw.get("answer_type") or closed_if_yes_no(answer)
+    image = resolve(raw.get("image_name", raw.get("image")), record_id)
+    return _eval_row(record_id, "vqa_rad", image, raw.get("question"), answer, _answer_type(kind, record_id),
+                     str(raw.get("question_type") or "").strip())
+
+
+def convert_slake(raw: dict, resolve: ImageResolver, language: str = "en") -> dict | None:
+    """SLAKE JSON row; rows of another `q_lang` return None (a selection, not a skip). Images at `imgs/<img_name>`."""
+    if raw.get("q_lang") != language:
+        return None
+    record_id = _record_id(raw, "qid")
+    question_type = str(raw.get("content_type") or "")
+    return _eval_row(record_id, "slake", resolve(f"imgs/{raw.get('img_name')}", record_id), raw.get("question"),
+                     raw.get("answer"), _answer_type(raw.get("answer_type"), record_id), question_type)
+
+
+def convert_path_vqa(raw: dict, resolve: ImageResolver) -> dict:
+    """PathVQA (Hub parquet `image`, `question`, `answer`; no id, so the reader's `_index`); closed = yes/no."""
+    record_id = str(raw.get("id", raw.get("_index", "")))
+    answer = str(raw.get("answer", "")).strip()
+    return _eval_row(record_id, "path_vqa", resolve(raw.get("image"), record_id), raw.get("question"), answer,
+                     closed_if_yes_no(answer), "yes/no" if closed_if_yes_no(answer) == "closed" else "other")
+
+
+_CHOICE_PREFIX = re.compile(r"^\s*[A-D]\s*[:.)]\s*")
+
+
+def convert_pmc_vqa(raw: dict, resolve: ImageResolver) -> dict:
+    """PMC-VQA CSV row (`Figure_path`, `Question`, `Answer`, `Choice A..D` prefixed "A:", `Answer_label`)."""
+    record_id = str(raw.get("index", raw.get("_index", raw.get("Figure_path"))))
+    options = [_CHOICE_PREFIX.sub("", str(raw.get(f"Choice {letter}") or "")).strip() for letter in "ABCD"]
+    label = str(raw.get("Answer_label") or "").strip().upper()
+    if any(not o for o in options) or label not in ("A", "B", "C", "D"):
+        raise RecordError("bad_field", f"record {record_id!r}: needs four non-empty choices and an Answer_label "
+                          f"A-D, got label {label!r}")
+    answer = options[ord(label) - 65]
+    return _eval_row(record_id, "pmc_vqa", resolve(raw.get("Figure_path"), record_id), raw.get("Question"), answer,
+                     "closed", "multiple_choice", options=options, answer_label=label)

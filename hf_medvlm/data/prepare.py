@@ -1,0 +1,302 @@
+"""`hf-medvlm prepare <source>`: raw release files -> Hub-ready Parquet folder (+ dataset card), optionally pushed.
+
+The same code runs behind every `dataset_scripts/<source>.py`. Records are streamed (JSON arrays are decoded
+incrementally, CSV and Parquet row by row), converted by the pure functions of `hf_medvlm.data.converters`,
+validated, and written in shards; bad records raise or, with `--on_error skip`, are counted per reason.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import itertools
+import json
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from transformers import HfArgumentParser
+
+from . import converters as cv
+from .card import LLAVA_MED_LICENSE, write_dataset_card
+from .schema import (
+    EVAL_FEATURES, QA50_FEATURES, TRAINING_FEATURES, SkipCounter, iter_valid, validate_eval_record,
+    validate_training_record,
+)
+from .writer import DEFAULT_ROWS_PER_SHARD, write_dataset_folder
+
+__all__ = ["PrepareArguments", "SourceSpec", "SOURCES", "iter_records", "prepare", "main"]
+
+
+# ------------------------------------------------------------------------------------------------ readers
+
+
+def _iter_json_array(path: Path, chunk_size: int = 1 << 20) -> Iterator[dict]:
+    """Decode a top-level JSON array one element at a time (release files are up to 700 MB)."""
+    decoder = json.JSONDecoder()
+    with path.open("r", encoding="utf-8") as handle:
+        buffer, position, started = handle.read(chunk_size), 0, False
+        while True:
+            while position < len(buffer) and buffer[position] in " \t\r\n,":
+                position += 1
+            if not started and position < len(buffer):
+                if buffer[position] != "[":
+                    raise ValueError(f"{path}: expected a JSON array of records")
+                started, position = True, position + 1
+                continue
+            if position < len(buffer) and buffer[position] == "]":
+                return
+            try:
+                item, end = decoder.raw_decode(buffer, position)
+            except json.JSONDecodeError:
+                more = handle.read(chunk_size)
+                if not more:
+                    raise ValueError(f"{path}: malformed or truncated JSON near character {position}") from None
+                buffer, position = buffer[position:] + more, 0
+                continue
+            yield item
+            buffer, position = (buffer[end:], 0) if end > chunk_size else (buffer, end)
+
+
+def _iter_jsonl(path: Path) -> Iterator[dict]:
+    with path.open("r", encoding="utf-8") as handle:
+        for line_number, line in enumerate(handle, 1):
+            if line.strip():
+                try:
+                    yield json.loads(line)
+                except json.JSONDecodeError as err:
+                    raise ValueError(f"{path}:{line_number}: not a JSON object ({err.msg})") from None
+
+
+def _iter_csv(path: Path) -> Iterator[dict]:
+    with path.open("r", encoding="utf-8", newline="") as handle:
+        yield from csv.DictReader(handle)
+
+
+def _iter_parquet(path: Path) -> Iterator[dict]:
+    import pyarrow.parquet as pq
+
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=64):
+        yield from batch.to_pylist()
+
+
+def iter_records(path: str | Path) -> Iterator[dict]:
+    """Raw records of a `.json` (array), `.jsonl`, `.csv` or `.parquet` file, each with its position as `_index`."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"raw file {path} does not exist")
+    readers = {".json": _iter_json_array, ".jsonl": _iter_jsonl, ".csv": _iter_csv, ".parquet": _iter_parquet}
+    if path.suffix not in readers:
+        raise ValueError(f"{path}: unsupported raw file type {path.suffix!r}; expected {sorted(readers)}")
+    for index, record in enumerate(readers[path.suffix](path)):
+        if not isinstance(record, dict):
+            raise ValueError(f"{path}: record {index} is a {type(record).__name__}, not an object")
+        record.setdefault("_index", index)
+        yield record
+
+
+# ------------------------------------------------------------------------------------------------ sources
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """How one source is converted and described."""
+
+    convert: Callable  # (raw, resolver, **config_kwargs) -> row | None
+    features: object
+    configs: dict[str, dict]  # config name -> extra keyword arguments for `convert`
+    default_split: str
+    license: dict
+    provenance: str
+    summary: str
+    validate: Callable | None = None
+    task_categories: tuple[str, ...] = ("image-text-to-text",)
+
+
+_VQA = ("visual-question-answering",)
+_APACHE = {"license": "apache-2.0", "license_details": "As stated on the source's Hub dataset card."}
+
+SOURCES: dict[str, SourceSpec] = {
+    "llava_med_alignment": SourceSpec(
+        cv.convert_llava_med_alignment, TRAINING_FEATURES, {"500k": {}}, "train", LLAVA_MED_LICENSE,
+        "microsoft/LLaVA-Med data/alignment/llava_med_alignment_500k.json; images from PMC OA via "
+        "llava_med_image_urls.jsonl (`hf-medvlm fetch-images`)",
+        "LLaVA-Med stage-1 (concept alignment) figure-caption pairs.", validate_training_record,
+    ),
+    "llava_med_instruct": SourceSpec(
+        cv.convert_llava_med, TRAINING_FEATURES, {"10k": {}, "60k": {}, "60k_inline_mention": {}}, "train",
+        LLAVA_MED_LICENSE, "microsoft/LLaVA-Med data/instruct/llava_med_instruct_{10k,60k,60k_inline_mention}.json; "
+        "images from PMC OA via llava_med_image_urls.jsonl", "LLaVA-Med stage-2 GPT-4 generated instruction data.",
+        validate_training_record,
+    ),
+    "llava_med_qa50": SourceSpec(
+        cv.convert_llava_med_qa50, QA50_FEATURES, {"qa50": {}}, "test", LLAVA_MED_LICENSE,
+        "microsoft/LLaVA-Med data/eval/llava_med_eval_qa50_qa.jsonl (images are not in the public URL list)",
+        "LLaVA-Med's 193-question chat evaluation set with GPT-4 reference answers.", None,
+    ),
+    "pubmedvision": SourceSpec(
+        cv.convert_pubmedvision, TRAINING_FEATURES,
+        {"alignment_vqa": {}, "instruction_tuning_vqa": {},
+         "zh_alignment_vqa": {"conversation_key": "Alignment_VQA_conversations"},
+         "zh_instruction_tuning_vqa": {"conversation_key": "Instruction-Tuning_VQA_conversations"}},
+        "train", _APACHE, "FreedomIntelligence/PubMedVision PubMedVision_{Alignment_VQA,InstructionTuning_VQA,"
+        "Chinese}.json; images from images_0..19.zip unzipped into images/",
+        "PubMedVision GPT-4V reformatted PubMed image-text VQA (1 to 29 images per sample).",
+        validate_training_record,
+    ),
+    "biomed_vital": SourceSpec(
+        cv.convert_biomed_vital, TRAINING_FEATURES, {"60k": {}, "80k": {}, "150k": {}, "210k": {}}, "train",
+        dict(LLAVA_MED_LICENSE, license_details="Licence statements conflict (Hub card apache-2.0, project site "
+             "CC BY-NC 4.0) and the 150K/210K files contain LLaVA-Med data (CC BY-NC 4.0), so the stricter "
+             "CC BY-NC 4.0, research use only, is applied."),
+        "mao1207/BioMed-VITAL-instructions BioMed-VITAL-instructions-{60K,80K,150K,210K}.json; images from PMC OA "
+        "via PMC_image_urls.jsonl (same as LLaVA-Med's list)", "BioMed-VITAL clinician-aligned instruction data.",
+        validate_training_record,
+    ),
+    "vqa_rad": SourceSpec(
+        cv.convert_vqa_rad, EVAL_FEATURES, {"default": {}}, "test",
+        {"license": "cc0-1.0", "license_details": "VQA-RAD is released under CC0 1.0."},
+        "VQA-RAD public JSON (`VQA_RAD Dataset Public.json` + image folder) or flaviagiammarino/vqa-rad parquet",
+        "VQA-RAD radiology visual question answering.", validate_eval_record, _VQA,
+    ),
+    "slake": SourceSpec(
+        cv.convert_slake, EVAL_FEATURES, {"default": {"language": "en"}}, "test",
+        {"license": "cc-by-4.0", "license_details": "SLAKE is released under CC BY 4.0."},
+        "BoKelvin/SLAKE {train,validate,test}.json + imgs.zip (English questions only)",
+        "SLAKE bilingual medical VQA, English subset.", validate_eval_record, _VQA,
+    ),
+    "path_vqa": SourceSpec(
+        cv.convert_path_vqa, EVAL_FEATURES, {"default": {}}, "test",
+        {"license": "mit", "license_details": "As stated on flaviagiammarino/path-vqa."},
+        "flaviagiammarino/path-vqa parquet files", "PathVQA pathology VQA; closed = yes/no questions.",
+        validate_eval_record, _VQA,
+    ),
+    "pmc_vqa": SourceSpec(
+        cv.convert_pmc_vqa, EVAL_FEATURES, {"default": {}}, "test",
+        {"license": "other", "license_name": "pmc-vqa",
+         "license_details": "See the upstream card of xmcmic/PMC-VQA; figures come from PubMed Central OA articles "
+                            "under their own licences. Check the terms before redistributing."},
+        "xmcmic/PMC-VQA {train,test,test_clean}.csv + images.zip", "PMC-VQA 4-way multiple-choice medical VQA.",
+        validate_eval_record, _VQA,
+    ),
+}
+
+
+# ------------------------------------------------------------------------------------------------- script
+
+
+@dataclass
+class PrepareArguments:
+    input_path: str = field(metadata={"help": "Raw release file (.json, .jsonl, .csv or .parquet)."})
+    output_dir: str = field(metadata={"help": "Folder to write `{config}/{split}-XXXXX-of-XXXXX.parquet` and README.md into."})
+    config_name: str | None = field(default=None, metadata={"help": "Config (subset) to write; default: the source's first."})
+    split: str | None = field(default=None, metadata={"help": "Split name; default: train for training sources, test for benchmarks."})
+    image_root: str | None = field(default=None, metadata={"help": "Folder image paths are relative to; default: the raw file's folder."})
+    raw_format: str = field(default="native", metadata={"help": "vqa_rad/slake/path_vqa only: 'llava_med' reads LLaVA-Med's VQA files (train.json/test.json with answer_type and conversations) instead of the dataset's own release.", "choices": ["native", "llava_med"]})
+    on_error: str = field(default="raise", metadata={"help": "What to do with a bad record: raise, or skip and count it by reason.", "choices": ["raise", "skip"]})
+    verify_images: bool = field(default=True, metadata={"help": "Fully decode every image and treat failures as bad records."})
+    rows_per_shard: int = field(default=DEFAULT_ROWS_PER_SHARD, metadata={"help": "Rows per Parquet shard."})
+    limit: int | None = field(default=None, metadata={"help": "Convert only the first N raw records (for a quick look)."})
+    default_config: bool = field(default=False, metadata={"help": "Mark this config as the folder's default in README `configs:`."})
+    push_to_hub: bool = field(default=False, metadata={"help": "Upload the folder with hf_medvlm.hub.push_dataset_folder."})
+    hub_repo_id: str | None = field(default=None, metadata={"help": "Hub dataset repo for --push_to_hub."})
+    hub_private: bool | None = field(default=None, metadata={"help": "Create the Hub repo as private."})
+
+
+def _converter(spec: SourceSpec, args: PrepareArguments, config: str, split: str) -> Callable:
+    resolver = cv.ImageResolver(args.image_root or Path(args.input_path).parent, verify=args.verify_images)
+    kwargs, convert_one = dict(spec.configs[config]), spec.convert
+    if args.raw_format == "llava_med":
+        if spec.features is not EVAL_FEATURES or spec.convert is cv.convert_pmc_vqa:
+            raise ValueError("--raw_format llava_med applies to vqa_rad, slake and path_vqa only")
+        kwargs, convert_one = {"source": next(k for k, v in SOURCES.items() if v is spec)}, cv.convert_llava_vqa
+    elif spec.convert is cv.convert_vqa_rad:
+        kwargs["split"] = split
+
+    def convert(raw: dict):
+        row = convert_one(raw, resolver, **kwargs)
+        return spec.validate(row) if row is not None and spec.validate else row
+
+    return convert
+
+
+def _record_skips(output_dir: Path, config: str, split: str, skipped: dict) -> dict:
+    """Keep skip counts of every config/split built into this folder in `build_report.json` (the card lists them)."""
+    path = output_dir / "build_report.json"
+    report = json.loads(path.read_text()) if path.exists() else {}
+    report[f"{config}/{split}"] = skipped
+    path.write_text(json.dumps(report, indent=1, sort_keys=True))
+    return report
+
+
+def _card(output_dir: Path, source: str, spec: SourceSpec, skipped: dict, repo_id: str | None) -> None:
+    license_ = {k: v for k, v in spec.license.items() if k != "research_only"}
+    write_dataset_card(
+        output_dir, **license_, research_only=spec.license.get("research_only", False), pretty_name=source,
+        summary=spec.summary, provenance=[spec.provenance], skipped=skipped, repo_id=repo_id,
+        how_built=f"`hf-medvlm prepare {source}` (or `dataset_scripts/{source}.py`) from hf_medvlm: records streamed "
+                  "through `hf_medvlm.data.converters`, validated, images embedded as bytes.",
+        tags=["medical", source], task_categories=list(spec.task_categories),
+    )
+
+
+def prepare(source: str, args: PrepareArguments) -> dict:
+    """Convert, validate and write one config/split of `source`; returns the writer's counts plus `skipped`."""
+    if source not in SOURCES:
+        raise ValueError(f"unknown source {source!r}; expected one of {sorted(SOURCES)}")
+    spec = SOURCES[source]
+    config = args.config_name or next(iter(spec.configs))
+    if config not in spec.configs:
+        raise ValueError(f"source {source!r} has no config {config!r}; expected one of {sorted(spec.configs)}")
+    split = args.split or spec.default_split
+    counter = SkipCounter()
+    records = itertools.islice(iter_records(args.input_path), args.limit)
+    rows = iter_valid(records, _converter(spec, args, config, split), on_error=args.on_error, counter=counter)
+    try:
+        counts = write_dataset_folder(args.output_dir, config, split, rows, spec.features,
+                                      rows_per_shard=args.rows_per_shard, default=args.default_config)
+    except ValueError as err:
+        raise ValueError(f"{err}; {counter.summary()}") from err
+    counts["skipped"] = counter.as_dict()
+    report = _record_skips(Path(args.output_dir), config, split, counts["skipped"])
+    _card(Path(args.output_dir), source, spec, report, args.hub_repo_id)
+    print(f"{source}/{config}/{split}: wrote {counts['num_rows']} rows in {counts['num_shards']} shard(s); "
+          f"{counter.summary()}", file=sys.stderr)
+    return counts
+
+
+def _push(args: PrepareArguments) -> str:
+    if not args.hub_repo_id:
+        raise ValueError("--push_to_hub needs --hub_repo_id")
+    from hf_medvlm.hub import push_dataset_folder
+
+    return push_dataset_folder(args.output_dir, args.hub_repo_id, private=args.hub_private)
+
+
+EPILOG = """example:
+  hf-medvlm prepare llava_med_instruct --input_path llava_med_instruct_60k_inline_mention.json \\
+      --image_root images --config_name 60k_inline_mention --output_dir llava_med_instruct --on_error skip
+
+sources: """ + ", ".join(SOURCES)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0].startswith("-"):
+        print(f"usage: hf-medvlm prepare <source> --input_path RAW --output_dir DIR [options]\n\n{EPILOG}")
+        return 0 if argv and argv[0] in ("-h", "--help") else 2
+    source, rest = argv[0], argv[1:]
+    if source not in SOURCES:
+        raise ValueError(f"unknown source {source!r}; expected one of {sorted(SOURCES)}")
+    parser = HfArgumentParser(PrepareArguments, prog=f"hf-medvlm prepare {source}", epilog=EPILOG,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    (args,) = parser.parse_args_into_dataclasses(rest)
+    counts = prepare(source, args)
+    if args.push_to_hub:
+        print(f"pushed to {_push(args)}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

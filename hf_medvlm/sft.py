@@ -1,0 +1,206 @@
+"""Supervised fine-tuning of LlavaMed models: LLaVA-Med's two-stage curriculum, LoRA/QLoRA and VQA fine-tunes.
+
+    python -m hf_medvlm.sft --config recipes/llava-med-v1.5-mistral-7b/stage2/full.yaml [--overrides]
+    accelerate launch --config_file recipes/accelerate_configs/zero3.yaml -m hf_medvlm.sft --config <recipe.yaml>
+    hf-medvlm train --config <recipe.yaml>
+
+Arguments are TRL's `ScriptArguments`, `DatasetMixtureConfig`, `SFTConfig` and `ModelConfig`, plus `StageArguments`
+(what TRL has no key for). A YAML key that none of them knows is an error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from dataclasses import dataclass, field
+
+from trl import DatasetMixtureConfig, ModelConfig, ScriptArguments, SFTConfig, TrlParser, get_quantization_config
+
+from .models.llava_med.processing_llava_med import CHAT_TEMPLATE_NAMES
+from .training.data import load_training_data
+from .training.model_setup import (
+    FREEZABLE_MODULES,
+    check_quantization_supported,
+    freeze_modules,
+    load_model_and_processor,
+    lora_config_for,
+    trainable_parameter_report,
+)
+from .training.outputs import ResolvedConfigCallback, finish_run, resolved_config, write_resolved_config
+from .training.trainer import MedVLMSFTTrainer
+
+__all__ = ["StageArguments", "parse_args", "main", "STAGE_DEFAULTS"]
+
+logger = logging.getLogger(__name__)
+
+STAGES = ("alignment", "instruct")
+# stage -> (frozen parts, chat template): LLaVA-Med stage 1 trains the projector on `plain` caption data; stage 2
+# (and the VQA fine-tunes) train LM + projector with the tower frozen on `mistral_instruct` conversations.
+STAGE_DEFAULTS = {
+    "alignment": (["vision_tower", "language_model"], "plain"),
+    "instruct": (["vision_tower"], "mistral_instruct"),
+}
+
+EPILOG = """example:
+  python -m hf_medvlm.sft --config recipes/tiny/sft/stage2.yaml --max_steps 2 --output_dir runs/tiny-stage2
+  accelerate launch --config_file recipes/accelerate_configs/zero3.yaml -m hf_medvlm.sft \\
+      --config recipes/llava-med-v1.5-mistral-7b/stage2/full.yaml
+"""
+
+
+@dataclass
+class StageArguments:
+    """What TRL's dataclasses have no key for: the curriculum stage and how the model is assembled and trained."""
+
+    stage: str = field(
+        default="instruct",
+        metadata={"help": "'alignment' (stage 1: projector only, `plain` template) or 'instruct' (stage 2 and VQA "
+                  "fine-tunes: LM + projector, tower frozen, `mistral_instruct`, assistant-only loss).",
+                  "choices": STAGES},
+    )
+    freeze_modules: list[str] | None = field(
+        default=None,
+        metadata={"help": f"Parts kept frozen, from {sorted(FREEZABLE_MODULES)}; default by stage "
+                  "(alignment: vision_tower + language_model; instruct: vision_tower). Ignored with use_peft, where "
+                  "only LoRA adapters and the projector train."},
+    )
+    projector_lr: float | None = field(
+        default=None,
+        metadata={"help": "Learning rate of the multimodal projector (LLaVA-1.5's mm_projector_lr); default: "
+                  "learning_rate."},
+    )
+    chat_template_name: str | None = field(
+        default=None,
+        metadata={"help": f"Packaged chat template used for training, one of {CHAT_TEMPLATE_NAMES}; default by stage "
+                  "(alignment: plain; instruct: mistral_instruct).", "choices": list(CHAT_TEMPLATE_NAMES)},
+    )
+    vision_model_name_or_path: str | None = field(
+        default=None,
+        metadata={"help": "Build a fresh LlavaMed from this vision encoder (e.g. openai/clip-vit-large-patch14-336) "
+                  "and text_model_name_or_path, with LLaVA-Med's projector init; replaces model_name_or_path."},
+    )
+    text_model_name_or_path: str | None = field(
+        default=None,
+        metadata={"help": "Causal LM (and its tokenizer) for the fresh model, e.g. mistralai/Mistral-7B-Instruct-v0.2."},
+    )
+    projector_type: str = field(
+        default="mlp2x_gelu",
+        metadata={"help": "Projector of a fresh model: 'mlp2x_gelu' (v1.5) or 'linear' (v1.0).",
+                  "choices": ["mlp2x_gelu", "linear"]},
+    )
+    image_aspect_mode: str = field(
+        default="pad",
+        metadata={"help": "Image preprocessing of a fresh model: 'pad' to square (v1.5) or 'none' (v1.0).",
+                  "choices": ["pad", "none"]},
+    )
+    group_by_modality_length: bool = field(
+        default=False,
+        metadata={"help": "Batch samples of similar length and never mix image and text-only samples in one "
+                  "optimizer step (LLaVA-1.5's group_by_modality_length, with a wider sort window)."},
+    )
+
+    def __post_init__(self):
+        if self.stage not in STAGES:
+            raise ValueError(f"stage must be one of {STAGES}, got {self.stage!r}")
+        frozen, template = STAGE_DEFAULTS[self.stage]
+        if self.freeze_modules is None:
+            self.freeze_modules = list(frozen)
+        if self.chat_template_name is None:
+            self.chat_template_name = template
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    pass
+
+
+def make_parser() -> TrlParser:
+    return TrlParser(
+        (ScriptArguments, DatasetMixtureConfig, SFTConfig, ModelConfig, StageArguments),
+        description=__doc__.split("\n\n")[0], epilog=EPILOG, formatter_class=_HelpFormatter,
+    )
+
+
+def parse_args(argv: list[str] | None = None):
+    """Parse `--config recipe.yaml` plus overrides into (script, mixture, sft, model, stage) arguments."""
+    script_args, mixture_args, training_args, model_args, stage_args = make_parser().parse_args_and_config(argv)
+    _check_args(training_args, model_args, stage_args)
+    return script_args, mixture_args, training_args, model_args, stage_args
+
+
+def _check_args(training_args, model_args, stage_args) -> None:
+    if not (model_args.model_name_or_path or stage_args.vision_model_name_or_path):
+        raise ValueError("set model_name_or_path, or vision_model_name_or_path + text_model_name_or_path")
+    if stage_args.stage == "alignment" and model_args.use_peft:
+        raise ValueError("stage 'alignment' trains the projector only; use_peft applies to the instruct stage")
+    if training_args.assistant_only_loss is False and stage_args.stage == "instruct":
+        logger.warning("assistant_only_loss is false: user, image and template tokens will be supervised too")
+
+
+def _recipe_path(argv: list[str]) -> str | None:
+    return argv[argv.index("--config") + 1] if "--config" in argv else None
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    script_args, mixture_args, training_args, model_args, stage_args = parse_args(argv)
+    check_quantization_supported(model_args)
+    config = resolved_config(script_args, mixture_args, training_args, model_args, stage_args)
+    push_to_hub, training_args.push_to_hub = training_args.push_to_hub, False  # pushed by finish_run instead
+
+    train_dataset, eval_dataset = load_training_data(script_args, mixture_args)
+    quantization_config = _quantization_config(model_args)
+    model, processor = load_model_and_processor(
+        model_args, stage_args, quantization_config=quantization_config, device_map=_device_map(quantization_config)
+    )
+    peft_config = lora_config_for(model, model_args) if model_args.use_peft else None
+    freeze_modules(model, stage_args.freeze_modules)
+
+    trainer = MedVLMSFTTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
+        processing_class=processor,
+        peft_config=peft_config,
+        callbacks=[ResolvedConfigCallback(config)],
+        group_by_modality_length=stage_args.group_by_modality_length,
+        projector_lr=stage_args.projector_lr,
+    )
+    logger.info("Trainable parameters by part: %s", trainable_parameter_report(trainer.model))
+    if trainer.is_world_process_zero():
+        write_resolved_config(training_args.output_dir, config)
+    trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    trainer.save_model(training_args.output_dir)
+    trainer.save_state()
+    if trainer.is_world_process_zero():
+        processor.save_pretrained(training_args.output_dir)
+        finish_run(
+            trainer, training_args.output_dir, config,
+            base_models=[m for m in (model_args.model_name_or_path, stage_args.vision_model_name_or_path,
+                                     stage_args.text_model_name_or_path) if m],
+            datasets=[d.path for d in mixture_args.datasets] or [script_args.dataset_name],
+            recipe_path=_recipe_path(argv), push_to_hub=push_to_hub, hub_model_id=training_args.hub_model_id,
+            hub_private=training_args.hub_private_repo, hub_revision=training_args.hub_revision,
+        )
+    return 0
+
+
+def _quantization_config(model_args):
+    config = get_quantization_config(model_args)
+    if config is not None:
+        # The tower, projector and head stay in full precision, as in LLaVA's QLoRA (llm_int8_skip_modules).
+        config.llm_int8_skip_modules = ["vision_tower", "multi_modal_projector", "lm_head"]
+    return config
+
+
+def _device_map(quantization_config):
+    if quantization_config is None:
+        return None
+    from accelerate import PartialState
+
+    return {"": PartialState().local_process_index}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,69 @@
+"""`hf-medvlm merge-lora`: fold a LoRA adapter (and its fully trained projector) into a full LlavaMed checkpoint.
+
+The result loads with `AutoModelForImageTextToText.from_pretrained` and no PEFT, and its outputs equal the adapter
+model's up to floating-point rounding.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from transformers import HfArgumentParser
+
+from ..models.llava_med import LlavaMedForConditionalGeneration, LlavaMedProcessor
+
+__all__ = ["MergeLoraArguments", "merge_lora", "main"]
+
+logger = logging.getLogger(__name__)
+
+EPILOG = """example:
+  hf-medvlm merge-lora --adapter_path runs/stage2-lora --output_dir runs/stage2-lora-merged
+"""
+
+
+@dataclass
+class MergeLoraArguments:
+    adapter_path: str = field(metadata={"help": "Folder written by a use_peft training run (adapter_config.json)."})
+    output_dir: str = field(metadata={"help": "Where the merged full checkpoint and processor are written."})
+    base_model_name_or_path: str | None = field(
+        default=None, metadata={"help": "Base LlavaMed checkpoint; default: the one named in adapter_config.json."}
+    )
+    dtype: str = field(default="float32", metadata={"help": "Dtype for merging and saving (float32, bfloat16, ...)."})
+
+
+def merge_lora(adapter_path: str | Path, base_model_name_or_path: str | None = None,
+               dtype: torch.dtype = torch.float32) -> LlavaMedForConditionalGeneration:
+    """Load base + adapter and return the merged plain LlavaMed model."""
+    from peft import PeftConfig, PeftModel
+
+    adapter_path = Path(adapter_path)
+    if not (adapter_path / "adapter_config.json").is_file():
+        raise FileNotFoundError(f"{adapter_path} has no adapter_config.json; is it the output of a use_peft run?")
+    base = base_model_name_or_path or PeftConfig.from_pretrained(adapter_path).base_model_name_or_path
+    if not base:
+        raise ValueError(f"{adapter_path}/adapter_config.json names no base model; pass --base_model_name_or_path")
+    model = LlavaMedForConditionalGeneration.from_pretrained(base, dtype=dtype)
+    merged = PeftModel.from_pretrained(model, adapter_path).merge_and_unload()
+    if not isinstance(merged, LlavaMedForConditionalGeneration):
+        raise TypeError(f"merging gave a {type(merged).__name__}, expected LlavaMedForConditionalGeneration")
+    return merged
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = HfArgumentParser(MergeLoraArguments, description=__doc__.split("\n\n")[0], epilog=EPILOG,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    (args,) = parser.parse_args_into_dataclasses(args=sys.argv[1:] if argv is None else argv)
+    merged = merge_lora(args.adapter_path, args.base_model_name_or_path, getattr(torch, args.dtype))
+    merged.save_pretrained(args.output_dir)
+    LlavaMedProcessor.from_pretrained(args.adapter_path).save_pretrained(args.output_dir)
+    print(f"merged {args.adapter_path} into {args.output_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

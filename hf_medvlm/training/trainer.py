@@ -1,0 +1,93 @@
+"""`SFTTrainer` with LLaVA-style length grouping by modality and a separate projector learning rate."""
+
+from __future__ import annotations
+
+import logging
+
+from peft import PeftModel
+from trl import SFTTrainer
+
+from .sampler import ModalityLengthGroupedSampler, sample_lengths
+
+__all__ = ["MedVLMSFTTrainer", "image_seq_length"]
+
+logger = logging.getLogger(__name__)
+
+PROJECTOR_KEY = "multi_modal_projector"
+
+
+def is_peft_model(model) -> bool:
+    return isinstance(model, PeftModel)
+
+
+def image_seq_length(processor) -> int:
+    """Placeholder tokens one `<image>` expands to (576 for CLIP-336/14 with patch tokens only)."""
+    size = processor.image_processor.crop_size["height"]
+    count = (size // processor.patch_size) ** 2 + processor.num_additional_image_tokens
+    return count - int(processor.vision_feature_select_strategy == "default")
+
+
+class MedVLMSFTTrainer(SFTTrainer):
+    """`SFTTrainer` plus two LLaVA-1.5 training options TRL lacks.
+
+    Args:
+        group_by_modality_length: sample with `ModalityLengthGroupedSampler` instead of uniformly at random.
+        projector_lr: learning rate of the multimodal projector (own optimizer groups); `None` = `learning_rate`.
+    """
+
+    def __init__(self, *args, group_by_modality_length: bool = False, projector_lr: float | None = None, **kwargs):
+        self.group_by_modality_length = group_by_modality_length
+        self.projector_lr = projector_lr
+        super().__init__(*args, **kwargs)
+
+    def _get_train_sampler(self, train_dataset=None):
+        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        if not self.group_by_modality_length or not hasattr(dataset, "__len__"):
+            return super()._get_train_sampler(train_dataset)
+        lengths, has_image = sample_lengths(
+            dataset, self.processing_class.tokenizer, image_seq_length(self.processing_class)
+        )
+        args = self.args
+        step_size = args.per_device_train_batch_size * args.world_size * args.gradient_accumulation_steps
+        sampler = ModalityLengthGroupedSampler(lengths, has_image, step_size, seed=args.data_seed or args.seed)
+        if len(sampler) > len(dataset):
+            logger.info(
+                "Length grouping repeats %d sample(s) per epoch so that no optimizer step mixes image and text-only "
+                "samples.", len(sampler) - len(dataset)
+            )
+        return sampler
+
+    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+        # Trainer reloads a full checkpoint with `load_state_dict(strict=False)` on the raw file, whose keys are in the
+        # on-disk Llava layout (`language_model.model.*`): every LM tensor would be silently skipped. Load through
+        # `from_pretrained`, which applies the layout conversion, and insist that every tensor matches.
+        target = self.model if model is None else model
+        if is_peft_model(target) or self.is_fsdp_enabled or self.is_deepspeed_enabled:
+            return super()._load_from_checkpoint(resume_from_checkpoint, model)
+        reloaded = type(target).from_pretrained(resume_from_checkpoint, dtype=target.dtype)
+        target.load_state_dict(reloaded.state_dict(), strict=True)
+        logger.info("Model weights restored from %s", resume_from_checkpoint)
+
+    def create_optimizer(self, model=None):
+        if self.projector_lr is None or self.optimizer is not None:
+            return super().create_optimizer(model)
+        opt_model = self.model if model is None else model
+        optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, opt_model)
+        self.optimizer = optimizer_cls(self._param_groups(opt_model), **optimizer_kwargs)
+        return self.optimizer
+
+    def _param_groups(self, model) -> list[dict]:
+        """Four groups, as LLaVA-1.5's `mm_projector_lr`: (decay, no decay) x (projector, everything else)."""
+        decay = set(self.get_decay_parameter_names(model))
+        groups: dict[tuple[bool, bool], list] = {}
+        for name, param in model.named_parameters():
+            if param.requires_grad:
+                groups.setdefault((PROJECTOR_KEY in name, name in decay), []).append(param)
+        return [
+            {
+                "params": params,
+                "weight_decay": self.args.weight_decay if is_decay else 0.0,
+                **({"lr": self.projector_lr} if is_projector else {}),
+            }
+            for (is_projector, is_decay), params in sorted(groups.items())
+        ]
