@@ -92,15 +92,28 @@ def _concat(parts) -> datasets.Dataset:
 
 
 def _train_one(args, training_args, train, test) -> dict:
+    # Trainer would push on its own (and contact the Hub when it starts); we push once, at the end, with push_model.
+    push, training_args.push_to_hub = training_args.push_to_hub, False
     model, processor = load_selector(args.model_name_or_path, args)
     trainer = train_selector(model, processor, train, test, training_args)
     trainer.save_model(training_args.output_dir)  # model + processor (processing_class)
     metrics = trainer.evaluate() if test is not None else {}
     metrics = {k.removeprefix("eval_"): v for k, v in metrics.items()}
     Path(training_args.output_dir, "selection_metrics.json").write_text(json.dumps(metrics, indent=2))
-    if training_args.push_to_hub:
-        trainer.push_to_hub(commit_message="Train BioMed-VITAL selection model")
+    if push:
+        from ..hub import push_model
+
+        summary = ("BioMed-VITAL data-selection model (hf_medvlm `select train`): scores how much clinicians would "
+                   f"prefer an instruction sample. Held-out clinician-pair metrics: {metrics}.")
+        push_model(training_args.output_dir, training_args.hub_model_id or Path(training_args.output_dir).name,
+                   token=training_args.hub_token, commit_message="Train BioMed-VITAL selection model",
+                   card_kwargs={"summary": summary, "base_models": _hub_ids([args.model_name_or_path])})
     return metrics
+
+
+def _hub_ids(names: list[str]) -> list[str]:
+    """Only Hub repo ids belong in a card's `base_model`; local folders are left out."""
+    return [n for n in names if not Path(n).exists()]
 
 
 def run_train(args, training_args) -> int:

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..data.writer import write_dataset_folder
 from .data import SkipReport, candidate_from_row, candidate_text
 
 __all__ = ["score_dataset", "pick_indices", "write_subsets", "plot_precision_f1", "STRATEGIES"]
@@ -129,27 +130,14 @@ def cluster_features(features, valid: np.ndarray, num_clusters: int, seed: int) 
 
 def write_subsets(dataset: datasets.Dataset, selections: dict[str, np.ndarray], output_dir: str | Path,
                   split: str = "train") -> dict[str, int]:
-    """Write each selection as a dataset config (`{output_dir}/{name}/{split}-00000-of-00001.parquet`) and list the
-    configs in `README.md`, so `load_dataset(output_dir, name)` loads them; returns rows per config."""
-    output_dir = Path(output_dir)
+    """Write each selection as a dataset config (`{output_dir}/{name}/{split}-*.parquet`, listed in README.md's
+    `configs:`), so `load_dataset(output_dir, name)` loads it; returns rows per config."""
     counts = {}
     for name, indices in selections.items():
         subset = dataset.select([int(i) for i in indices])
-        path = output_dir / name / f"{split}-00000-of-00001.parquet"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        subset.to_parquet(str(path))
-        counts[name] = len(subset)
-    _write_configs_readme(output_dir, list(selections), split)
+        result = write_dataset_folder(output_dir, name, split, iter(subset), subset.features, total=len(subset))
+        counts[name] = result["num_rows"]
     return counts
-
-
-def _write_configs_readme(output_dir: Path, names: list[str], split: str) -> None:
-    lines = ["---", "configs:"]
-    for name in names:
-        lines += [f"- config_name: {name}", "  data_files:", f"  - split: {split}", f"    path: {name}/{split}-*.parquet"]
-    lines += ["---", "", "# Selected subsets", "",
-              "Subsets picked with the hf_medvlm BioMed-VITAL selection model (`hf-medvlm select pick`).", ""]
-    (output_dir / "README.md").write_text("\n".join(lines))
 
 
 def plot_precision_f1(curves: dict, path: str | Path, title: str = "Selection quality vs top K%",
