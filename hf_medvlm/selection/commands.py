@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
-from dataclasses import replace
+
 from pathlib import Path
 
 import datasets

@@ -29,7 +29,8 @@ STRATEGIES = ("global", "clusters")
 
 
 def _score_batch(model, processor, candidates: list[dict], max_length: int, with_features: bool):
-    texts = [candidate_text(c["caption"], c["question"], c["answer"], model.config.include_caption) for c in candidates]
+    include_caption = model.config.include_caption
+    texts = [candidate_text(c["caption"], c["question"], c["answer"], include_caption) for c in candidates]
     images = [c["image"].convert("RGB") for c in candidates]
     batch = processor(text=texts, images=images, padding=True, truncation=True, max_length=max_length,
                       return_tensors="pt")
