@@ -33,6 +33,7 @@ __all__ = [
     "convert_path_vqa",
     "convert_pmc_vqa",
     "closed_if_yes_no",
+    "vqa_to_training_row",
 ]
 
 ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system"}
@@ -224,6 +225,14 @@ def _eval_row(record_id, source, image, question, answer, answer_type, question_
     return {"id": record_id, "source": source, "image": image, "question": question, "answer": answer,
             "answer_type": answer_type, "question_type": question_type or "", "options": options,
             "answer_label": answer_label}
+
+
+def vqa_to_training_row(row: dict) -> dict:
+    """An eval-schema VQA record as a one-turn training conversation (downstream VQA fine-tuning, LLaVA-Med §4)."""
+    user = [{"type": "image", "text": None}, {"type": "text", "text": row["question"]}]
+    messages = [{"role": "user", "content": user},
+                {"role": "assistant", "content": [{"type": "text", "text": row["answer"]}]}]
+    return _training_row(row["id"], row["source"], [row["image"]], messages)
 
 
 def _answer_type(value, record_id: str) -> str:

@@ -105,7 +105,9 @@ class SourceSpec:
 
     convert: Callable  # (raw, resolver, **config_kwargs) -> row | None
     features: object
-    configs: dict[str, dict]  # config name -> extra keyword arguments for `convert`
+    # config name -> extra keyword arguments for `convert`; `as_training: True` marks a benchmark's fine-tuning
+    # config, written in the training schema (one question/answer turn per sample) from its train split.
+    configs: dict[str, dict]
     default_split: str
     license: dict
     provenance: str
@@ -131,7 +133,7 @@ SOURCES: dict[str, SourceSpec] = {
         validate_training_record,
     ),
     "llava_med_qa50": SourceSpec(
-        cv.convert_llava_med_qa50, QA50_FEATURES, {"qa50": {}}, "test", LLAVA_MED_LICENSE,
+        cv.convert_llava_med_qa50, QA50_FEATURES, {"eval": {}}, "test", LLAVA_MED_LICENSE,
         "microsoft/LLaVA-Med data/eval/llava_med_eval_qa50_qa.jsonl (images are not in the public URL list)",
         "LLaVA-Med's 193-question chat evaluation set with GPT-4 reference answers.", None,
     ),
@@ -155,25 +157,26 @@ SOURCES: dict[str, SourceSpec] = {
         validate_training_record,
     ),
     "vqa_rad": SourceSpec(
-        cv.convert_vqa_rad, EVAL_FEATURES, {"default": {}}, "test",
+        cv.convert_vqa_rad, EVAL_FEATURES, {"eval": {}, "train_sft": {"as_training": True}}, "test",
         {"license": "cc0-1.0", "license_details": "VQA-RAD is released under CC0 1.0."},
         "VQA-RAD public JSON (`VQA_RAD Dataset Public.json` + image folder) or flaviagiammarino/vqa-rad parquet",
         "VQA-RAD radiology visual question answering.", validate_eval_record, _VQA,
     ),
     "slake": SourceSpec(
-        cv.convert_slake, EVAL_FEATURES, {"default": {"language": "en"}}, "test",
+        cv.convert_slake, EVAL_FEATURES,
+        {"eval": {"language": "en"}, "train_sft": {"language": "en", "as_training": True}}, "test",
         {"license": "cc-by-4.0", "license_details": "SLAKE is released under CC BY 4.0."},
         "BoKelvin/SLAKE {train,validate,test}.json + imgs.zip (English questions only)",
         "SLAKE bilingual medical VQA, English subset.", validate_eval_record, _VQA,
     ),
     "path_vqa": SourceSpec(
-        cv.convert_path_vqa, EVAL_FEATURES, {"default": {}}, "test",
+        cv.convert_path_vqa, EVAL_FEATURES, {"eval": {}, "train_sft": {"as_training": True}}, "test",
         {"license": "mit", "license_details": "As stated on flaviagiammarino/path-vqa."},
         "flaviagiammarino/path-vqa parquet files", "PathVQA pathology VQA; closed = yes/no questions.",
         validate_eval_record, _VQA,
     ),
     "pmc_vqa": SourceSpec(
-        cv.convert_pmc_vqa, EVAL_FEATURES, {"default": {}}, "test",
+        cv.convert_pmc_vqa, EVAL_FEATURES, {"eval": {}}, "test",
         {"license": "other", "license_name": "pmc-vqa",
          "license_details": "See the upstream card of xmcmic/PMC-VQA; figures come from PubMed Central OA articles "
                             "under their own licences. Check the terms before redistributing."},
@@ -207,6 +210,7 @@ class PrepareArguments:
 def _converter(spec: SourceSpec, args: PrepareArguments, config: str, split: str) -> Callable:
     resolver = cv.ImageResolver(args.image_root or Path(args.input_path).parent, verify=args.verify_images)
     kwargs, convert_one = dict(spec.configs[config]), spec.convert
+    as_training = kwargs.pop("as_training", False)
     if args.raw_format == "llava_med":
         if spec.features is not EVAL_FEATURES or spec.convert is cv.convert_pmc_vqa:
             raise ValueError("--raw_format llava_med applies to vqa_rad, slake and path_vqa only")
@@ -216,7 +220,8 @@ def _converter(spec: SourceSpec, args: PrepareArguments, config: str, split: str
 
     def convert(raw: dict):
         row = convert_one(raw, resolver, **kwargs)
-        return spec.validate(row) if row is not None and spec.validate else row
+        row = spec.validate(row) if row is not None and spec.validate else row
+        return validate_training_record(cv.vqa_to_training_row(row)) if row is not None and as_training else row
 
     return convert
 
@@ -249,12 +254,14 @@ def prepare(source: str, args: PrepareArguments) -> dict:
     config = args.config_name or next(iter(spec.configs))
     if config not in spec.configs:
         raise ValueError(f"source {source!r} has no config {config!r}; expected one of {sorted(spec.configs)}")
-    split = args.split or spec.default_split
+    as_training = spec.configs[config].get("as_training", False)
+    split = args.split or ("train" if as_training else spec.default_split)
+    features = TRAINING_FEATURES if as_training else spec.features
     counter = SkipCounter()
     records = itertools.islice(iter_records(args.input_path), args.limit)
     rows = iter_valid(records, _converter(spec, args, config, split), on_error=args.on_error, counter=counter)
     try:
-        counts = write_dataset_folder(args.output_dir, config, split, rows, spec.features,
+        counts = write_dataset_folder(args.output_dir, config, split, rows, features,
                                       rows_per_shard=args.rows_per_shard, default=args.default_config)
     except ValueError as err:
         raise ValueError(f"{err}; {counter.summary()}") from err

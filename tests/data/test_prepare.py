@@ -118,7 +118,7 @@ def test_llava_med_qa50(tmp_path):
              "type": "conversation" if i else "detailed_description"} for i in range(3)]
     raw.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     main(["llava_med_qa50", "--input_path", str(raw), "--output_dir", str(tmp_path / "out")])
-    ds = load_dataset(str(tmp_path / "out"), name="qa50", split="test")
+    ds = load_dataset(str(tmp_path / "out"), name="eval", split="test")
     assert ds.num_rows == 3 and ds[1]["question"] == "Question 1?" and ds[0]["type"] == "detailed_description"
     assert json.loads(ds[0]["in_text_mention"]) == [{"tokens": "t", "entities": []}]
 
@@ -187,6 +187,30 @@ def test_vqa_rad_public_json_quirks(tmp_path):
     main(["vqa_rad", "--input_path", str(raw), "--output_dir", str(tmp_path / "out"), "--split", "test"])
     ds = load_dataset(str(tmp_path / "out"), split="test")
     assert ds["id"] == ["1", "2"] and ds["answer"] == ["No", "2"] and ds["answer_type"] == ["closed", "open"]
+
+
+def test_benchmark_train_split_becomes_a_training_config(tmp_path):
+    """`train_sft` (training schema, one Q/A turn, train split) sits beside `eval` in one folder, for VQA fine-tunes."""
+    write_jpeg(tmp_path / "synpic1.jpg")
+    rows = [
+        {"qid": 1, "image_name": "synpic1.jpg", "question": "Is there a fracture?", "answer": "No",
+         "answer_type": "CLOSED", "question_type": "PRES", "phrase_type": "test_freeform"},
+        {"qid": 3, "image_name": "synpic1.jpg", "question": "Which lobe?", "answer": "left upper",
+         "answer_type": "OPEN", "question_type": "POS", "phrase_type": "freeform"},
+    ]
+    raw = tmp_path / "VQA_RAD Dataset Public.json"
+    raw.write_text(json.dumps(rows))
+    out = tmp_path / "out"
+    main(["vqa_rad", "--input_path", str(raw), "--output_dir", str(out), "--config_name", "eval"])
+    main(["vqa_rad", "--input_path", str(raw), "--output_dir", str(out), "--config_name", "train_sft"])
+    train = load_dataset(str(out), name="train_sft", split="train")
+    assert train["id"] == ["3"]
+    assert train[0]["messages"] == [
+        {"role": "user", "content": [{"type": "image", "text": None}, {"type": "text", "text": "Which lobe?"}]},
+        {"role": "assistant", "content": [{"type": "text", "text": "left upper"}]},
+    ]
+    assert len(train[0]["images"]) == 1
+    assert load_dataset(str(out), name="eval", split="test")["id"] == ["1"]
 
 
 def test_slake_keeps_english_only(tmp_path):

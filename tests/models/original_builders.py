@@ -66,7 +66,8 @@ def _shard(state: dict, directory: Path, n_shards: int) -> None:
     (directory / "model.safetensors.index.json").write_text(json.dumps(index))
 
 
-def build_original(directory: Path, version: str, clip_dir: Path, seed: int = 0, n_shards: int = 2) -> dict:
+def build_original(directory: Path, version: str, clip_dir: Path, seed: int = 0, n_shards: int = 2,
+                   swap_head_rows: tuple[int, int] | None = None) -> dict:
     """Write a tiny original checkpoint; return its parts (tensors under their original names, LM, tower)."""
     directory.mkdir(parents=True, exist_ok=True)
     v1 = version == "v1.0"
@@ -78,6 +79,10 @@ def build_original(directory: Path, version: str, clip_dir: Path, seed: int = 0,
         lm = LlamaForCausalLM(LlamaConfig(vocab_size=vocab, **TEXT)).eval()
     else:
         lm = MistralForCausalLM(MistralConfig(vocab_size=vocab, sliding_window=None, rope_theta=1e6, **TEXT)).eval()
+    if swap_head_rows is not None:  # lets a test make the greedy path emit </s> at a chosen step
+        a, b = swap_head_rows
+        with torch.no_grad():
+            lm.lm_head.weight[[a, b]] = lm.lm_head.weight[[b, a]].clone()
     state = {k: v.clone() for k, v in lm.state_dict().items()}
     if v1:
         state["model.mm_projector.weight"] = torch.randn(32, 32) * 0.2
@@ -97,6 +102,9 @@ def build_original(directory: Path, version: str, clip_dir: Path, seed: int = 0,
     config = _original_config(v1, vocab, str(clip_dir))
     (directory / "config.json").write_text(json.dumps(config, indent=2))
     tok.save_pretrained(directory)
+    # As in the original repos: tokenizer_config names the slow LLaMA class (LlavaMed v1.5 ships LlamaTokenizer).
+    tok_config = json.loads((directory / "tokenizer_config.json").read_text())
+    (directory / "tokenizer_config.json").write_text(json.dumps(tok_config | {"tokenizer_class": "LlamaTokenizer"}))
     return {"state": state, "lm": lm, "tower": tower, "tokenizer": tok, "config": config, "version": version}
 
 
@@ -129,8 +137,9 @@ def reference_pixels(image: Image.Image, pad: bool) -> torch.Tensor:
         canvas = Image.new("RGB", (side, side), tuple(int(x * 255) for x in CLIP_MEAN))
         canvas.paste(image, ((side - image.width) // 2, (side - image.height) // 2))
         image = canvas
-    scale = IMAGE_SIZE / min(image.size)
-    size = (max(IMAGE_SIZE, round(image.width * scale)), max(IMAGE_SIZE, round(image.height * scale)))
+    short, long = sorted(image.size)
+    long_new = int(IMAGE_SIZE * long / short)  # CLIPImageProcessor truncates the long side
+    size = (long_new, IMAGE_SIZE) if image.width >= image.height else (IMAGE_SIZE, long_new)
     image = image.resize(size, Image.BICUBIC)
     left, top = (image.width - IMAGE_SIZE) // 2, (image.height - IMAGE_SIZE) // 2
     image = image.crop((left, top, left + IMAGE_SIZE, top + IMAGE_SIZE))
@@ -153,8 +162,9 @@ def reference_ids(parts: dict, prompt: str) -> list[int]:
 
 
 @torch.no_grad()
-def reference_logits(parts: dict, prompt: str, images: list[Image.Image]) -> torch.Tensor:
-    state, tower, lm = parts["state"], parts["tower"], parts["lm"]
+def reference_logits(parts: dict, prompt: str, images: list[Image.Image], extra_ids=(), tower=None) -> torch.Tensor:
+    state, lm = parts["state"], parts["lm"]
+    tower = tower or parts["tower"]
     v1 = parts["version"] == "v1.0"
     feats = []
     for image in images:
@@ -166,7 +176,7 @@ def reference_logits(parts: dict, prompt: str, images: list[Image.Image]) -> tor
             x = F.linear(x, state["model.mm_projector.0.weight"], state["model.mm_projector.0.bias"])
             x = F.linear(F.gelu(x), state["model.mm_projector.2.weight"], state["model.mm_projector.2.bias"])
         feats.append(x)
-    ids = reference_ids(parts, prompt)
+    ids = reference_ids(parts, prompt) + list(extra_ids)
     embed = lm.get_input_embeddings().weight
     rows, image_i = [], 0
     patch_id = parts["tokenizer"].convert_tokens_to_ids("<im_patch>") if v1 else None
@@ -181,3 +191,15 @@ def reference_logits(parts: dict, prompt: str, images: list[Image.Image]) -> tor
     assert image_i == len(images)
     inputs_embeds = torch.cat(rows)[None]
     return lm(inputs_embeds=inputs_embeds).logits[0]
+
+
+def reference_greedy(parts: dict, prompt: str, images: list[Image.Image], steps: int, eos_id: int | None) -> list[int]:
+    """Greedy decoding with the reference forward (full recompute each step; the model is tiny)."""
+    out = []
+    vocab = len(parts["tokenizer"])
+    for _ in range(steps):
+        token = int(reference_logits(parts, prompt, images, extra_ids=out)[-1, :vocab].argmax())
+        out.append(token)
+        if token == eos_id:
+            break
+    return out

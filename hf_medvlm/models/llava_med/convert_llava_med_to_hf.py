@@ -102,6 +102,9 @@ class CheckpointReader:
 
     def _open(self, shard: str):
         if shard not in self._handles:
+            # Keep one shard open at a time: a memory-mapped shard's touched pages count as resident memory until it
+            # is closed, so holding every shard open would grow RSS to the whole checkpoint.
+            self._handles.clear()
             path = self.directory / shard
             try:
                 if shard.endswith(".safetensors"):
@@ -250,7 +253,8 @@ def write_safetensors_streaming(path: Path, names: list[str], shapes: dict, dtyp
             tensor = produce(name)
             if tuple(tensor.shape) != tuple(shapes[name]) or tensor.dtype != dtypes[name]:
                 raise RuntimeError(f"internal error: {name} produced {tensor.shape}/{tensor.dtype}")
-            out.write(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+            if tensor.numel():
+                out.write(memoryview(tensor.view(torch.uint8).numpy()))  # no extra copy of the tensor
             del tensor
 
 
@@ -371,14 +375,25 @@ def save_side_files(folder: Path, args: ConvertArguments, config: LlavaMedConfig
             vision_feature_select_strategy=processor.vision_feature_select_strategy,
             chat_template=processor.chat_template, num_additional_image_tokens=processor.num_additional_image_tokens,
         ).save_pretrained(folder)
+        _keep_tokenizer_json_verbatim(folder)
         return
     config.dtype = dtype_name
     config.architectures = ["LlavaMedForConditionalGeneration"]
     config.save_pretrained(folder)
     processor.save_pretrained(folder)
+    _keep_tokenizer_json_verbatim(folder)
     # Remote code, so the checkpoint loads with trust_remote_code=True where hf_medvlm is not installed.
     with torch.device("meta"):
         custom_object_save(LlavaMedForConditionalGeneration(config), folder, config=config)
+
+
+def _keep_tokenizer_json_verbatim(folder: Path) -> None:
+    # LlamaTokenizer rebuilds its pre-tokenizer on load and would undo `match_original_chunking`; the generic fast
+    # class loads tokenizer.json exactly as written, so the saved checkpoint tokenises like the original.
+    path = folder / "tokenizer_config.json"
+    config = json.loads(path.read_text())
+    config["tokenizer_class"] = "PreTrainedTokenizerFast"
+    path.write_text(json.dumps(config, indent=2, ensure_ascii=False))
 
 
 _LLAVA_FIELDS = (
@@ -444,7 +459,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.push_to_hub:
         from hf_medvlm.hub import push_model
 
-        url = push_model(summary["output_dir"], args.push_to_hub)
+        card = {"summary": f"LLaVA-Med ({summary['source']}) converted to {summary['format']} format with "
+                           f"`hf-medvlm convert` from `{Path(args.input_dir).name}`."}
+        url = push_model(summary["output_dir"], args.push_to_hub, card_kwargs=card)
         print(f"pushed to {url}")
     return 0
 

@@ -158,6 +158,8 @@ def padded_vocab_size(n: int, multiple: int = 64) -> int:
 def read_original_config(path: str | Path, **hub_kwargs) -> tuple[dict, str]:
     """The original `config.json` as a dict and its path; raises naming the file when it is not an original layout."""
     config_file = cached_file(str(path), "config.json", **hub_kwargs)
+    if config_file is None:
+        raise FileNotFoundError(f"{Path(path) / 'config.json'}: not found (is this an original LLaVA-Med checkpoint?)")
     with open(config_file, encoding="utf-8") as reader:
         config = json.load(reader)
     if config.get("model_type") not in ORIGINAL_MODEL_TYPES:
@@ -248,8 +250,23 @@ def add_original_tokens(tokenizer) -> dict[str, int]:
     return added
 
 
+def match_original_chunking(tokenizer) -> None:
+    """Prefix every text segment between special tokens with the SentencePiece space marker, as the original does.
+
+    The original tokenises the text around each image separately (`tokenizer_image_token`), so every chunk starts a
+    new SentencePiece "sentence" (`"<image>\nQ"` -> `▁`, `\n`, ...). transformers 5's LlamaTokenizer prefixes only
+    the first segment, which drops that `▁` after each image; `prepend_scheme="always"` restores the original ids.
+    """
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    pre = getattr(backend, "pre_tokenizer", None)
+    if pre is not None and type(pre).__name__ == "Metaspace" and pre.prepend_scheme == "first":
+        pre.prepend_scheme = "always"
+        backend.pre_tokenizer = pre
+
+
 def processor_from_original(tokenizer, config: LlavaMedConfig, original: dict) -> LlavaMedProcessor:
     """CLIP preprocessing at the tower's resolution + the original tokenizer + the version's chat template."""
+    match_original_chunking(tokenizer)
     v1 = original["model_type"] == "llava"
     wrap = v1 and original.get("mm_use_im_start_end", False)
     return LlavaMedProcessor.from_tokenizer(
@@ -332,6 +349,9 @@ class LlavaMedOriginalForConditionalGeneration(LlavaMedForConditionalGeneration)
             **kwargs,
         )
         _raise_on_load_problems(path, info, vision_tower is not None)
+        # Forget the original-layout renames, so save_pretrained writes the LlavaMed layout instead of reverting.
+        if hasattr(model, "_weight_conversions"):
+            del model._weight_conversions
         grow_vocab(model, final.text_config.vocab_size)
         if vision_tower is not None:
             load_vision_tower_into(model, vision_tower)
