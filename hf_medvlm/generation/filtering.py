@@ -81,16 +81,24 @@ def embed_captions(
     return np.asarray(vectors, dtype=np.float32)
 
 
+def _coarse_centroids(embeddings: np.ndarray, num_cells: int, seed: int, iterations: int = 4) -> np.ndarray:
+    """A few Lloyd iterations on a sample, seeded with random rows: cheap (sklearn's k-means on a million 768-d
+    vectors takes minutes) and good enough for bucketing, since recall comes from probing several cells."""
+    rng = np.random.default_rng(seed)
+    sample = embeddings[rng.choice(len(embeddings), size=min(len(embeddings), 20 * num_cells), replace=False)]
+    centroids = sample[rng.choice(len(sample), size=num_cells, replace=False)].copy()
+    for _ in range(iterations):
+        assignment = (sample @ centroids.T).argmax(axis=1)
+        for cell in np.unique(assignment):
+            centroids[cell] = sample[assignment == cell].mean(axis=0)
+    return centroids
+
+
 def _assign_cells(embeddings: np.ndarray, num_cells: int, nprobe: int, seed: int) -> np.ndarray:
-    """IVF-style coarse quantiser: k-means centroids, then each vector's ``nprobe`` most similar cells (home first)."""
+    """IVF-style coarse quantiser: each vector's ``nprobe`` most similar centroids (its home cell first)."""
     if num_cells <= 1:
         return np.zeros((len(embeddings), 1), dtype=np.int64)
-    from sklearn.cluster import MiniBatchKMeans
-
-    rng = np.random.default_rng(seed)
-    sample = embeddings[rng.choice(len(embeddings), size=min(len(embeddings), 50 * num_cells), replace=False)]
-    kmeans = MiniBatchKMeans(n_clusters=num_cells, random_state=seed, batch_size=4096, n_init=1).fit(sample)
-    centroids = kmeans.cluster_centers_.astype(np.float32)
+    centroids = _coarse_centroids(embeddings, num_cells, seed)
     nprobe = min(nprobe, num_cells)
     probes = np.empty((len(embeddings), nprobe), dtype=np.int64)
     for start in range(0, len(embeddings), 8192):
@@ -101,61 +109,64 @@ def _assign_cells(embeddings: np.ndarray, num_cells: int, nprobe: int, seed: int
     return probes
 
 
-def _best_previous(block, probes, embeddings, kept_by_cell):
-    """For each block row: the highest similarity to an already-kept vector in its probed cells, and which one."""
-    best = np.full(len(block), -np.inf, dtype=np.float32)
-    best_idx = np.full(len(block), -1, dtype=np.int64)
-    block_probes = probes[block]
-    for cell in np.unique(block_probes):
-        kept = kept_by_cell.get(int(cell))
-        if not kept:
+def _inverted_lists(probes: np.ndarray, num_cells: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows probing each cell, as one sorted index array plus per-cell offsets (CSR layout)."""
+    flat = probes.ravel()
+    order = np.argsort(flat, kind="stable")
+    offsets = np.searchsorted(flat[order], np.arange(num_cells + 1))
+    return order // probes.shape[1], offsets
+
+
+def _candidate_edges(embeddings, probes, num_cells, threshold, block_size):
+    """Pairs (later row i, earlier row j) with similarity > threshold, where j's home cell is probed by i."""
+    homes, home_offsets = _inverted_lists(probes[:, :1], num_cells)
+    queries, query_offsets = _inverted_lists(probes, num_cells)
+    edges_i, edges_j = [], []
+    for cell in range(num_cells):
+        members = homes[home_offsets[cell]:home_offsets[cell + 1]]
+        if not len(members):
             continue
-        rows = np.nonzero((block_probes == cell).any(axis=1))[0]
-        kept_arr = np.asarray(kept)
-        sims = embeddings[block[rows]] @ embeddings[kept_arr].T
-        arg = sims.argmax(axis=1)
-        top = sims[np.arange(len(rows)), arg]
-        better = top > best[rows]
-        best[rows[better]] = top[better]
-        best_idx[rows[better]] = kept_arr[arg[better]]
-    return best, best_idx
+        member_vectors = embeddings[members]
+        cell_queries = queries[query_offsets[cell]:query_offsets[cell + 1]]
+        for start in range(0, len(cell_queries), block_size):
+            rows = cell_queries[start:start + block_size]
+            ii, jj = np.nonzero((embeddings[rows] @ member_vectors.T) > threshold)
+            earlier = members[jj] < rows[ii]
+            edges_i.append(rows[ii[earlier]])
+            edges_j.append(members[jj[earlier]])
+    if not edges_i:
+        return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
+    return np.concatenate(edges_i), np.concatenate(edges_j)
 
 
 def find_near_duplicates(
     embeddings: np.ndarray, threshold: float, *, num_cells: int | None = None, nprobe: int = 8,
-    block_size: int = 2048, seed: int = 0, progress=None,
+    block_size: int = 1024, seed: int = 0,
 ) -> np.ndarray:
     """Greedy near-duplicate removal in input order: returns, per row, the index of the earlier kept row it
     duplicates (similarity ``> threshold``, dot product), or -1 if it is kept.
 
-    Scales without an N x N matrix: rows are bucketed by a k-means coarse quantiser (``num_cells``, default
-    ~sqrt(N), exact single-cell search below 20,000 rows); each block of rows is compared only with the kept rows of
-    its ``nprobe`` nearest cells, plus exactly with the rest of its own block. Memory is O(N x dim + block x cell);
-    compute is about N x nprobe x N / num_cells dot products. Approximate: a duplicate whose nearest cells differ
-    from its original's home cell can be missed (raise ``nprobe`` to trade speed for recall).
+    Scales without an N x N matrix. Rows are bucketed by a coarse quantiser (``num_cells``, default ~sqrt(N); one
+    cell, i.e. exact search, below 20,000 rows). Each row is compared, in blocks of ``block_size``, only with the rows
+    whose home cell is among its ``nprobe`` nearest cells; the pairs above the threshold are then resolved greedily
+    in input order. Memory is O(N x dim + block x cell); compute is about N x nprobe x N / num_cells dot products.
+    Approximate above one cell: a duplicate whose nearest cells miss its original's home cell is not found (raise
+    ``nprobe`` to trade speed for recall).
     """
     embeddings = np.ascontiguousarray(embeddings, dtype=np.float32)
     n = len(embeddings)
     if num_cells is None:
         num_cells = 1 if n < 20_000 else int(math.sqrt(n))
     probes = _assign_cells(embeddings, num_cells, nprobe, seed)
+    edges_i, edges_j = _candidate_edges(embeddings, probes, max(num_cells, 1), threshold, block_size)
     duplicate_of = np.full(n, -1, dtype=np.int64)
-    kept_by_cell: dict[int, list[int]] = {}
-    for start in range(0, n, block_size):
-        block = np.arange(start, min(start + block_size, n))
-        best, best_idx = _best_previous(block, probes, embeddings, kept_by_cell)
-        within = embeddings[block] @ embeddings[block].T
-        kept_in_block: list[int] = []
-        for i, row in enumerate(block):
-            if best[i] > threshold:
-                duplicate_of[row] = best_idx[i]
-                continue
-            hits = [j for j in kept_in_block if within[i, j] > threshold]
-            if hits:
-                duplicate_of[row] = block[hits[0]]
-                continue
-            kept_in_block.append(i)
-            kept_by_cell.setdefault(int(probes[row, 0]), []).append(int(row))
-        if progress is not None:
-            progress.update(len(block))
+    order = np.lexsort((edges_j, edges_i))  # by later row, then earliest original first
+    edges_i, edges_j = edges_i[order], edges_j[order]
+    bounds = np.flatnonzero(np.diff(edges_i)) + 1
+    for group_i, group_j in zip(np.split(edges_i, bounds), np.split(edges_j, bounds)):
+        if not len(group_i):
+            continue
+        originals = group_j[duplicate_of[group_j] < 0]  # rows before i are already resolved
+        if len(originals):
+            duplicate_of[group_i[0]] = originals[0]
     return duplicate_of

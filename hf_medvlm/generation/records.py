@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import random
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -155,9 +154,3 @@ def record_rng(seed: int, record_id: str, salt: str = "") -> random.Random:
     """A per-record RNG, so that a resumed run rebuilds exactly the same request for every id."""
     return random.Random(f"{seed}:{salt}:{record_id}")
 
-
-def merge_counts(*counters: Counter) -> dict[str, int]:
-    total = Counter()
-    for counter in counters:
-        total.update(counter)
-    return dict(sorted(total.items()))

@@ -4,7 +4,9 @@ top-K picking. Importing this package registers `MedSelectorConfig`/`MedSelector
 from transformers import AutoConfig, AutoModel
 
 from .configuration_med_selector import LOSS_TYPES, MedSelectorConfig
-from .data import PAIR_FEATURES, SkipReport, load_pairs, pairs_from_clinician_choices, pairs_from_ratings, validate_pairs
+from .data import (
+    PAIR_FEATURES, SkipReport, load_pairs, pairs_from_clinician_choices, pairs_from_ratings, validate_pairs,
+)
 from .modeling_med_selector import MedSelectorModel, MedSelectorOutput, pairwise_loss
 
 __all__ = [

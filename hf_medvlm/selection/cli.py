@@ -9,16 +9,13 @@ A recipe names its subcommand with a top-level `command:` key; `parse_args` retu
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field
 
 import yaml
 from transformers import HfArgumentParser
 
-from .selection import STRATEGIES
 from .training import SelectorTrainingArguments
 
 __all__ = ["TrainArguments", "ScoreArguments", "PickArguments", "parse_args", "main"]
@@ -47,9 +44,11 @@ class TrainArguments:
     loss_type: str = field(default="paper", metadata={"help": "paper | bradley_terry | code_hinge."})
     head_hidden_sizes: str = field(default="512,512,512", metadata={"help": "Comma-separated MLP hidden sizes."})
     include_caption: bool = field(default=True, metadata={"help": "Encode the caption/mention before the QA text."})
-    qa_rounds: int = field(default=1, metadata={"help": "QA rounds read per sample (1 = first, as the code; 0 = all)."})
+    qa_rounds: int = field(default=1, metadata={
+        "help": "QA rounds read per sample (1 = first, as the code; 0 = all)."})
     sweep_w: str | None = field(default=None, metadata={
-        "help": "Comma-separated mixing weights w to train one selector each and print a Table-1-style comparison."})
+        "help": "Comma-separated mixing weights w: trains one selector per value and prints a Table-1-style "
+                "comparison."})
     on_error: str = field(default="skip", metadata={"help": "raise | skip (and count) bad pairs or rated rows."})
 
 
@@ -63,7 +62,8 @@ class ScoreArguments:
     output_config: str = field(default="scored", metadata={"help": "Config name of the scored dataset."})
     score_column: str = field(default="selection_score", metadata={"help": "Column the scores are written to."})
     save_features: bool = field(default=False, metadata={
-        "help": "Also write the selector features (column `selection_features`), needed by `pick --strategy clusters`."})
+        "help": "Also write the selector features (column `selection_features`), needed by "
+                "`pick --strategy clusters`."})
     batch_size: int = field(default=32, metadata={"help": "Samples per forward pass."})
     max_text_length: int = field(default=256, metadata={"help": "Truncate encoded texts to this many tokens."})
     device: str = field(default="cpu", metadata={"help": "torch device, e.g. cpu or cuda."})
@@ -78,8 +78,8 @@ class PickArguments:
     score_column: str = field(default="selection_score", metadata={"help": "Column holding the scores."})
     percents: str = field(default="10,50,80", metadata={"help": "Comma-separated top-K percentages to write."})
     strategy: str = field(default="global", metadata={
-        "help": "global = top K% over all samples (the released code); clusters = equal share of top-ranked samples "
-                "from each K-means cluster (the paper text)."})
+        "help": "global = top K percent over all samples (the released code); clusters = equal share of "
+                "top-ranked samples from each K-means cluster (the paper text)."})
     num_clusters: int = field(default=10, metadata={"help": "K-means clusters for strategy=clusters."})
     features_column: str = field(default="selection_features", metadata={"help": "Features for clustering."})
     seed: int = field(default=0, metadata={"help": "K-means seed."})

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
-from dataclasses import replace
+
 from pathlib import Path
 
 import datasets
@@ -92,15 +92,28 @@ def _concat(parts) -> datasets.Dataset:
 
 
 def _train_one(args, training_args, train, test) -> dict:
+    # Trainer would push on its own (and contact the Hub when it starts); we push once, at the end, with push_model.
+    push, training_args.push_to_hub = training_args.push_to_hub, False
     model, processor = load_selector(args.model_name_or_path, args)
     trainer = train_selector(model, processor, train, test, training_args)
     trainer.save_model(training_args.output_dir)  # model + processor (processing_class)
     metrics = trainer.evaluate() if test is not None else {}
     metrics = {k.removeprefix("eval_"): v for k, v in metrics.items()}
     Path(training_args.output_dir, "selection_metrics.json").write_text(json.dumps(metrics, indent=2))
-    if training_args.push_to_hub:
-        trainer.push_to_hub(commit_message="Train BioMed-VITAL selection model")
+    if push:
+        from ..hub import push_model
+
+        summary = ("BioMed-VITAL data-selection model (hf_medvlm `select train`): scores how much clinicians would "
+                   f"prefer an instruction sample. Held-out clinician-pair metrics: {metrics}.")
+        push_model(training_args.output_dir, training_args.hub_model_id or Path(training_args.output_dir).name,
+                   token=training_args.hub_token, commit_message="Train BioMed-VITAL selection model",
+                   card_kwargs={"summary": summary, "base_models": _hub_ids([args.model_name_or_path])})
     return metrics
+
+
+def _hub_ids(names: list[str]) -> list[str]:
+    """Only Hub repo ids belong in a card's `base_model`; local folders are left out."""
+    return [n for n in names if not Path(n).exists()]
 
 
 def run_train(args, training_args) -> int:
@@ -173,7 +186,8 @@ def run_pick(args) -> int:
     if args.label_column:
         percents = list(range(1, 101))
         curves = precision_f1_at_k(np.nan_to_num(scores, nan=-np.inf), _good_labels(dataset, args), percents)
-        plot = plot_precision_f1(curves, args.plot_path or Path(args.output_dir) / "precision_f1_at_k.png")
+        plot = plot_precision_f1(curves, args.plot_path or Path(args.output_dir) / "precision_f1_at_k.png",
+                                 marks=_csv(args.percents))
         report.update(curves=curves, plot=str(plot))
     Path(args.output_dir, "selection_report.json").write_text(json.dumps(report, indent=2))
     print(f"picked ({args.strategy}) {counts} -> {args.output_dir}; {unscored} unscored rows excluded"

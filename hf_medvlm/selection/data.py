@@ -20,7 +20,6 @@ Every rejected record is counted by reason in a `SkipReport`; nothing is dropped
 from __future__ import annotations
 
 import hashlib
-import io
 import logging
 import random
 from collections import Counter, defaultdict
@@ -224,7 +223,9 @@ def pairs_from_ratings(
     index_pairs = _sample_index_pairs(ratings, num_pairs or len(candidates), min_gap, rng)
     pairs = []
     for i, j in index_pairs:
-        preferred, other = (candidates[i], candidates[j]) if ratings[i] > ratings[j] else (candidates[j], candidates[i])
+        if ratings[i] < ratings[j]:
+            i, j = j, i
+        preferred, other = candidates[i], candidates[j]
         pairs.append(_make_pair(f"model-{preferred['id']}-{other['id']}", "model", preferred, other, rng))
     return pairs, report
 
@@ -253,8 +254,7 @@ def _image_key(image) -> str | None:
         return image.get("path") or None
     if isinstance(image, (str, Path)):
         return str(image) or None
-    buffer = io.BytesIO(image.tobytes())
-    return hashlib.sha1(f"{image.mode}{image.size}".encode() + buffer.getvalue()).hexdigest()
+    return hashlib.sha1(f"{image.mode}{image.size}".encode() + image.tobytes()).hexdigest()
 
 
 def pair_problem(pair: dict) -> str | None:
@@ -267,7 +267,8 @@ def pair_problem(pair: dict) -> str | None:
     keys = [_image_key(pair.get(f"image_{side}")) for side in "ab"]
     if None in keys:
         return "missing_image"
-    texts = [tuple((pair.get(f"{n}_{side}") or "").strip() for n in ("caption", "question", "answer")) for side in "ab"]
+    texts = [tuple((pair.get(f"{name}_{side}") or "").strip() for name in ("caption", "question", "answer"))
+             for side in "ab"]
     if any(not t[1] or not t[2] for t in texts):
         return "missing_text"
     if keys[0] == keys[1] and texts[0] == texts[1]:
@@ -299,7 +300,8 @@ def validate_pairs(pairs: datasets.Dataset | Iterable[dict], *, on_error: str = 
 
 
 def load_pairs(path: str, *, name: str | None = None, split: str = "train") -> datasets.Dataset:
-    """Pairs from a `.json`/`.jsonl`/`.parquet` file (image paths relative to the file), a dataset folder or a Hub repo."""
+    """Pairs from a `.json`/`.jsonl`/`.parquet` file (image paths relative to the file), a dataset folder or a Hub
+    repo."""
     if path.endswith((".json", ".jsonl", ".parquet")):
         if not Path(path).is_file():
             raise FileNotFoundError(f"pairs file {path} does not exist.")
@@ -308,7 +310,8 @@ def load_pairs(path: str, *, name: str | None = None, split: str = "train") -> d
         dataset = _resolve_image_paths(dataset, Path(path).parent)
     else:
         dataset = datasets.load_dataset(path, name=name, split=split)
-    missing = [c for c in ("source", "label", "image_a", "image_b", "question_a", "answer_a") if c not in dataset.column_names]
+    required = ("source", "label", "image_a", "image_b", "question_a", "answer_a")
+    missing = [c for c in required if c not in dataset.column_names]
     if missing:
         raise ValueError(f"pairs {path}: missing columns {missing}; expected the pair schema (see docs/selection.md).")
     for column in set(PAIR_FEATURES) - set(dataset.column_names):

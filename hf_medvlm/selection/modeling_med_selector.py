@@ -36,7 +36,9 @@ class MedSelectorOutput(ModelOutput):
 
 def pairwise_loss(pair_scores: torch.Tensor, labels: torch.Tensor, loss_type: str,
                   pair_weights: torch.Tensor | None = None) -> torch.Tensor:
-    """Weighted mean over pairs of the per-pair loss; `pair_scores` are `(N, 2)` logits, `labels` index the preferred."""
+    """Weighted mean over pairs of the per-pair loss.
+
+    `pair_scores` are `(N, 2)` logits `[a, b]`; `labels` index the preferred candidate."""
     rows = torch.arange(len(labels), device=labels.device)
     preferred, other = pair_scores[rows, labels], pair_scores[rows, 1 - labels]
     if loss_type == "paper":

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..data.writer import write_dataset_folder
 from .data import SkipReport, candidate_from_row, candidate_text
 
 __all__ = ["score_dataset", "pick_indices", "write_subsets", "plot_precision_f1", "STRATEGIES"]
@@ -28,7 +29,8 @@ STRATEGIES = ("global", "clusters")
 
 
 def _score_batch(model, processor, candidates: list[dict], max_length: int, with_features: bool):
-    texts = [candidate_text(c["caption"], c["question"], c["answer"], model.config.include_caption) for c in candidates]
+    include_caption = model.config.include_caption
+    texts = [candidate_text(c["caption"], c["question"], c["answer"], include_caption) for c in candidates]
     images = [c["image"].convert("RGB") for c in candidates]
     batch = processor(text=texts, images=images, padding=True, truncation=True, max_length=max_length,
                       return_tensors="pt")
@@ -129,31 +131,19 @@ def cluster_features(features, valid: np.ndarray, num_clusters: int, seed: int) 
 
 def write_subsets(dataset: datasets.Dataset, selections: dict[str, np.ndarray], output_dir: str | Path,
                   split: str = "train") -> dict[str, int]:
-    """Write each selection as a dataset config (`{output_dir}/{name}/{split}-00000-of-00001.parquet`) and list the
-    configs in `README.md`, so `load_dataset(output_dir, name)` loads them; returns rows per config."""
-    output_dir = Path(output_dir)
+    """Write each selection as a dataset config (`{output_dir}/{name}/{split}-*.parquet`, listed in README.md's
+    `configs:`), so `load_dataset(output_dir, name)` loads it; returns rows per config."""
     counts = {}
     for name, indices in selections.items():
         subset = dataset.select([int(i) for i in indices])
-        path = output_dir / name / f"{split}-00000-of-00001.parquet"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        subset.to_parquet(str(path))
-        counts[name] = len(subset)
-    _write_configs_readme(output_dir, list(selections), split)
+        result = write_dataset_folder(output_dir, name, split, iter(subset), subset.features, total=len(subset))
+        counts[name] = result["num_rows"]
     return counts
 
 
-def _write_configs_readme(output_dir: Path, names: list[str], split: str) -> None:
-    lines = ["---", "configs:"]
-    for name in names:
-        lines += [f"- config_name: {name}", "  data_files:", f"  - split: {split}", f"    path: {name}/{split}-*.parquet"]
-    lines += ["---", "", "# Selected subsets", "",
-              "Subsets picked with the hf_medvlm BioMed-VITAL selection model (`hf-medvlm select pick`).", ""]
-    (output_dir / "README.md").write_text("\n".join(lines))
-
-
-def plot_precision_f1(curves: dict, path: str | Path, title: str = "Selection quality vs top K%") -> Path:
-    """Precision@K and F1@K against K% (seed 002 Figure 2, right) as a PNG."""
+def plot_precision_f1(curves: dict, path: str | Path, title: str = "Selection quality vs top K%",
+                      marks: list[float] = ()) -> Path:
+    """Precision@K and F1@K against K% (seed 002 Figure 2, right) as a PNG; `marks` draws the picked K% as lines."""
     import matplotlib
 
     matplotlib.use("Agg")  # no display on servers
@@ -162,6 +152,8 @@ def plot_precision_f1(curves: dict, path: str | Path, title: str = "Selection qu
     fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
     ax.plot(curves["percent"], curves["precision"], marker="o", markersize=3, label="Precision@K")
     ax.plot(curves["percent"], curves["f1"], marker="s", markersize=3, label="F1@K")
+    for mark in marks:
+        ax.axvline(mark, color="grey", linestyle="--", linewidth=0.8)
     ax.set_xlabel("top K% of samples by selector score")
     ax.set_ylabel("score")
     ax.set_ylim(0, 1.02)

@@ -49,12 +49,11 @@ class SelectorTrainingArguments(TrainingArguments):
     freeze_text_encoder: bool = field(default=False, metadata={"help": "Freeze the text tower and projection."})
     max_text_length: int = field(default=256, metadata={
         "help": "Truncate encoded texts to this many tokens (BiomedCLIP's context length is 256; CLIP's is 77)."})
-    # Defaults that differ from TrainingArguments: the collator needs the raw pair columns, and we report nothing
-    # unless asked. Learning rate 1e-5 and 6 epochs as the released code (the paper says 1e-4).
+    # Defaults that differ from TrainingArguments: the collator needs the raw pair columns.
+    # Learning rate 1e-5 and 6 epochs as the released code (the paper says 1e-4).
     remove_unused_columns: bool = field(default=False, metadata={"help": "Keep raw pair columns for the collator."})
     learning_rate: float = field(default=1e-5, metadata={"help": "AdamW learning rate."})
     num_train_epochs: float = field(default=6.0, metadata={"help": "Epochs over the model pairs."})
-    report_to: str | list[str] | None = field(default="none", metadata={"help": "Trackers to report to."})
 
 
 @dataclass
@@ -92,7 +91,7 @@ class MixedSourceSampler(torch.utils.data.Sampler):
         self.human_per_batch = min(human_per_batch, batch_size - 1) if self.model else batch_size
         self.batch_size, self.seed, self.epoch = batch_size, seed, 0
         per_batch = self.batch_size - self.human_per_batch
-        self.num_batches = math.ceil(len(self.model) / per_batch) if self.model else math.ceil(len(self.human) / batch_size)
+        self.num_batches = math.ceil(len(self.model) / per_batch if self.model else len(self.human) / batch_size)
 
     def __len__(self) -> int:
         if not self.model:
@@ -152,7 +151,9 @@ def compute_pair_metrics(eval_pred) -> dict[str, float]:
 
 def train_selector(model, processor, train_pairs: datasets.Dataset, eval_pairs: datasets.Dataset | None,
                    args: SelectorTrainingArguments) -> SelectorTrainer:
-    """Freeze as asked, train on `train_pairs`, evaluate on `eval_pairs` (held-out human pairs); returns the trainer."""
+    """Freeze as asked, train on `train_pairs`, evaluate on `eval_pairs` (held-out human pairs).
+
+    Returns the trainer."""
     freeze_encoder(model, vision=args.freeze_vision_encoder, text=args.freeze_text_encoder)
     collator = PairCollator(processor, human_weight=args.human_weight, include_caption=model.config.include_caption,
                             max_length=args.max_text_length)

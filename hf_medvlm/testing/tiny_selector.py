@@ -27,7 +27,8 @@ def tiny_selector_processor(image_size: int = 32, max_length: int = 48) -> CLIPP
     )
     fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, bos_token="<bos>", eos_token="<eos>",
                                    pad_token="<pad>", unk_token="<unk>", model_max_length=max_length)
-    images = CLIPImageProcessorPil(size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size})
+    size = {"height": image_size, "width": image_size}
+    images = CLIPImageProcessorPil(size={"shortest_edge": image_size}, crop_size=size)
     return CLIPProcessor(image_processor=images, tokenizer=fast)
 
 

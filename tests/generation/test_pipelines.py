@@ -229,3 +229,18 @@ def test_demonstration_selection_is_uniform_across_clusters():
     for k in range(4):  # the most complex samples of each cluster come first
         members = [i for i in picked if labels[i] == k]
         assert members == sorted(np.nonzero(labels == k)[0].tolist(), reverse=True)[:3]
+
+
+def test_text_only_local_backend_refuses_images(tiny):
+    from hf_medvlm.llm import ChatRequest
+    from hf_medvlm.llm.local import LocalChatBackend
+
+    model, processor = tiny
+    backend = LocalChatBackend(model.model.language_model if hasattr(model.model, "language_model") else model,
+                               processor.tokenizer)
+    assert not backend.is_multimodal
+    url = "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR4nGP4z8AAAAMBAQDJ/pLvAAAAAElFTkSuQmCC"
+    request = ChatRequest(messages=[{"role": "user", "content": [
+        {"type": "image_url", "image_url": {"url": url}}, {"type": "text", "text": "What is this?"}]}])
+    with pytest.raises(ValueError, match="text-only model but the request holds 1 image"):
+        backend.complete(request)

@@ -9,11 +9,15 @@ import pytest
 from PIL import Image
 
 
-def make_candidate(rng: random.Random, good: bool) -> dict:
-    """A candidate whose quality is planted in the answer text (`good` vs `bad` among random words); images are noise."""
+def make_candidate(rng: random.Random, good: bool, mark_image: bool = False) -> dict:
+    """A candidate whose quality is planted in the answer text (`good` vs `bad` among random words) and, with
+    `mark_image`, also in the image (a bright vs a black square); otherwise images are noise."""
     words = [f"w{rng.randrange(48)}" for _ in range(rng.randint(4, 8))]
     words.insert(rng.randrange(len(words) + 1), "good" if good else "bad")
     pixels = np.random.RandomState(rng.randrange(2**31)).randint(0, 120, (32, 32, 3), dtype=np.uint8)
+    if mark_image:
+        x, y = rng.randrange(0, 20), rng.randrange(0, 20)
+        pixels[y:y + 12, x:x + 12] = 250 if good else 0
     return {
         "image": Image.fromarray(pixels),
         "caption": "caption " + " ".join(f"w{rng.randrange(48)}" for _ in range(3)),
@@ -22,12 +26,12 @@ def make_candidate(rng: random.Random, good: bool) -> dict:
     }
 
 
-def make_pairs(n: int, source: str, seed: int, informative: bool = True) -> list[dict]:
+def make_pairs(n: int, source: str, seed: int, informative: bool = True, mark_image: bool = False) -> list[dict]:
     """`n` pairs; if `informative`, the good candidate is the preferred one, otherwise the label is a coin flip."""
     rng = random.Random(seed)
     pairs = []
     for i in range(n):
-        good, bad = make_candidate(rng, True), make_candidate(rng, False)
+        good, bad = make_candidate(rng, True, mark_image), make_candidate(rng, False, mark_image)
         label = rng.randrange(2)
         a, b = (good, bad) if label == 0 else (bad, good)
         if not informative:
