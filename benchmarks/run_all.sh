@@ -19,6 +19,7 @@ mkdir -p "$RESULTS"
 args_for() {
   case "$1" in
     bench_hub_push) echo "--rows 1000000 --rows_per_shard 100000" ;;
+    convert_memory) echo "--layers 30 --shards 4" ;;
     eval_generation) echo "--num_questions 64 --batch_size 16 --max_new_tokens 32" ;;
     generate_overhead) echo "--requests 2000 --sleep_ms 50" ;;
     prepare_throughput) echo "--sizes 10000 50000" ;;
