@@ -10,6 +10,8 @@
 set -uo pipefail
 
 cd "$(dirname "$0")/.."
+# Benchmark this checkout, not whichever hf_medvlm happens to be installed.
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 PYTHON="${PYTHON:-python}"
 RESULTS=benchmarks/results
 mkdir -p "$RESULTS"
