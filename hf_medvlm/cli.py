@@ -14,8 +14,17 @@ import sys
 
 # name -> (module implementing main(argv), one-line summary shown by `hf-medvlm --help`)
 COMMANDS: dict[str, tuple[str, str]] = {
+    "eval": ("hf_medvlm.evaluate", "generate and score answers on a medical VQA benchmark (named protocols)"),
+    "push": ("hf_medvlm.hub", "upload a saved model folder or a Parquet dataset folder to the Hub"),
+    "convert": (
+        "hf_medvlm.models.llava_med.convert_llava_med_to_hf",
+        "convert an original LLaVA-Med checkpoint (v1.5, v1.0, v1.0 delta) to LlavaMed or stock Llava",
+    ),
     "train": ("hf_medvlm.sft", "supervised fine-tuning from a recipe (stage 1/2, LoRA/QLoRA, VQA fine-tunes)"),
     "merge-lora": ("hf_medvlm.training.merge_lora", "merge a LoRA adapter into a full LlavaMed checkpoint"),
+    "generate": ("hf_medvlm.generation.cli_generate", "generate instruction data (LLaVA-Med, PubMedVision, BioMed-VITAL)"),
+    "filter": ("hf_medvlm.generation.cli_filter", "filter figure records (PubMedVision lexicon/size/classifier/dedup)"),
+    "select": ("hf_medvlm.selection.cli", "BioMed-VITAL data selection: train the selector, score a dataset, pick top K%"),
 }
 
 USAGE = """usage: hf-medvlm <command> [options]   (hf-medvlm <command> --help for details)

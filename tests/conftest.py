@@ -39,6 +39,29 @@ def pytest_configure(config):
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
 
 
+HUB_TEST_TOKEN = "hf_medvlm_dummy_test_token"
+
+
+@pytest.fixture(scope="session")
+def hub_server(tmp_path_factory):
+    """A loopback Hub (hf_medvlm.testing.hub_server) on the port that `HF_ENDPOINT` already points at.
+
+    Tests that request it also get `HF_TOKEN` set to a dummy token (see `_hub_token`); all others run without one.
+    """
+    from hf_medvlm.testing.hub_server import start_hub_server
+
+    server = start_hub_server(tmp_path_factory.mktemp("hub_server"), port=int(os.environ["HF_MEDVLM_TEST_HUB_PORT"]))
+    server.token = HUB_TEST_TOKEN
+    yield server
+    server.stop()
+
+
+@pytest.fixture(autouse=True)
+def _hub_token(request, monkeypatch):
+    if "hub_server" in request.fixturenames:
+        monkeypatch.setenv("HF_TOKEN", HUB_TEST_TOKEN)
+
+
 @pytest.fixture
 def repo_root() -> Path:
     return REPO_ROOT

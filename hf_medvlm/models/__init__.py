@@ -4,6 +4,11 @@ from transformers import AutoConfig, AutoModel, AutoModelForImageTextToText, Aut
 
 from .llava_med import LlavaMedConfig, LlavaMedForConditionalGeneration, LlavaMedModel, LlavaMedProcessor
 from .llava_med.modeling_llava_med import register_llava_weight_layout
+from .llava_med.original_checkpoint import (
+    LlavaMedOriginalConfig,
+    LlavaMedOriginalForConditionalGeneration,
+    LlavaMedOriginalProcessor,
+)
 
 __all__ = ["register_auto_classes"]
 
@@ -15,6 +20,12 @@ def register_auto_classes() -> None:
     AutoModelForImageTextToText.register(LlavaMedConfig, LlavaMedForConditionalGeneration, exist_ok=True)
     AutoProcessor.register(LlavaMedConfig, LlavaMedProcessor, exist_ok=True)
     register_llava_weight_layout()
+    # Original LLaVA-Med v1.5 directories (`model_type "llava_mistral"`) load directly into LlavaMed.
+    AutoConfig.register(LlavaMedOriginalConfig.model_type, LlavaMedOriginalConfig, exist_ok=True)
+    AutoModelForImageTextToText.register(
+        LlavaMedOriginalConfig, LlavaMedOriginalForConditionalGeneration, exist_ok=True
+    )
+    AutoProcessor.register(LlavaMedOriginalConfig, LlavaMedOriginalProcessor, exist_ok=True)
     # `save_pretrained` then writes `auto_map` and copies the module files, so the checkpoint loads with
     # `trust_remote_code=True` where hf_medvlm is not installed.
     LlavaMedConfig.register_for_auto_class("AutoConfig")

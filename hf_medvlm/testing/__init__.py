@@ -16,7 +16,10 @@ from transformers import PreTrainedTokenizerFast
 from ..models.llava_med import LlavaMedConfig, LlavaMedForConditionalGeneration, LlavaMedProcessor
 from ..models.llava_med.processing_llava_med import add_image_and_pad_tokens
 
-__all__ = ["tiny_llava_med_config", "build_tiny_llava_med", "load_llama2_tokenizer", "TINY_IMAGE_SIZE", "TINY_PATCH"]
+__all__ = [
+    "tiny_llava_med_config", "build_tiny_llava_med", "load_llama2_tokenizer", "save_tiny_base_models", "TINY_IMAGE_SIZE",
+    "TINY_PATCH",
+]
 
 TINY_IMAGE_SIZE = 32
 TINY_PATCH = 8  # -> (32 / 8)^2 = 16 image positions per image
@@ -80,3 +83,28 @@ def build_tiny_llava_med(
         vision_feature_select_strategy=config.vision_feature_select_strategy,
     )
     return model, processor
+
+
+def save_tiny_base_models(output_dir, seed: int = 0, **config_overrides) -> tuple[Path, Path]:
+    """Save a tiny random CLIP vision encoder and a tiny Mistral causal LM (+ Llama-2 tokenizer) separately.
+
+    These are stage 1's inputs (`vision_model_name_or_path`, `text_model_name_or_path`), shaped like the real ones:
+    the LM has the plain 32,000-token vocabulary; `<image>`/`<pad>` are added when the LlavaMed model is assembled.
+    Returns `(vision_dir, lm_dir)`.
+    """
+    from transformers import AutoModel, AutoModelForCausalLM
+
+    output_dir = Path(output_dir)
+    config = tiny_llava_med_config(**config_overrides)
+    torch.manual_seed(seed)
+    vision = AutoModel.from_config(config.vision_config)
+    vision.save_pretrained(output_dir / "vision")
+    text_config = copy.deepcopy(config.text_config)
+    text_config.pad_token_id = None
+    text_config.vocab_size = 32000
+    AutoModelForCausalLM.from_config(text_config).save_pretrained(output_dir / "lm")
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_file=str(_wordllama_tokenizer_file()), bos_token="<s>", eos_token="</s>", unk_token="<unk>"
+    )
+    tokenizer.save_pretrained(output_dir / "lm")
+    return output_dir / "vision", output_dir / "lm"

@@ -17,7 +17,7 @@ from transformers.models.llava.processing_llava import LlavaProcessor
 
 __all__ = ["LlavaMedProcessor", "load_chat_template", "CHAT_TEMPLATE_NAMES", "build_llava_med_image_processor"]
 
-CHAT_TEMPLATE_NAMES = ("mistral_instruct", "vicuna_v1", "plain")
+CHAT_TEMPLATE_NAMES = ("mistral_instruct", "vicuna_v1", "plain", "llava_v0")
 IMAGE_TOKEN = "<image>"
 PAD_TOKEN = "<pad>"
 
@@ -55,6 +55,33 @@ class LlavaMedProcessor(LlavaProcessor):
     patch tokens only). Any number of images per sample is accepted, in order of their `<image>` markers.
     """
 
+    def __init__(
+        self,
+        image_processor=None,
+        tokenizer=None,
+        patch_size=None,
+        vision_feature_select_strategy=None,
+        chat_template=None,
+        image_token="<image>",
+        num_additional_image_tokens=0,
+        image_start_token=None,
+        image_end_token=None,
+        **kwargs,
+    ):
+        # LLaVA-Med v1.0 wraps each image's feature positions in `<im_start>` ... `<im_end>` (learned embeddings).
+        # The full signature is spelled out because ProcessorMixin saves exactly the `__init__` arguments.
+        self.image_start_token = image_start_token
+        self.image_end_token = image_end_token
+        super().__init__(
+            image_processor, tokenizer, patch_size=patch_size,
+            vision_feature_select_strategy=vision_feature_select_strategy, chat_template=chat_template,
+            image_token=image_token, num_additional_image_tokens=num_additional_image_tokens, **kwargs,
+        )
+
+    def replace_image_token(self, image_inputs: dict, image_idx: int, **kwargs) -> str:
+        expanded = super().replace_image_token(image_inputs, image_idx, **kwargs)
+        return f"{self.image_start_token or ''}{expanded}{self.image_end_token or ''}"
+
     def __call__(self, images=None, text=None, **kwargs):
         if text is not None:
             self._check_image_count(images, [text] if isinstance(text, str) else list(text))
@@ -85,6 +112,8 @@ class LlavaMedProcessor(LlavaProcessor):
         image_aspect_mode: str = "pad",
         chat_template: str = "mistral_instruct",
         vision_feature_select_strategy: str = "default",
+        image_start_token: str | None = None,
+        image_end_token: str | None = None,
     ) -> "LlavaMedProcessor":
         """Build a processor around an LM tokenizer: adds `<image>` (and `<pad>` if there is no pad token).
 
@@ -101,6 +130,8 @@ class LlavaMedProcessor(LlavaProcessor):
             image_token=IMAGE_TOKEN,
             # CLIP prepends a CLS token; "default" drops it again, so 336/14 gives 24*24 = 576 positions.
             num_additional_image_tokens=1,
+            image_start_token=image_start_token,
+            image_end_token=image_end_token,
         )
 
 

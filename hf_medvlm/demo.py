@@ -1,0 +1,318 @@
+"""`hf-medvlm demo`: LLaVA-Med's whole curriculum on the embedded real demo set, on a laptop CPU, in minutes.
+
+Steps: build the demo data (real DICOM / histology / fundus images from pip packages) → stage 1 (projector only) →
+stage 2 (full, or LoRA then merge) → evaluate with both VQA protocols → write model and dataset cards → push both to
+a Hub → load the pushed model with `AutoModelForImageTextToText.from_pretrained` and answer a question about one of
+the real images. The model is a small random one (it learns the demo set, nothing more): the point is the workflow,
+which is the same with real checkpoints on GPUs (docs/demo.md gives those commands).
+
+The Hub is a loopback server started for the demo unless `--hub endpoint` is given, in which case `HF_ENDPOINT`
+(default: the public Hub) and your token are used.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = ["DemoArguments", "main"]
+
+EPILOG = """examples:
+  hf-medvlm demo                                   # everything, pushed to a loopback Hub started for the demo
+  hf-medvlm demo --stage2 lora --output_dir /tmp/demo
+  HF_TOKEN=hf_... hf-medvlm demo --hub endpoint --model_repo_id you/llava-med-demo --dataset_repo_id you/demo-data
+"""
+
+HUB_MODES = ("loopback", "endpoint", "none")
+LOOPBACK_TOKEN = "hf_medvlm_demo_token"
+
+
+@dataclass
+class DemoArguments:
+    output_dir: str = field(default="hf_medvlm_demo_output", metadata={"help": "Folder for data, runs and results."})
+    stage2: str = field(default="full", metadata={"help": "Stage 2 variant: 'full' or 'lora' (merged afterwards).",
+                                                  "choices": ["full", "lora"]})
+    stage1_steps: int = field(default=12, metadata={"help": "Optimizer steps of stage 1 (projector alignment)."})
+    stage2_steps: int = field(default=50, metadata={"help": "Optimizer steps of stage 2 (instruction tuning)."})
+    hidden_size: int = field(default=64, metadata={"help": "Width of the small random vision tower and LM."})
+    hub: str = field(default="loopback", metadata={
+        "help": "'loopback' starts a local Hub server for the push; 'endpoint' pushes to HF_ENDPOINT (or the public "
+                "Hub) with your token; 'none' skips the push and loads the local checkpoint.", "choices": HUB_MODES})
+    model_repo_id: str = field(default="hf-medvlm-demo/llava-med-tiny-demo",
+                               metadata={"help": "Hub repo the demo model is pushed to."})
+    dataset_repo_id: str = field(default="hf-medvlm-demo/llava-med-demo-data",
+                                 metadata={"help": "Hub repo the demo dataset is pushed to."})
+    seed: int = field(default=42, metadata={"help": "Random seed of the model and of training."})
+
+
+def parse_args(argv: list[str] | None = None) -> DemoArguments:
+    import argparse
+
+    from transformers import HfArgumentParser
+
+    parser = HfArgumentParser(DemoArguments, description=__doc__.split("\n\n")[0], epilog=EPILOG,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    (args,) = parser.parse_args_into_dataclasses(args=argv)
+    return args
+
+
+# ------------------------------------------------------------------------------------------------- orchestration
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parse_args(argv)
+    if args.hub == "loopback":
+        # huggingface_hub reads HF_ENDPOINT when it is imported, so the demo itself runs in a child process that
+        # starts with the loopback server's address in its environment.
+        return _run_with_loopback_hub(args, argv)
+    return run_demo(args)
+
+
+def _run_with_loopback_hub(args: DemoArguments, argv: list[str]) -> int:
+    from .testing.hub_server import start_hub_server
+
+    out = Path(args.output_dir).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    server = start_hub_server(tempfile.mkdtemp(prefix="hub_", dir=out))
+    env = dict(os.environ, HF_ENDPOINT=server.url, HF_TOKEN=LOOPBACK_TOKEN, HF_HUB_DISABLE_XET="1",
+               HF_HOME=str(out / "hf_home"), HF_HUB_DISABLE_TELEMETRY="1")
+    print(f"Started a loopback Hub at {server.url} for the push (state in {out}).", flush=True)
+    try:
+        child = [sys.executable, "-m", "hf_medvlm.demo", *argv, "--hub", "endpoint"]
+        return subprocess.run(child, env=env).returncode
+    finally:
+        server.stop()
+
+
+def run_demo(args: DemoArguments) -> int:
+    _quiet_libraries()
+    out = Path(args.output_dir).resolve()
+    summary = Summary()
+    with summary.step("build demo data") as note:
+        data_dir, counts = _build_data(out, args)
+        note(", ".join(f"{k} {v}" for k, v in counts.items()))
+    with summary.step("stage 1 (projector)") as note:
+        stage1 = _train(out, "stage1", _stage1_recipe(out, args))
+        note(_loss_note(stage1))
+    with summary.step(f"stage 2 ({args.stage2})") as note:
+        final = _stage2(out, args)
+        note(_loss_note(out / "stage2"))
+    with summary.step("evaluate (llava_med + strict)") as note:
+        results, eval_results = _evaluate(out, final, data_dir)
+        note(_score_note(results))
+    with summary.step("model + dataset cards") as note:
+        _write_model_card(final, args, out, eval_results)
+        note(f"{final.name}/README.md, {data_dir.name}/README.md")
+    with summary.step("push to Hub") as note:
+        model_ref = _push(args, final, data_dir, note)
+    with summary.step("from_pretrained + answer") as note:
+        question, answer, expected = _answer_one_question(model_ref, data_dir)
+        note(f"Q: {question} | A: {answer!r} | reference: {expected!r}")
+    summary.print()
+    return 0
+
+
+def _quiet_libraries() -> None:
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+# ------------------------------------------------------------------------------------------------- steps
+
+
+def _build_data(out: Path, args: DemoArguments) -> tuple[Path, dict]:
+    from .data.demo import write_demo_dataset
+    from .testing import save_tiny_base_models
+
+    data_dir = write_demo_dataset(out / "data")
+    width = args.hidden_size
+    save_tiny_base_models(
+        out / "base", seed=args.seed,
+        vision_config={"hidden_size": width, "intermediate_size": 2 * width, "image_size": 64, "patch_size": 16},
+        text_config={"hidden_size": width, "intermediate_size": 2 * width},
+    )
+    counts = {}
+    for config in ("alignment", "instruct", "eval"):
+        counts[config] = sum(_parquet_rows(p) for p in (data_dir / config).glob("*.parquet"))
+    return data_dir, counts
+
+
+def _parquet_rows(path: Path) -> int:
+    import pyarrow.parquet as pq
+
+    return pq.ParquetFile(path).metadata.num_rows
+
+
+def _common_training(args: DemoArguments, steps: int) -> dict:
+    return {
+        "dtype": "float32", "use_cpu": True, "bf16": False, "max_length": None, "assistant_only_loss": True,
+        "max_steps": steps, "per_device_train_batch_size": 4, "lr_scheduler_type": "cosine", "warmup_steps": 0.03,
+        "weight_decay": 0.0, "activation_checkpointing": False, "logging_steps": 1, "save_strategy": "no",
+        "report_to": "none", "seed": args.seed, "disable_tqdm": False,
+    }
+
+
+def _stage1_recipe(out: Path, args: DemoArguments) -> dict:
+    # A random tiny model needs larger learning rates than the 7B recipes (2e-3 / 2e-5) to learn in a few steps.
+    return {
+        "vision_model_name_or_path": str(out / "base" / "vision"), "text_model_name_or_path": str(out / "base" / "lm"),
+        "dataset_name": str(out / "data"), "dataset_config": "alignment", "stage": "alignment",
+        "output_dir": str(out / "stage1"), "learning_rate": 5e-3, **_common_training(args, args.stage1_steps),
+    }
+
+
+def _stage2_recipe(out: Path, args: DemoArguments) -> dict:
+    recipe = {
+        "model_name_or_path": str(out / "stage1"), "dataset_name": str(out / "data"), "dataset_config": "instruct",
+        "stage": "instruct", "group_by_modality_length": True, "output_dir": str(out / "stage2"),
+        "learning_rate": 3e-3, **_common_training(args, args.stage2_steps),
+    }
+    if args.stage2 == "lora":
+        recipe.update(use_peft=True, lora_r=16, lora_alpha=32, lora_dropout=0.0, projector_lr=3e-3, learning_rate=1e-2)
+    return recipe
+
+
+def _train(out: Path, name: str, recipe: dict) -> Path:
+    import yaml
+
+    from . import sft
+
+    recipe_path = out / "recipes" / f"{name}.yaml"
+    recipe_path.parent.mkdir(parents=True, exist_ok=True)
+    recipe_path.write_text(f"# Written by `hf-medvlm demo`; rerun with: python -m hf_medvlm.sft --config {recipe_path}\n"
+                           + yaml.safe_dump(recipe, sort_keys=False))
+    if sft.main(["--config", str(recipe_path)]) != 0:
+        raise RuntimeError(f"training {name} failed")
+    return Path(recipe["output_dir"])
+
+
+def _stage2(out: Path, args: DemoArguments) -> Path:
+    stage2 = _train(out, "stage2", _stage2_recipe(out, args))
+    if args.stage2 == "full":
+        return stage2
+    from .training import merge_lora
+
+    merged = out / "stage2-merged"
+    if merge_lora.main(["--adapter_path", str(stage2), "--output_dir", str(merged)]) != 0:
+        raise RuntimeError("merge-lora failed")
+    return merged
+
+
+def _loss_note(run_dir: Path) -> str:
+    history = json.loads((run_dir / "trainer_state.json").read_text())["log_history"]
+    losses = [entry["loss"] for entry in history if "loss" in entry]
+    return f"{len(losses)} steps, loss {losses[0]:.3f} -> {losses[-1]:.3f}" if losses else "no loss logged"
+
+
+def _evaluate(out: Path, model_dir: Path, data_dir: Path) -> tuple[dict, list[dict]]:
+    from . import evaluate
+
+    eval_dir = out / "eval"
+    argv = ["--output_dir", str(eval_dir), "--dataset_name", str(data_dir), "--dataset_config", "eval",
+            "--dataset_split", "test", "--model_name_or_path", str(model_dir), "--max_new_tokens", "24",
+            "--batch_size", "16", "--benchmark_name", "hf_medvlm demo eval", "--dtype", "float32"]
+    if evaluate.main(argv) != 0:
+        raise RuntimeError("evaluation failed")
+    results = json.loads((eval_dir / "results.json").read_text())
+    return results, json.loads((eval_dir / "model_index.json").read_text())
+
+
+def _score_note(results: dict) -> str:
+    parts = []
+    for protocol, scores in results.get("protocols", {}).items():
+        closed = scores.get("closed", {}).get("accuracy")
+        open_ = scores.get("open", {}).get("recall", scores.get("open", {}).get("f1"))
+        parts.append(f"{protocol}: closed {_pct(closed)}, open {_pct(open_)}")
+    return "; ".join(parts) or json.dumps(results)[:120]
+
+
+def _pct(value) -> str:
+    return "n/a" if value is None else f"{100 * value:.1f}"
+
+
+def _write_model_card(model_dir: Path, args: DemoArguments, out: Path, eval_results: list[dict]) -> None:
+    from .hub import write_model_card
+
+    recipe = out / "recipes" / "stage2.yaml"
+    write_model_card(
+        model_dir, repo_id=args.model_repo_id, base_models=[], datasets=[args.dataset_repo_id],
+        licenses={args.dataset_repo_id: "other"}, recipe_path=str(recipe),
+        resolved_config=(out / "stage2" / "resolved_config.yaml").read_text()
+        if (out / "stage2" / "resolved_config.yaml").is_file() else None,
+        eval_results=eval_results,
+        summary="A small random LlavaMed trained by `hf-medvlm demo` on the embedded demo set: a workflow "
+                "check, not a medical model.",
+    )
+
+
+def _push(args: DemoArguments, model_dir: Path, data_dir: Path, note) -> str:
+    if args.hub == "none":
+        note("skipped (--hub none); loading the local checkpoint")
+        return str(model_dir)
+    from huggingface_hub import constants
+
+    from .hub import push_dataset_folder, push_model
+
+    push_model(model_dir, args.model_repo_id)
+    push_dataset_folder(data_dir, args.dataset_repo_id)
+    note(f"{args.model_repo_id} and {args.dataset_repo_id} on {constants.ENDPOINT}")
+    return args.model_repo_id
+
+
+def _answer_one_question(model_ref: str, data_dir: Path) -> tuple[str, str, str]:
+    import torch
+    from datasets import load_dataset
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    row = load_dataset(str(data_dir), name="eval", split="test")[0]
+    model = AutoModelForImageTextToText.from_pretrained(model_ref, dtype=torch.float32).eval()
+    processor = AutoProcessor.from_pretrained(model_ref)
+    messages = [{"role": "user", "content": [{"type": "image", "image": row["image"]},
+                                             {"type": "text", "text": row["question"]}]}]
+    inputs = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=True,
+                                           return_tensors="pt")
+    with torch.no_grad():
+        generated = model.generate(**inputs, max_new_tokens=24, do_sample=False)
+    answer = processor.decode(generated[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True).strip()
+    return row["question"], answer, row["answer"]
+
+
+# ------------------------------------------------------------------------------------------------- summary
+
+
+class Summary:
+    """Collects (step, seconds, note) rows and prints them as a table at the end."""
+
+    def __init__(self):
+        self.rows: list[tuple[str, float, str]] = []
+        self.start = time.perf_counter()
+
+    @contextmanager
+    def step(self, name: str):
+        notes: list[str] = []
+        print(f"\n=== hf-medvlm demo: {name}", flush=True)
+        started = time.perf_counter()
+        yield notes.append
+        self.rows.append((name, time.perf_counter() - started, " ".join(notes)))
+
+    def print(self) -> None:
+        width = max(len(name) for name, _, _ in self.rows)
+        print("\nhf-medvlm demo summary")
+        print(f"{'step'.ljust(width)}  {'time':>7}  result")
+        for name, seconds, note in self.rows:
+            print(f"{name.ljust(width)}  {seconds:6.1f}s  {note}")
+        print(f"{'total'.ljust(width)}  {time.perf_counter() - self.start:6.1f}s")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,274 @@
+"""Loading eval questions, resumable answers files, sharding and scoring for `hf-medvlm eval`.
+
+Questions come in the eval schema of docs/development.md: `id`, `image` (an Image, or a list of them; `images` is
+accepted too), `question`, `answer`, `answer_type` ("open" | "closed"), `question_type`, and for multiple choice
+`options` + `answer_label`. Bad records never vanish: a missing image is an error, or with `on_missing_image="skip"` a
+counted skip reported in results.json.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from PIL import Image
+
+from .metrics import build_mc_prompt, compute_mc_metrics, compute_vqa_metrics, gold_letter
+
+__all__ = [
+    "Question",
+    "load_eval_dataset",
+    "questions_from_dataset",
+    "read_answers",
+    "append_answers",
+    "check_answer_ids",
+    "shard",
+    "score_answers",
+    "model_index_entries",
+]
+
+
+@dataclass
+class Question:
+    id: str
+    prompt: str
+    answer: str
+    answer_type: str
+    images: list = field(default_factory=list)
+    options: list[str] | None = None
+    gold: str | None = None
+    group: str = ""
+    subgroup: str = ""
+    row: dict = field(default_factory=dict)  # the record itself (chat/win-rate judges read caption, type, domain)
+
+
+def load_eval_dataset(path: str, config: str | None = None, split: str = "test"):
+    """`datasets.load_dataset` on a Hub id, a local Parquet folder (README `configs:`) or a .parquet/.jsonl file."""
+    import datasets
+
+    if os.path.isfile(path):
+        builder = "json" if path.endswith((".json", ".jsonl")) else "parquet"
+        dataset = datasets.load_dataset(builder, data_files={split: path}, split=split)
+    else:
+        if path.startswith((".", "/")) and not os.path.isdir(path):
+            raise FileNotFoundError(f"eval dataset {path} does not exist")
+        dataset = datasets.load_dataset(path, name=config, split=split)
+    for column in ("image", "images"):
+        if column in dataset.column_names and isinstance(dataset.features[column], datasets.Image):
+            dataset = dataset.cast_column(column, datasets.Image(decode=False))
+        elif column in dataset.column_names and isinstance(getattr(dataset.features[column], "feature", None),
+                                                           datasets.Image):
+            dataset = dataset.cast_column(column, datasets.List(datasets.Image(decode=False)))
+    return dataset
+
+
+def _open_image(value, record_id: str, data_dir: str | None) -> Image.Image:
+    if isinstance(value, Image.Image):
+        return value
+    data = value.get("bytes") if isinstance(value, dict) else None
+    if data:
+        return Image.open(io.BytesIO(data))
+    path = value.get("path") if isinstance(value, dict) else value
+    if path and data_dir and not os.path.isabs(path):
+        path = os.path.join(data_dir, path)
+    if not path or not os.path.exists(path):
+        raise FileNotFoundError(f"record {record_id!r}: image {path or '(none)'} is missing")
+    return Image.open(path)
+
+
+def _record_images(row: dict, record_id: str, data_dir: str | None) -> list[Image.Image]:
+    value = row.get("images", row.get("image"))
+    values = value if isinstance(value, list) else [value]
+    if not values or any(v is None for v in values):
+        raise FileNotFoundError(f"record {record_id!r}: field 'image' is empty")
+    return [_open_image(v, record_id, data_dir) for v in values]
+
+
+def _record_id(row: dict) -> str:
+    for key in ("id", "question_id"):
+        if row.get(key) is not None:
+            return str(row[key])
+    raise ValueError(f"a record has no 'id' field (keys: {sorted(row)})")
+
+
+def _chat_question(row: dict, record_id: str, question_template: str, data_dir: str | None) -> Question:
+    # qa50 rows carry the question in `text` with a "<image>" marker; the chat template places the image instead.
+    question = str(row.get("question") or row.get("text") or "").replace("<image>", "").strip()
+    if not question:
+        raise ValueError(f"record {record_id!r}: no 'question' or 'text' field")
+    answer = str(row.get("answer") or row.get("gpt4_answer") or "")
+    meta = {k: v for k, v in row.items() if k not in ("image", "images")}
+    q = Question(id=record_id, prompt=question_template.format(question=question), answer=answer, answer_type="open",
+                 row={**meta, "id": record_id, "question": question, "answer": answer,
+                      "image": row.get("image")})
+    q.images = _record_images(row, record_id, data_dir)
+    return q
+
+
+def _question_from_row(row: dict, task: str, question_template: str, data_dir: str | None) -> Question:
+    record_id = _record_id(row)
+    if task in ("chat", "win_rate"):
+        return _chat_question(row, record_id, question_template, data_dir)
+    text = question_template.format(question=row["question"])
+    q = Question(id=record_id, prompt=text, answer=str(row.get("answer") or ""),
+                 answer_type=str(row.get("answer_type") or "").lower(),
+                 group=str(row.get("dataset") or ""), subgroup=str(row.get("subset") or ""))
+    if task == "multiple_choice":
+        options = list(row.get("options") or [])
+        if not options:
+            raise ValueError(f"record {record_id!r}: field 'options' is empty; multiple choice needs options")
+        q.options, q.prompt = options, build_mc_prompt(text, options)
+        try:
+            q.gold = gold_letter(options, q.answer, row.get("answer_label") or None)
+        except ValueError as err:
+            raise ValueError(f"record {record_id!r}: {err}") from None
+    elif q.answer_type not in ("open", "closed"):
+        raise ValueError(f"record {record_id!r}: field 'answer_type' is {row.get('answer_type')!r}, not open/closed")
+    q.images = _record_images(row, record_id, data_dir)
+    return q
+
+
+def questions_from_dataset(dataset, task: str, question_template: str = "{question}", on_missing_image: str = "raise",
+                           data_dir: str | None = None, max_samples: int | None = None) -> tuple[list[Question], Counter]:
+    """Questions in dataset order, and skipped records counted by reason. Duplicate ids are an error."""
+    questions, skipped, seen = [], Counter(), set()
+    for row in dataset:
+        if max_samples is not None and len(questions) >= max_samples:
+            break
+        record_id = _record_id(row)
+        if record_id in seen:
+            raise ValueError(f"record {record_id!r}: duplicate question id; answers are keyed by id")
+        seen.add(record_id)
+        try:
+            questions.append(_question_from_row(row, task, question_template, data_dir))
+        except FileNotFoundError:
+            if on_missing_image != "skip":
+                raise
+            skipped["missing_image"] += 1
+    return questions, skipped
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# answers files (JSONL keyed by question id; the shape of LLaVA-Med's model_vqa.py answer files)
+
+
+def read_answers(path: Path) -> dict[str, dict]:
+    """`question_id -> record` from a JSONL answers file; a truncated last line (interrupted write) is ignored."""
+    answers = {}
+    if not path.exists():
+        return answers
+    lines = path.read_text(encoding="utf-8").splitlines()
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            if n == len(lines):  # the process died mid-line; that answer is simply generated again
+                continue
+            raise ValueError(f"{path}: line {n} is not valid JSON") from None
+        if "question_id" not in record or "text" not in record:
+            raise ValueError(f"{path}: line {n} has no 'question_id' or 'text' field")
+        answers[str(record["question_id"])] = record
+    return answers
+
+
+def append_answers(path: Path, records: list[dict]) -> None:
+    with path.open("a", encoding="utf-8") as f:
+        for record in records:
+            f.write(json.dumps(record, ensure_ascii=False) + "\n")
+        f.flush()
+
+
+def check_answer_ids(answers: dict[str, dict], questions: list[Question], source: str, complete: bool) -> None:
+    """Every answer id must be a question id; with `complete`, every question must have an answer."""
+    question_ids = {q.id for q in questions}
+    unknown = sorted(set(answers) - question_ids)
+    if unknown:
+        raise ValueError(f"{source}: {len(unknown)} answer id(s) match no question, e.g. {unknown[:3]}; "
+                         "is it the answers file of another benchmark or split?")
+    missing = [q.id for q in questions if q.id not in answers]
+    if complete and missing:
+        raise ValueError(f"{source}: {len(missing)} question(s) have no answer, e.g. {missing[:3]}")
+
+
+def shard(items: list, rank: int, world_size: int) -> list:
+    """Round-robin share of one process; the union over ranks is `items`, each exactly once."""
+    return items[rank::world_size]
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# scoring and model-index
+
+
+def score_answers(questions: list[Question], answers: dict[str, dict], task: str, protocols: list[str]) -> dict:
+    """Scores per protocol (`{"llava_med": {...}, "strict": {...}}` or `{"huatuo_mc": {...}}`), in percent."""
+    predictions = [str(answers[q.id]["text"]) for q in questions]
+    if task == "multiple_choice":
+        result = compute_mc_metrics(predictions, [q.options for q in questions], [q.gold for q in questions],
+                                    datasets=[q.group for q in questions], subsets=[q.subgroup for q in questions])
+        return {result.pop("protocol"): _to_percent(result)}
+    refs, types = [q.answer for q in questions], [q.answer_type for q in questions]
+    scores = {}
+    for protocol in protocols:
+        result = compute_vqa_metrics(predictions, refs, types, protocol=protocol)
+        scores[result.pop("protocol")] = _to_percent(result)
+    return scores
+
+
+def _to_percent(result: dict) -> dict:
+    out = {}
+    for key, value in result.items():
+        if isinstance(value, dict):
+            out[key] = _to_percent(value) if key.startswith("accuracy") else value
+        elif isinstance(value, float) and not key.startswith("num_"):
+            out[key] = 100 * value
+        else:
+            out[key] = value
+    return out
+
+
+# (metric key, model-index metric_type, label) per protocol; the protocol goes into metric_name.
+_CARD_METRICS = {
+    "llava_med": [("closed_accuracy", "accuracy", "closed accuracy"), ("open_recall", "recall", "open recall")],
+    "strict": [("closed_accuracy", "accuracy", "closed accuracy"), ("open_exact_match", "exact_match",
+                                                                    "open exact match"), ("open_f1", "f1", "open F1")],
+    "huatuo_mc": [("accuracy", "accuracy", "multiple-choice accuracy")],
+}
+
+
+def _judge_entries(protocol: str, result: dict) -> list[tuple[str, float | None, str]]:
+    judge = result.get("judge_model") or "LLM judge"
+    if protocol == "llava_med_qa50":
+        return [("relative_score", result["overall"]["relative_score"],
+                 f"relative score (%, llava_med qa50, judge {judge})")]
+    if protocol == "biomed_vital_win_rate":
+        value = None if result["win_rate"] is None else 100 * result["win_rate"]
+        return [("win_rate", value, f"win rate vs {result['model_b']} (%, biomed_vital both orders, judge {judge})")]
+    return []
+
+
+def model_index_entries(scores: dict, *, dataset_type: str, dataset_name: str, dataset_config: str | None,
+                        dataset_split: str) -> list[dict]:
+    """`huggingface_hub.EvalResult` keyword arguments, one per reported number, protocol named in `metric_name`."""
+    entries = []
+    for protocol, result in scores.items():
+        for metric_type, value, name in _judge_entries(protocol, result):
+            if value is not None:
+                entries.append(dict(task_type="visual-question-answering", dataset_type=dataset_type,
+                                    dataset_name=dataset_name, dataset_config=dataset_config,
+                                    dataset_split=dataset_split, metric_type=metric_type,
+                                    metric_value=round(value, 2), metric_name=name))
+        for key, metric_type, label in _CARD_METRICS.get(protocol, []):
+            if result.get(key) is None:
+                continue
+            entries.append(dict(
+                task_type="visual-question-answering", dataset_type=dataset_type, dataset_name=dataset_name,
+                dataset_config=dataset_config, dataset_split=dataset_split, metric_type=metric_type,
+                metric_value=round(result[key], 2), metric_name=f"{label} (%, {protocol})",
+            ))
+    return entries

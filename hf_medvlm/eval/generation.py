@@ -1,0 +1,87 @@
+"""Batched, deterministic answer generation for evaluation.
+
+Greedy decoding by default (the same answers on every run; the original eval scripts sampled at T=0.2/0.7), a fixed
+`max_new_tokens`, stop at EOS only (LLaVA-Med v1.5's `mistral_instruct` stop string is empty, which cut answers after
+one token), left padding, any number of images per question. Questions are sorted by prompt length before batching
+so that padding stays small; answers come back in the input order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+from tqdm.auto import tqdm
+
+__all__ = ["GenerationSettings", "build_messages", "generate_answers"]
+
+
+@dataclass
+class GenerationSettings:
+    max_new_tokens: int = 1024
+    batch_size: int = 16
+    do_sample: bool = False
+    temperature: float = 1.0
+    num_beams: int = 1
+
+
+def build_messages(question: str, num_images: int = 1) -> list[dict]:
+    """One user turn: the images first (as LLaVA-Med v1.5 prompts put `<image>` first), then the question."""
+    content = [{"type": "image"} for _ in range(num_images)] + [{"type": "text", "text": question}]
+    return [{"role": "user", "content": content}]
+
+
+def _encode(processor, questions: Sequence[str], images: Sequence[Sequence]) -> dict:
+    prompts = [
+        processor.apply_chat_template(build_messages(q, len(imgs)), add_generation_prompt=True, tokenize=False)
+        for q, imgs in zip(questions, images)
+    ]
+    flat = [img.convert("RGB") if img.mode != "RGB" else img for imgs in images for img in imgs]
+    processor.tokenizer.padding_side = "left"  # batched generation appends on the right
+    # The chat template already writes BOS.
+    return processor(images=flat or None, text=prompts, padding=True, return_tensors="pt", add_special_tokens=False)
+
+
+@torch.inference_mode()
+def _generate_batch(model, processor, questions, images, settings: GenerationSettings) -> list[str]:
+    inputs = _encode(processor, questions, images).to(model.device)
+    if "pixel_values" in inputs:
+        inputs["pixel_values"] = inputs["pixel_values"].to(model.dtype)
+    kwargs = dict(max_new_tokens=settings.max_new_tokens, do_sample=settings.do_sample, num_beams=settings.num_beams)
+    if settings.do_sample:
+        kwargs["temperature"] = settings.temperature
+    tokenizer = processor.tokenizer
+    output = model.generate(
+        **inputs, **kwargs, eos_token_id=model.generation_config.eos_token_id or tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    new_tokens = output[:, inputs["input_ids"].shape[1]:]
+    return [text.strip() for text in tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
+
+
+def generate_answers(
+    model,
+    processor,
+    questions: Sequence[str],
+    images: Sequence[Sequence],
+    settings: GenerationSettings | None = None,
+    progress: bool = True,
+    desc: str = "generating",
+) -> list[str]:
+    """Answer each question (with its list of PIL images) in batches; returns answers in the input order."""
+    settings = settings or GenerationSettings()
+    if len(questions) != len(images):
+        raise ValueError(f"{len(questions)} questions but {len(images)} image lists")
+    lengths = [len(processor.tokenizer(q).input_ids) + 1000 * len(imgs) for q, imgs in zip(questions, images)]
+    order = sorted(range(len(questions)), key=lambda i: lengths[i])
+    answers: list[str | None] = [None] * len(questions)
+    bar = tqdm(total=len(questions), desc=desc, disable=not progress)
+    for start in range(0, len(order), settings.batch_size):
+        batch = order[start : start + settings.batch_size]
+        texts = _generate_batch(model, processor, [questions[i] for i in batch], [images[i] for i in batch], settings)
+        for i, text in zip(batch, texts):
+            answers[i] = text
+        bar.update(len(batch))
+    bar.close()
+    return answers

@@ -1,0 +1,259 @@
+"""`hf-medvlm eval`: generate answers on a medical VQA benchmark, score them under named protocols, write results.
+
+    hf-medvlm eval --config recipes/llava-med-v1.5-mistral-7b/eval/vqa_rad.yaml
+    accelerate launch -m hf_medvlm.evaluate --config recipes/llava-med-v1.5-mistral-7b/eval/slake.yaml   # sharded
+    python -m hf_medvlm.evaluate --config ... --answers_file answers.jsonl   # score an existing answers file
+
+Writes to `output_dir`: `answers.jsonl` (one line per question id; rerunning resumes and never answers a question
+twice), `results.json` (scores per protocol, counts, skipped records by reason) and `model_index.json` (a list of
+`huggingface_hub.EvalResult` keyword arguments for the model card; the protocol is named in each `metric_name`).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+__all__ = ["EvalArguments", "parse_args", "main"]
+
+EPILOG = """example:
+  hf-medvlm eval --config recipes/tiny/eval/demo.yaml --output_dir /tmp/demo-eval
+  python -m hf_medvlm.evaluate --config recipes/llava-med-v1.5-mistral-7b/eval/vqa_rad.yaml --max_samples 20
+"""
+
+
+@dataclass
+class EvalArguments:
+    output_dir: str = field(metadata={"help": "Folder for answers.jsonl, results.json and model_index.json."})
+    dataset_name: str = field(
+        metadata={"help": "Eval set in the eval schema: a Hub dataset id, a local Parquet folder, or a .parquet/.jsonl "
+                          "file."})
+    model_name_or_path: str | None = field(
+        default=None, metadata={"help": "Model to generate answers with; not needed with --answers_file."})
+    task: str = field(
+        default="vqa", metadata={"help": "'vqa' (open/closed questions, scored with each of --protocols), "
+                                         "'multiple_choice' (HuatuoGPT-Vision prompt and letter matching), 'chat' "
+                                         "(LLaVA-Med qa50, LLM-judged relative score) or 'win_rate' (BioMed-VITAL "
+                                         "pairwise win rate against --answers_file_b, LLM-judged)."})
+    benchmark_name: str = field(default="", metadata={"help": "Display name in results and the model card, e.g. "
+                                                             "'VQA-RAD'; defaults to dataset_name."})
+    dataset_type: str = field(default="", metadata={"help": "Hub id of the benchmark for the model card's model-index "
+                                                           "(e.g. flaviagiammarino/vqa-rad); defaults to dataset_name."})
+    dataset_config: str | None = field(default=None, metadata={"help": "Dataset config name (load_dataset name=)."})
+    dataset_split: str = field(default="test", metadata={"help": "Split to evaluate."})
+    image_dir: str | None = field(default=None, metadata={"help": "Folder that relative image paths are resolved "
+                                                                 "against, when the dataset stores paths."})
+    max_samples: int | None = field(default=None, metadata={"help": "Evaluate only the first N questions."})
+    protocols: list[str] = field(default_factory=lambda: ["llava_med", "strict"],
+                                 metadata={"help": "VQA scoring protocols: llava_med (paper parity) and/or strict."})
+    question_template: str = field(default="{question}", metadata={
+        "help": "Python format string turning a record's question into the prompt text, e.g. "
+                "'{question} Answer with yes or no.'"})
+    answers_file: str | None = field(default=None, metadata={
+        "help": "Score this existing answers JSONL instead of generating; its ids must match the questions exactly."})
+    answers_file_b: str | None = field(default=None, metadata={
+        "help": "win_rate: the answers JSONL of the model compared against (B); ids must match the questions."})
+    model_b_name: str = field(default="B", metadata={"help": "win_rate: display name of the model behind "
+                                                             "answers_file_b."})
+    on_missing_image: str = field(default="raise", metadata={
+        "help": "'raise' stops at a record whose image is missing; 'skip' leaves it out and counts it in results."})
+    batch_size: int = field(default=16, metadata={"help": "Questions per generate() call (per process)."})
+    max_new_tokens: int = field(default=1024, metadata={"help": "Generation limit; generation also stops at EOS."})
+    do_sample: bool = field(default=False, metadata={"help": "Sample instead of greedy decoding (not deterministic)."})
+    temperature: float = field(default=1.0, metadata={"help": "Sampling temperature when do_sample is set."})
+    dtype: str = field(default="auto", metadata={"help": "Model dtype: auto, float32, bfloat16 or float16."})
+    trust_remote_code: bool = field(default=False, metadata={"help": "Allow checkpoints that ship their own code."})
+    save_every: int = field(default=64, metadata={"help": "Append answers to disk every N questions (resume unit)."})
+
+
+def parse_args(argv: list[str] | None = None):
+    """Parse `--config recipe.yaml` (defaults) and overrides into `(EvalArguments, ChatEndpointArguments)`.
+
+    The endpoint arguments (`llm_base_url`, `llm_model`, ...) configure the LLM judge of the chat and win-rate tasks.
+    """
+    import argparse
+
+    from trl import TrlParser
+
+    from .llm import ChatEndpointArguments
+
+    parser = TrlParser((EvalArguments, ChatEndpointArguments), epilog=EPILOG,
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="Generate and score answers on a medical VQA benchmark.")
+    args, endpoint = parser.parse_args_and_config(args=argv)
+    _validate(args)
+    return args, endpoint
+
+
+def _validate(args: EvalArguments) -> None:
+    from .eval.metrics import PROTOCOLS
+
+    if args.task not in ("vqa", "multiple_choice", "chat", "win_rate"):
+        raise ValueError(f"task must be 'vqa', 'multiple_choice', 'chat' or 'win_rate', got {args.task!r}")
+    if args.task == "win_rate" and not args.answers_file_b:
+        raise ValueError("task 'win_rate' needs answers_file_b (the answers of the model compared against)")
+    unknown = [p for p in args.protocols if p not in PROTOCOLS]
+    if unknown or not args.protocols:
+        raise ValueError(f"protocols must be a non-empty subset of {PROTOCOLS}, got {args.protocols!r}")
+    if args.on_missing_image not in ("raise", "skip"):
+        raise ValueError(f"on_missing_image must be 'raise' or 'skip', got {args.on_missing_image!r}")
+    if args.model_name_or_path is None and args.answers_file is None:
+        raise ValueError("give model_name_or_path (to generate answers) or answers_file (to score existing ones)")
+
+
+def load_model(args: EvalArguments, device):
+    import torch
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    import hf_medvlm  # noqa: F401 - registers LlavaMed with the Auto classes
+
+    dtype = "auto" if args.dtype == "auto" else getattr(torch, args.dtype)
+    model = AutoModelForImageTextToText.from_pretrained(
+        args.model_name_or_path, dtype=dtype, trust_remote_code=args.trust_remote_code).to(device).eval()
+    processor = AutoProcessor.from_pretrained(args.model_name_or_path, trust_remote_code=args.trust_remote_code)
+    return model, processor
+
+
+def generate_missing(args, questions, answers_path: Path, state) -> None:
+    """Answer the questions not yet in the answers files; each process its shard, appended as it goes."""
+    from .eval.benchmark import append_answers, read_answers, shard
+    from .eval.generation import GenerationSettings, generate_answers
+
+    done = read_answers(answers_path)
+    for part in answers_path.parent.glob("answers.rank*.jsonl"):
+        done.update(read_answers(part))
+    todo = shard([q for q in questions if q.id not in done], state.process_index, state.num_processes)
+    if not todo:
+        return
+    model, processor = load_model(args, state.device)
+    settings = GenerationSettings(max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
+                                  do_sample=args.do_sample, temperature=args.temperature)
+    part_path = answers_path.parent / f"answers.rank{state.process_index}.jsonl"
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=len(todo), desc=f"answering (rank {state.process_index})")
+    for start in range(0, len(todo), args.save_every):
+        chunk = todo[start : start + args.save_every]
+        texts = generate_answers(model, processor, [q.prompt for q in chunk], [q.images for q in chunk], settings,
+                                 progress=False)
+        append_answers(part_path, [dict(question_id=q.id, prompt=q.prompt, text=t, model_id=args.model_name_or_path)
+                                   for q, t in zip(chunk, texts)])
+        bar.update(len(chunk))
+    bar.close()
+
+
+def merge_answers(questions, answers_path: Path) -> dict[str, dict]:
+    """Fold the per-process files into answers.jsonl, in question order (main process only)."""
+    from .eval.benchmark import read_answers
+
+    answers = read_answers(answers_path)
+    parts = sorted(answers_path.parent.glob("answers.rank*.jsonl"))
+    for part in parts:
+        answers.update(read_answers(part))
+    ordered = [answers[q.id] for q in questions if q.id in answers]
+    extra = [record for key, record in answers.items() if key not in {q.id for q in questions}]
+    tmp = answers_path.with_suffix(".jsonl.tmp")
+    tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in ordered + extra), encoding="utf-8")
+    tmp.replace(answers_path)
+    for part in parts:
+        part.unlink()
+    return answers
+
+
+def format_table(scores: dict, benchmark: str) -> str:
+    lines = [f"{benchmark}: every number names its protocol (percent)"]
+    for protocol, result in scores.items():
+        if protocol == "llava_med_qa50":
+            overall = result["overall"]
+            lines.append(f"  {protocol:<10} relative_score {overall['relative_score']} (n={overall['n']}, "
+                         f"unparseable={result['unparseable']['count']})")
+            continue
+        if protocol == "biomed_vital_win_rate":
+            lines.append(f"  {protocol:<10} win_rate {result['win_rate']} (wins={result['wins']}, "
+                         f"ties={result['ties']}, losses={result['losses']}, "
+                         f"unparseable={result['unparseable']['count']})")
+            continue
+        for key, value in result.items():
+            if isinstance(value, float):
+                lines.append(f"  {protocol:<10} {key:<24} {value:8.2f}")
+        lines.append(f"  {protocol:<10} counts: " + ", ".join(f"{k}={v}" for k, v in result.items()
+                                                              if isinstance(v, int)))
+    return "\n".join(lines)
+
+
+def judge_scores(args, endpoint, questions, answers, output_dir: Path) -> dict:
+    """qa50 relative score or pairwise win rate from the LLM judge (`hf_medvlm.eval.judge`)."""
+    from .eval.benchmark import read_answers
+    from .eval.judge import score_chat, win_rate
+
+    backend = endpoint.build_backend()
+    rows = [q.row for q in questions]
+    texts = {q.id: str(answers[q.id]["text"]) for q in questions}
+    if args.task == "chat":
+        summary = score_chat(rows, texts, backend, output_dir, concurrency=endpoint.llm_concurrency)
+        return {"llava_med_qa50": summary}
+    other = {k: str(v["text"]) for k, v in read_answers(Path(args.answers_file_b)).items()}
+    summary = win_rate(rows, texts, other, backend, output_dir, model_a=args.model_name_or_path or "A",
+                       model_b=args.model_b_name, concurrency=endpoint.llm_concurrency)
+    return {"biomed_vital_win_rate": summary}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, endpoint = parse_args(argv)
+    from accelerate import PartialState
+
+    from .eval.benchmark import (check_answer_ids, load_eval_dataset, model_index_entries, questions_from_dataset,
+                                 read_answers, score_answers)
+
+    state = PartialState()
+    output_dir = Path(args.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    answers_path = output_dir / "answers.jsonl"
+
+    # ---- questions
+    dataset = load_eval_dataset(args.dataset_name, args.dataset_config, args.dataset_split)
+    questions, skipped = questions_from_dataset(dataset, args.task, args.question_template, args.on_missing_image,
+                                                args.image_dir, args.max_samples)
+    if not questions:
+        raise ValueError(f"{args.dataset_name}: no questions to evaluate (skipped: {dict(skipped)})")
+
+    # ---- answers: given, or generated (resuming whatever is already on disk)
+    if args.answers_file:
+        answers = read_answers(Path(args.answers_file))
+        check_answer_ids(answers, questions, args.answers_file, complete=True)
+    else:
+        if state.is_main_process:
+            check_answer_ids(read_answers(answers_path), questions, str(answers_path), complete=False)
+        generate_missing(args, questions, answers_path, state)
+        state.wait_for_everyone()
+        if not state.is_main_process:
+            return 0
+        answers = merge_answers(questions, answers_path)
+        check_answer_ids(answers, questions, str(answers_path), complete=True)
+    if not state.is_main_process:
+        return 0
+
+    # ---- scores, results, model-index
+    if args.task in ("chat", "win_rate"):
+        scores = judge_scores(args, endpoint, questions, answers, output_dir)
+    else:
+        scores = score_answers(questions, answers, args.task, args.protocols)
+    benchmark = args.benchmark_name or args.dataset_name
+    results = dict(benchmark=benchmark, dataset=args.dataset_name, dataset_config=args.dataset_config,
+                   split=args.dataset_split, task=args.task, model=args.model_name_or_path,
+                   num_questions=len(questions), skipped=dict(skipped), scores=scores, config=asdict(args))
+    (output_dir / "results.json").write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
+    entries = model_index_entries(scores, dataset_type=args.dataset_type or args.dataset_name, dataset_name=benchmark,
+                                  dataset_config=args.dataset_config, dataset_split=args.dataset_split)
+    (output_dir / "model_index.json").write_text(json.dumps(entries, indent=2, ensure_ascii=False) + "\n")
+    print(format_table(scores, benchmark))
+    if skipped:
+        print(f"skipped records: {dict(skipped)}")
+    print(f"wrote {answers_path}, {output_dir / 'results.json'}, {output_dir / 'model_index.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,167 @@
+"""BioMed-VITAL (Cui et al., 2024) data generation, Section 3.1 and Appendices B-C:
+
+1. Demonstration selection: embed image + text, K-means into K clusters, sample uniformly across clusters (the
+   candidates clinicians then annotate).
+2. Generation: per call, sample demonstrations per modality (paper: 2 for each of 5 modalities), then ask for a
+   multi-round conversation about the query image + caption/context (Figure 8).
+3. Model-based rating with the clinician-curated criteria (Figure 9): one strictly parsed score per Q&A pair. Rated
+   rows (training schema + ``rating``/``rating_raw``/``rating_model``) feed the selection model
+   (``hf_medvlm.selection``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from .parsing import parse_score_line, parse_user_assistant_turns
+from .prompts import load_prompt_file
+from .records import FigureRecord, figure_context, image_parts, record_rng, training_row
+
+__all__ = [
+    "select_demonstration_candidates",
+    "read_demonstrations",
+    "generation_jobs",
+    "generation_rows",
+    "rating_jobs",
+    "rating_rows",
+]
+
+
+def select_demonstration_candidates(features: np.ndarray, num_clusters: int, num_samples: int, *,
+                                    complexity: list[int] | None = None, seed: int = 0) -> tuple[list[int], np.ndarray]:
+    """K-means on ``features`` then round-robin over clusters, so every cluster contributes (uniformly) until
+    ``num_samples`` are picked. Within a cluster the most complex samples come first (``complexity``, e.g. the length
+    of caption + mentions; the paper picks "relatively complex captions and inline mentions"). Returns the picked
+    indices and the cluster labels."""
+    from sklearn.cluster import KMeans
+
+    if num_clusters < 1 or num_clusters > len(features):
+        raise ValueError(f"num_clusters must be between 1 and the number of samples ({len(features)}), got {num_clusters}")
+    labels = KMeans(n_clusters=num_clusters, random_state=seed, n_init=4).fit_predict(features)
+    complexity = complexity if complexity is not None else [0] * len(features)
+    queues = [sorted(np.nonzero(labels == k)[0].tolist(), key=lambda i: -complexity[i]) for k in range(num_clusters)]
+    picked: list[int] = []
+    while len(picked) < min(num_samples, len(features)):
+        for queue in queues:
+            if queue and len(picked) < num_samples:
+                picked.append(queue.pop(0))
+    return picked, labels
+
+
+def read_demonstrations(path: str | Path) -> dict[str, list[dict]]:
+    """Clinician-selected demonstrations, JSONL ``{"context", "response", "modality"}`` -> grouped by modality."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"demonstrations file {path} does not exist")
+    groups: dict[str, list[dict]] = defaultdict(list)
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        demo = json.loads(line)
+        missing = [key for key in ("context", "response", "modality") if not demo.get(key)]
+        if missing:
+            raise ValueError(f"{path}:{number}: demonstration lacks {', '.join(missing)}")
+        groups[str(demo["modality"])].append(demo)
+    if not groups:
+        raise ValueError(f"demonstrations file {path} is empty")
+    return dict(sorted(groups.items()))
+
+
+def sample_demonstrations(demos: dict[str, list[dict]], per_modality: int, rng) -> list[dict]:
+    picked = []
+    for modality in demos:
+        pool = demos[modality]
+        picked.extend(rng.sample(pool, min(per_modality, len(pool))))
+    return picked
+
+
+def generation_jobs(records, demos, *, per_modality=2, seed=0, prompt_file="biomed_vital", temperature=0.0,
+                    max_tokens=4096, model=None):
+    """Figure 8 layout: system; demo context (user) -> demo transcript (assistant); query [image, context]."""
+    from hf_medvlm.llm import ChatRequest
+
+    system = load_prompt_file(prompt_file, ("generation_system",))["generation_system"]
+    for record in records:
+        messages = [{"role": "system", "content": system}]
+        for demo in sample_demonstrations(demos, per_modality, record_rng(seed, record.id, "demos")):
+            messages.append({"role": "user", "content": demo["context"]})
+            messages.append({"role": "assistant", "content": demo["response"]})
+        content = [*image_parts(record, 1), {"type": "text", "text": figure_context(record)}]
+        messages.append({"role": "user", "content": content})
+        yield record.id, ChatRequest(messages=messages, model=model, temperature=temperature, max_tokens=max_tokens)
+
+
+def generation_rows(records, results: dict, *, min_pairs: int = 1):
+    dropped_records, dropped_turns, rows = Counter(), Counter(), []
+    for record in records:
+        result = results.get(record.id)
+        if result is None:
+            dropped_records["no_reply"] += 1
+            continue
+        parsed = parse_user_assistant_turns(result["text"])
+        dropped_turns.update(parsed.drops)
+        if len(parsed.pairs) < min_pairs:
+            dropped_records["no_turns"] += 1
+            continue
+        rows.append(training_row(record, parsed.pairs, row_id=record.id, source="biomed_vital_generated",
+                                 n_images=min(1, len(record.images)), context=figure_context(record)))
+    stats = {"records_in": len(records), "rows_out": len(rows), "dropped_records": dict(dropped_records),
+             "dropped_turns": dict(dropped_turns)}
+    return rows, stats
+
+
+def conversation_pairs(row: dict) -> list[tuple[str, str]]:
+    """(question, answer) texts of a training-schema row."""
+    texts = ["".join(b.get("text", "") for b in m["content"] if b.get("type") == "text") for m in row["messages"]]
+    return list(zip(texts[0::2], texts[1::2]))
+
+
+def _qa_block(pairs: list[tuple[str, str]]) -> str:
+    return "\n\n".join(f"Question {i}: {q}\nAnswer {i}: {a}" for i, (q, a) in enumerate(pairs, 1))
+
+
+def rating_jobs(rows, *, prompt_file="biomed_vital", model=None, max_tokens=1024):
+    """Figure 9 layout: system criteria; user [image, caption + mentions]; user [the Q&A pairs]."""
+    from hf_medvlm.llm import ChatRequest
+
+    system = load_prompt_file(prompt_file, ("rating_system",))["rating_system"]
+    for row in rows:
+        record = FigureRecord(id=row["id"], images=list(row["images"]), caption=row.get("context", ""))
+        context = row.get("context") or ""
+        messages = [
+            {"role": "system", "content": system},
+            {"role": "user", "content": [*image_parts(record, 1), {"type": "text", "text": context}]},
+            {"role": "user", "content": _qa_block(conversation_pairs(row))},
+        ]
+        yield row["id"], ChatRequest(messages=messages, model=model, temperature=0.0, max_tokens=max_tokens)
+
+
+def rating_rows(rows, results: dict, *, rating_model: str):
+    """One output row per Q&A pair (image + that single turn), with ``rating`` (0-10 or None when the score line
+    does not parse), ``rating_raw`` and ``rating_model``; unparseable replies are counted by reason, not guessed."""
+    out, reasons = [], Counter()
+    for row in rows:
+        pairs = conversation_pairs(row)
+        result = results.get(row["id"])
+        if result is None:
+            reasons["no_reply"] += 1
+            continue
+        parsed = parse_score_line(result["text"], len(pairs))
+        if parsed.scores is None:
+            reasons[parsed.reason] += 1
+        for index, (question, answer) in enumerate(pairs):
+            record = FigureRecord(id=row["id"], images=list(row["images"]), caption="", domain=row.get("domain", ""),
+                                  modality=row.get("modality", ""), body_part=row.get("body_part", ""))
+            out.append(training_row(
+                record, [(question, answer)], row_id=f"{row['id']}-qa{index}", source=row.get("source", ""),
+                n_images=len(row["images"]), conversation_id=row["id"], turn_index=index,
+                context=row.get("context", ""), rating=None if parsed.scores is None else parsed.scores[index],
+                rating_raw=result["text"], rating_model=rating_model,
+            ))
+    stats = {"conversations_in": len(rows), "rated_rows": sum(r["rating"] is not None for r in out),
+             "unrated_rows": sum(r["rating"] is None for r in out), "unparsed_replies": dict(reasons)}
+    return out, stats

@@ -1,0 +1,201 @@
+"""`hf-medvlm filter <step>`: the PubMedVision data filters (Chen et al., 2024, Appendix B).
+
+- ``pubmedvision``: text (>= 5 unique medical-lexicon terms in caption + mentions), image size (>= 336x336), an
+  optional medical/non-medical image classifier, then caption-embedding near-duplicate removal. Writes
+  ``kept.jsonl`` (figure records, ready for ``hf-medvlm generate``), ``dropped.jsonl`` (each with its stage and
+  reason) and ``report.json`` with kept/dropped counts per stage.
+- ``train-classifier``: fit the classifier head on a frozen CLIP vision encoder from labelled images.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from argparse import ArgumentDefaultsHelpFormatter, RawDescriptionHelpFormatter
+
+from transformers import HfArgumentParser
+
+__all__ = ["FilterArguments", "TrainClassifierArguments", "filter_records", "main"]
+
+EPILOG = """examples:
+  hf-medvlm filter pubmedvision --input figures.jsonl --output_dir out/filtered \\
+      --classifier out/medical_clf --dedup_model sentence-transformers/all-mpnet-base-v2
+  hf-medvlm filter train-classifier --labels labelled_images.jsonl \\
+      --vision_encoder openai/clip-vit-large-patch14-336 --output_dir out/medical_clf
+"""
+
+
+class _HelpFormatter(ArgumentDefaultsHelpFormatter, RawDescriptionHelpFormatter):
+    """Show defaults and keep the example epilog's line breaks."""
+
+
+@dataclass
+class FilterArguments:
+    input: str = field(metadata={"help": "Figure records JSONL (id, images, caption, mentions, ...)."})
+    output_dir: str = field(metadata={"help": "Folder for kept.jsonl, dropped.jsonl and report.json."})
+    image_root: str | None = field(default=None, metadata={"help": "Folder relative image paths resolve against."})
+    lexicon: str | None = field(default=None, metadata={"help": "Medical lexicon file, one term per line (default: "
+                                                                "the small packaged one; see docs for UMLS)."})
+    min_terms: int = field(default=5, metadata={"help": "Minimum unique lexicon terms in caption + mentions."})
+    min_width: int = field(default=336, metadata={"help": "Minimum image width in pixels."})
+    min_height: int = field(default=336, metadata={"help": "Minimum image height in pixels."})
+    classifier: str | None = field(default=None, metadata={"help": "Folder of a trained medical image classifier "
+                                                                   "(from `filter train-classifier`); skipped if unset."})
+    classifier_threshold: float | None = field(default=None, metadata={"help": "Keep images whose medical "
+                                                                               "probability is at least this (default: "
+                                                                               "the classifier's own threshold)."})
+    dedup_model: str | None = field(default="sentence-transformers/all-mpnet-base-v2",
+                                    metadata={"help": "sentence-transformers model for caption dedup; 'none' skips."})
+    dedup_threshold: float = field(default=0.9, metadata={"help": "Drop a caption whose similarity to an earlier "
+                                                                  "kept one exceeds this (cosine by default; paper: raw "
+                                                                  "dot product 480 with --dedup_normalize false)."})
+    dedup_normalize: bool = field(default=True, metadata={"help": "L2-normalise embeddings (cosine similarity)."})
+    dedup_nprobe: int = field(default=8, metadata={"help": "Cells searched per caption above 20,000 captions."})
+
+
+@dataclass
+class TrainClassifierArguments:
+    labels: str = field(metadata={"help": "JSONL of {\"image\": path, \"label\": 1 (medical) | 0 (non-medical)}."})
+    vision_encoder: str = field(metadata={"help": "CLIP vision encoder to freeze (path or Hub id)."})
+    output_dir: str = field(metadata={"help": "Where to save the classifier and its image processor."})
+    threshold: float = field(default=0.5, metadata={"help": "Decision threshold stored in the config."})
+    epochs: int = field(default=200, metadata={"help": "Full-batch epochs of the logistic head."})
+
+
+def _stage(report: dict, name: str, kept: list, dropped: list) -> list:
+    report["stages"].append({"stage": name, "in": len(kept) + len(dropped), "kept": len(kept),
+                             "dropped": len(dropped)})
+    return kept
+
+
+def _text_stage(records, args, dropped_rows):
+    from .filtering import count_medical_terms, load_lexicon
+
+    lexicon = load_lexicon(args.lexicon)
+    kept, dropped = [], []
+    for record in records:
+        n = count_medical_terms(" ".join([record.caption, *record.mentions]), lexicon)
+        (kept if n >= args.min_terms else dropped).append(record)
+        if n < args.min_terms:
+            dropped_rows.append({**asdict(record), "stage": "medical_terms", "reason": f"{n} < {args.min_terms} terms"})
+    return kept, dropped
+
+
+def _size_stage(records, args, dropped_rows):
+    from PIL import Image
+
+    from .filtering import image_size_ok
+
+    kept, dropped = [], []
+    for record in records:
+        reason = "no image" if not record.images else ""
+        for path in record.images:
+            if not Path(path).is_file():
+                reason = f"missing image {path}"
+                break
+            with Image.open(path) as image:
+                if not image_size_ok(image.size, args.min_width, args.min_height):
+                    reason = f"image {Path(path).name} is {image.size[0]}x{image.size[1]}"
+                    break
+        (dropped if reason else kept).append(record)
+        if reason:
+            dropped_rows.append({**asdict(record), "stage": "resolution", "reason": reason})
+    return kept, dropped
+
+
+def _classifier_stage(records, args, dropped_rows):
+    import torch
+    from PIL import Image
+    from transformers import AutoImageProcessor
+
+    from .image_classifier import MedicalImageClassifier
+
+    model = MedicalImageClassifier.from_pretrained(args.classifier).eval()
+    processor = AutoImageProcessor.from_pretrained(args.classifier)
+    threshold = args.classifier_threshold if args.classifier_threshold is not None else model.config.threshold
+    kept, dropped = [], []
+    for record in records:
+        images = [Image.open(p).convert("RGB") for p in record.images]
+        with torch.no_grad():
+            probs = model.predict_proba(processor(images=images, return_tensors="pt")["pixel_values"])
+        low = float(probs.min())
+        (kept if low >= threshold else dropped).append(record)
+        if low < threshold:
+            dropped_rows.append({**asdict(record), "stage": "medical_image", "reason": f"p(medical)={low:.3f}"})
+    return kept, dropped
+
+
+def _dedup_stage(records, args, dropped_rows):
+    from .filtering import embed_captions, find_near_duplicates
+
+    if not records:
+        return [], []
+    embeddings = embed_captions([r.caption for r in records], args.dedup_model, normalize=args.dedup_normalize)
+    duplicate_of = find_near_duplicates(embeddings, args.dedup_threshold, nprobe=args.dedup_nprobe)
+    kept, dropped = [], []
+    for record, dup in zip(records, duplicate_of):
+        (kept if dup < 0 else dropped).append(record)
+        if dup >= 0:
+            dropped_rows.append({**asdict(record), "stage": "dedup", "reason": f"near-duplicate of {records[dup].id}"})
+    return kept, dropped
+
+
+def filter_records(args: FilterArguments) -> dict:
+    """Run the stages in the paper's order; returns the report (also written to ``report.json``)."""
+    from .records import read_figure_records, write_jsonl
+
+    records = read_figure_records(args.input, args.image_root)
+    report, dropped_rows = {"input": len(records), "stages": []}, []
+    records = _stage(report, "medical_terms", *_text_stage(records, args, dropped_rows))
+    records = _stage(report, "resolution", *_size_stage(records, args, dropped_rows))
+    if args.classifier:
+        records = _stage(report, "medical_image", *_classifier_stage(records, args, dropped_rows))
+    if args.dedup_model and args.dedup_model.lower() != "none":
+        records = _stage(report, "dedup", *_dedup_stage(records, args, dropped_rows))
+    out = Path(args.output_dir)
+    report["kept"] = write_jsonl(out / "kept.jsonl", (asdict(r) for r in records))
+    write_jsonl(out / "dropped.jsonl", dropped_rows)
+    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    return report
+
+
+def train_classifier(args: TrainClassifierArguments) -> dict:
+    from PIL import Image
+    from transformers import AutoImageProcessor
+
+    from .image_classifier import MedicalImageClassifier, image_features, train_head
+
+    path = Path(args.labels)
+    if not path.is_file():
+        raise FileNotFoundError(f"labels file {path} does not exist")
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    images = [Image.open(path.parent / row["image"]).convert("RGB") for row in rows]
+    labels = [int(row["label"]) for row in rows]
+    model = MedicalImageClassifier.from_vision_encoder(args.vision_encoder, threshold=args.threshold)
+    processor = AutoImageProcessor.from_pretrained(args.vision_encoder)
+    loss = train_head(model, image_features(model, processor, images), labels, epochs=args.epochs)
+    model.save_pretrained(args.output_dir)
+    processor.save_pretrained(args.output_dir)
+    return {"images": len(images), "medical": sum(labels), "final_loss": round(loss, 4), "saved_to": args.output_dir}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    steps = {"pubmedvision": (FilterArguments, filter_records), "train-classifier": (TrainClassifierArguments,
+                                                                                     train_classifier)}
+    if not argv or argv[0] not in steps:
+        print(f"usage: hf-medvlm filter {{{','.join(steps)}}} [options]   (--help after a step)\n\n{EPILOG}")
+        return 0 if argv[:1] in ([], ["-h"], ["--help"]) else 2
+    dataclass_type, run = steps[argv[0]]
+    parser = HfArgumentParser(dataclass_type, prog=f"hf-medvlm filter {argv[0]}", epilog=EPILOG, description=__doc__,
+                              formatter_class=_HelpFormatter)
+    (args,) = parser.parse_args_into_dataclasses(argv[1:])
+    print(json.dumps(run(args), indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

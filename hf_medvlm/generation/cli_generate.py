@@ -1,0 +1,192 @@
+"""`hf-medvlm generate <method>`: run a data-generation method against an OpenAI-compatible endpoint or a local
+transformers model, resumably, and write training-schema rows.
+
+Methods: ``llava-med`` (self-instruct, text-only), ``pubmedvision`` (reformatting), ``biomed-vital`` (generation
+with demonstrations), ``rate`` (BioMed-VITAL model-based rating), ``select-demos`` (BioMed-VITAL demonstration
+candidates). Replies go to ``<output_dir>/responses.jsonl`` keyed by record id: rerunning the same command after a
+crash sends only the requests that have no reply yet.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from argparse import ArgumentDefaultsHelpFormatter, RawDescriptionHelpFormatter
+
+from transformers import HfArgumentParser
+
+__all__ = ["GenerateArguments", "main"]
+
+METHODS = ("llava-med", "pubmedvision", "biomed-vital", "rate", "select-demos")
+
+EPILOG = """examples:
+  hf-medvlm generate llava-med --input figures.jsonl --output_dir out/llava_med \\
+      --llm_base_url http://localhost:8000/v1 --llm_model gpt-4
+  hf-medvlm generate pubmedvision --input kept.jsonl --output_dir out/pmv --local_model microsoft/llava-med-v1.5-mistral-7b
+  hf-medvlm generate biomed-vital --input figures.jsonl --demonstrations demos.jsonl --output_dir out/vital ...
+  hf-medvlm generate rate --input out/vital/data/conversations.jsonl --output_dir out/ratings ...
+  hf-medvlm generate select-demos --input figures.jsonl --output_dir out/demos --num_clusters 60 --num_samples 120
+"""
+
+
+class _HelpFormatter(ArgumentDefaultsHelpFormatter, RawDescriptionHelpFormatter):
+    """Show defaults and keep the example epilog's line breaks."""
+
+
+@dataclass
+class GenerateArguments:
+    input: str = field(metadata={"help": "Figure records JSONL (id, images, caption, mentions, ...); for `rate`, "
+                                         "the conversations JSONL written by `generate biomed-vital`."})
+    output_dir: str = field(metadata={"help": "Folder for responses.jsonl, data/*.jsonl and report.json."})
+    image_root: str | None = field(default=None, metadata={"help": "Folder that relative image paths resolve "
+                                                                    "against (default: the input file's folder)."})
+    local_model: str | None = field(default=None, metadata={"help": "Run a local transformers model (path or Hub "
+                                                                     "id) instead of an HTTP endpoint."})
+    max_new_tokens: int = field(default=1024, metadata={"help": "Reply length limit."})
+    temperature: float = field(default=0.0, metadata={"help": "Sampling temperature (0 = greedy)."})
+    seed: int = field(default=0, metadata={"help": "Seed of every per-record choice (scenario, question, demos)."})
+    limit: int | None = field(default=None, metadata={"help": "Only the first N records (for a dry run)."})
+    with_mentions: bool = field(default=True, metadata={"help": "llava-med: include inline mentions (60K-IM)."})
+    prompt_file: str | None = field(default=None, metadata={"help": "A YAML prompt file replacing the packaged one."})
+    turn_filters: str = field(default="llava_med_turn_filters", metadata={"help": "llava-med: turn post-filter "
+                                                                                  "YAML (reason -> phrases)."})
+    demonstrations: str | None = field(default=None, metadata={"help": "biomed-vital: clinician-selected demos "
+                                                                        "JSONL (context, response, modality)."})
+    demos_per_modality: int = field(default=2, metadata={"help": "biomed-vital: demos sampled per modality per call "
+                                                                  "(paper: 2; released code: 1)."})
+    num_clusters: int = field(default=60, metadata={"help": "select-demos: K-means clusters (code: 60)."})
+    num_samples: int = field(default=120, metadata={"help": "select-demos: candidates to pick across clusters."})
+    text_model: str = field(default="sentence-transformers/all-mpnet-base-v2",
+                            metadata={"help": "select-demos: sentence-transformers model for caption + mentions."})
+    image_encoder: str | None = field(default=None, metadata={"help": "select-demos: CLIP vision encoder whose "
+                                                                       "pooled features are joined to the text ones."})
+
+
+def _backend(args: GenerateArguments, endpoint):
+    if args.local_model:
+        from hf_medvlm.llm.local import LocalChatBackend
+
+        return LocalChatBackend.from_pretrained(args.local_model, max_new_tokens=args.max_new_tokens)
+    if not endpoint.llm_base_url:
+        raise ValueError("give --llm_base_url (an OpenAI-compatible endpoint) or --local_model")
+    return endpoint.build_backend()
+
+
+def run_method(method: str, args: GenerateArguments, backend, concurrency: int = 8, progress: bool = True) -> dict:
+    """Run one method end to end; returns the report (also written to ``<output_dir>/report.json``)."""
+    from hf_medvlm.llm import read_results, run_requests
+
+    from . import biomed_vital, llava_med, pubmedvision
+    from .records import read_figure_records, write_jsonl
+
+    out = Path(args.output_dir)
+    responses = out / "responses.jsonl"
+    model_name = getattr(backend, "name", "")
+    common = dict(temperature=args.temperature, max_tokens=args.max_new_tokens)
+    if method == "rate":
+        rows = [json.loads(line) for line in Path(args.input).read_text(encoding="utf-8").splitlines() if line.strip()]
+        rows = rows[: args.limit] if args.limit else rows
+        jobs = biomed_vital.rating_jobs(rows, prompt_file=args.prompt_file or "biomed_vital",
+                                        max_tokens=args.max_new_tokens)
+    else:
+        records = read_figure_records(args.input, args.image_root)
+        records = records[: args.limit] if args.limit else records
+        if method == "llava-med":
+            jobs = llava_med.self_instruct_jobs(records, prompt_file=args.prompt_file or "llava_med_self_instruct",
+                                                with_mentions=args.with_mentions, **common)
+        elif method == "pubmedvision":
+            jobs = pubmedvision.reformat_jobs(records, prompt_file=args.prompt_file or "pubmedvision_reformat",
+                                              seed=args.seed, **common)
+        else:
+            if not args.demonstrations:
+                raise ValueError("generate biomed-vital needs --demonstrations (JSONL of context/response/modality)")
+            demos = biomed_vital.read_demonstrations(args.demonstrations)
+            jobs = biomed_vital.generation_jobs(records, demos, per_modality=args.demos_per_modality, seed=args.seed,
+                                                prompt_file=args.prompt_file or "biomed_vital", **common)
+    run = run_requests(jobs, backend, output_path=responses, concurrency=concurrency, desc=method, progress=progress)
+    results = read_results(responses)
+    if method == "llava-med":
+        rows_out, stats = llava_med.self_instruct_rows(records, results, turn_filters=args.turn_filters)
+        counts = {"conversations": write_jsonl(out / "data" / "conversations.jsonl", rows_out)}
+    elif method == "pubmedvision":
+        alignment, instruct, stats = pubmedvision.reformat_rows(records, results, seed=args.seed,
+                                                                prompt_file=args.prompt_file or "pubmedvision_reformat")
+        counts = {"alignment": write_jsonl(out / "data" / "alignment.jsonl", alignment),
+                  "instruct": write_jsonl(out / "data" / "instruct.jsonl", instruct)}
+    elif method == "biomed-vital":
+        rows_out, stats = biomed_vital.generation_rows(records, results)
+        counts = {"conversations": write_jsonl(out / "data" / "conversations.jsonl", rows_out)}
+    else:
+        rows_out, stats = biomed_vital.rating_rows(rows, results, rating_model=model_name)
+        counts = {"ratings": write_jsonl(out / "data" / "ratings.jsonl", rows_out)}
+    report = {"method": method, "backend": model_name, "requests": run.to_dict(), "parsing": stats, "written": counts}
+    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    return report
+
+
+def select_demos(args: GenerateArguments) -> dict:
+    """BioMed-VITAL demonstration candidates: embed caption+mentions (and images), K-means, sample across clusters."""
+    import numpy as np
+
+    from .biomed_vital import select_demonstration_candidates
+    from .filtering import embed_captions
+    from .records import figure_context, read_figure_records, write_jsonl
+
+    records = read_figure_records(args.input, args.image_root)
+    features = embed_captions([figure_context(r) for r in records], args.text_model)
+    if args.image_encoder:
+        features = np.concatenate([features, _image_features(records, args.image_encoder)], axis=1)
+    complexity = [len(r.caption) + sum(len(m) for m in r.mentions) for r in records]
+    picked, labels = select_demonstration_candidates(features, args.num_clusters, args.num_samples,
+                                                     complexity=complexity, seed=args.seed)
+    rows = [{"id": records[i].id, "cluster": int(labels[i]), "images": records[i].images,
+             "context": figure_context(records[i]), "domain": records[i].domain} for i in picked]
+    written = write_jsonl(Path(args.output_dir) / "demonstration_candidates.jsonl", rows)
+    report = {"method": "select-demos", "records_in": len(records), "clusters": args.num_clusters, "picked": written}
+    (Path(args.output_dir) / "report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    return report
+
+
+def _image_features(records, encoder_path: str):
+    import numpy as np
+    import torch
+    from PIL import Image
+    from transformers import AutoImageProcessor, CLIPVisionModel
+
+    model = CLIPVisionModel.from_pretrained(encoder_path).eval()
+    processor = AutoImageProcessor.from_pretrained(encoder_path)
+    chunks = []
+    for start in range(0, len(records), 32):
+        images = [Image.open(r.images[0]).convert("RGB") for r in records[start:start + 32]]
+        with torch.no_grad():
+            pooled = model(**processor(images=images, return_tensors="pt")).pooler_output
+        chunks.append(torch.nn.functional.normalize(pooled, dim=-1).numpy())
+    return np.concatenate(chunks).astype(np.float32)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] not in METHODS:
+        print(f"usage: hf-medvlm generate {{{','.join(METHODS)}}} [options]   (--help after a method)\n\n{EPILOG}")
+        return 0 if argv[:1] in ([], ["-h"], ["--help"]) else 2
+    method, rest = argv[0], argv[1:]
+    from hf_medvlm.llm import ChatEndpointArguments
+
+    parser = HfArgumentParser((GenerateArguments, ChatEndpointArguments), prog=f"hf-medvlm generate {method}",
+                              epilog=EPILOG, description=__doc__,
+                              formatter_class=_HelpFormatter)
+    args, endpoint = parser.parse_args_into_dataclasses(rest)
+    if method == "select-demos":
+        report = select_demos(args)
+    else:
+        report = run_method(method, args, _backend(args, endpoint), concurrency=endpoint.llm_concurrency)
+    print(json.dumps(report, indent=2))
+    failed = report.get("requests", {}).get("failed", 0)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,40 @@
+"""Paper prompts, scenarios and question sets, kept as YAML data files that name their source.
+
+``load_prompt_file("pubmedvision_reformat")`` returns the parsed YAML of the packaged file; a path to a file of the
+same shape can be given instead, so users can swap in their own prompts without touching code.
+"""
+
+from __future__ import annotations
+
+import functools
+from importlib import resources
+from pathlib import Path
+
+import yaml
+
+__all__ = ["PACKAGED_PROMPTS", "load_prompt_file"]
+
+PACKAGED_PROMPTS = ("llava_med_self_instruct", "llava_med_turn_filters", "pubmedvision_reformat", "biomed_vital")
+
+
+@functools.lru_cache(maxsize=16)
+def _load_packaged(name: str) -> dict:
+    text = resources.files(__name__).joinpath(f"{name}.yaml").read_text(encoding="utf-8")
+    return yaml.safe_load(text)
+
+
+def load_prompt_file(name_or_path: str | Path, required_keys: tuple[str, ...] = ()) -> dict:
+    """Load a packaged prompt file by name, or a user YAML file by path, and check it has ``required_keys``."""
+    if str(name_or_path) in PACKAGED_PROMPTS:
+        data = dict(_load_packaged(str(name_or_path)))
+    else:
+        path = Path(name_or_path)
+        if not path.is_file():
+            raise FileNotFoundError(f"prompt file {path} does not exist (packaged prompts: {', '.join(PACKAGED_PROMPTS)})")
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        if not isinstance(data, dict):
+            raise ValueError(f"prompt file {path} must hold a YAML mapping at the top level")
+    missing = [key for key in required_keys if key not in data]
+    if missing:
+        raise ValueError(f"prompt file {name_or_path} lacks the key(s) {', '.join(missing)}")
+    return data

@@ -1,0 +1,163 @@
+"""Input records (figure + caption + inline mentions), the caption/context text the papers feed their generators,
+and output rows in the common training schema (TRL vision-conversation format, see docs/development.md).
+
+Input JSONL, one figure per line (LLaVA-Med ``fig_captions`` keys are accepted too)::
+
+    {"id": "32432162_F1", "images": ["images/32432162_F1.jpg"], "caption": "...", "mentions": ["..."],
+     "fig_label": "Figure 1", "domain": "ct_scan", "modality": "", "body_part": ""}
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from PIL import Image
+
+__all__ = [
+    "FigureRecord",
+    "read_figure_records",
+    "figure_context",
+    "image_parts",
+    "training_row",
+    "write_jsonl",
+    "record_rng",
+]
+
+
+@dataclass
+class FigureRecord:
+    id: str
+    images: list[str]
+    caption: str
+    mentions: list[str] = field(default_factory=list)
+    fig_label: str = ""
+    domain: str = ""
+    modality: str = ""
+    body_part: str = ""
+
+
+def _mentions(value) -> list[str]:
+    """LLaVA-Med mentions are strings or ``{"tokens": ...}`` dicts; keep the text."""
+    if value is None:
+        return []
+    items = value if isinstance(value, list) else [value]
+    out = []
+    for item in items:
+        text = item.get("tokens", item.get("text", "")) if isinstance(item, dict) else item
+        text = " ".join(text) if isinstance(text, list) else str(text)
+        if text.strip():
+            out.append(text.strip())
+    return out
+
+
+def _domain(value) -> str:
+    if isinstance(value, dict):  # LLaVA-Med: {"chest_xray": false, "ct_scan": true, ...}
+        return next((name for name, flag in value.items() if flag), "")
+    return str(value or "")
+
+
+def _record(raw: dict, where: str, base_dir: Path) -> FigureRecord:
+    record_id = raw.get("id", raw.get("pair_id"))
+    caption = raw.get("caption", raw.get("fig_caption"))
+    if record_id is None or not caption:
+        raise ValueError(f"{where}: a figure record needs 'id' (or 'pair_id') and a non-empty 'caption' (or 'fig_caption')")
+    images = raw.get("images", raw.get("image"))
+    if images is None and "pair_id" in raw:
+        images = f"{raw['pair_id']}.jpg"
+    images = [images] if isinstance(images, str) else list(images or [])
+    images = [str(p) if Path(p).is_absolute() else str(base_dir / p) for p in images]
+    return FigureRecord(
+        id=str(record_id), images=images, caption=str(caption).strip(),
+        mentions=_mentions(raw.get("mentions", raw.get("in_text_mention"))), fig_label=str(raw.get("fig_label") or ""),
+        domain=_domain(raw.get("domain")), modality=str(raw.get("modality") or ""),
+        body_part=str(raw.get("body_part") or ""),
+    )
+
+
+def read_figure_records(path: str | Path, image_root: str | Path | None = None) -> list[FigureRecord]:
+    """Read figure records from JSONL; relative image paths resolve against ``image_root`` (default: the file's
+    folder). Raises on a malformed line, naming the file and line."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"input file {path} does not exist")
+    base = Path(image_root) if image_root else path.parent
+    records, seen = [], set()
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                raw = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{path}:{number}: not valid JSON ({err.msg})") from None
+            record = _record(raw, f"{path}:{number}", base)
+            if record.id in seen:
+                raise ValueError(f"{path}:{number}: duplicate id {record.id!r}")
+            seen.add(record.id)
+            records.append(record)
+    return records
+
+
+def figure_context(record: FigureRecord, with_mentions: bool = True) -> str:
+    """The LLaVA-Med / BioMed-VITAL context string: ``Figure Caption:\\n{label}: {caption}`` plus, when there are
+    inline mentions, ``\\n\\nFigure Context:\\n\\t- {mention}`` lines (llava_med.md section 5)."""
+    label = f"{record.fig_label}: " if record.fig_label else ""
+    text = f"Figure Caption:\n{label}{record.caption}"
+    if with_mentions and record.mentions:
+        text += "\n\nFigure Context:\n" + "\n".join(f"\t- {m}" for m in record.mentions)
+    return text
+
+
+def image_parts(record: FigureRecord, max_images: int = 8) -> list[dict]:
+    """OpenAI ``image_url`` parts (base64 PNG data URLs) for the record's images, in order."""
+    from hf_medvlm.llm import image_to_data_url
+
+    parts = []
+    for path in record.images[:max_images]:
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"record {record.id}: image file {path} does not exist")
+        with Image.open(path) as image:
+            parts.append({"type": "image_url", "image_url": {"url": image_to_data_url(image.convert("RGB"))}})
+    return parts
+
+
+def training_row(record: FigureRecord, pairs: list[tuple[str, str]], *, row_id: str, source: str, n_images: int,
+                 **extra) -> dict:
+    """A training-schema row: the image blocks open the first user turn, one per image, in order."""
+    messages = []
+    for index, (question, answer) in enumerate(pairs):
+        content = [{"type": "image"} for _ in range(n_images)] if index == 0 else []
+        content.append({"type": "text", "text": question})
+        messages.append({"role": "user", "content": content})
+        messages.append({"role": "assistant", "content": [{"type": "text", "text": answer}]})
+    return {
+        "id": row_id, "images": record.images[:n_images], "messages": messages, "source": source,
+        "domain": record.domain, "modality": record.modality, "body_part": record.body_part, **extra,
+    }
+
+
+def write_jsonl(path: str | Path, rows) -> int:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    count = 0
+    with path.open("w", encoding="utf-8") as handle:
+        for row in rows:
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+            count += 1
+    return count
+
+
+def record_rng(seed: int, record_id: str, salt: str = "") -> random.Random:
+    """A per-record RNG, so that a resumed run rebuilds exactly the same request for every id."""
+    return random.Random(f"{seed}:{salt}:{record_id}")
+
+
+def merge_counts(*counters: Counter) -> dict[str, int]:
+    total = Counter()
+    for counter in counters:
+        total.update(counter)
+    return dict(sorted(total.items()))

@@ -1,0 +1,401 @@
+"""The original LLaVA-Med checkpoint layouts (v1.5 `llava_mistral`, v1.0 `llava`) and how they map onto LlavaMed.
+
+Shared by direct loading (`AutoModelForImageTextToText.from_pretrained(<original dir>)` after `import hf_medvlm`) and
+by the converter (`convert_llava_med_to_hf.py`). Everything the two paths must agree on lives here as data:
+the key-map table, the config-field mapping, the tokens added to the original vocabulary.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from pathlib import Path
+
+import torch
+from transformers import AutoConfig, AutoTokenizer
+from transformers.utils import cached_file
+
+from .configuration_llava_med import LlavaMedConfig
+from .modeling_llava_med import LlavaMedForConditionalGeneration
+from .processing_llava_med import LlavaMedProcessor
+
+__all__ = [
+    "ORIGINAL_KEY_MAP",
+    "CLIP_KEY_MAP",
+    "IGNORED_KEYS",
+    "KNOWN_VISION_TOWERS",
+    "LlavaMedOriginalConfig",
+    "LlavaMedOriginalForConditionalGeneration",
+    "LlavaMedOriginalProcessor",
+    "llava_med_config_from_original",
+    "processor_from_original",
+    "map_key",
+    "padded_vocab_size",
+]
+
+# Original key -> LlavaMed on-disk key (the layout `save_pretrained` writes for LlavaMed and stock Llava).
+# `{}` is one dotted segment (a layer index), `{*}` the rest of the key. First match wins.
+ORIGINAL_KEY_MAP: dict[str, str] = {
+    "model.embed_tokens.weight": "language_model.embed_tokens.weight",
+    "model.norm.weight": "language_model.norm.weight",
+    "model.layers.{}.{*}": "language_model.layers.{}.{*}",
+    "lm_head.weight": "language_model.lm_head.weight",
+    # v1.5 `mlp2x_gelu`: Sequential(Linear, GELU, Linear) -> indices 0 and 2.
+    "model.mm_projector.0.{*}": "multi_modal_projector.linear_1.{*}",
+    "model.mm_projector.2.{*}": "multi_modal_projector.linear_2.{*}",
+    # v1.0 `linear`: a bare Linear.
+    "model.mm_projector.weight": "multi_modal_projector.linear_1.weight",
+    "model.mm_projector.bias": "multi_modal_projector.linear_1.bias",
+    # v1.5 keeps the CLIP tower inside the state dict (`LlavaMetaModel.vision_tower.vision_tower`).
+    "model.vision_tower.vision_tower.vision_model.{*}": "vision_tower.{*}",
+}
+
+# A separate CLIP checkpoint (CLIPModel / CLIPVisionModel, old `vision_model.*` or transformers-5 flat layout).
+CLIP_KEY_MAP: dict[str, str] = {
+    "vision_model.{*}": "vision_tower.{*}",
+    "embeddings.{*}": "vision_tower.embeddings.{*}",
+    "pre_layrnorm.{*}": "vision_tower.pre_layrnorm.{*}",
+    "encoder.{*}": "vision_tower.encoder.{*}",
+    "post_layernorm.{*}": "vision_tower.post_layernorm.{*}",
+}
+
+# Keys that carry no weights of the target model: buffers older transformers saved, and CLIP's text half.
+IGNORED_KEYS: tuple[str, ...] = (
+    r"(^|\.)position_ids$",
+    r"rotary_emb\.inv_freq$",
+    r"^text_model\.",
+    r"^(text_projection|visual_projection)\.",
+    r"^logit_scale$",
+)
+
+# On-disk prefix -> in-memory prefix (transformers' `llava` rules, as registered for `llava_med`).
+_DISK_TO_MEMORY = (
+    ("language_model.lm_head.", "lm_head."),
+    ("language_model.", "model.language_model."),
+    ("vision_tower.", "model.vision_tower."),
+    ("multi_modal_projector.", "model.multi_modal_projector."),
+)
+
+# CLIP towers named by the original configs (`mm_vision_tower`), so no Hub access is needed to know their shape.
+_CLIP_L14 = dict(
+    hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16, patch_size=14,
+    projection_dim=768, hidden_act="quick_gelu", layer_norm_eps=1e-5,
+)
+KNOWN_VISION_TOWERS: dict[str, dict] = {
+    "openai/clip-vit-large-patch14-336": {**_CLIP_L14, "image_size": 336},
+    "openai/clip-vit-large-patch14": {**_CLIP_L14, "image_size": 224},
+}
+
+ORIGINAL_MODEL_TYPES = {"llava_mistral": "mistral", "llava": "llama"}
+IMAGE_TOKEN, PAD_TOKEN = "<image>", "<pad>"
+V1_IMAGE_START, V1_IMAGE_END, V1_IMAGE_PATCH = "<im_start>", "<im_end>", "<im_patch>"
+
+
+def _pattern_regex(pattern: str) -> re.Pattern:
+    escaped = re.escape(pattern).replace(r"\{\*\}", "(.+)").replace(r"\{\}", r"([^.]+)")
+    return re.compile(f"^{escaped}$")
+
+
+def _fill(template: str, groups: tuple[str, ...]) -> str:
+    out = template
+    for group in groups:
+        out = re.sub(r"\{\*?\}", lambda _m, g=group: g, out, count=1)
+    return out
+
+
+def is_ignored(key: str) -> bool:
+    return any(re.search(pattern, key) for pattern in IGNORED_KEYS)
+
+
+def map_key(key: str, table: dict[str, str]) -> str | None:
+    """The on-disk LlavaMed name of original `key` under `table`, or None when no row matches."""
+    for pattern, target in table.items():
+        match = _pattern_regex(pattern).match(key)
+        if match:
+            return _fill(target, match.groups())
+    return None
+
+
+def disk_to_memory(key: str) -> str:
+    for disk, memory in _DISK_TO_MEMORY:
+        if key.startswith(disk):
+            return memory + key[len(disk):]
+    return key
+
+
+def memory_to_disk(key: str) -> str:
+    for disk, memory in _DISK_TO_MEMORY:
+        if key.startswith(memory):
+            return disk + key[len(memory):]
+    return key
+
+
+def direct_load_key_mapping(table: dict[str, str] = ORIGINAL_KEY_MAP) -> dict[str, str]:
+    """`from_pretrained(key_mapping=...)` regexes (original key -> in-memory LlavaMed key), from the same table.
+
+    Placeholders only ever sit in the tail of a row and the tail is kept, so each row becomes a prefix rename.
+    """
+    mapping = {}
+    for pattern, target in table.items():
+        cut_p, cut_t = pattern.find("{"), target.find("{")
+        if cut_p < 0:
+            mapping[f"^{re.escape(pattern)}$"] = disk_to_memory(target)
+            continue
+        if pattern[cut_p:] != target[cut_t:]:
+            raise ValueError(f"key-map row {pattern!r} -> {target!r} must keep its placeholder tail unchanged")
+        mapping[f"^{re.escape(pattern[:cut_p])}"] = disk_to_memory(target[:cut_t])
+    return mapping
+
+
+def padded_vocab_size(n: int, multiple: int = 64) -> int:
+    return -(-n // multiple) * multiple
+
+
+# --------------------------------------------------------------------------------------------- config mapping
+
+
+def read_original_config(path: str | Path, **hub_kwargs) -> tuple[dict, str]:
+    """The original `config.json` as a dict and its path; raises naming the file when it is not an original layout."""
+    config_file = cached_file(str(path), "config.json", **hub_kwargs)
+    with open(config_file, encoding="utf-8") as reader:
+        config = json.load(reader)
+    if config.get("model_type") not in ORIGINAL_MODEL_TYPES:
+        raise ValueError(
+            f"{config_file}: model_type {config.get('model_type')!r} is not an original LLaVA-Med checkpoint "
+            f"(expected one of {sorted(ORIGINAL_MODEL_TYPES)})"
+        )
+    return config, config_file
+
+
+def vision_config_for(original: dict, vision_tower: str | None = None) -> dict:
+    """CLIP vision config: from `vision_tower` (dir or repo) if given, else `mm_vision_tower` (known name or dir)."""
+    source = vision_tower or original.get("mm_vision_tower")
+    if source is None:
+        raise ValueError("the original config has no `mm_vision_tower`; pass the CLIP tower explicitly")
+    if vision_tower is None and source in KNOWN_VISION_TOWERS:
+        return {"model_type": "clip_vision_model", **KNOWN_VISION_TOWERS[source]}
+    config = AutoConfig.from_pretrained(source)
+    config = getattr(config, "vision_config", config)
+    return config.to_dict() | {"model_type": "clip_vision_model"}
+
+
+_TEXT_FIELDS = (
+    "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
+    "max_position_embeddings", "rope_theta", "sliding_window", "rms_norm_eps", "hidden_act", "head_dim",
+    "attention_bias", "tie_word_embeddings", "rope_scaling",
+)
+
+
+def _projector_type(original: dict) -> str:
+    kind = original.get("mm_projector_type", "linear")
+    if kind not in ("linear", "mlp2x_gelu"):
+        raise ValueError(f"mm_projector_type {kind!r} is not supported (LLaVA-Med uses 'mlp2x_gelu' or 'linear')")
+    return kind
+
+
+def llava_med_config_from_original(
+    original: dict, added_tokens: dict[str, int], bos_token_id: int, eos_token_id: int, pad_token_id: int,
+    vision_tower: str | None = None,
+) -> dict:
+    """LlavaMedConfig keyword arguments for an original config; `added_tokens` are the ids given to new tokens."""
+    text = {k: original[k] for k in _TEXT_FIELDS if original.get(k) is not None}
+    if original["model_type"] == "llava_mistral":
+        text["sliding_window"] = original.get("sliding_window")
+    vocab = max([original["vocab_size"] - 1, *added_tokens.values()]) + 1
+    text.update(
+        model_type=ORIGINAL_MODEL_TYPES[original["model_type"]], vocab_size=padded_vocab_size(vocab),
+        bos_token_id=bos_token_id, eos_token_id=eos_token_id, pad_token_id=pad_token_id,
+    )
+    vision = vision_config_for(original, vision_tower)
+    if original.get("mm_hidden_size") not in (None, vision["hidden_size"]):
+        raise ValueError(
+            f"mm_hidden_size {original['mm_hidden_size']} does not match the vision tower's hidden_size "
+            f"{vision['hidden_size']} ({vision_tower or original.get('mm_vision_tower')})"
+        )
+    select = original.get("mm_vision_select_feature", "patch")
+    if select not in ("patch", "cls_patch"):
+        raise ValueError(f"mm_vision_select_feature {select!r} is not supported (expected 'patch' or 'cls_patch')")
+    return dict(
+        vision_config=vision, text_config=text, image_token_index=added_tokens[IMAGE_TOKEN],
+        projector_type=_projector_type(original), vision_feature_layer=original.get("mm_vision_select_layer", -2),
+        vision_feature_select_strategy="default" if select == "patch" else "full",
+        image_aspect_mode="pad" if original.get("image_aspect_ratio") == "pad" else "none",
+        image_seq_length=(vision["image_size"] // vision["patch_size"]) ** 2, added_tokens=dict(added_tokens),
+        tie_word_embeddings=bool(original.get("tie_word_embeddings", False)),
+    )
+
+
+# --------------------------------------------------------------------------------------------- tokenizer / processor
+
+
+def add_original_tokens(tokenizer) -> dict[str, int]:
+    """Add `<image>` (and a real `<pad>` when the original pads with nothing or with `<unk>`); return what was added."""
+    added = {}
+    if tokenizer.pad_token is not None and tokenizer.pad_token == tokenizer.unk_token:
+        tokenizer.pad_token = None  # LLaVA-1.5 training padded with <unk>; a dedicated pad token is unambiguous
+    for token, kwargs in ((IMAGE_TOKEN, {"additional_special_tokens": [IMAGE_TOKEN]}), (PAD_TOKEN, None)):
+        if token == IMAGE_TOKEN and token not in tokenizer.get_vocab():
+            tokenizer.add_special_tokens(kwargs, replace_extra_special_tokens=False)
+            added[token] = tokenizer.convert_tokens_to_ids(token)
+        elif token == PAD_TOKEN and tokenizer.pad_token is None:
+            tokenizer.add_special_tokens({"pad_token": PAD_TOKEN})
+            added[token] = tokenizer.pad_token_id
+    if IMAGE_TOKEN not in added:
+        added[IMAGE_TOKEN] = tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
+    tokenizer.padding_side = "left"
+    tokenizer.init_kwargs["padding_side"] = "left"
+    return added
+
+
+def processor_from_original(tokenizer, config: LlavaMedConfig, original: dict) -> LlavaMedProcessor:
+    """CLIP preprocessing at the tower's resolution + the original tokenizer + the version's chat template."""
+    v1 = original["model_type"] == "llava"
+    wrap = v1 and original.get("mm_use_im_start_end", False)
+    return LlavaMedProcessor.from_tokenizer(
+        tokenizer,
+        image_size=config.vision_config.image_size,
+        patch_size=config.vision_config.patch_size,
+        image_aspect_mode=config.image_aspect_mode,
+        chat_template="llava_v0" if v1 else "mistral_instruct",
+        vision_feature_select_strategy=config.vision_feature_select_strategy,
+        image_start_token=V1_IMAGE_START if wrap else None,
+        image_end_token=V1_IMAGE_END if wrap else None,
+    )
+
+
+def load_original_tokenizer(path: str | Path, **kwargs):
+    try:
+        return AutoTokenizer.from_pretrained(str(path), **kwargs)
+    except Exception as err:  # noqa: BLE001 - re-raised with the directory named
+        raise ValueError(
+            f"{path}: cannot load the original tokenizer ({type(err).__name__}: {err}); a `tokenizer.model`-only "
+            "checkpoint needs `pip install sentencepiece`"
+        ) from err
+
+
+# --------------------------------------------------------------------------------------------- direct loading (v1.5)
+
+
+def _conventional_added_tokens(original: dict) -> dict[str, int]:
+    # The Mistral vocabulary has neither `<image>` nor a dedicated pad token; they go right after it.
+    vocab = original["vocab_size"]
+    return {IMAGE_TOKEN: vocab, PAD_TOKEN: vocab + 1}
+
+
+class LlavaMedOriginalConfig(LlavaMedConfig):
+    """What `AutoConfig` returns for an original v1.5 `config.json` (`model_type "llava_mistral"`), already mapped."""
+
+    model_type = "llava_mistral"
+
+    @classmethod
+    def from_dict(cls, config_dict: dict, **kwargs):
+        if "text_config" in config_dict:  # already mapped (e.g. a re-saved config)
+            return super().from_dict(config_dict, **kwargs)
+        added = _conventional_added_tokens(config_dict)
+        mapped = llava_med_config_from_original(
+            config_dict, added, config_dict.get("bos_token_id", 1), config_dict.get("eos_token_id", 2),
+            added[PAD_TOKEN], vision_tower=kwargs.get("vision_tower"),
+        )
+        return super().from_dict(mapped, **kwargs)
+
+
+def as_llava_med_config(config: LlavaMedConfig) -> LlavaMedConfig:
+    data = config.to_dict()
+    data.pop("model_type", None)
+    data.pop("auto_map", None)
+    return LlavaMedConfig(**data)
+
+
+class LlavaMedOriginalForConditionalGeneration(LlavaMedForConditionalGeneration):
+    """Loader for original v1.5 directories: returns a plain `LlavaMedForConditionalGeneration`.
+
+    Keys are renamed on the fly from `ORIGINAL_KEY_MAP`; any key left missing or unexpected is an error. The vocabulary
+    is then grown by `<image>`/`<pad>` (padded to a multiple of 64) with the new rows set to the mean embedding.
+    `vision_tower=<CLIP dir or repo>` replaces the checkpoint's tower by that CLIP (what the official loader does).
+    """
+
+    config_class = LlavaMedOriginalConfig
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, config=None, vision_tower=None, **kwargs):
+        path = str(pretrained_model_name_or_path)
+        if not isinstance(config, LlavaMedConfig):
+            config = AutoConfig.from_pretrained(path, vision_tower=vision_tower)
+        final = as_llava_med_config(config)
+        load_config = copy.deepcopy(final)
+        # Load at the original vocabulary size (the new pad id does not exist yet), then grow it.
+        load_config.text_config.vocab_size = min(final.added_tokens.values())
+        load_config.text_config.pad_token_id = None
+        model, info = LlavaMedForConditionalGeneration.from_pretrained(
+            path, *args, config=load_config, key_mapping=direct_load_key_mapping(), output_loading_info=True,
+            **kwargs,
+        )
+        _raise_on_load_problems(path, info, vision_tower is not None)
+        grow_vocab(model, final.text_config.vocab_size)
+        if vision_tower is not None:
+            load_vision_tower_into(model, vision_tower)
+        model.config = final
+        model.config.dtype = model.dtype
+        model.generation_config.pad_token_id = final.text_config.pad_token_id
+        return model
+
+
+def _raise_on_load_problems(path: str, info: dict, tower_replaced: bool) -> None:
+    missing = [k for k in info.get("missing_keys", []) if not (tower_replaced and ".vision_tower." in k)]
+    unexpected = [k for k in info.get("unexpected_keys", []) if not is_ignored(k)]
+    mismatched = info.get("mismatched_keys", [])
+    if missing or unexpected or mismatched:
+        raise ValueError(
+            f"{path}: the checkpoint does not match the LLaVA-Med v1.5 layout: missing {sorted(missing)[:10]}, "
+            f"unexpected {sorted(unexpected)[:10]}, mismatched {list(mismatched)[:10]}"
+        )
+
+
+@torch.no_grad()
+def mean_rows(weight: torch.Tensor, new_rows: int) -> torch.Tensor:
+    """`weight` with `new_rows` rows appended, each the mean of the existing rows (computed in float32)."""
+    mean = weight.float().mean(dim=0, keepdim=True).to(weight.dtype)
+    return torch.cat([weight, mean.expand(new_rows, -1)], dim=0)
+
+
+@torch.no_grad()
+def grow_vocab(model: LlavaMedForConditionalGeneration, vocab_size: int) -> None:
+    old = model.get_input_embeddings().weight.shape[0]
+    if vocab_size == old:
+        return
+    embed, head = model.get_input_embeddings().weight.data, model.get_output_embeddings().weight.data
+    model.resize_token_embeddings(vocab_size, mean_resizing=False)
+    model.get_input_embeddings().weight.data.copy_(mean_rows(embed, vocab_size - old))
+    model.get_output_embeddings().weight.data.copy_(mean_rows(head, vocab_size - old))
+
+
+@torch.no_grad()
+def load_vision_tower_into(model: LlavaMedForConditionalGeneration, vision_tower: str) -> None:
+    from .modeling_llava_med import _load_vision_encoder
+
+    vision = _load_vision_encoder(vision_tower, model.dtype)
+    result = model.model.vision_tower.load_state_dict(vision.state_dict(), strict=False)
+    missing = [k for k in result.missing_keys if not is_ignored(k)]
+    unexpected = [k for k in result.unexpected_keys if not is_ignored(k)]
+    if missing or unexpected:
+        raise ValueError(f"{vision_tower}: not a matching CLIP vision tower (missing {missing}, unexpected {unexpected})")
+
+
+class LlavaMedOriginalProcessor(LlavaMedProcessor):
+    """Loader for original v1.5 directories (no processor files): builds a `LlavaMedProcessor` from the tokenizer."""
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
+        path = str(pretrained_model_name_or_path)
+        original, config_file = read_original_config(path)
+        tokenizer = load_original_tokenizer(path)
+        added = add_original_tokens(tokenizer)
+        expected = _conventional_added_tokens(original)
+        if added != expected:
+            raise ValueError(
+                f"{config_file}: the tokenizer gave the added tokens ids {added}, but the model expects {expected}; "
+                "convert this checkpoint with `hf-medvlm convert` instead"
+            )
+        config = AutoConfig.from_pretrained(path, vision_tower=kwargs.get("vision_tower"))
+        return processor_from_original(tokenizer, config, original)

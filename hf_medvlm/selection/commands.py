@@ -1,0 +1,181 @@
+"""The work behind `hf-medvlm select train|score|pick` (argument parsing lives in `cli.py`)."""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+from dataclasses import replace
+from pathlib import Path
+
+import datasets
+import numpy as np
+from transformers import AutoConfig, AutoProcessor
+
+from .configuration_med_selector import MedSelectorConfig
+from .data import load_pairs, pairs_from_ratings, validate_pairs
+from .metrics import format_metrics_table, precision_f1_at_k
+from .modeling_med_selector import MedSelectorModel
+from .selection import STRATEGIES, pick_indices, plot_precision_f1, score_dataset, write_subsets
+from .training import train_selector
+
+__all__ = ["run_train", "run_score", "run_pick", "load_selector", "load_rows"]
+
+logger = logging.getLogger(__name__)
+
+
+def _csv(values: str, kind=float) -> list:
+    try:
+        return [kind(v) for v in str(values).split(",") if v.strip()]
+    except ValueError as err:
+        raise ValueError(f"expected comma-separated numbers, got {values!r}.") from err
+
+
+def load_rows(path: str, name: str | None = None, split: str = "train") -> datasets.Dataset:
+    """A dataset from a .parquet/.json/.jsonl file, a dataset folder or a Hub repo."""
+    if path.endswith((".parquet", ".json", ".jsonl")):
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"dataset file {path} does not exist.")
+        return datasets.load_dataset("parquet" if path.endswith(".parquet") else "json", data_files=path,
+                                     split="train")
+    return datasets.load_dataset(path, name=name, split=split)
+
+
+def load_selector(name_or_path: str, train_args=None):
+    """A saved MedSelector, or a new one around a CLIP-like encoder; plus its processor."""
+    processor = AutoProcessor.from_pretrained(name_or_path)
+    if AutoConfig.from_pretrained(name_or_path).model_type == MedSelectorConfig.model_type:
+        return MedSelectorModel.from_pretrained(name_or_path), processor
+    model = MedSelectorModel.from_encoder(
+        name_or_path, loss_type=train_args.loss_type, head_hidden_sizes=_csv(train_args.head_hidden_sizes, int),
+        include_caption=train_args.include_caption, qa_rounds=train_args.qa_rounds)
+    return model, processor
+
+
+def _training_pairs(args, training_args):
+    """(train pairs, held-out human pairs, skip counts by input) with every bad record counted."""
+    skipped, parts, test = {}, [], None
+    if args.model_ratings:
+        rows = load_rows(args.model_ratings, args.dataset_config)
+        model_pairs, report = pairs_from_ratings(rows, num_pairs=args.num_model_pairs, min_gap=args.rating_min_gap,
+                                                 qa_rounds=args.qa_rounds, seed=training_args.seed,
+                                                 on_error=args.on_error)
+        skipped["model_ratings"] = report.to_dict()
+        parts.append(model_pairs)
+    if args.model_pairs:
+        parts.append(load_pairs(args.model_pairs, name=args.dataset_config))
+    if args.human_pairs:
+        human, report = validate_pairs(load_pairs(args.human_pairs, name=args.dataset_config),
+                                       on_error=args.on_error, name="human_pairs")
+        skipped["human_pairs"] = report.to_dict()
+        if args.human_test_pairs is None and len(human) > 1:
+            split = human.train_test_split(test_size=args.human_test_fraction, seed=training_args.seed)
+            human, test = split["train"], split["test"]
+        parts.append(human)
+    if args.human_test_pairs:
+        test, report = validate_pairs(load_pairs(args.human_test_pairs, name=args.dataset_config),
+                                      on_error=args.on_error, name="human_test_pairs")
+        skipped["human_test_pairs"] = report.to_dict()
+    if not parts:
+        raise ValueError("select train: give human_pairs, model_pairs and/or model_ratings.")
+    train, report = validate_pairs(_concat(parts), on_error=args.on_error, name="train_pairs")
+    skipped["train_pairs"] = report.to_dict()
+    return train, test, skipped
+
+
+def _concat(parts) -> datasets.Dataset:
+    from .data import PAIR_FEATURES
+
+    as_datasets = [p if isinstance(p, datasets.Dataset) else datasets.Dataset.from_list(p, features=PAIR_FEATURES)
+                   for p in parts]
+    return datasets.concatenate_datasets([d.cast(PAIR_FEATURES) for d in as_datasets])
+
+
+def _train_one(args, training_args, train, test) -> dict:
+    model, processor = load_selector(args.model_name_or_path, args)
+    trainer = train_selector(model, processor, train, test, training_args)
+    trainer.save_model(training_args.output_dir)  # model + processor (processing_class)
+    metrics = trainer.evaluate() if test is not None else {}
+    metrics = {k.removeprefix("eval_"): v for k, v in metrics.items()}
+    Path(training_args.output_dir, "selection_metrics.json").write_text(json.dumps(metrics, indent=2))
+    if training_args.push_to_hub:
+        trainer.push_to_hub(commit_message="Train BioMed-VITAL selection model")
+    return metrics
+
+
+def run_train(args, training_args) -> int:
+    train, test, skipped = _training_pairs(args, training_args)
+    sources = dict(zip(*np.unique(train["source"], return_counts=True)))
+    logger.info("training pairs by source: %s; held-out human pairs: %s; skipped: %s",
+                {k: int(v) for k, v in sources.items()}, 0 if test is None else len(test), skipped)
+    weights = _csv(args.sweep_w) if args.sweep_w else [training_args.human_weight]
+    rows = []
+    for w in weights:
+        run_args = copy.deepcopy(training_args)
+        run_args.human_weight = w
+        if args.sweep_w:
+            run_args.output_dir = str(Path(training_args.output_dir) / f"w_{w:g}")
+        rows.append({"w": w, **_train_one(args, run_args, train, test)})
+    summary = {"runs": rows, "skipped": skipped, "train_pairs_by_source": {k: int(v) for k, v in sources.items()}}
+    Path(training_args.output_dir).mkdir(parents=True, exist_ok=True)
+    Path(training_args.output_dir, "sweep_results.json").write_text(json.dumps(summary, indent=2, default=float))
+    if test is not None:
+        print(format_metrics_table(rows))
+    return 0
+
+
+def run_score(args) -> int:
+    model, processor = load_selector(args.model_name_or_path)
+    model.to(args.device)
+    dataset = load_rows(args.dataset_name, args.dataset_config, args.dataset_split)
+    scores, features, report = score_dataset(model, processor, dataset, batch_size=args.batch_size,
+                                             max_length=args.max_text_length, with_features=args.save_features)
+    scored = dataset.add_column(args.score_column, [None if np.isnan(s) else float(s) for s in scores])
+    if args.save_features:
+        width = 0 if features is None else features.shape[1]
+        vectors = [None if features is None or np.isnan(f).any() else f.tolist() for f in
+                   (features if features is not None else [None] * len(dataset))]
+        scored = scored.add_column("selection_features", vectors,
+                                   feature=datasets.List(datasets.Value("float32"), length=width or -1))
+    write_subsets(scored, {args.output_config: np.arange(len(scored))}, args.output_dir)
+    print(f"scored {len(dataset) - report.total} of {len(dataset)} rows -> {args.output_dir} "
+          f"(config {args.output_config!r}); {report.summary()}")
+    return 0
+
+
+def _good_labels(dataset, args) -> np.ndarray:
+    if args.label_column not in dataset.column_names:
+        raise ValueError(f"{args.dataset_name}: no column {args.label_column!r} to label good samples.")
+    values = np.array([np.nan if v is None else float(v) for v in dataset[args.label_column]])
+    return values >= args.label_threshold if args.label_threshold is not None else values == 1
+
+
+def run_pick(args) -> int:
+    if args.strategy not in STRATEGIES:
+        raise ValueError(f"select pick: strategy must be one of {STRATEGIES}, got {args.strategy!r}.")
+    dataset = load_rows(args.dataset_name, args.dataset_config, args.dataset_split)
+    if args.score_column not in dataset.column_names:
+        raise ValueError(f"{args.dataset_name}: no score column {args.score_column!r}; run `select score` first.")
+    scores = np.array([np.nan if s is None else s for s in dataset[args.score_column]], dtype=np.float64)
+    features = None
+    if args.strategy == "clusters":
+        if args.features_column not in dataset.column_names:
+            raise ValueError(f"{args.dataset_name}: no {args.features_column!r} column for strategy=clusters; "
+                             "run `select score --save_features true`.")
+        width = len(next(f for f in dataset[args.features_column] if f is not None))
+        features = np.array([f if f is not None else [np.nan] * width for f in dataset[args.features_column]])
+    unscored = int(np.isnan(scores).sum())
+    selections = {f"top_{p:g}": pick_indices(scores, p, strategy=args.strategy, features=features,
+                                             num_clusters=args.num_clusters, seed=args.seed)
+                  for p in _csv(args.percents)}
+    counts = write_subsets(dataset, selections, args.output_dir)
+    report = {"strategy": args.strategy, "counts": counts, "unscored_rows_excluded": unscored}
+    if args.label_column:
+        percents = list(range(1, 101))
+        curves = precision_f1_at_k(np.nan_to_num(scores, nan=-np.inf), _good_labels(dataset, args), percents)
+        plot = plot_precision_f1(curves, args.plot_path or Path(args.output_dir) / "precision_f1_at_k.png")
+        report.update(curves=curves, plot=str(plot))
+    Path(args.output_dir, "selection_report.json").write_text(json.dumps(report, indent=2))
+    print(f"picked ({args.strategy}) {counts} -> {args.output_dir}; {unscored} unscored rows excluded"
+          + (f"; plot {report['plot']}" if "plot" in report else ""))
+    return 0

@@ -1,0 +1,333 @@
+"""Preference-pair data for the BioMed-VITAL selection model (seed 002 §3.2).
+
+A *candidate* is one instruction sample reduced to what the selector reads: an image, the figure caption and/or inline
+mention, a question and an answer. A *pair* holds two candidates, which one is preferred (`label`: 0 -> `a`, 1 -> `b`)
+and where the preference comes from (`source`: `"human"` for clinician annotations, `"model"` for LLM ratings).
+
+Contents:
+- `PAIR_FEATURES`: the pair schema as `datasets.Features`.
+- `candidate_from_row`: a training-schema row (`images` + `messages`) -> a candidate.
+- `candidate_text`: the text the selector encodes for a candidate.
+- `pairs_from_ratings`: model-rated rows (training schema + `rating` 0-10 or null) -> `source="model"` pairs.
+- `pairs_from_clinician_choices`: BioMed-VITAL clinician records (`image, question, answer_positive,
+  answer_negative`) -> `source="human"` pairs.
+- `validate_pairs`: count and (by `on_error`) drop or reject malformed pairs.
+- `load_pairs`: pairs from a JSON/JSONL/Parquet file, a local dataset folder or a Hub repo.
+
+Every rejected record is counted by reason in a `SkipReport`; nothing is dropped silently.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import random
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import datasets
+
+__all__ = [
+    "PAIR_FEATURES",
+    "SOURCES",
+    "SkipReport",
+    "candidate_from_row",
+    "candidate_text",
+    "pairs_from_ratings",
+    "pairs_from_clinician_choices",
+    "pair_problem",
+    "validate_pairs",
+    "load_pairs",
+]
+
+logger = logging.getLogger(__name__)
+
+SOURCES = ("human", "model")
+RATING_RANGE = (0, 10)  # the clinician-criteria rating prompt asks for one integer 0-10 (seed 002 Figure 9)
+CAPTION_COLUMNS = ("caption", "fig_caption", "in_text_mention", "mention", "context")
+
+_CANDIDATE = {
+    "image": datasets.Image(),
+    "caption": datasets.Value("string"),
+    "question": datasets.Value("string"),
+    "answer": datasets.Value("string"),
+    "rating": datasets.Value("float32"),
+}
+PAIR_FEATURES = datasets.Features(
+    {
+        "id": datasets.Value("string"),
+        "source": datasets.Value("string"),
+        "label": datasets.Value("int64"),
+        **{f"{name}_a": feature for name, feature in _CANDIDATE.items()},
+        **{f"{name}_b": feature for name, feature in _CANDIDATE.items()},
+    }
+)
+
+
+@dataclass
+class SkipReport:
+    """Records rejected by reason, with a few example ids per reason."""
+
+    counts: Counter = field(default_factory=Counter)
+    examples: dict = field(default_factory=lambda: defaultdict(list))
+
+    def add(self, reason: str, record_id: Any) -> None:
+        self.counts[reason] += 1
+        if len(self.examples[reason]) < 3:
+            self.examples[reason].append(str(record_id))
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    def summary(self) -> str:
+        if not self.counts:
+            return "no records skipped"
+        parts = [f"{reason}: {n} (e.g. {', '.join(self.examples[reason])})" for reason, n in self.counts.most_common()]
+        return f"{self.total} records skipped -- " + "; ".join(parts)
+
+    def to_dict(self) -> dict:
+        return dict(self.counts)
+
+
+def _check_on_error(on_error: str) -> None:
+    if on_error not in ("raise", "skip"):
+        raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}.")
+
+
+def _message_text(message: dict) -> str:
+    content = message.get("content")
+    if isinstance(content, str):
+        return content.strip()
+    texts = [block.get("text") or "" for block in content or [] if block.get("type") == "text"]
+    return " ".join(t.strip() for t in texts if t and t.strip())
+
+
+def _qa_rounds(messages: list[dict]) -> list[tuple[str, str]]:
+    """(question, answer) for each user turn followed by an assistant turn."""
+    rounds, question = [], None
+    for message in messages or []:
+        if message.get("role") == "user":
+            question = _message_text(message)
+        elif message.get("role") == "assistant" and question:
+            rounds.append((question, _message_text(message)))
+            question = None
+    return [(q, a) for q, a in rounds if q and a]
+
+
+def candidate_from_row(row: dict, qa_rounds: int = 1) -> dict:
+    """A training-schema row -> `{image, caption, question, answer}`; raises ValueError naming what is missing.
+
+    Only the first image is used (BioMed-VITAL samples are single-image). `qa_rounds=1` keeps the first QA round as the
+    released selection code does; `qa_rounds=k` appends rounds 2..k to the answer as "Question: ... Answer: ..." lines,
+    `0` keeps every round.
+    """
+    images = row.get("images")
+    image = images[0] if isinstance(images, list) and images else row.get("image")
+    if image is None:
+        raise ValueError("missing_image")
+    rounds = _qa_rounds(row.get("messages"))
+    if not rounds:
+        raise ValueError("missing_text")
+    kept = rounds if qa_rounds == 0 else rounds[:qa_rounds]
+    answer = kept[0][1] + "".join(f"\nQuestion: {q}\nAnswer: {a}" for q, a in kept[1:])
+    caption = "\n".join(str(row[c]).strip() for c in CAPTION_COLUMNS if row.get(c))
+    return {"image": image, "caption": caption, "question": kept[0][0], "answer": answer}
+
+
+def candidate_text(caption: str | None, question: str, answer: str, include_caption: bool = True) -> str:
+    """The text the selector encodes: caption/mention (optional), then the question and the answer."""
+    head = f"{caption.strip()}\n" if include_caption and caption and caption.strip() else ""
+    return f"{head}Question: {question.strip()}\nAnswer: {answer.strip()}"
+
+
+def _rating(row: dict, rating_column: str) -> float:
+    value = row.get(rating_column)
+    if value is None:
+        raise ValueError("null_rating")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+        raise ValueError("invalid_rating")
+    if not RATING_RANGE[0] <= value <= RATING_RANGE[1]:
+        raise ValueError("rating_out_of_range")
+    return float(value)
+
+
+def _rated_candidates(rows, rating_column, qa_rounds, on_error, report) -> list[dict]:
+    candidates = []
+    for index, row in enumerate(rows):
+        record_id = row.get("id", index)
+        try:
+            candidate = candidate_from_row(row, qa_rounds)
+            candidate["rating"] = _rating(row, rating_column)
+        except ValueError as err:
+            if on_error == "raise":
+                raise ValueError(f"rated record {record_id!r}: {err} (field {rating_column!r}/images/messages).")
+            report.add(str(err), record_id)
+            continue
+        candidate["id"] = str(record_id)
+        candidates.append(candidate)
+    return candidates
+
+
+def _sample_index_pairs(ratings: list[float], num_pairs: int, min_gap: float, rng: random.Random) -> list:
+    """Distinct unordered index pairs whose ratings differ by at least `min_gap`, drawn uniformly by rejection."""
+    chosen, attempts = set(), 0
+    n = len(ratings)
+    while len(chosen) < num_pairs and attempts < 50 * num_pairs:
+        attempts += 1
+        i, j = rng.randrange(n), rng.randrange(n)
+        if abs(ratings[i] - ratings[j]) >= min_gap:
+            chosen.add((min(i, j), max(i, j)))
+    return sorted(chosen)
+
+
+def _make_pair(pair_id, source, preferred: dict, other: dict, rng: random.Random) -> dict:
+    # Random position so that `label` is balanced and nothing can learn "a is always better".
+    label = rng.randrange(2)
+    a, b = (preferred, other) if label == 0 else (other, preferred)
+    pair = {"id": pair_id, "source": source, "label": label}
+    for name in _CANDIDATE:
+        pair[f"{name}_a"], pair[f"{name}_b"] = a.get(name), b.get(name)
+    return pair
+
+
+def pairs_from_ratings(
+    rows: Iterable[dict],
+    *,
+    num_pairs: int | None = None,
+    min_gap: float = 1,
+    rating_column: str = "rating",
+    qa_rounds: int = 1,
+    seed: int = 0,
+    on_error: str = "skip",
+) -> tuple[list[dict], SkipReport]:
+    """Model-rated samples -> preference pairs with `source="model"`, plus a report of skipped rows.
+
+    Rows are in the training schema plus `rating` (int 0-10, or null when the judge reply was unparseable). As in the
+    released code, two candidates form a pair when their ratings differ (by at least `min_gap`); the higher-rated one
+    is preferred. `num_pairs` defaults to the number of usable rows. Rows with null, non-numeric or out-of-range
+    ratings, no image or no QA round are counted by reason (`on_error="skip"`) or raise (`on_error="raise"`).
+    """
+    _check_on_error(on_error)
+    report = SkipReport()
+    candidates = _rated_candidates(rows, rating_column, qa_rounds, on_error, report)
+    if report.total:
+        logger.warning("pairs_from_ratings: %s", report.summary())
+    ratings = [c["rating"] for c in candidates]
+    if len(set(ratings)) < 2 or max(ratings) - min(ratings) < min_gap:
+        raise ValueError(f"no two usable rated rows differ by at least {min_gap} in {rating_column!r}; "
+                         f"{len(candidates)} usable rows ({report.summary()}).")
+    rng = random.Random(seed)
+    index_pairs = _sample_index_pairs(ratings, num_pairs or len(candidates), min_gap, rng)
+    pairs = []
+    for i, j in index_pairs:
+        preferred, other = (candidates[i], candidates[j]) if ratings[i] > ratings[j] else (candidates[j], candidates[i])
+        pairs.append(_make_pair(f"model-{preferred['id']}-{other['id']}", "model", preferred, other, rng))
+    return pairs, report
+
+
+def pairs_from_clinician_choices(records: Iterable[dict], *, seed: int = 0) -> list[dict]:
+    """BioMed-VITAL clinician annotations (`image`/`img`, `question`, `answer_positive`, `answer_negative`, optional
+    `caption`) -> `source="human"` pairs; both candidates share the image and question."""
+    rng = random.Random(seed)
+    pairs = []
+    for index, record in enumerate(records):
+        image = record.get("image", record.get("img"))
+        shared = {"image": image, "caption": record.get("caption") or "", "question": record.get("question")}
+        preferred = {**shared, "answer": record.get("answer_positive")}
+        other = {**shared, "answer": record.get("answer_negative")}
+        pairs.append(_make_pair(str(record.get("id", f"human-{index}")), "human", preferred, other, rng))
+    return pairs
+
+
+def _image_key(image) -> str | None:
+    """A content key for an image given as PIL image, `{"bytes", "path"}` dict or path."""
+    if image is None:
+        return None
+    if isinstance(image, dict):
+        if image.get("bytes"):
+            return hashlib.sha1(image["bytes"]).hexdigest()
+        return image.get("path") or None
+    if isinstance(image, (str, Path)):
+        return str(image) or None
+    buffer = io.BytesIO(image.tobytes())
+    return hashlib.sha1(f"{image.mode}{image.size}".encode() + buffer.getvalue()).hexdigest()
+
+
+def pair_problem(pair: dict) -> str | None:
+    """The reason a pair is unusable (`bad_source`, `bad_label`, `missing_image`, `missing_text`,
+    `identical_candidates`), or None when it is fine."""
+    if pair.get("source") not in SOURCES:
+        return "bad_source"
+    if pair.get("label") not in (0, 1) or isinstance(pair.get("label"), bool):
+        return "bad_label"
+    keys = [_image_key(pair.get(f"image_{side}")) for side in "ab"]
+    if None in keys:
+        return "missing_image"
+    texts = [tuple((pair.get(f"{n}_{side}") or "").strip() for n in ("caption", "question", "answer")) for side in "ab"]
+    if any(not t[1] or not t[2] for t in texts):
+        return "missing_text"
+    if keys[0] == keys[1] and texts[0] == texts[1]:
+        return "identical_candidates"
+    return None
+
+
+def validate_pairs(pairs: datasets.Dataset | Iterable[dict], *, on_error: str = "skip", name: str = "pairs"):
+    """Keep the usable pairs; count the others by reason (`on_error="skip"`) or raise on the first one.
+
+    Returns `(pairs, report)` with `pairs` a `datasets.Dataset` in `PAIR_FEATURES`.
+    """
+    _check_on_error(on_error)
+    report, keep = SkipReport(), []
+    for index, pair in enumerate(pairs):
+        problem = pair_problem(pair)
+        if problem is None:
+            keep.append(index if isinstance(pairs, datasets.Dataset) else pair)
+            continue
+        if on_error == "raise":
+            raise ValueError(f"{name}: pair {pair.get('id', index)!r} (row {index}) is unusable: {problem}.")
+        report.add(problem, pair.get("id", index))
+    if report.total:
+        logger.warning("%s: %s", name, report.summary())
+    if not isinstance(pairs, datasets.Dataset):
+        rows = [{column: pair.get(column) for column in PAIR_FEATURES} for pair in keep]
+        return datasets.Dataset.from_list(rows, features=PAIR_FEATURES), report
+    return (pairs if len(keep) == len(pairs) else pairs.select(keep)), report
+
+
+def load_pairs(path: str, *, name: str | None = None, split: str = "train") -> datasets.Dataset:
+    """Pairs from a `.json`/`.jsonl`/`.parquet` file (image paths relative to the file), a dataset folder or a Hub repo."""
+    if path.endswith((".json", ".jsonl", ".parquet")):
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"pairs file {path} does not exist.")
+        builder = "parquet" if path.endswith(".parquet") else "json"
+        dataset = datasets.load_dataset(builder, data_files=path, split="train")
+        dataset = _resolve_image_paths(dataset, Path(path).parent)
+    else:
+        dataset = datasets.load_dataset(path, name=name, split=split)
+    missing = [c for c in ("source", "label", "image_a", "image_b", "question_a", "answer_a") if c not in dataset.column_names]
+    if missing:
+        raise ValueError(f"pairs {path}: missing columns {missing}; expected the pair schema (see docs/selection.md).")
+    for column in set(PAIR_FEATURES) - set(dataset.column_names):
+        dataset = dataset.add_column(column, [None] * len(dataset))
+    return dataset.select_columns(list(PAIR_FEATURES))
+
+
+def _resolve_image_paths(dataset: datasets.Dataset, root: Path) -> datasets.Dataset:
+    def resolve(pair):
+        out = {}
+        for side in "ab":
+            value = pair[f"image_{side}"]
+            if isinstance(value, str) and value:
+                full = root / value
+                out[f"image_{side}"] = str(full) if full.is_file() else None  # missing file -> counted later
+        return out
+
+    dataset = dataset.map(resolve)
+    for side in "ab":
+        if isinstance(dataset.features[f"image_{side}"], datasets.Value):
+            dataset = dataset.cast_column(f"image_{side}", datasets.Image())
+    return dataset

@@ -1,0 +1,91 @@
+"""`hf-medvlm eval` end to end on the tiny model: answers, results, model-index, resume, bad answers files."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from hf_medvlm.cli import main as cli_main
+from hf_medvlm.evaluate import parse_args
+from tests.eval.conftest import EVAL_ROWS, write_eval_parquet
+
+pytestmark = pytest.mark.integration
+
+
+def _run(tmp_path, model_dir, data, *extra):
+    out = tmp_path / "out"
+    argv = ["eval", "--model_name_or_path", str(model_dir), "--dataset_name", str(data), "--output_dir", str(out),
+            "--max_new_tokens", "4", "--batch_size", "4", "--benchmark_name", "tiny-vqa", *extra]
+    return cli_main(argv), out
+
+
+def test_eval_end_to_end_and_resume(tmp_path, tiny_model_dir, vqa_parquet, capsys):
+    code, out = _run(tmp_path, tiny_model_dir, vqa_parquet)
+    assert code == 0
+    answers = [json.loads(line) for line in (out / "answers.jsonl").read_text().splitlines()]
+    assert [a["question_id"] for a in answers] == [r["id"] for r in EVAL_ROWS]
+    results = json.loads((out / "results.json").read_text())
+    assert set(results["scores"]) == {"llava_med", "strict"}
+    assert results["scores"]["llava_med"]["num_closed"] == 2 and results["num_questions"] == 5
+    entries = json.loads((out / "model_index.json").read_text())
+    assert entries and all(e["metric_name"].endswith(("(%, llava_med)", "(%, strict)")) for e in entries)
+    printed = capsys.readouterr().out
+    assert "llava_med" in printed and "strict" in printed
+
+    # Resume: keep a marked answer for q1, drop q2..q5; only the missing ones are generated again.
+    kept = dict(answers[0], text="Yes, marker.")
+    (out / "answers.jsonl").write_text(json.dumps(kept) + "\n")
+    code, out = _run(tmp_path, tiny_model_dir, vqa_parquet)
+    assert code == 0
+    again = [json.loads(line) for line in (out / "answers.jsonl").read_text().splitlines()]
+    assert again[0]["text"] == "Yes, marker."
+    assert [a["text"] for a in again[1:]] == [a["text"] for a in answers[1:]]  # deterministic
+    assert not list(out.glob("answers.rank*.jsonl"))
+
+
+def test_answers_file_of_other_questions_is_an_error(tmp_path, vqa_parquet, capsys):
+    other = tmp_path / "other.jsonl"
+    other.write_text("".join(json.dumps({"question_id": f"x{i}", "text": "yes"}) + "\n" for i in range(5)))
+    argv = ["eval", "--dataset_name", str(vqa_parquet), "--output_dir", str(tmp_path / "o"), "--answers_file",
+            str(other)]
+    assert cli_main(argv) == 2
+    assert "match no question" in capsys.readouterr().err
+
+
+def test_score_only_with_answers_file(tmp_path, vqa_parquet):
+    answers = tmp_path / "a.jsonl"
+    texts = ["Yes.", "There is a nodule.", "liver", "right lung", ""]
+    answers.write_text("".join(json.dumps({"question_id": r["id"], "text": t}) + "\n" for r, t in zip(EVAL_ROWS, texts)))
+    argv = ["eval", "--dataset_name", str(vqa_parquet), "--output_dir", str(tmp_path / "o"), "--answers_file",
+            str(answers)]
+    assert cli_main(argv) == 0
+    scores = json.loads((tmp_path / "o" / "results.json").read_text())["scores"]
+    assert scores["llava_med"]["closed_accuracy"] == 100.0 and scores["strict"]["closed_accuracy"] == 50.0
+
+
+def test_multiple_choice_end_to_end(tmp_path, tiny_model_dir):
+    rows = [dict(id=f"m{i}", question="Which organ?", answer="liver", answer_type="closed",
+                 options=["liver", "spleen", "kidney"], answer_label="A") for i in range(3)]
+    data = write_eval_parquet(tmp_path / "mc.parquet", rows)
+    code, out = _run(tmp_path, tiny_model_dir, data, "--task", "multiple_choice")
+    assert code == 0
+    answers = [json.loads(line) for line in (out / "answers.jsonl").read_text().splitlines()]
+    assert answers[0]["prompt"].endswith("A. liver\nB. spleen\nC. kidney\n"
+                                         "Answer with the option's letter from the given choices directly.")
+    result = json.loads((out / "results.json").read_text())["scores"]["huatuo_mc"]
+    assert sum(result["decided_by"].values()) == 3
+
+
+def test_parse_args_config_and_overrides(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text("dataset_name: x\noutput_dir: o\nmodel_name_or_path: m\nprotocols: [strict]\n")
+    args, _ = parse_args(["--config", str(config), "--batch_size", "2"])
+    assert args.protocols == ["strict"] and args.batch_size == 2
+    with pytest.raises(ValueError, match="protocols"):
+        parse_args(["--config", str(config), "--protocols", "paper"])
+
+
+def test_help_has_example():
+    out = subprocess.run([sys.executable, "-m", "hf_medvlm.evaluate", "--help"], capture_output=True, text=True)
+    assert out.returncode == 0 and "example:" in out.stdout and "--protocols" in out.stdout

@@ -1,0 +1,68 @@
+"""`hf-medvlm eval` for the judged tasks (qa50 chat, win rate) against the loopback OpenAI-compatible server."""
+
+import json
+
+import pytest
+
+from hf_medvlm.cli import main as cli_main
+from hf_medvlm.testing.openai_server import start_openai_server
+from tests.conftest import make_rgb_image
+
+pytestmark = pytest.mark.integration
+
+
+def _qa50_parquet(path):
+    import datasets
+
+    rows = [dict(question_id=f"c{i}", image=make_rgb_image(seed=i), text="What is shown?\n<image>",
+                 gpt4_answer="A chest X-ray with an effusion.", fig_caption="Chest X-ray.", fig_label="Figure 1",
+                 in_text_mention="An effusion is seen.", type=t, domain=d)
+            for i, (t, d) in enumerate([("conversation", "chest_xray"), ("detailed_description", "ct_scan")])]
+    datasets.Dataset.from_list(rows).to_parquet(str(path))
+    return path
+
+
+def test_chat_task_scores_with_judge_and_resumes(tmp_path, tiny_model_dir, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "test-key")
+    data = _qa50_parquet(tmp_path / "qa50.parquet")
+    with start_openai_server() as server:
+        server.enqueue("8 4\nok", "no scores here")
+        argv = ["eval", "--task", "chat", "--model_name_or_path", str(tiny_model_dir), "--dataset_name", str(data),
+                "--output_dir", str(tmp_path / "out"), "--max_new_tokens", "4", "--llm_base_url", server.url,
+                "--llm_model", "judge", "--llm_concurrency", "1", "--benchmark_name", "qa50"]
+        assert cli_main(argv) == 0
+        assert len(server.chat_requests()) == 2
+        # the judge saw the question without the <image> marker... and the model's own answer
+        assert "[Question]\nWhat is shown?" in server.chat_requests()[0].body["messages"][1]["content"]
+        results = json.loads((tmp_path / "out" / "results.json").read_text())
+        qa50 = results["scores"]["llava_med_qa50"]
+        assert qa50["overall"]["relative_score"] == pytest.approx(50.0)
+        assert qa50["unparseable"]["count"] == 1  # the reply without scores is counted, not dropped
+        entries = json.loads((tmp_path / "out" / "model_index.json").read_text())
+        assert entries[0]["metric_name"].startswith("relative score (%, llava_med qa50")
+        assert cli_main(argv) == 0  # rerun: answers and judge replies are reused
+        assert len(server.chat_requests()) == 2
+
+
+def test_win_rate_task(tmp_path, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "test-key")
+    data = _qa50_parquet(tmp_path / "qa50.parquet")
+    for name, text in (("a", "An effusion."), ("b", "Nothing.")):
+        (tmp_path / f"{name}.jsonl").write_text(
+            "".join(json.dumps({"question_id": f"c{i}", "text": text}) + "\n" for i in range(2)))
+    with start_openai_server() as server:
+        # c0: A wins in both orders; c1: ties
+        server.enqueue("[[A]]", "[[B]]", "[[C]]", "[[C]]")
+        argv = ["eval", "--task", "win_rate", "--dataset_name", str(data), "--output_dir", str(tmp_path / "out"),
+                "--answers_file", str(tmp_path / "a.jsonl"), "--answers_file_b", str(tmp_path / "b.jsonl"),
+                "--llm_base_url", server.url, "--llm_model", "judge", "--llm_concurrency", "1"]
+        assert cli_main(argv) == 0
+        assert len(server.chat_requests()) == 4
+    result = json.loads((tmp_path / "out" / "results.json").read_text())["scores"]["biomed_vital_win_rate"]
+    assert result["wins"] + result["ties"] + result["losses"] == 2
+
+
+def test_win_rate_needs_second_answers_file(tmp_path, capsys):
+    argv = ["eval", "--task", "win_rate", "--dataset_name", "x", "--output_dir", str(tmp_path), "--answers_file", "a"]
+    assert cli_main(argv) == 2
+    assert "answers_file_b" in capsys.readouterr().err

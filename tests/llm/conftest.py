@@ -1,0 +1,27 @@
+"""Fixtures for the LLM client tests: a fresh loopback OpenAI-compatible server per test."""
+
+from __future__ import annotations
+
+import pytest
+
+from hf_medvlm.testing.openai_server import start_openai_server
+
+
+@pytest.fixture
+def openai_server():
+    server = start_openai_server()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def no_sleep(monkeypatch):
+    """Backoff delays the client asked for, recorded instead of slept (pass the backend to `install`)."""
+    delays: list[float] = []
+
+    def install(backend):
+        backend._sleep = delays.append
+        return backend
+
+    install.delays = delays
+    return install
