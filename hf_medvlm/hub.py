@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import re
 import logging
 import subprocess
 import sys
@@ -261,7 +262,8 @@ def _check_remote_code(folder: Path) -> None:
                 if not module.is_file():
                     raise FileNotFoundError(f"{path} maps to remote code {ref!r} but {module.name} is not in {folder}.")
                 text = module.read_text()
-                if "import hf_medvlm" in text or "from hf_medvlm" in text:
+                # Real import statements only: a comment that mentions "import hf_medvlm" is harmless.
+                if re.search(r"^\s*(import|from)\s+hf_medvlm\b", text, flags=re.MULTILINE):
                     raise ValueError(f"{module} imports hf_medvlm, so it cannot be loaded with trust_remote_code "
                                      "where hf_medvlm is not installed; use relative imports.")
 
