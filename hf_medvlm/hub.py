@@ -16,6 +16,7 @@ from __future__ import annotations
 import ast
 import fnmatch
 import json
+import re
 import logging
 import subprocess
 import sys

@@ -10,6 +10,8 @@ from pathlib import Path
 import yaml
 from transformers import TrainerCallback
 
+from ..hub import push_model, write_model_card
+
 __all__ = ["RESOLVED_CONFIG_NAME", "resolved_config", "write_resolved_config", "ResolvedConfigCallback", "finish_run"]
 
 logger = logging.getLogger(__name__)
@@ -66,13 +68,6 @@ def finish_run(trainer, output_dir: str, config: dict, *, base_models, datasets,
                hub_model_id: str | None, hub_private: bool | None, hub_revision: str | None) -> str | None:
     """Write the resolved config and model card into `output_dir`; push it when asked. Returns the pushed URL."""
     write_resolved_config(output_dir, config)
-    try:
-        from ..hub import push_model, write_model_card
-    except ImportError:  # TODO(issue 7): hf_medvlm.hub lands on main; remove this guard after merging it
-        logger.warning("hf_medvlm.hub is not installed in this checkout: no model card written, nothing pushed")
-        if push_to_hub:
-            raise
-        return None
     write_model_card(
         output_dir,
         repo_id=hub_model_id,

