@@ -58,6 +58,8 @@ def _usage() -> str:
 
 def _run(name: str, argv: list[str]) -> int:
     module = importlib.import_module(COMMANDS[name][0])
+    # argparse names the program after sys.argv[0]; make usage lines read `hf-medvlm <command>`.
+    sys.argv[0] = f"hf-medvlm {name}"
     return int(module.main(argv) or 0)
 
 
