@@ -13,6 +13,7 @@ The Hub is a loopback server started for the demo unless `--hub endpoint` is giv
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -40,7 +41,7 @@ class DemoArguments:
     stage2: str = field(default="full", metadata={"help": "Stage 2 variant: 'full' or 'lora' (merged afterwards).",
                                                   "choices": ["full", "lora"]})
     stage1_steps: int = field(default=12, metadata={"help": "Optimizer steps of stage 1 (projector alignment)."})
-    stage2_steps: int = field(default=50, metadata={"help": "Optimizer steps of stage 2 (instruction tuning)."})
+    stage2_steps: int = field(default=80, metadata={"help": "Optimizer steps of stage 2 (instruction tuning)."})
     hidden_size: int = field(default=64, metadata={"help": "Width of the small random vision tower and LM."})
     hub: str = field(default="loopback", metadata={
         "help": "'loopback' starts a local Hub server for the push; 'endpoint' pushes to HF_ENDPOINT (or the public "
@@ -124,6 +125,9 @@ def _quiet_libraries() -> None:
     import transformers
 
     transformers.logging.set_verbosity_error()
+    # One INFO line per HTTP request to the Hub would bury the demo's own output.
+    logging.getLogger("httpx2").setLevel(logging.WARNING)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
