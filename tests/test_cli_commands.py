@@ -37,7 +37,7 @@ BAD_INPUT = {
     "train": ["--config", "does/not/exist.yaml"],
     "eval": ["--config", "does/not/exist.yaml"],
     "merge-lora": ["--adapter_path", "does/not/exist", "--output_dir", "out"],
-    "push": ["does/not/exist", "--repo_id", "user/x"],
+    "push": ["--folder", "does/not/exist", "--repo_id", "user/x"],
     "convert": ["--input_dir", "does/not/exist", "--output_dir", "out"],
 }
 

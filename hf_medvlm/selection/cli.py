@@ -148,9 +148,11 @@ def parse_args(argv: list[str] | None = None) -> tuple:
 
 
 def _print_help() -> None:
+    print(f"usage: hf-medvlm select {{{','.join(COMMANDS)}}} [options]\n")
     print(__doc__)
     for command in COMMANDS:
         print(f"  hf-medvlm select {command} --help")
+    print("\nexample:\n  hf-medvlm select train --config recipes/biomed-vital/selection/train.yaml --sweep_w 1,10,100")
 
 
 def main(argv: list[str] | None = None) -> int:

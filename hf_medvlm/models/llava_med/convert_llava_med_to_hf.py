@@ -313,6 +313,10 @@ def _stored_dtype(source: Source) -> torch.dtype:
 
 
 def _load_inputs(args: ConvertArguments):
+    # The converter streams local shards; a Hub checkpoint is downloaded first (`hf download <repo> --local-dir D`).
+    if not Path(args.input_dir).is_dir():
+        raise FileNotFoundError(f"--input_dir {args.input_dir}: no such directory (download the original checkpoint "
+                                "first, e.g. `hf download microsoft/llava-med-v1.5-mistral-7b --local-dir DIR`)")
     original, config_file = read_original_config(args.input_dir)
     if args.delta and not args.base_dir:
         raise ValueError("--delta needs --base_dir (the base LLaMA checkpoint the delta applies to)")
