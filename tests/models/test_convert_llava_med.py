@@ -18,6 +18,8 @@ import hf_medvlm  # noqa: F401 - registers the Auto classes
 from hf_medvlm.models.llava_med.convert_llava_med_to_hf import main as convert_main
 
 from .original_builders import (
+    PADDED_VOCAB,
+    SP_VOCAB,
     build_original,
     make_image,
     reference_greedy,
@@ -47,7 +49,7 @@ def _convert(src: Path, out: Path, *extra: str) -> Path:
 
 def _assert_parity(model, processor, parts, prompt, images, tower=None):
     enc = processor(text=prompt, images=images, return_tensors="pt")
-    vocab = len(parts["tokenizer"])
+    vocab = parts["vocab"]
     with torch.no_grad():
         logits = model(**enc).logits[0, :, :vocab]
     reference = reference_logits(parts, prompt, images, tower=tower)
@@ -74,7 +76,7 @@ def test_direct_load_v15_matches_reference(originals, case):
     model = AutoModelForImageTextToText.from_pretrained(originals["root"] / "v1.5")
     processor = AutoProcessor.from_pretrained(originals["root"] / "v1.5")
     assert type(model).__name__ == "LlavaMedForConditionalGeneration"
-    assert model.config.model_type == "llava_med" and model.config.added_tokens == {"<image>": 32000, "<pad>": 32001}
+    assert model.config.model_type == "llava_med" and model.config.added_tokens == {"<image>": SP_VOCAB, "<pad>": SP_VOCAB + 1}
     prompt, n = V15_PROMPTS[case]
     _assert_parity(model.eval(), processor, originals["v1.5"], prompt, _images(n))
 
@@ -127,32 +129,32 @@ def test_converted_output_files_and_config(converted):
     assert {"config.json", "generation_config.json", "processor_config.json", "chat_template.jinja",
             "tokenizer.json", "modeling_llava_med.py"} <= names
     config = json.loads((out / "config.json").read_text())
-    assert config["added_tokens"] == {"<image>": 32004} and config["projector_type"] == "linear"
-    assert config["text_config"]["vocab_size"] == 32064
+    assert config["added_tokens"] == {"<image>": SP_VOCAB + 4} and config["projector_type"] == "linear"
+    assert config["text_config"]["vocab_size"] == PADDED_VOCAB
     assert json.loads((out / "generation_config.json").read_text())["eos_token_id"] == 2
     processor = AutoProcessor.from_pretrained(out)
     assert processor.tokenizer.convert_ids_to_tokens(2) == "</s>"
     ids = processor(text="<image>", images=_images(1))["input_ids"][0]
     start, end = processor.tokenizer.convert_tokens_to_ids(["<im_start>", "<im_end>"])
-    assert ids[1] == start and ids[-1] == end and ids.count(32004) == 16
+    assert ids[1] == start and ids[-1] == end and ids.count(SP_VOCAB + 4) == 16
 
 
 def test_converted_new_rows_are_mean_initialised(originals, converted):
     model = AutoModelForImageTextToText.from_pretrained(converted["v1.5"])
     embed = model.get_input_embeddings().weight
     original = originals["v1.5"]["state"]["model.embed_tokens.weight"]
-    torch.testing.assert_close(embed[:32000], original)
-    torch.testing.assert_close(embed[32000:], original.mean(0, keepdim=True).expand(64, -1))
+    torch.testing.assert_close(embed[:SP_VOCAB], original)
+    torch.testing.assert_close(embed[SP_VOCAB:], original.mean(0, keepdim=True).expand(PADDED_VOCAB - SP_VOCAB, -1))
 
 
 def test_converted_sharding(originals, tmp_path):
-    out = _convert(originals["root"] / "v1.5", tmp_path / "sharded", "--max_shard_size", "2MB")
+    out = _convert(originals["root"] / "v1.5", tmp_path / "sharded", "--max_shard_size", "100KB")
     index = json.loads((out / "model.safetensors.index.json").read_text())
     assert len(set(index["weight_map"].values())) >= 3
     for shard in set(index["weight_map"].values()):
         n_tensors = sum(1 for v in index["weight_map"].values() if v == shard)
-        # A shard exceeds the limit only when it holds one tensor that alone is bigger (the 32064-row embeddings).
-        assert (out / shard).stat().st_size < 2.1e6 or n_tensors == 1
+        # A shard exceeds the limit only when it holds one tensor that alone is bigger (the embeddings).
+        assert (out / shard).stat().st_size < 1.05e5 or n_tensors == 1
     AutoModelForImageTextToText.from_pretrained(out)
 
 
@@ -192,7 +194,7 @@ def test_delta_applied_to_base_matches_reference(originals, tmp_path):
     torch.manual_seed(5)
     base = {k: torch.randn_like(v) for k, v in target.items() if not k.startswith("model.mm_projector")}
     for key in ("model.embed_tokens.weight", "lm_head.weight"):
-        base[key] = base[key][:32000].clone()
+        base[key] = base[key][:SP_VOCAB].clone()
     delta = {k: v.clone() for k, v in target.items()}
     for key, value in base.items():
         delta[key][: value.shape[0]] -= value
@@ -252,7 +254,7 @@ def test_delta_base_vocab_mismatch_names_both_files(originals, tmp_path):
     base_dir = tmp_path / "base"
     base_dir.mkdir()
     base = {k: v for k, v in originals["v1.0"]["state"].items() if not k.startswith("model.mm_projector")}
-    base["model.embed_tokens.weight"] = torch.zeros(32010, 32)  # larger than the delta's 32004 rows
+    base["model.embed_tokens.weight"] = torch.zeros(SP_VOCAB + 10, 32)  # larger than the delta's SP_VOCAB + 4 rows
     save_file(base, base_dir / "model.safetensors", metadata={"format": "pt"})
     with pytest.raises(ValueError, match=r"delta/base mismatch for 'model.embed_tokens.weight'.*base/model.safetensors"):
         _convert(originals["root"] / "v1.0", tmp_path / "out", "--delta", "--base_dir", str(base_dir),
@@ -307,7 +309,7 @@ def test_cli_convert_prints_summary_and_errors_cleanly(originals, tmp_path, caps
            "--output_dir", str(tmp_path / "out"), "--dtype", "bfloat16"]
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
-    assert "80 tensors mapped" in done.stdout and "'<image>': 32000" in done.stdout and "bfloat16" in done.stdout
+    assert "80 tensors mapped" in done.stdout and f"'<image>': {SP_VOCAB}" in done.stdout and "bfloat16" in done.stdout
     model = AutoModelForImageTextToText.from_pretrained(tmp_path / "out")
     assert model.dtype == torch.bfloat16
     # Error path and --help through the dispatcher in-process (a second interpreter start costs ~10 s).

@@ -160,7 +160,7 @@ def mean_rows(weight: torch.Tensor, new_rows: int) -> torch.Tensor:
 
 @torch.no_grad()
 def grow_vocab(model: nn.Module, vocab_size: int) -> None:
-    """Grow the input and output embeddings of `model` to `vocab_size` rows filled by `mean_rows` (no-op if not larger)."""
+    """Grow `model`'s input and output embeddings to `vocab_size` rows; new rows come from `mean_rows`."""
     old = model.get_input_embeddings().weight.shape[0]
     if vocab_size <= old:
         return
