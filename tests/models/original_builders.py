@@ -101,20 +101,25 @@ def original_vocab(v1: bool) -> dict[str, int]:
     return {t: SP_VOCAB + i for i, t in enumerate(V1_TOKENS)} if v1 else {"<image>": -200}
 
 
-def _shard(state: dict, directory: Path, n_shards: int) -> None:
+def _shard(state: dict, directory: Path, n_shards: int, bin_format: bool) -> None:
+    """Sharded weights + index, as `save_pretrained` wrote them: safetensors (v1.5) or PyTorch `.bin` (v1.0, 2023)."""
     keys = sorted(state)
+    prefix, suffix = ("pytorch_model", "bin") if bin_format else ("model", "safetensors")
     weight_map = {}
     for i in range(n_shards):
-        name = f"model-{i + 1:05d}-of-{n_shards:05d}.safetensors"
+        name = f"{prefix}-{i + 1:05d}-of-{n_shards:05d}.{suffix}"
         part = {k: state[k].contiguous() for k in keys[i::n_shards]}
-        save_file(part, directory / name, metadata={"format": "pt"})
+        if bin_format:
+            torch.save(part, directory / name)
+        else:
+            save_file(part, directory / name, metadata={"format": "pt"})
         weight_map.update({k: name for k in part})
     index = {"metadata": {"total_size": sum(t.numel() * t.element_size() for t in state.values())},
              "weight_map": weight_map}
-    (directory / "model.safetensors.index.json").write_text(json.dumps(index))
+    (directory / f"{prefix}.{suffix}.index.json").write_text(json.dumps(index))
 
 
-def build_original(directory: Path, version: str, clip_dir: Path, seed: int = 0, n_shards: int = 2,
+def build_original(directory: Path, version: str, clip_dir: Path, seed: int = 0, n_shards: int | None = None,
                    swap_head_rows: tuple[int, int] | None = None) -> dict:
     """Write a tiny original checkpoint; return its parts (tensors under their original names, LM, tower)."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -145,7 +150,7 @@ def build_original(directory: Path, version: str, clip_dir: Path, seed: int = 0,
         state["model.mm_projector.0.bias"] = torch.randn(32) * 0.2
         state["model.mm_projector.2.weight"] = torch.randn(32, 32) * 0.2
         state["model.mm_projector.2.bias"] = torch.randn(32) * 0.2
-    _shard(state, directory, n_shards)
+    _shard(state, directory, n_shards or (2 if v1 else 4), bin_format=v1)  # the releases: 2 .bin / 4 safetensors
     config = _original_config(v1, vocab, str(clip_dir))
     (directory / "config.json").write_text(json.dumps(config, indent=2))
     if not v1:

@@ -202,9 +202,9 @@ def test_delta_applied_to_base_matches_reference(originals, tmp_path):
     base_dir.mkdir()
     save_file(base, base_dir / "model.safetensors", metadata={"format": "pt"})
     shutil.copytree(originals["root"] / "v1.0", delta_dir)
-    for shard in delta_dir.glob("*.safetensors"):
-        part = load_file(shard)
-        save_file({k: delta[k] for k in part}, shard, metadata={"format": "pt"})
+    for shard in delta_dir.glob("pytorch_model-*.bin"):  # the delta release: PyTorch .bin shards
+        part = torch.load(shard, weights_only=True)
+        torch.save({k: delta[k] for k in part}, shard)
     out = _convert(delta_dir, tmp_path / "hf", "--delta", "--base_dir", str(base_dir),
                    "--vision_tower", str(originals["clip"]))
     model = AutoModelForImageTextToText.from_pretrained(out).eval()
@@ -235,17 +235,17 @@ def test_unknown_model_type_names_the_file(originals, tmp_path):
 
 def test_missing_shard_names_the_file(originals, tmp_path):
     src = _copy(originals, "v1.5", tmp_path)
-    (src / "model-00002-of-00002.safetensors").unlink()
-    with pytest.raises(FileNotFoundError, match="model-00002-of-00002.safetensors"):
+    (src / "model-00002-of-00004.safetensors").unlink()
+    with pytest.raises(FileNotFoundError, match="model-00002-of-00004.safetensors"):
         _convert(src, tmp_path / "out")
     _assert_nothing_written(tmp_path, "out")
 
 
 def test_truncated_safetensors_names_the_file(originals, tmp_path):
     src = _copy(originals, "v1.5", tmp_path)
-    shard = src / "model-00001-of-00002.safetensors"
+    shard = src / "model-00001-of-00004.safetensors"
     shard.write_bytes(shard.read_bytes()[:-1000])
-    with pytest.raises(ValueError, match="model-00001-of-00002.safetensors.*truncated"):
+    with pytest.raises(ValueError, match="model-00001-of-00004.safetensors.*truncated"):
         _convert(src, tmp_path / "out")
     _assert_nothing_written(tmp_path, "out")
 
@@ -264,7 +264,7 @@ def test_delta_base_vocab_mismatch_names_both_files(originals, tmp_path):
 
 def test_unknown_key_fails_loudly_with_its_name(originals, tmp_path):
     src = _copy(originals, "v1.5", tmp_path)
-    shard = src / "model-00001-of-00002.safetensors"
+    shard = src / "model-00001-of-00004.safetensors"
     tensors = load_file(shard) | {"model.mystery_adapter.weight": torch.zeros(2)}
     save_file(tensors, shard, metadata={"format": "pt"})
     index = json.loads((src / "model.safetensors.index.json").read_text())

@@ -191,13 +191,13 @@ def match_original_chunking(tokenizer) -> None:
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if type(getattr(backend, "pre_tokenizer", None)).__name__ != "Metaspace":
         return
-    backend.normalizer = normalizers.Sequence([normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")])
-    backend.pre_tokenizer = None
     backend.add_tokens([
         AddedToken(t.content, single_word=t.single_word, lstrip=t.lstrip, rstrip=t.rstrip, normalized=False,
                    special=t.special)
         for t in tokenizer.added_tokens_decoder.values() if t.normalized
     ])
+    backend.normalizer = normalizers.Sequence([normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")])
+    backend.pre_tokenizer = None
 
 
 def processor_from_original(tokenizer, config: LlavaMedConfig, original: dict) -> LlavaMedProcessor:
@@ -334,19 +334,23 @@ def load_vision_tower_into(model: LlavaMedForConditionalGeneration, vision_tower
 
 
 class LlavaMedOriginalProcessor(LlavaMedProcessor):
-    """Loader for original v1.5 directories (no processor files): builds a `LlavaMedProcessor` from the tokenizer."""
+    """Processor of an original directory (which has no processor files), v1.5 or v1.0: its `LlamaTokenizer` plus
+    `<image>` (and `<pad>`), CLIP preprocessing at the resolution of the config's vision tower (v1.5: 336 px, padded to
+    square; v1.0: 224 px), and the version's chat template. `AutoProcessor` returns it for v1.5 (`llava_mistral`);
+    v1.0's `model_type: llava` belongs to stock Llava, so call this class directly there."""
 
     @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
+    def from_pretrained(cls, pretrained_model_name_or_path, vision_tower: str | None = None, **kwargs):
         path = str(pretrained_model_name_or_path)
         original, config_file = read_original_config(path)
         tokenizer = load_original_tokenizer(path)
         added = add_original_tokens(tokenizer)
-        expected = _conventional_added_tokens(original)
-        if added != expected:
+        if original["model_type"] == "llava_mistral" and added != _conventional_added_tokens(original):
             raise ValueError(
-                f"{config_file}: the tokenizer gave the added tokens ids {added}, but the model expects {expected}; "
-                "convert this checkpoint with `hf-medvlm convert` instead"
+                f"{config_file}: the tokenizer gave the added tokens ids {added}, but direct loading expects "
+                f"{_conventional_added_tokens(original)}; convert this checkpoint with `hf-medvlm convert` instead"
             )
-        config = AutoConfig.from_pretrained(path, vision_tower=kwargs.get("vision_tower"))
+        config = LlavaMedConfig(**llava_med_config_from_original(
+            original, added, tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id, vision_tower,
+        ))
         return processor_from_original(tokenizer, config, original)
