@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -353,3 +355,97 @@ def test_push_to_hub_uploads_the_converted_folder(originals, tmp_path, hub_serve
     assert {"config.json", "model.safetensors", "processor_config.json", "generation_config.json",
             "modeling_llava_med.py", "README.md"} <= files
     assert "pushed to" in capsys.readouterr().out
+
+
+# --------------------------------------------------------------------------------------------- one key mapping, layout
+
+
+def test_direct_loading_and_converter_give_identical_weights(originals, converted):
+    """Both paths rename with ORIGINAL_KEY_MAPPING and grow the vocabulary the same way: bit-identical tensors."""
+    direct = AutoModelForImageTextToText.from_pretrained(originals["root"] / "v1.5").state_dict()
+    loaded = AutoModelForImageTextToText.from_pretrained(converted["v1.5"]).state_dict()
+    assert direct.keys() == loaded.keys()
+    assert all(torch.equal(direct[k], loaded[k]) for k in direct)
+
+
+def test_converted_layout_is_what_save_pretrained_writes(converted, tmp_path):
+    model = AutoModelForImageTextToText.from_pretrained(converted["v1.5"])
+    model.save_pretrained(tmp_path)
+    written = set(load_file(converted["v1.5"] / "model.safetensors"))
+    assert written == set(load_file(tmp_path / "model.safetensors"))
+    assert "language_model.model.layers.0.mlp.up_proj.weight" in written
+
+
+# --------------------------------------------------------------------------------------------- kill -9 and temporaries
+# The child wraps the shard writer so that it stops for good once two shards of the temporary output are complete: the
+# test kills it at a known point mid-conversion instead of racing a timer.
+HANG_AFTER_TWO_SHARDS = """
+import sys, threading
+from hf_medvlm.models.llava_med import convert_llava_med_to_hf as convert
+write, written = convert.save_file, []
+def write_then_hang(tensors, filename, metadata=None):
+    write(tensors, filename, metadata=metadata)
+    written.append(filename)
+    if len(written) == 2:
+        threading.Event().wait()
+convert.save_file = write_then_hang
+convert.main(sys.argv[1:])
+"""
+
+
+def _temporaries(parent: Path, name: str) -> list[Path]:
+    return [p for p in parent.iterdir() if p.name.startswith((f".{name}.tmp-", f".{name}.old-"))]
+
+
+def _kill_mid_conversion(src: Path, out: Path, *extra: str) -> Path:
+    """Start `convert` in a subprocess, SIGKILL it once a second temporary shard is on disk; return the temporary."""
+    cmd = [sys.executable, "-c", HANG_AFTER_TWO_SHARDS, "--input_dir", str(src), "--output_dir", str(out), *extra]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 300
+    try:
+        while not list(out.parent.glob(f".{out.name}.tmp-*/model-00002-of-*.safetensors")):
+            assert time.monotonic() < deadline, "no temporary shard appeared"
+            try:
+                proc.wait(timeout=0.05)  # also notices a child that died early
+                raise AssertionError(f"the conversion exited before it was killed: {proc.stderr.read().decode()}")
+            except subprocess.TimeoutExpired:
+                pass
+    finally:
+        proc.kill()
+        proc.wait()
+    (tmp,) = _temporaries(out.parent, out.name)
+    return tmp
+
+
+@pytest.mark.integration
+def test_rerun_after_kill_9_cleans_up_and_equals_an_uninterrupted_run(originals, tmp_path):
+    src, extra = originals["root"] / "v1.5", ("--max_shard_size", "100KB")
+    reference = _convert(src, tmp_path / "reference", *extra)
+    out = tmp_path / "out"
+    leftover = _kill_mid_conversion(src, out, *extra)
+    assert not out.exists()  # nothing that looks complete
+    assert leftover.name.split("-")[-2] != str(os.getpid()) and any(leftover.glob("*.safetensors"))
+    _convert(src, out, *extra)
+    assert _temporaries(tmp_path, "out") == []
+    assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in reference.iterdir())
+    for path in reference.iterdir():
+        assert (out / path.name).read_bytes() == path.read_bytes(), path.name
+
+
+def test_only_dead_temporaries_of_this_host_are_removed(tmp_path):
+    from hf_medvlm.models.llava_med.convert_llava_med_to_hf import remove_stale_temporaries
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    host = socket.gethostname()
+    names = {
+        "dead": f".out.tmp-{host}-{dead.pid}-0123abcd", "dead_old": f".out.old-{host}-{dead.pid}-89abcdef",
+        "live": f".out.tmp-{host}-{os.getpid()}-0123abcd", "other_host": f".out.tmp-elsewhere-{dead.pid}-0123abcd",
+        "other_output": f".out2.tmp-{host}-{dead.pid}-0123abcd", "not_ours": f".out.tmp-{host}-{dead.pid}-backup",
+    }
+    for name in names.values():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "model.safetensors").write_bytes(b"x")
+    removed = remove_stale_temporaries(tmp_path / "out")
+    assert sorted(p.name for p in removed) == sorted([names["dead"], names["dead_old"]])
+    assert {p.name for p in tmp_path.iterdir()} == set(names.values()) - {names["dead"], names["dead_old"]}
