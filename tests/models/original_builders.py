@@ -24,7 +24,14 @@ import torch.nn.functional as F
 import sentencepiece as spm
 from PIL import Image
 from safetensors.torch import save_file
-from transformers import CLIPVisionConfig, CLIPVisionModel, LlamaConfig, LlamaForCausalLM, MistralConfig, MistralForCausalLM
+from transformers import (
+    CLIPVisionConfig,
+    CLIPVisionModel,
+    LlamaConfig,
+    LlamaForCausalLM,
+    MistralConfig,
+    MistralForCausalLM,
+)
 
 IMAGE_SIZE, PATCH = 32, 8
 N_PATCHES = (IMAGE_SIZE // PATCH) ** 2
@@ -54,7 +61,7 @@ def write_clip(directory: Path, seed: int) -> CLIPVisionModel:
 
 @functools.lru_cache(maxsize=1)
 def sentencepiece_model() -> bytes:
-    """A real SentencePiece BPE model trained with LLaMA's options (byte fallback, split digits, no whitespace folding)."""
+    """A real SentencePiece BPE model, trained with LLaMA's options (byte fallback, split digits, spaces kept)."""
     rng = random.Random(0)
     corpus = [" ".join(rng.choice(WORDS) for _ in range(rng.randint(4, 20))) for _ in range(2000)]
     corpus += ["[INST] What is shown? [/INST] A CT scan of 12 slices, 3.5 mm.", "### Human: Hi!\n### Assistant: Hello"]

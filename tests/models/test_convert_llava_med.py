@@ -78,7 +78,8 @@ def test_direct_load_v15_matches_reference(originals, case):
     model = AutoModelForImageTextToText.from_pretrained(originals["root"] / "v1.5")
     processor = AutoProcessor.from_pretrained(originals["root"] / "v1.5")
     assert type(model).__name__ == "LlavaMedForConditionalGeneration"
-    assert model.config.model_type == "llava_med" and model.config.added_tokens == {"<image>": SP_VOCAB, "<pad>": SP_VOCAB + 1}
+    assert model.config.model_type == "llava_med"
+    assert model.config.added_tokens == {"<image>": SP_VOCAB, "<pad>": SP_VOCAB + 1}
     prompt, n = V15_PROMPTS[case]
     _assert_parity(model.eval(), processor, originals["v1.5"], prompt, _images(n))
 

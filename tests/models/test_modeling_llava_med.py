@@ -322,7 +322,8 @@ def test_saved_checkpoint_has_stock_llava_layout_and_stock_reader_loads_it(tmp_p
 def test_missing_weights_are_initialised_as_at_construction(model_class):
     """`test_can_init_all_missing_weights`: `from_pretrained` with no weights must initialise every tensor the way
     `__init__` does. It did not for CLIP's attention/MLP Linears (generic std 0.02 instead of CLIP's)."""
-    config = tiny_llava_med_config(vision_config={"hidden_size": 256, "intermediate_size": 512, "num_attention_heads": 4})
+    wide_clip = {"hidden_size": 256, "intermediate_size": 512, "num_attention_heads": 4}
+    config = tiny_llava_med_config(vision_config=wide_clip)
     torch.manual_seed(0)
     built = model_class(copy.deepcopy(config)).state_dict()
     loaded = model_class.from_pretrained(None, config=copy.deepcopy(config), state_dict={}).state_dict()

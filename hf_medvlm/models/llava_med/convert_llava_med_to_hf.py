@@ -209,7 +209,7 @@ def check_plan(plan: dict[str, Source], expected: dict[str, tuple[int, ...]]) ->
     for target, source in plan.items():
         shape = (source.grow_to or source.shape[0], *source.shape[1:])
         if shape != expected[target]:
-            raise ValueError(f"{source.name} has shape {list(shape)} but the target model expects {list(expected[target])}")
+            raise ValueError(f"{source.name} has shape {list(shape)}; the target model expects {list(expected[target])}")
 
 
 def on_disk_names(model: LlavaMedForConditionalGeneration) -> dict[str, str]:
