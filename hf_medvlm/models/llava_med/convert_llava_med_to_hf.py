@@ -154,6 +154,10 @@ class Source:
     base: Source | None = None
     grow_to: int | None = None
 
+    @property
+    def out_shape(self) -> tuple[int, ...]:
+        return (self.grow_to, *self.shape[1:]) if self.grow_to else self.shape
+
 
 def plan_tensors(reader: CheckpointReader, ignored: list[str]) -> dict[str, Source]:
     """In-memory LlavaMed key -> source, for every tensor of an original checkpoint (renamed by the key mapping)."""
@@ -195,11 +199,6 @@ def _check_delta_shape(source: Source) -> None:
     )
 
 
-def meta_model(config: LlavaMedConfig) -> LlavaMedForConditionalGeneration:
-    with torch.device("meta"):
-        return LlavaMedForConditionalGeneration(config)
-
-
 def check_plan(plan: dict[str, Source], expected: dict[str, tuple[int, ...]]) -> None:
     missing = sorted(set(expected) - set(plan))
     unexpected = sorted(set(plan) - set(expected))
@@ -207,9 +206,10 @@ def check_plan(plan: dict[str, Source], expected: dict[str, tuple[int, ...]]) ->
         names = [plan[k].name for k in unexpected[:10]]
         raise ValueError(f"the checkpoint does not fit the target model: missing {missing[:10]}, unexpected {names}")
     for target, source in plan.items():
-        shape = (source.grow_to or source.shape[0], *source.shape[1:])
-        if shape != expected[target]:
-            raise ValueError(f"{source.name} has shape {list(shape)}; the target model expects {list(expected[target])}")
+        if source.out_shape != expected[target]:
+            raise ValueError(
+                f"{source.name} has shape {list(source.out_shape)}; the target model expects {list(expected[target])}"
+            )
 
 
 def on_disk_names(model: LlavaMedForConditionalGeneration) -> dict[str, str]:
@@ -237,8 +237,7 @@ def materialize(source: Source, dtype: torch.dtype | None) -> torch.Tensor:
 
 def write_shards(folder: Path, plan: dict[str, Source], dtype: torch.dtype | None, max_shard_size: str) -> int:
     """Write `plan` (on-disk key -> source) as safetensors shards + index; one output shard is in memory at a time."""
-    meta = {name: torch.empty(s.grow_to and (s.grow_to, *s.shape[1:]) or s.shape, dtype=dtype or s.dtype,
-                              device="meta") for name, s in plan.items()}
+    meta = {name: torch.empty(s.out_shape, dtype=dtype or s.dtype, device="meta") for name, s in plan.items()}
     split = split_torch_state_dict_into_shards(meta, max_shard_size=max_shard_size)
     with tqdm(total=len(plan), desc="Converting tensors", unit="tensor") as progress:
         for filename, names in split.filename_to_tensors.items():
@@ -305,7 +304,8 @@ def build_plan(args: ConvertArguments, config: LlavaMedConfig) -> tuple[dict[str
     for key in VOCAB_KEYS:
         if key in plan:
             plan[key].grow_to = config.text_config.vocab_size
-    model = meta_model(config)
+    with torch.device("meta"):
+        model = LlavaMedForConditionalGeneration(config)
     check_plan(plan, {k: tuple(v.shape) for k, v in model.state_dict().items()})
     disk = on_disk_names(model)
     return {disk[k]: plan[k] for k in plan}, ignored
