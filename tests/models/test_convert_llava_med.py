@@ -17,7 +17,7 @@ from safetensors.torch import load_file, save_file
 from transformers import AutoModelForImageTextToText, AutoProcessor, LlavaForConditionalGeneration
 
 import hf_medvlm  # noqa: F401 - registers the Auto classes
-from hf_medvlm.models.llava_med.convert_llava_med_to_hf import main as convert_main
+from hf_medvlm.commands.convert import main as convert_main
 
 from .original_builders import (
     PADDED_VOCAB,
@@ -382,6 +382,7 @@ def test_converted_layout_is_what_save_pretrained_writes(converted, tmp_path):
 # test kills it at a known point mid-conversion instead of racing a timer.
 HANG_AFTER_TWO_SHARDS = """
 import sys, threading
+from hf_medvlm.commands.convert import main
 from hf_medvlm.models.llava_med import convert_llava_med_to_hf as convert
 write, written = convert.save_file, []
 def write_then_hang(tensors, filename, metadata=None):
@@ -390,7 +391,7 @@ def write_then_hang(tensors, filename, metadata=None):
     if len(written) == 2:
         threading.Event().wait()
 convert.save_file = write_then_hang
-convert.main(sys.argv[1:])
+main(sys.argv[1:])
 """
 
 
