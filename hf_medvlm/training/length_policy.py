@@ -131,7 +131,7 @@ def fit_to_length(
     """
     if policy not in LENGTH_POLICIES:
         raise ValueError(f"length_policy must be one of {LENGTH_POLICIES}, got {policy!r}")
-    report = LengthReport(split, policy, max_length, max_images_per_sample, rows_in=len(dataset), rows_out=len(dataset))
+    report = LengthReport(split, policy, max_length, max_images_per_sample, len(dataset), len(dataset))
     limits = _Limits(max_length, max_images_per_sample)
     if limits.max_length is None and limits.max_images is None:
         return dataset, report
@@ -178,11 +178,11 @@ def _prepared(messages: list[dict], num_images: int, dataset, index: int, split:
     try:
         return prepare_multimodal_messages(messages, images=[None] * num_images)
     except ValueError as err:
-        raise ValueError(f"{split} data, row {_row_name(dataset, index)}: {err}") from err
+        raise ValueError(f"{split} data, row {_row_name(dataset, index)!r}: {err}") from err
 
 
 def _round_ends(messages: list[dict]) -> list[int]:
-    """`k` such that `messages[:k]` is whole rounds: it ends with an assistant turn that the next turn doesn't extend."""
+    """Each `k` where `messages[:k]` is whole rounds: it ends with an assistant turn the next turn doesn't extend."""
     return [i + 1 for i, m in enumerate(messages)
             if m["role"] == "assistant" and (i + 1 == len(messages) or messages[i + 1]["role"] != "assistant")]
 
@@ -207,13 +207,17 @@ def _trim(messages: list[dict], num_images: int, processor, limits: _Limits, kee
     """The longest prefix of whole rounds that fits, with exactly the images its turns show; None if none does."""
     prepared = prepare_multimodal_messages(messages, images=[None] * num_images)
     ends = _round_ends(prepared)
-    for rounds, end in reversed(list(enumerate(ends[:-1] if ends and ends[-1] == len(prepared) else ends, 1))):
+    total_rounds = len(ends)
+    if ends and ends[-1] == len(prepared):
+        ends = ends[:-1]  # the whole conversation is what did not fit
+    for rounds in range(len(ends), 0, -1):
+        end = ends[rounds - 1]
         kept = _image_blocks(prepared[:end])
         if keep_all and kept != num_images:
             return None
         length = token_lengths(processor, [prepared[:end]], [kept])[0]
         if limits.fit(length, kept):
-            return _Trim(messages[:end], kept, length, len(ends) - rounds)
+            return _Trim(messages[:end], kept, length, total_rounds - rounds)
     return None
 
 
@@ -231,13 +235,16 @@ def _count(report: LengthReport, dataset, over: list[int], trims: dict[int, _Tri
 
 
 def _row_name(dataset, index: int) -> str:
+    """The row's `id`, or `#<index>` where the data has no `id` column (a `datasets:` mixture keeps none)."""
     if "id" in dataset.column_names:
-        return repr(dataset.select_columns(["id"])[index]["id"])
+        return str(dataset.select_columns(["id"])[index]["id"])
     return f"#{index}"
 
 
 def _error_message(dataset, over, lengths, counts, limits: _Limits, split: str) -> str:
-    first = ", ".join(f"{_row_name(dataset, i)} ({lengths[i]} tokens, {counts[i]} images)" for i in over[:EXAMPLES_KEPT])
+    first = ", ".join(
+        f"{_row_name(dataset, i)!r} ({lengths[i]} tokens, {counts[i]} images)" for i in over[:EXAMPLES_KEPT]
+    )
     return (f"{split} data: {len(over)} of {len(dataset)} rows exceed max_length {limits.max_length} or "
             f"max_images_per_sample {limits.max_images} (image placeholders counted): {first}. Set length_policy to "
             f"'skip' or 'trim_rounds', or raise the limits")

@@ -1,7 +1,7 @@
 """Multi-image rows vs `max_length`, at the real geometry: 336 px images, patch 14, 576 placeholder tokens per image.
 
-The model is a tiny LlavaMed whose vision tower has CLIP-336/14's geometry (1 layer, tiny widths) and a 1-layer LM, so a
-2048-token training step runs on CPU.
+The model is a tiny LlavaMed whose vision tower has CLIP-336/14's geometry (1 layer, tiny widths) and a 1-layer LM,
+so a 2048-token training step runs on CPU.
 """
 
 from __future__ import annotations
@@ -78,14 +78,15 @@ def test_unfitted_long_answer_is_truncated_silently():
     model, processor = real_geometry_llava_med()
     row = image_row("three", [3], answer="lesion " * 400)
     full = DataCollatorForVisionLanguageModeling(processor, assistant_only_loss=True)([dict(row)])
-    cut = DataCollatorForVisionLanguageModeling(processor, max_length=MAX_LENGTH, assistant_only_loss=True)([dict(row)])
+    truncating = DataCollatorForVisionLanguageModeling(processor, max_length=MAX_LENGTH, assistant_only_loss=True)
+    cut = truncating([dict(row)])
     assert full["input_ids"].shape[1] > MAX_LENGTH
     assert cut["input_ids"].shape[1] == MAX_LENGTH
     assert int((cut["input_ids"] == model.config.image_token_index).sum()) == 3 * 576
     assert cut["input_ids"][0, -1] != processor.tokenizer.eos_token_id
 
 
-# --------------------------------------------------------------------------------------------- measuring a row's length
+# ------------------------------------------------------------------------------------------ measuring a row's length
 
 
 def _v1_processor():
@@ -128,7 +129,8 @@ def test_measured_length_is_the_collated_length(template):
     plain = [{"images": image_row("e", [2])["images"], "messages": [
         {"role": "user", "content": "Compare these."}, {"role": "assistant", "content": "They differ."}]}]
     collator = DataCollatorForVisionLanguageModeling(processor, assistant_only_loss=True)
-    for dataset, raw, counts in ((to_dataset(rows), rows, [1, 4, 5, 0]), (datasets.Dataset.from_list(plain), plain, [2])):
+    cases = ((to_dataset(rows), rows, [1, 4, 5, 0]), (datasets.Dataset.from_list(plain), plain, [2]))
+    for dataset, raw, counts in cases:
         expected = [int(collator([dict(r)])["attention_mask"].sum()) for r in raw]
         assert measure(dataset, processor) == (expected, counts)
 
@@ -156,7 +158,7 @@ def test_skip_leaves_out_rows_that_cannot_fit_and_counts_them(real_processor):
     data, report = fit_to_length(to_dataset(_mixed_rows()), real_processor, max_length=MAX_LENGTH, policy="skip")
     assert data["id"] == ["fits"]
     assert (report.rows_in, report.rows_out, report.skipped_over_max_length, report.trimmed) == (4, 1, 3, 0)
-    assert report.examples == ["'four'", "'long-answer'", "'rounds'"]
+    assert report.examples == ["four", "long-answer", "rounds"]
     assert len(report.lengths) == 1 and 3 * 576 < report.lengths[0] == report.longest <= MAX_LENGTH
     assert "3 skipped" in report.summary()
 
@@ -175,8 +177,19 @@ def test_trim_rounds_keeps_the_leading_rounds_with_exactly_their_images(real_pro
     original = to_dataset(rows).cast_column("images", datasets.List(datasets.Image(decode=False)))[3]["images"]
     assert [i["bytes"] for i in raw] == [i["bytes"] for i in original[:2]]  # copied, not re-encoded
     assert data.features == to_dataset(rows).features
-    assert (report.skipped_over_max_length, report.trimmed, report.rounds_dropped, report.images_dropped) == (2, 1, 1, 3)
+    assert (report.skipped_over_max_length, report.trimmed) == (2, 1)
+    assert (report.rounds_dropped, report.images_dropped) == (1, 3)
     assert measure(data, real_processor) == (report.lengths, [3, 2]) and max(report.lengths) <= MAX_LENGTH
+
+
+def test_trim_rounds_keeps_as_many_rounds_as_fit(real_processor):
+    from hf_medvlm.training.length_policy import fit_to_length
+
+    rows = [image_row("three-rounds", [1, 1, 4]), image_row("text-only", [0] * 6, answer="word " * 500)]
+    data, report = fit_to_length(to_dataset(rows), real_processor, max_length=MAX_LENGTH, policy="trim_rounds")
+    assert [len(m) for m in data["messages"]] == [4, 6]  # 2 of 3 rounds; 3 of 6 rounds of ~500 tokens each
+    assert [len(i) for i in data["images"]] == [2, 0]
+    assert (report.trimmed, report.rounds_dropped, report.images_dropped, report.skipped) == (2, 4, 4, 0)
 
 
 def test_error_names_the_rows_before_training(real_processor):
@@ -254,12 +267,12 @@ def test_one_training_step_at_max_length_2048(policy, tmp_path):
     assert logged["length_policy/train/rows_out"] == len(data) == (1 if policy == "skip" else 2)
 
 
-# ---------------------------------------------------------------------------------------------- through `hf-medvlm train`
+# ------------------------------------------------------------------------------------------ through `hf-medvlm train`
 
 
 @pytest.mark.integration
 def test_train_command_fits_the_rows_and_reports_them(tiny_checkpoint, tmp_path, caplog):
-    """The recipe fields reach the pass; the counts land in the log and in trainer_state.json (tiny: 16 tokens/image)."""
+    """The recipe fields reach the pass; counts land in the log and in trainer_state.json (tiny: 16 tokens/image)."""
     import json
     import logging
 
