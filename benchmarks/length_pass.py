@@ -6,7 +6,7 @@ count (p 0.35), capped at 29; the answer is log-normal text with median 180 word
 processor at 336 px / patch 14 (576 tokens per image), `vicuna_v1` template, max_length 2048. The images are tiny
 PNGs: the pass never decodes them, the collator does (its time here is a lower bound for real 336 px images).
 
-    python -m benchmarks.length_pass [--rows 20000] [--collate_rows 100]     (from the repository root)
+    python -m benchmarks.length_pass [--rows 20000] [--collate_rows 100] [--num_proc N]     (from the repository root)
 """
 
 from __future__ import annotations
@@ -54,6 +54,7 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=20000)
     parser.add_argument("--collate_rows", type=int, default=100)
+    parser.add_argument("--num_proc", type=int, default=None)
     args = parser.parse_args(argv)
     from trl.trainer.sft_trainer import DataCollatorForVisionLanguageModeling
 
@@ -63,7 +64,7 @@ def main(argv=None) -> None:
     dataset = datasets.Dataset.from_list(stand_in_rows(args.rows), features=features)
     for policy in ("skip", "trim_rounds"):
         start = time.perf_counter()
-        _, report = fit_to_length(dataset, processor, max_length=2048, policy=policy)
+        _, report = fit_to_length(dataset, processor, max_length=2048, policy=policy, num_proc=args.num_proc)
         elapsed = time.perf_counter() - start
         print(f"length pass ({policy}): {args.rows} rows in {elapsed:.1f} s = {args.rows / elapsed:,.0f} rows/s; "
               f"kept {report.rows_out} ({report.rows_out / args.rows:.1%}), {report.skipped} skipped")

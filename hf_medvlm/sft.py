@@ -175,10 +175,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     peft_config = lora_config_for(model, model_args) if model_args.use_peft else None
     freeze_modules(model, stage_args.freeze_modules)
-    train_dataset, eval_dataset, length_reports = fit_splits_to_length(
-        train_dataset, eval_dataset, processor, max_length=training_args.max_length,
-        policy=stage_args.length_policy, max_images_per_sample=stage_args.max_images_per_sample,
-    )
+    with training_args.main_process_first(desc="length pass"):  # the other ranks read rank 0's cached lengths
+        train_dataset, eval_dataset, length_reports = fit_splits_to_length(
+            train_dataset, eval_dataset, processor, max_length=training_args.max_length,
+            policy=stage_args.length_policy, max_images_per_sample=stage_args.max_images_per_sample,
+            num_proc=training_args.dataset_num_proc,
+        )
 
     trainer = MedVLMSFTTrainer(
         model=model,

@@ -123,6 +123,7 @@ class _Trim:
 def fit_to_length(
     dataset: datasets.Dataset, processor, *, max_length: int | None, policy: str = "trim_rounds",
     max_images_per_sample: int | None = None, split: str = "train", batch_size: int = 1000,
+    num_proc: int | None = None,
 ) -> tuple[datasets.Dataset, LengthReport]:
     """Return `dataset` with every row within `max_length` tokens and `max_images_per_sample` images, and a report.
 
@@ -135,7 +136,7 @@ def fit_to_length(
     limits = _Limits(max_length, max_images_per_sample)
     if limits.max_length is None and limits.max_images is None:
         return dataset, report
-    lengths, counts = measure(dataset, processor, split, batch_size)
+    lengths, counts = measure(dataset, processor, split, batch_size, num_proc)
     over = [i for i, (n, k) in enumerate(zip(lengths, counts)) if not limits.fit(n, k)]
     if over and policy == "error":
         raise ValueError(_error_message(dataset, over, lengths, counts, limits, split))
@@ -161,24 +162,36 @@ def fit_splits_to_length(train: datasets.Dataset, evaluation: datasets.Dataset |
     return train, evaluation, [report, eval_report]
 
 
-def measure(dataset: datasets.Dataset, processor, split: str = "train", batch_size: int = 1000):
-    """(token length, image count) of every row; reads only `messages` and the Arrow list lengths of `images`."""
+def measure(dataset: datasets.Dataset, processor, split: str = "train", batch_size: int = 1000,
+            num_proc: int | None = None) -> tuple[list[int], list[int]]:
+    """(token length, image count) of every row; reads `messages` (and `id`) and the Arrow list lengths of `images`.
+
+    A `datasets` map: `num_proc` workers, and cached beside a dataset loaded from files, so other ranks (under
+    `main_process_first`) and reruns read the lengths back instead of measuring again.
+    """
     counts = image_counts(dataset)
-    messages = dataset.select_columns(["messages"])
-    lengths: list[int] = []
-    for start in tqdm(range(0, len(dataset), batch_size), desc=f"Measuring {split} rows", unit="batch"):
-        batch = messages[start : start + batch_size]["messages"]
-        prepared = [_prepared(m, counts[start + j], dataset, start + j, split) for j, m in enumerate(batch)]
-        lengths.extend(token_lengths(processor, prepared, counts[start : start + len(batch)]))
-    return lengths, counts
+    columns = [c for c in ("messages", "id") if c in dataset.column_names]
+    measured = dataset.select_columns(columns).map(
+        _measure_batch, batched=True, batch_size=batch_size, with_indices=True, num_proc=num_proc,
+        remove_columns=columns, fn_kwargs={"processor": processor, "counts": counts, "split": split},
+        desc=f"Measuring {split} rows",
+    )
+    return list(measured["num_tokens"]), counts
 
 
-def _prepared(messages: list[dict], num_images: int, dataset, index: int, split: str) -> list[dict]:
+def _measure_batch(batch: dict, indices: list[int], processor, counts: list[int], split: str) -> dict:
+    num_images = [counts[i] for i in indices]
+    names = batch["id"] if "id" in batch else [f"#{i}" for i in indices]
+    prepared = [_prepared(m, k, name, split) for m, k, name in zip(batch["messages"], num_images, names)]
+    return {"num_tokens": token_lengths(processor, prepared, num_images)}
+
+
+def _prepared(messages: list[dict], num_images: int, name: str, split: str) -> list[dict]:
     """Messages with one image block per image, as the collator makes them (`images` stand-ins: no decoding)."""
     try:
         return prepare_multimodal_messages(messages, images=[None] * num_images)
     except ValueError as err:
-        raise ValueError(f"{split} data, row {_row_name(dataset, index)!r}: {err}") from err
+        raise ValueError(f"{split} data, row {name!r}: {err}") from err
 
 
 def _round_ends(messages: list[dict]) -> list[int]:

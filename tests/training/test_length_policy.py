@@ -135,6 +135,13 @@ def test_measured_length_is_the_collated_length(template):
         assert measure(dataset, processor) == (expected, counts)
 
 
+def test_measuring_in_worker_processes_gives_the_same_lengths(tiny_llava_med):
+    from hf_medvlm.training.length_policy import measure
+
+    dataset = to_dataset([image_row(f"r{i}", [i % 3, 1]) for i in range(12)])
+    assert measure(dataset, tiny_llava_med[1], batch_size=4, num_proc=2) == measure(dataset, tiny_llava_med[1])
+
+
 # ---------------------------------------------------------------------------------------- the policies at 336 px / 14
 
 
