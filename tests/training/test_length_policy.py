@@ -11,7 +11,7 @@ from pathlib import Path
 import datasets
 import pytest
 
-from hf_medvlm.sft import parse_args
+from hf_medvlm.commands.train import parse_args
 from hf_medvlm.training.trainer import MedVLMSFTTrainer
 from tests.conftest import make_rgb_image
 
@@ -283,7 +283,7 @@ def test_train_command_fits_the_rows_and_reports_them(tiny_checkpoint, tmp_path,
     import json
     import logging
 
-    from hf_medvlm.sft import main
+    from hf_medvlm.commands.train import main
 
     data_dir = tmp_path / "data"
     rows = [image_row("one", [1]), image_row("five", [5]), image_row("rounds", [1, 4])]
