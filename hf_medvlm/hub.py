@@ -10,7 +10,7 @@ Each push first reads the folder the way `from_pretrained` / `load_dataset` will
 `HfApi.upload_folder`: unchanged files are skipped, an unchanged folder makes no commit, and stale weights or shards
 are deleted in the commit that replaces them. Transient errors are retried by huggingface_hub's own back-off; errors
 that no retry can fix (offline mode, HTTP 401/403/404) end at once in one sentence (`HubAccessError`).
-Command line: `hf-medvlm push --folder FOLDER --repo_id REPO_ID` (see `--help`).
+Command line: `hf-medvlm push --folder FOLDER --repo_id REPO_ID` (`hf_medvlm/commands/push.py`).
 """
 
 from __future__ import annotations
@@ -18,9 +18,7 @@ from __future__ import annotations
 import ast
 import json
 import subprocess
-import sys
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from fnmatch import fnmatch
 from pathlib import Path
 from typing import Any, Iterable
@@ -51,7 +49,6 @@ __all__ = [
     "validate_dataset_folder",
     "push_model",
     "push_dataset_folder",
-    "main",
 ]
 
 MODEL_CARD_TEMPLATE = Path(__file__).parent / "templates" / "model_card.md.jinja"
@@ -466,49 +463,3 @@ def push_dataset_folder(folder, repo_id: str, *, revision: str | None = None, pr
                           commit_message=message, ignore_patterns=HIDDEN + ["README.md"], delete_patterns=stale or None)
         return api.upload_file(path_or_fileobj=folder / "README.md", path_in_repo="README.md", repo_id=repo_id,
                                repo_type="dataset", revision=revision, commit_message=f"{message}: dataset card")
-
-
-# ----------------------------------------------------------------------------------------------------- CLI
-@dataclass
-class PushArguments:
-    folder: str = field(metadata={"help": "saved model folder (config.json + weights) or Parquet dataset folder"})
-    repo_id: str = field(metadata={"help": "target repo, `namespace/name`"})
-    repo_type: str = field(default="auto", metadata={
-        "help": "`model`, `dataset`, or `auto` (model if the folder has config.json, else dataset)",
-        "choices": ["auto", "model", "dataset"]})
-    revision: str | None = field(default=None, metadata={"help": "branch to push to (created if missing)"})
-    private: bool | None = field(default=None, metadata={"help": "create the repo as private"})
-    commit_message: str | None = field(default=None, metadata={"help": "commit message"})
-
-
-EPILOG = """examples:
-  hf-medvlm push --folder out/llava-med-tiny --repo_id me/llava-med-tiny --revision v0.1
-  hf-medvlm push --folder data/pmc_vqa_parquet --repo_id me/pmc-vqa --repo_type dataset
-
-Needs a token with write access in HF_TOKEN (or `hf auth login`); HF_ENDPOINT selects another Hub server."""
-
-
-def main(argv: list[str] | None = None) -> int:
-    import argparse
-
-    from transformers import HfArgumentParser
-
-    parser = HfArgumentParser(PushArguments, prog="hf-medvlm push", epilog=EPILOG,
-                              description="Upload a model or dataset folder to the Hugging Face Hub.",
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
-    (args,) = parser.parse_args_into_dataclasses(args=argv)
-    folder = Path(args.folder)
-    repo_type = args.repo_type
-    if repo_type == "auto":
-        is_model = (folder / "config.json").is_file() or (folder / "adapter_config.json").is_file()
-        repo_type = "model" if is_model else "dataset"
-    push = push_model if repo_type == "model" else push_dataset_folder
-    info = push(folder, args.repo_id, revision=args.revision, private=args.private,
-                commit_message=args.commit_message)
-    print(f"Pushed {repo_type} {folder} to {args.repo_id}" + (f"@{args.revision}" if args.revision else "")
-          + f": {info}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
