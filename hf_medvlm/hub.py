@@ -8,7 +8,7 @@
 Both pushes create the repo (and the revision branch) if missing, upload file by file (large files through LFS),
 skip files whose content is already on the Hub, and make no commit at all when nothing changed. Transient network
 errors (connection failures, timeouts, 429/5xx) are retried a bounded number of times, then reported in one sentence.
-Command line: `hf-medvlm push --folder FOLDER --repo_id REPO_ID` (see `--help`).
+Command line: `hf-medvlm push --folder FOLDER --repo_id REPO_ID` (`hf_medvlm/commands/push.py`).
 """
 
 from __future__ import annotations
@@ -19,9 +19,7 @@ import json
 import re
 import logging
 import subprocess
-import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -48,7 +46,6 @@ __all__ = [
     "write_model_card",
     "push_model",
     "push_dataset_folder",
-    "main",
 ]
 
 logger = logging.getLogger(__name__)
@@ -377,49 +374,3 @@ def push_dataset_folder(folder, repo_id: str, *, revision: str | None = None, pr
     message = commit_message or f"Upload dataset from {folder.name} with hf_medvlm"
     data_files = [f for f in files if f != "README.md"]
     return _commit_in_batches(api, repo_id, "dataset", revision, folder, data_files, last, message)
-
-
-# ----------------------------------------------------------------------------------------------------- CLI
-@dataclass
-class PushArguments:
-    folder: str = field(metadata={"help": "saved model folder (config.json + weights) or Parquet dataset folder"})
-    repo_id: str = field(metadata={"help": "target repo, `namespace/name`"})
-    repo_type: str = field(default="auto", metadata={
-        "help": "`model`, `dataset`, or `auto` (model if the folder has config.json, else dataset)",
-        "choices": ["auto", "model", "dataset"]})
-    revision: str | None = field(default=None, metadata={"help": "branch to push to (created if missing)"})
-    private: bool | None = field(default=None, metadata={"help": "create the repo as private"})
-    commit_message: str | None = field(default=None, metadata={"help": "commit message"})
-
-
-EPILOG = """examples:
-  hf-medvlm push --folder out/llava-med-tiny --repo_id me/llava-med-tiny --revision v0.1
-  hf-medvlm push --folder data/pmc_vqa_parquet --repo_id me/pmc-vqa --repo_type dataset
-
-Needs a token with write access in HF_TOKEN (or `hf auth login`); HF_ENDPOINT selects another Hub server."""
-
-
-def main(argv: list[str] | None = None) -> int:
-    import argparse
-
-    from transformers import HfArgumentParser
-
-    parser = HfArgumentParser(PushArguments, prog="hf-medvlm push", epilog=EPILOG,
-                              description="Upload a model or dataset folder to the Hugging Face Hub.",
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
-    (args,) = parser.parse_args_into_dataclasses(args=argv)
-    folder = Path(args.folder)
-    repo_type = args.repo_type
-    if repo_type == "auto":
-        is_model = (folder / "config.json").is_file() or (folder / "adapter_config.json").is_file()
-        repo_type = "model" if is_model else "dataset"
-    push = push_model if repo_type == "model" else push_dataset_folder
-    info = push(folder, args.repo_id, revision=args.revision, private=args.private,
-                commit_message=args.commit_message)
-    print(f"Pushed {repo_type} {folder} to {args.repo_id}" + (f"@{args.revision}" if args.revision else "")
-          + f": {info}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

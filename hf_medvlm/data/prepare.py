@@ -1,4 +1,4 @@
-"""`hf-medvlm prepare <source>`: raw release files -> Hub-ready Parquet folder (+ dataset card), optionally pushed.
+"""Raw release files -> Hub-ready Parquet folder (+ dataset card): the work behind `hf-medvlm prepare <source>`.
 
 The same code runs behind every `dataset_scripts/<source>.py`. Records are streamed (JSON arrays are decoded
 incrementally, CSV and Parquet row by row), converted by the pure functions of `hf_medvlm.data.converters`,
@@ -7,7 +7,6 @@ validated, and written in shards; bad records raise or, with `--on_error skip`, 
 
 from __future__ import annotations
 
-import argparse
 import csv
 import itertools
 import json
@@ -15,8 +14,6 @@ import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-
-from transformers import HfArgumentParser
 
 from . import converters as cv
 from .card import LLAVA_MED_LICENSE, write_dataset_card
@@ -26,7 +23,7 @@ from .schema import (
 )
 from .writer import DEFAULT_ROWS_PER_SHARD, write_dataset_folder
 
-__all__ = ["PrepareArguments", "SourceSpec", "SOURCES", "iter_records", "prepare", "main"]
+__all__ = ["PrepareArguments", "SourceSpec", "SOURCES", "iter_records", "prepare"]
 
 
 # ------------------------------------------------------------------------------------------------ readers
@@ -186,7 +183,7 @@ SOURCES: dict[str, SourceSpec] = {
 }
 
 
-# ------------------------------------------------------------------------------------------------- script
+# ------------------------------------------------------------------------------------------------- preparing
 
 
 @dataclass
@@ -299,39 +296,3 @@ def prepare(source: str, args: PrepareArguments) -> dict:
     print(f"{source}/{config}/{split}: wrote {counts['num_rows']} rows in {counts['num_shards']} shard(s)"
           f"{' without images (--text_only)' if args.text_only else ''}; {counter.summary()}", file=sys.stderr)
     return counts
-
-
-def _push(args: PrepareArguments) -> str:
-    if not args.hub_repo_id:
-        raise ValueError("--push_to_hub needs --hub_repo_id")
-    from hf_medvlm.hub import push_dataset_folder
-
-    return push_dataset_folder(args.output_dir, args.hub_repo_id, private=args.hub_private)
-
-
-EPILOG = """example:
-  hf-medvlm prepare llava_med_instruct --input_path llava_med_instruct_60k_inline_mention.json \\
-      --image_root images --config_name 60k_inline_mention --output_dir llava_med_instruct --on_error skip
-
-sources: """ + ", ".join(SOURCES)
-
-
-def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0].startswith("-"):
-        print(f"usage: hf-medvlm prepare <source> --input_path RAW --output_dir DIR [options]\n\n{EPILOG}")
-        return 0 if argv and argv[0] in ("-h", "--help") else 2
-    source, rest = argv[0], argv[1:]
-    if source not in SOURCES:
-        raise ValueError(f"unknown source {source!r}; expected one of {sorted(SOURCES)}")
-    parser = HfArgumentParser(PrepareArguments, prog=f"hf-medvlm prepare {source}", epilog=EPILOG,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
-    (args,) = parser.parse_args_into_dataclasses(rest)
-    counts = prepare(source, args)
-    if args.push_to_hub:
-        print(f"pushed to {_push(args)}", file=sys.stderr)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 from datasets import load_dataset
 
-from hf_medvlm.data.prepare import main
+from hf_medvlm.commands.prepare import main
 from tests.data.conftest import write_jpeg, write_truncated_jpeg
 
 

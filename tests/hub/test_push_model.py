@@ -246,7 +246,7 @@ def test_training_with_push_to_hub_publishes_card_with_recipe_and_results(hub_se
     write_tiny_dataset(tmp_path / "data")
     repo = repo_name("trained")
     recipe = repo_root / "recipes" / "tiny" / "sft" / "stage2.yaml"
-    from hf_medvlm.sft import main
+    from hf_medvlm.commands.train import main
 
     assert main(["--config", str(recipe), "--model_name_or_path", str(tmp_path / "tiny"), "--dataset_name",
                  str(tmp_path / "data"), "--output_dir", str(tmp_path / "out"), "--max_steps", "2",

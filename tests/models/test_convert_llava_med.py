@@ -15,7 +15,7 @@ from safetensors.torch import load_file, save_file
 from transformers import AutoModelForImageTextToText, AutoProcessor, LlavaForConditionalGeneration
 
 import hf_medvlm  # noqa: F401 - registers the Auto classes
-from hf_medvlm.models.llava_med.convert_llava_med_to_hf import main as convert_main
+from hf_medvlm.commands.convert import main as convert_main
 
 from .original_builders import (
     build_original,

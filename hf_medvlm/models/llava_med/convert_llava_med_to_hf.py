@@ -14,7 +14,6 @@ import json
 import os
 import shutil
 import struct
-import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +21,7 @@ from pathlib import Path
 import torch
 from safetensors import safe_open
 from tqdm.auto import tqdm
-from transformers import GenerationConfig, HfArgumentParser, LlavaConfig, LlavaProcessor
+from transformers import GenerationConfig, LlavaConfig, LlavaProcessor
 from transformers.dynamic_module_utils import custom_object_save
 
 from .configuration_llava_med import LlavaMedConfig
@@ -41,14 +40,7 @@ from .original_checkpoint import (
 )
 from .processing_llava_med import LlavaMedProcessor
 
-__all__ = ["ConvertArguments", "convert", "CheckpointReader", "main"]
-
-EPILOG = """example:
-  hf-medvlm convert --input_dir llava-med-v1.5-mistral-7b --output_dir llava-med-v1.5-hf --dtype bfloat16
-  hf-medvlm convert --input_dir llava-med-v1.5-mistral-7b --output_dir llava-med-v1.5-llava --to llava
-  hf-medvlm convert --input_dir llava_med_in_text_60k_delta --delta --base_dir llama-7b \\
-      --vision_tower clip-vit-large-patch14 --output_dir llava-med-v1.0-hf
-"""
+__all__ = ["ConvertArguments", "convert", "CheckpointReader", "print_summary"]
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 SAFETENSORS_DTYPES = {torch.float32: "F32", torch.bfloat16: "BF16", torch.float16: "F16", torch.int64: "I64"}
@@ -447,28 +439,3 @@ def print_summary(summary: dict) -> None:
         f"({summary['ignored']} ignored buffers), tokens added {summary['added_tokens']}, dtype {summary['dtype']}, "
         f"{summary['bytes'] / 1e9:.3f} GB -> {summary['output_dir']}"
     )
-
-
-def parse_args(argv: list[str] | None = None) -> ConvertArguments:
-    parser = HfArgumentParser(ConvertArguments, description=__doc__.split("\n")[0], epilog=EPILOG)
-    parser.formatter_class = __import__("argparse").RawDescriptionHelpFormatter
-    (args,) = parser.parse_args_into_dataclasses(args=argv)
-    return args
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    summary = convert(args)
-    print_summary(summary)
-    if args.push_to_hub:
-        from hf_medvlm.hub import push_model
-
-        card = {"summary": f"LLaVA-Med ({summary['source']}) converted to {summary['format']} format with "
-                           f"`hf-medvlm convert` from `{Path(args.input_dir).name}`."}
-        url = push_model(summary["output_dir"], args.push_to_hub, card_kwargs=card)
-        print(f"pushed to {url}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
