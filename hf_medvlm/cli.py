@@ -29,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "filter": ("hf_medvlm.commands.filter", "filter figure records (PubMedVision lexicon/size/classifier/dedup)"),
     "demo": ("hf_medvlm.commands.demo", "the whole curriculum on the embedded real demo set, pushed and reloaded (CPU, minutes)"),
     "select": ("hf_medvlm.commands.select", "BioMed-VITAL data selection: train the selector, score a dataset, pick top K%"),
+    "tiny": ("hf_medvlm.commands.tiny", "write the tiny models, demo data and example release files the walkthroughs use"),
 }
 
 USAGE = """usage: hf-medvlm <command> [options]   (hf-medvlm <command> --help for details)

@@ -9,19 +9,22 @@ Each push first reads the folder the way `from_pretrained` / `load_dataset` will
 (`InvalidFolderError`). It then creates the repo (and the revision branch) if missing and uploads with
 `HfApi.upload_folder`: unchanged files are skipped, an unchanged folder makes no commit, and stale weights or shards
 are deleted in the commit that replaces them. Transient errors are retried by huggingface_hub's own back-off; errors
-that no retry can fix (offline mode, HTTP 401/403/404) end at once in one sentence (`HubAccessError`).
+that no retry can fix (offline mode, HTTP 401/403/404) end at once in one sentence (`HubAccessError`). Offline mode
+does not block a Hub on the loopback interface (the demo's and the walkthroughs' local server).
 Command line: `hf-medvlm push --folder FOLDER --repo_id REPO_ID` (`hf_medvlm/commands/push.py`).
 """
 
 from __future__ import annotations
 
 import ast
+import ipaddress
 import json
 import subprocess
 from contextlib import contextmanager
 from fnmatch import fnmatch
 from pathlib import Path
 from typing import Any, Iterable
+from urllib.parse import urlsplit
 
 import httpx2
 import yaml
@@ -49,6 +52,7 @@ __all__ = [
     "validate_dataset_folder",
     "push_model",
     "push_dataset_folder",
+    "is_loopback_endpoint",
 ]
 
 MODEL_CARD_TEMPLATE = Path(__file__).parent / "templates" / "model_card.md.jinja"
@@ -388,15 +392,41 @@ def _resolve_token(token: str | None) -> str:
     return token
 
 
+def is_loopback_endpoint(url: str | None = None) -> bool:
+    """Whether `url` (default: the Hub endpoint, `HF_ENDPOINT`) is on this machine's loopback interface."""
+    host = urlsplit(url or constants.ENDPOINT).hostname or ""
+    try:
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@contextmanager
+def _online_if_loopback():
+    """`HF_HUB_OFFLINE=1` keeps a process off the network. A Hub on the loopback interface (the demo's and the
+    walkthroughs' server) is not the network, so pushes to it go ahead in offline mode: the flag, which
+    huggingface_hub read into `constants` at import, is lifted for the push only. Every request of a push goes to
+    `constants.ENDPOINT`, loopback here, so nothing can reach a real Hub meanwhile."""
+    if not (constants.HF_HUB_OFFLINE and is_loopback_endpoint()):
+        yield
+        return
+    constants.HF_HUB_OFFLINE = False
+    try:
+        yield
+    finally:
+        constants.HF_HUB_OFFLINE = True
+
+
 @contextmanager
 def _hub_errors(repo_id: str):
     """One sentence per failure. Nothing is retried here: huggingface_hub already retried what can pass on retry."""
     offline = (f"Cannot push to {repo_id}: offline mode is on (HF_HUB_OFFLINE=1) and publishing needs the Hub at "
                f"{constants.ENDPOINT}; unset HF_HUB_OFFLINE to push.")
-    if constants.is_offline_mode():
+    if constants.is_offline_mode() and not is_loopback_endpoint():
         raise HubAccessError(offline)
     try:
-        yield
+        with _online_if_loopback():
+            yield
     except OfflineModeIsEnabled as err:
         raise HubAccessError(offline) from err
     except HfHubHTTPError as err:

@@ -83,8 +83,10 @@ def _run_with_loopback_hub(args: DemoArguments, argv: list[str]) -> int:
     out = Path(args.output_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
     server = start_hub_server(tempfile.mkdtemp(prefix="hub_", dir=out))
+    # The child talks to no Hub but this loopback one, so HF_HUB_OFFLINE=1 (common on clusters) must not stop its
+    # push and reload: offline mode is switched off for the child alone.
     env = dict(os.environ, HF_ENDPOINT=server.url, HF_TOKEN=LOOPBACK_TOKEN, HF_HUB_DISABLE_XET="1",
-               HF_HOME=str(out / "hf_home"), HF_HUB_DISABLE_TELEMETRY="1")
+               HF_HOME=str(out / "hf_home"), HF_HUB_DISABLE_TELEMETRY="1", HF_HUB_OFFLINE="0")
     print(f"Started a loopback Hub at {server.url} for the push (state in {out}).", flush=True)
     try:
         child = [sys.executable, "-m", "hf_medvlm", "demo", *argv, "--hub", "endpoint"]

@@ -34,6 +34,7 @@ __all__ = [
     "in_text_mentions",
     "convert_pubmedvision",
     "convert_biomed_vital",
+    "convert_generated",
     "convert_llava_vqa",
     "convert_vqa_rad",
     "convert_slake",
@@ -283,6 +284,30 @@ def convert_biomed_vital(raw: dict, resolve: ImageResolver) -> dict:
     demonstrations name the image under `imgs`, which is read as well.
     """
     return convert_llava_med(raw, resolve, source="biomed_vital", image_keys=("image", "imgs"))
+
+
+# ------------------------------------------------------------------------------------ `hf-medvlm generate`
+
+
+def convert_generated(raw: dict, resolve: ImageResolver) -> dict:
+    """A training-schema row as `hf-medvlm generate` writes it (`images` paths relative to its file, `messages` with
+    content blocks, `domain` one LLaVA-Med domain name or empty) -> training row; extra columns are dropped."""
+    record_id = _record_id(raw)
+    refs, messages = raw.get("images") or [], raw.get("messages")
+    if not isinstance(refs, list) or not isinstance(messages, list):
+        raise RecordError("bad_field", f"record {record_id!r}: 'images' and 'messages' must be lists")
+    images = [resolve(ref, record_id) for ref in refs]
+    try:
+        messages = [{"role": m["role"], "content": [{"type": b["type"], "text": b.get("text")} for b in m["content"]]}
+                    for m in messages]
+    except (KeyError, TypeError) as err:
+        raise RecordError("bad_field", f"record {record_id!r}: field 'messages' must hold {{role, content: [{{type, "
+                          f"text}}]}} objects ({type(err).__name__}: {err})") from None
+    domain = raw.get("domain")
+    flags = domain_flags(domain, record_id) if isinstance(domain, dict) else (
+        {name: name == domain for name in DOMAINS} if domain in DOMAINS else None)
+    return _training_row(record_id, raw.get("source") or "generated", images, messages, flags,
+                         raw.get("modality") or None, raw.get("body_part") or None)
 
 
 # -------------------------------------------------------------------------------------------- VQA benches

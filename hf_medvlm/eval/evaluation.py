@@ -146,7 +146,7 @@ def format_table(scores: dict, benchmark: str) -> str:
             continue
         if protocol == "biomed_vital_win_rate":
             lines.append(f"  {protocol:<10} win_rate {result['win_rate']} (wins={result['wins']}, "
-                         f"ties={result['ties']}, losses={result['losses']}, "
+                         f"ties={result['ties']} of which inconsistent={result['inconsistent']}, losses={result['losses']}, "
                          f"unparseable={result['unparseable']['count']})")
             continue
         for key, value in result.items():

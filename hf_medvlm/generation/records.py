@@ -10,6 +10,7 @@ Input JSONL, one figure per line (LLaVA-Med ``fig_captions`` keys are accepted t
 from __future__ import annotations
 
 import json
+import os
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +24,7 @@ __all__ = [
     "image_parts",
     "training_row",
     "write_jsonl",
+    "read_rows",
     "record_rng",
 ]
 
@@ -139,15 +141,46 @@ def training_row(record: FigureRecord, pairs: list[tuple[str, str]], *, row_id: 
     }
 
 
+def _relative_images(row: dict, folder: Path) -> dict:
+    images = row.get("images")
+    if not isinstance(images, list) or not all(isinstance(p, str) for p in images):
+        return row
+    return {**row, "images": [p if Path(p).is_absolute() else os.path.relpath(p, folder) for p in images]}
+
+
 def write_jsonl(path: str | Path, rows) -> int:
+    """Write rows as JSONL. Relative ``images`` paths (relative to the working folder, as the readers resolved them)
+    are rewritten relative to the output file's folder, the rule every reader applies, so an output is the next
+    command's input wherever that command runs."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     count = 0
     with path.open("w", encoding="utf-8") as handle:
         for row in rows:
-            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+            handle.write(json.dumps(_relative_images(row, path.parent), ensure_ascii=False) + "\n")
             count += 1
     return count
+
+
+def read_rows(path: str | Path, image_root: str | Path | None = None) -> list[dict]:
+    """Rows of a JSONL file written by `generate` (training schema), with relative ``images`` paths resolved against
+    ``image_root`` (default: the file's folder). A line that is not a JSON object is an error naming file and line."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"input file {path} does not exist")
+    base, rows = Path(image_root) if image_root else path.parent, []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path}:{number}: not valid JSON ({err.msg})") from None
+        if not isinstance(row, dict) or not isinstance(row.get("images", []), list):
+            raise ValueError(f"{path}:{number}: expected an object with an 'images' list")
+        row["images"] = [p if Path(p).is_absolute() else str(base / p) for p in row.get("images", [])]
+        rows.append(row)
+    return rows
 
 
 def record_rng(seed: int, record_id: str, salt: str = "") -> random.Random:

@@ -13,6 +13,7 @@ import datasets
 import numpy as np
 from transformers import AutoConfig, AutoProcessor
 
+from ..data.loading import load_rows
 from ..models.med_selector import MedSelectorConfig, MedSelectorModel
 from .data import load_pairs, pairs_from_ratings, validate_pairs
 from .metrics import format_metrics_table, precision_f1_at_k
@@ -99,16 +100,6 @@ def _csv(values: str, kind=float) -> list:
         raise ValueError(f"expected comma-separated numbers, got {values!r}.") from err
 
 
-def load_rows(path: str, name: str | None = None, split: str = "train") -> datasets.Dataset:
-    """A dataset from a .parquet/.json/.jsonl file, a dataset folder or a Hub repo."""
-    if path.endswith((".parquet", ".json", ".jsonl")):
-        if not Path(path).is_file():
-            raise FileNotFoundError(f"dataset file {path} does not exist.")
-        return datasets.load_dataset("parquet" if path.endswith(".parquet") else "json", data_files=path,
-                                     split="train")
-    return datasets.load_dataset(path, name=name, split=split)
-
-
 def load_selector(name_or_path: str, train_args=None):
     """A saved MedSelector, or a new one around a CLIP-like encoder; plus its processor."""
     processor = AutoProcessor.from_pretrained(name_or_path)
@@ -186,9 +177,9 @@ def _hub_ids(names: list[str]) -> list[str]:
 
 def run_train(args, training_args) -> int:
     train, test, skipped = _training_pairs(args, training_args)
-    sources = dict(zip(*np.unique(train["source"], return_counts=True)))
+    sources = {str(k): int(v) for k, v in zip(*np.unique(train["source"], return_counts=True))}  # no np.str_ in logs
     logger.info("training pairs by source: %s; held-out human pairs: %s; skipped: %s",
-                {k: int(v) for k, v in sources.items()}, 0 if test is None else len(test), skipped)
+                sources, 0 if test is None else len(test), skipped)
     weights = _csv(args.sweep_w) if args.sweep_w else [training_args.human_weight]
     rows = []
     for w in weights:
@@ -197,7 +188,7 @@ def run_train(args, training_args) -> int:
         if args.sweep_w:
             run_args.output_dir = str(Path(training_args.output_dir) / f"w_{w:g}")
         rows.append({"w": w, **_train_one(args, run_args, train, test)})
-    summary = {"runs": rows, "skipped": skipped, "train_pairs_by_source": {k: int(v) for k, v in sources.items()}}
+    summary = {"runs": rows, "skipped": skipped, "train_pairs_by_source": sources}
     Path(training_args.output_dir).mkdir(parents=True, exist_ok=True)
     Path(training_args.output_dir, "sweep_results.json").write_text(json.dumps(summary, indent=2, default=float))
     if test is not None:

@@ -13,21 +13,25 @@ Every request is recorded in `server.requests` (path, query, headers, parsed JSO
     with start_openai_server(lambda body: "Yes.") as server:
         backend = OpenAIChatBackend(server.url, model="test")
 
-From a shell, `python -m hf_medvlm.testing.openai_server --port 8000 --text "8 7"` serves a fixed reply until Ctrl-C.
+From a shell, `python -m hf_medvlm.testing.openai_server --port 8000 --text "8 7"` serves a fixed reply until Ctrl-C;
+`--canned` answers every generate / rate / judge request in the shape its parser expects (`CannedResponder`).
 """
 
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 import urllib.parse
+import zlib
 from collections import deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
 
-__all__ = ["Reply", "RecordedRequest", "OpenAIServer", "start_openai_server", "TransformersResponder", "message_texts"]
+__all__ = ["Reply", "RecordedRequest", "OpenAIServer", "start_openai_server", "TransformersResponder", "CannedResponder",
+           "message_texts"]
 
 
 @dataclass
@@ -290,6 +294,30 @@ class TransformersResponder:
                      finish_reason=reply.finish_reason or "stop")
 
 
+class CannedResponder:
+    """Answer every request of the package's LLM steps in the shape its parser expects, without a model: a PubMedVision
+    JSON object (JSON mode), one BioMed-VITAL score per `Question N:` block, the qa50 judge's two scores, a win-rate
+    verdict, and otherwise a `User:`/`Assistant:` transcript (self-instruct, BioMed-VITAL generation). Scores and
+    verdicts vary with a hash of the request, so ratings differ and preference pairs can form. For walkthroughs and
+    tests of the hand-offs between commands: the text means nothing."""
+
+    def __call__(self, body: dict) -> str:
+        texts = message_texts(body["messages"])
+        last, seed = (texts[-1] if texts else ""), zlib.crc32(json.dumps(body["messages"]).encode())
+        if (body.get("response_format") or {}).get("type") == "json_object":
+            return json.dumps({"Image_description": "An axial image with a hypodense lesion.",
+                               "QA-query": "What abnormality is visible?", "QA-answer": "A hypodense lesion."})
+        if "[Assistant 1]" in last and "[Assistant 2]" in last:
+            return f"8 {4 + seed % 5}\nThe second answer is less complete."
+        if "[The Start of Assistant A's Answer]" in last:
+            return f"Both answers are short. [[{'ABC'[seed % 3]}]]"
+        questions = len(re.findall(r"^Question \d+:", last, flags=re.MULTILINE))
+        if questions:
+            return " ".join(str(2 + (seed >> (3 * i)) % 8) for i in range(questions)) + "\nScored by relevance."
+        return ("User: What imaging modality is shown?\nAssistant: A cross-sectional image of the region.\n"
+                "User: What is the main finding?\nAssistant: A well-defined lesion with a smooth margin.")
+
+
 def main(argv: list[str] | None = None) -> int:
     """`python -m hf_medvlm.testing.openai_server`: run the loopback server in the foreground."""
     import argparse
@@ -309,8 +337,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=8000, help="port on 127.0.0.1 (0 = any free port)")
     parser.add_argument("--model_name", default="loopback-model", help="model id listed by GET /v1/models")
     parser.add_argument("--text", default="OK", help="the reply to every chat request")
+    parser.add_argument("--canned", action="store_true", help="instead of --text, answer each request of the "
+                        "generate / rate / judge steps in the shape its parser expects (CannedResponder)")
     args = parser.parse_args(argv)
-    server = OpenAIServer(port=args.port, model_name=args.model_name, default_text=args.text)
+    server = OpenAIServer(CannedResponder() if args.canned else None, port=args.port, model_name=args.model_name,
+                          default_text=args.text)
     print(f"OpenAI-compatible server listening on {server.url}; Ctrl-C to stop", flush=True)
     server.serve_forever()
     return 0

@@ -32,8 +32,9 @@ def tiny_selector_processor(image_size: int = 32, max_length: int = 48) -> CLIPP
     return CLIPProcessor(image_processor=images, tokenizer=fast)
 
 
-def build_tiny_selector(seed: int = 0, **config_overrides) -> tuple[MedSelectorModel, CLIPProcessor]:
-    processor = tiny_selector_processor()
+def build_tiny_selector(seed: int = 0, max_length: int = 48, **config_overrides) -> tuple[MedSelectorModel,
+                                                                                          CLIPProcessor]:
+    processor = tiny_selector_processor(max_length=max_length)
     vocab_size = len(processor.tokenizer)
     encoder = dict(
         model_type="clip", projection_dim=16,

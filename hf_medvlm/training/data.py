@@ -7,6 +7,8 @@ import logging
 import datasets
 from trl import get_dataset
 
+from ..data.loading import load_rows
+
 __all__ = ["load_training_data", "check_training_schema"]
 
 logger = logging.getLogger(__name__)
@@ -21,9 +23,8 @@ def load_training_data(script_args, mixture_args) -> tuple[datasets.Dataset, dat
         train, evaluation = splits["train"], splits.get("test")
         source = f"a mixture of {len(mixture_args.datasets)} datasets"
     elif script_args.dataset_name:
-        train = datasets.load_dataset(
-            script_args.dataset_name, name=script_args.dataset_config, split=script_args.dataset_train_split
-        )
+        # a dataset folder or Hub repo, or the JSONL `hf-medvlm generate` writes (images relative to the file)
+        train = load_rows(script_args.dataset_name, script_args.dataset_config, script_args.dataset_train_split)
         evaluation = None
         source = script_args.dataset_name
     else:

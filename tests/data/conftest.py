@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from hf_medvlm.data.examples import write_jpeg  # noqa: F401  re-exported for the data tests
+
 
 @pytest.fixture(scope="session")
 def demo_facts():
@@ -27,17 +29,6 @@ def demo_folder(tmp_path_factory):
     from hf_medvlm.data.demo import write_demo_dataset
 
     return write_demo_dataset(tmp_path_factory.mktemp("demo") / "demo_set")
-
-
-def write_jpeg(path, seed: int = 0, size=(24, 20)):
-    """A small real JPEG file (random pixels) at `path`."""
-    import numpy as np
-    from PIL import Image
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    rng = np.random.RandomState(seed)
-    Image.fromarray(rng.randint(0, 255, (size[1], size[0], 3), dtype=np.uint8)).save(path, format="JPEG")
-    return path
 
 
 def write_truncated_jpeg(path):

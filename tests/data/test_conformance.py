@@ -1,5 +1,5 @@
 """`hf-medvlm prepare` on each of the nine sources, from a raw file in the release's exact layout
-(`tests/data/release_formats.py` names what each layout was checked against), asserting field by field what the
+(`hf_medvlm/data/examples.py` names what each layout was checked against), asserting field by field what the
 prepared rows hold. Nested release fields must come back structured, never as a Python repr in a text column."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import pytest
 from datasets import Value, load_dataset
 
 from hf_medvlm.cli import main as cli_main
-from tests.data import release_formats as rf
+from hf_medvlm.data import examples as rf
 
 IMAGE = {"type": "image", "text": None}
 FLAG_ORDER = ("chest_xray", "mri", "histology", "gross", "ct_scan")  # LLaVA-Med's summarize_gpt_review.py

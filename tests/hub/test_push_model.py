@@ -191,6 +191,7 @@ def test_errors_that_cannot_pass_on_retry_end_at_once(case, hub_server, monkeypa
     before = len(hub_server.requests)
     if case == "offline":
         monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)  # what HF_HUB_OFFLINE=1 sets at import
+        monkeypatch.setattr(constants, "ENDPOINT", "https://huggingface.co")  # a real Hub: offline mode refuses
     elif case == 401:
         monkeypatch.setattr(hub_server.hub, "token", "the-only-accepted-token")
     else:
@@ -206,6 +207,21 @@ def test_errors_that_cannot_pass_on_retry_end_at_once(case, hub_server, monkeypa
         assert statuses == []  # not even one request
     else:
         assert statuses.count(case) == 1 and 500 not in statuses  # refused once, never retried
+
+
+def test_offline_mode_does_not_block_a_loopback_hub(hub_server, monkeypatch, tiny_llava_med, tmp_path, repo_name):
+    """issue 17: HF_HUB_OFFLINE=1 keeps off the network; the loopback Hub is local, so pushing to it works."""
+    from hf_medvlm.hub import is_loopback_endpoint
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    repo = repo_name("offline-loopback")
+    assert is_loopback_endpoint() and cli_main(["push", "--folder", str(_save(tiny_llava_med, tmp_path)),
+                                                "--repo_id", repo]) == 0
+    assert constants.HF_HUB_OFFLINE is True  # lifted for the push only
+    assert hub_server.commit_count(repo) >= 1
+    assert [is_loopback_endpoint(u) for u in ("http://localhost:1/", "http://[::1]:8/", "http://127.0.0.2",
+                                              "https://huggingface.co", "http://10.0.0.1:80")] == [
+        True, True, True, False, False]
 
 
 def test_unreachable_hub_gives_a_clear_error(hub_server, monkeypatch, tiny_llava_med, tmp_path):

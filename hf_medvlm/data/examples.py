@@ -1,8 +1,12 @@
-"""Raw files in the exact layouts of the nine public releases `hf-medvlm prepare` reads.
+"""Synthetic example records in the exact layouts of the nine public releases `hf-medvlm prepare` reads, plus the
+inputs of `fetch-images`, `filter`, `generate` and `select`, so that every documented command can be tried offline.
 
-Each writer copies one release's file name, field names, field order, value types and quirks, and says in its
-docstring what it was checked against (repository + path + commit, or the dataset card) and what could not be
-checked. The records' text is made up; only the layout is copied. Images are small random JPEGs.
+`write_examples(folder)` (what `hf-medvlm tiny --examples DIR` runs) writes them all in the releases' own folder
+layouts; the `write_<source>` functions write one release each and are what the conformance tests
+(`tests/data/test_conformance.py`) convert. Each writer copies one release's file name, field names, field order,
+value types and quirks, and says in its docstring what it was checked against (repository + path + commit, or the
+dataset card) and what could not be checked. The records' text is made up; only the layout is copied. Images are
+small random JPEGs.
 """
 
 from __future__ import annotations
@@ -12,7 +16,20 @@ import io
 import json
 from pathlib import Path
 
-from tests.data.conftest import write_jpeg
+__all__ = ["write_examples", "write_jpeg", "DOMAIN_KEYS"]
+
+
+def write_jpeg(path, seed: int = 0, size=(24, 20)) -> Path:
+    """A small real JPEG file (random pixels) at `path`."""
+    import numpy as np
+    from PIL import Image
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.RandomState(seed)
+    Image.fromarray(rng.randint(0, 255, (size[1], size[0], 3), dtype=np.uint8)).save(path, format="JPEG")
+    return path
+
 
 # LLaVA-Med's `domain` object, keys in the release's order (qa50 file, sha256 48c6b680...).
 DOMAIN_KEYS = ("chest_xray", "mri", "ct_scan", "histology", "gross")
@@ -285,7 +302,7 @@ def write_path_vqa(folder: Path) -> Path:
     return path
 
 
-def write_pmc_vqa(folder: Path, answer_column: str = "Answer") -> Path:
+def write_pmc_vqa(folder: Path, answer_column: str = "Answer", *, with_bad_row: bool = True) -> Path:
     """`test_clean.csv` of xmcmic/PMC-VQA.
 
     Checked against the dataset card (README at 245d3a2 and c08340c): columns `Figure_path` (a file name inside
@@ -305,8 +322,237 @@ def write_pmc_vqa(folder: Path, answer_column: str = "Answer") -> Path:
                      "D:Cannot determine from the information given", "B"])
     writer.writerow(["PMC1064097_F1.jpg", "Which view is shown?", "Axial", "A:Axial", "B:Sagittal", "C:Coronal",
                      "D:Oblique", "A"])
-    # not from the release: a row with an empty choice, to show the error path
-    writer.writerow(["PMC1064097_F1.jpg", "Which organ?", "Liver", "A:Liver", "B:Spleen", "C:", "D:Kidney", "A"])
+    if with_bad_row:  # not from the release: a row with an empty choice, to show the error path
+        writer.writerow(["PMC1064097_F1.jpg", "Which organ?", "Liver", "A:Liver", "B:Spleen", "C:", "D:Kidney", "A"])
     path = folder / "test_clean.csv"
     path.write_text(buffer.getvalue())
     return path
+
+
+# ------------------------------------------------------------------------------- everything, for `hf-medvlm tiny`
+
+PMC_URL = "http://127.0.0.1:8766"  # where the walkthroughs serve examples/pmc_mirror (python -m http.server)
+
+# Inputs of `filter` / `generate` (figure records). Captions name at least 5 terms of the packaged medical lexicon,
+# except the ones `filter pubmedvision` is meant to drop: too few terms, an image under 336 px, a near-duplicate.
+FIGURES = [  # id, caption, mentions, domain, image sizes
+    ("34160000_F1", "Axial contrast-enhanced computed tomography of the abdomen shows a hypodense hepatic abscess "
+     "with peripheral enhancement and ascites.", ["The abscess (Figure 1) was drained under ultrasound guidance."],
+     "ct_scan", [384]),
+    ("34160000_F2", "Posteroanterior chest radiograph shows cardiomegaly, bilateral pleural effusion and pulmonary "
+     "edema in the lung bases.", ["Heart failure was treated with diuretics (Figure 2)."], "chest_xray", [384]),
+    ("34160001_F1", "Axial T2-weighted magnetic resonance imaging of the brain shows a hyperintense lesion in the "
+     "left temporal lobe with surrounding edema.", ["A biopsy confirmed glioma (Fig. 1)."], "mri", [384, 400]),
+    ("34160002_F3", "Hematoxylin and eosin histology of a lymph node biopsy shows metastatic adenocarcinoma with "
+     "necrosis and inflammation.", ["Nodal metastases were found in 3 of 12 nodes (Figure 3)."], "histology", [384]),
+    ("34160003_F2", "Gross specimen of a resected kidney shows a large renal carcinoma with hemorrhage, necrosis "
+     "and a cyst.", [], "gross", [384]),
+    ("34160004_F1", "Coronal computed tomography of the chest shows a spiculated pulmonary nodule in the right "
+     "lung with calcification and lymph node enlargement.", ["See Figure 1 for the nodule."], "ct_scan", [384]),
+    ("34160005_F4", "Photograph of the study team at the annual meeting.", [], "", [384]),
+    ("34160006_F2", "Axial computed tomography of the liver shows a hypodense lesion with rim enhancement, ascites "
+     "and a dilated bile duct in the abdomen.", [], "ct_scan", [200]),
+    ("34160007_F1", "Axial contrast-enhanced computed tomography of the abdomen shows a hypodense hepatic abscess "
+     "with peripheral enhancement and ascites.", [], "ct_scan", [384]),
+]
+
+DEMONSTRATIONS = [  # modality, context, response: stand-ins for the clinician-selected demonstrations
+    ("ct_scan", "Figure Caption:\nFigure 2: Axial CT of the abdomen shows a hypodense splenic lesion.",
+     "User: What imaging modality is this?\nAssistant: An axial computed tomography image of the abdomen.\n"
+     "User: What is the main finding?\nAssistant: A hypodense lesion in the spleen."),
+    ("chest_xray", "Figure Caption:\nFigure 1: Chest radiograph with a right pleural effusion.",
+     "User: Which view is this radiograph?\nAssistant: A frontal chest radiograph.\n"
+     "User: Is there fluid in the pleural space?\nAssistant: Yes, a right-sided pleural effusion."),
+    ("mri", "Figure Caption:\nFigure 3: T1-weighted MRI of the knee shows a meniscal tear.",
+     "User: Which joint is imaged?\nAssistant: The knee, on a T1-weighted magnetic resonance image.\n"
+     "User: What abnormality is seen?\nAssistant: A tear of the meniscus."),
+    ("histology", "Figure Caption:\nFigure 4: H&E stain of a colon biopsy shows adenocarcinoma.",
+     "User: What stain was used?\nAssistant: Hematoxylin and eosin.\n"
+     "User: What does the tissue show?\nAssistant: Glands of an invasive adenocarcinoma."),
+    ("gross", "Figure Caption:\nFigure 5: Resected gallbladder containing stones.",
+     "User: What organ is shown?\nAssistant: A resected gallbladder.\n"
+     "User: What does it contain?\nAssistant: Several gallstones."),
+]
+
+
+def _figure_images(folder: Path) -> None:
+    for fig_id, _, _, _, sizes in FIGURES:
+        for k, size in enumerate(sizes):
+            write_jpeg(folder / "figures" / f"{fig_id}_{k}.jpg", seed=hash_seed(fig_id, k), size=(size, size))
+
+
+def hash_seed(text: str, k: int = 0) -> int:
+    """A stable seed from a string (Python's `hash` changes between runs)."""
+    import zlib
+
+    return zlib.crc32(f"{text}:{k}".encode()) % (2**31)
+
+
+def write_figure_records(folder: Path) -> Path:
+    """`figures.jsonl`: the figure-record input of `filter pubmedvision` and `generate` (docs/data_pipelines.md),
+    with its images under `figures/`. Our own format (not a release): id, images, caption, mentions, fig_label,
+    domain."""
+    _figure_images(folder)
+    lines = [{"id": fig_id, "images": [f"figures/{fig_id}_{k}.jpg" for k in range(len(sizes))], "caption": caption,
+              "mentions": mentions, "fig_label": f"Figure {fig_id[-1]}", "domain": domain}
+             for fig_id, caption, mentions, domain, sizes in FIGURES]
+    path = folder / "figures.jsonl"
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    return path
+
+
+def write_classifier_labels(folder: Path) -> Path:
+    """`labelled.jsonl` for `filter train-classifier`: `{"image", "label"}` (1 medical, 0 not), images in `labelled/`."""
+    import numpy as np
+    from PIL import Image, ImageDraw
+
+    rows = []
+    for i in range(8):
+        medical = i % 2 == 0
+        rng = np.random.RandomState(i)
+        if medical:  # a grey scan-like disc on black
+            image = Image.fromarray(rng.randint(0, 40, (48, 48), dtype=np.uint8)).convert("RGB")
+            ImageDraw.Draw(image).ellipse((6, 6, 42, 42), fill=(150 + 10 * i,) * 3)
+        else:  # a white chart with coloured bars
+            image = Image.new("RGB", (48, 48), "white")
+            for bar in range(4):
+                height = int(rng.randint(10, 40))
+                ImageDraw.Draw(image).rectangle((4 + 11 * bar, 46 - height, 12 + 11 * bar, 46),
+                                                fill=tuple(int(c) for c in rng.randint(0, 255, 3)))
+        name = f"labelled/{'scan' if medical else 'chart'}_{i}.png"
+        (folder / "labelled").mkdir(parents=True, exist_ok=True)
+        image.save(folder / name)
+        rows.append({"image": name, "label": int(medical)})
+    path = folder / "labelled.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path
+
+
+def write_demonstrations(folder: Path) -> Path:
+    """`demos.jsonl` for `generate biomed-vital --demonstrations`: `{"context", "response", "modality"}`, one per
+    modality, standing in for the clinician-selected ones (BioMed-VITAL released 58; see docs/data_pipelines.md)."""
+    path = folder / "demos.jsonl"
+    path.write_text("".join(json.dumps({"context": c, "response": r, "modality": m}) + "\n"
+                            for m, c, r in DEMONSTRATIONS))
+    return path
+
+
+def write_clinician_pairs(folder: Path) -> Path:
+    """`clinician_pairs.jsonl` for `select train --human_pairs`: preference pairs in the pair schema
+    (docs/selection.md), image paths relative to the file. BioMed-VITAL released no clinician annotations; these
+    are made up: the preferred answer names the finding of the caption, the other one does not."""
+    _figure_images(folder)
+    rows = []
+    for i, (fig_id, caption, _, _, _) in enumerate(FIGURES[:6]):
+        good = {"answer": caption.split(" shows ")[-1].rstrip(".").capitalize() + "."}
+        bad = {"answer": "It is an image."}
+        first, second = (good, bad) if i % 2 == 0 else (bad, good)
+        candidate = {"image": f"figures/{fig_id}_0.jpg", "caption": caption, "question": "What does the image show?",
+                     "rating": None}
+        rows.append({"id": f"clinician-{i}", "source": "human", "label": 0 if i % 2 == 0 else 1,
+                     **{f"{k}_a": v for k, v in {**candidate, **first}.items()},
+                     **{f"{k}_b": v for k, v in {**candidate, **second}.items()}})
+    path = folder / "clinician_pairs.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path
+
+
+def _write_pmc_mirror(folder: Path, images: dict[str, bytes], pmc_url: str) -> Path:
+    """PMC OA tarballs holding the figures (`pmc_mirror/pub/pmc/oa_package/xx/yy/PMC<n>.tar.gz`, member
+    `PMC<n>/<figure>.jpg`) and `llava_med_image_urls.jsonl` pointing at them under `pmc_url`: the URL list's layout
+    (`pmc_tar_url`, `image_file_path`, `pair_id`) with a loopback host instead of the NCBI server."""
+    import tarfile
+
+    lines = []
+    for n, (pair_id, data) in enumerate(sorted(images.items())):
+        pmcid, prefix = f"PMC{1000000 + n}", f"oa_package/{n % 7:02x}/{n % 5:02x}"
+        tar_path = folder / "pmc_mirror" / "pub" / "pmc" / prefix / f"{pmcid}.tar.gz"
+        tar_path.parent.mkdir(parents=True, exist_ok=True)
+        with tarfile.open(tar_path, "w:gz") as archive:
+            info = tarfile.TarInfo(f"{pmcid}/{pair_id}.jpg")
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+        lines.append({"pmc_tar_url": f"{pmc_url.rstrip('/')}/pub/pmc/{prefix}/{pmcid}.tar.gz",
+                      "image_file_path": f"{pmcid}/{pair_id}.jpg", "pair_id": pair_id})
+    path = folder / "llava_med_image_urls.jsonl"
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    return path
+
+
+def _move(path: Path, folder: Path) -> Path:
+    target = folder / path.name
+    path.replace(target)
+    return target
+
+
+def _pmc_sources(folder: Path, scratch: Path, pmc_url: str) -> list[Path]:
+    """LLaVA-Med and BioMed-VITAL name PMC figures by pair id: their images go into the PMC mirror, not beside them."""
+    raws, images = [], {}
+    for name, writer in (("alignment", write_llava_med_alignment), ("instruct", write_llava_med_instruct),
+                         ("vital", write_biomed_vital)):
+        raws.append(_move(writer(scratch / name), folder))
+        for image in sorted((scratch / name / "images").glob("*.jpg")):
+            images.setdefault(image.stem, image.read_bytes())
+    return [*raws, _write_pmc_mirror(folder, images, pmc_url)]
+
+
+def _benchmarks(folder: Path) -> list[Path]:
+    written = [write_vqa_rad(folder)]
+    slake = write_slake(folder / "Slake1.0")  # train.json keeps the release's empty answer (qid 1622)
+    rows = [row for row in json.loads(slake.read_text()) if row["answer"]]
+    (folder / "Slake1.0" / "test.json").write_text(json.dumps(rows, ensure_ascii=False))
+    written += [slake, folder / "Slake1.0" / "test.json"]
+    test = write_path_vqa(folder / "path-vqa" / "data")
+    for leftover in test.parent.glob("*.jpg"):  # the writer's image files are embedded in the parquet
+        leftover.unlink()
+    train = test.with_name("train-00000-of-00003.parquet")
+    train.write_bytes(test.read_bytes())
+    written += [test, train, write_pmc_vqa(folder / "PMC-VQA", with_bad_row=False)]
+    return written
+
+
+def write_examples(folder: str | Path, pmc_url: str = PMC_URL) -> list[Path]:
+    """Write every example (release files in their layouts, pipeline inputs, the PMC mirror) into `folder`."""
+    import tempfile
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=folder) as scratch:
+        written = _pmc_sources(folder, Path(scratch), pmc_url)
+        qa50 = write_llava_med_qa50(Path(scratch) / "qa50", with_images=True)
+        written.append(_move(qa50, folder))
+        (Path(scratch) / "qa50" / "images").replace(folder / "qa50_images")  # the qa50 images are not public
+    pubmedvision = write_pubmedvision(folder / "PubMedVision")
+    instruct = folder / "PubMedVision" / "PubMedVision_InstructionTuning_VQA.json"
+    rows = json.loads(pubmedvision["alignment"].read_text())
+    for row in rows:  # the same layout as the alignment file; its ids were not checked
+        row["id"] = row["id"].replace("Alignment_VQA", "InstructionTuning_VQA")
+    instruct.write_text(json.dumps(rows))
+    written += [*pubmedvision.values(), instruct, *_benchmarks(folder)]
+    written += [write_figure_records(folder), write_classifier_labels(folder), write_demonstrations(folder),
+                write_clinician_pairs(folder)]
+    (folder / "README.md").write_text(EXAMPLES_README.format(pmc_url=pmc_url))
+    return written
+
+
+EXAMPLES_README = """# hf_medvlm examples (written by `hf-medvlm tiny --examples`)
+
+Synthetic records in the layouts of the public releases (made-up text, random images), for trying every documented
+command offline; docs/walkthroughs.md runs them. What each layout was checked against: `hf_medvlm/data/examples.py`.
+
+| file | release / use | command |
+|---|---|---|
+| `llava_med_image_urls.jsonl`, `pmc_mirror/` | LLaVA-Med's PMC URL list, pointing at {pmc_url} | `fetch-images` (serve `pmc_mirror/` there) |
+| `llava_med_alignment_500k.json`, `llava_med_instruct_60k_inline_mention.json` | microsoft/LLaVA-Med | `prepare llava_med_alignment`, `prepare llava_med_instruct` |
+| `llava_med_eval_qa50_qa.jsonl`, `qa50_images/` | LLaVA-Med qa50 (its images are not public: these stand in for your copy) | `prepare llava_med_qa50` |
+| `BioMed-VITAL-instructions-150K.json` | mao1207/BioMed-VITAL-instructions | `prepare biomed_vital` |
+| `PubMedVision/` | FreedomIntelligence/PubMedVision | `prepare pubmedvision` |
+| `VQA_RAD Dataset Public.json`, `VQA_RAD Image Folder/` | VQA-RAD (OSF) | `prepare vqa_rad` |
+| `Slake1.0/` | SLAKE | `prepare slake` |
+| `path-vqa/data/` | flaviagiammarino/path-vqa | `prepare path_vqa` |
+| `PMC-VQA/` | xmcmic/PMC-VQA | `prepare pmc_vqa` |
+| `figures.jsonl`, `figures/` | figure records | `filter pubmedvision`, `generate ...` |
+| `labelled.jsonl`, `labelled/` | medical / non-medical images | `filter train-classifier` |
+| `demos.jsonl` | clinician demonstrations (stand-ins) | `generate biomed-vital --demonstrations` |
+| `clinician_pairs.jsonl` | clinician preference pairs (stand-ins) | `select train --human_pairs` |
+"""

@@ -1,0 +1,97 @@
+"""One loader for every dataset a command reads: a Hub repo, a dataset folder (written by `prepare`, `select score`,
+`select pick`), a `.parquet` file, or the training-schema JSONL that `generate` and `generate rate` write.
+
+The JSONL files name their images by path, relative to the file's own folder; `load_dataset("json")` would leave
+those as strings (and type the mixed image/text content blocks as an Arrow JSON extension that Parquet cannot
+store). Here relative paths are resolved against the file's folder, every content block gets the schema's
+`{type, text}` shape, and `images` becomes `List(Image())`, so training, `select` and `prepare` read a `generate`
+output as they read a prepared folder.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import datasets
+
+__all__ = ["load_rows", "read_jsonl_rows"]
+
+FILE_SUFFIXES = (".parquet", ".json", ".jsonl")
+
+
+def _lines(path: Path) -> list[tuple[int, object]]:
+    text = path.read_text(encoding="utf-8")
+    if text.lstrip().startswith("["):  # a JSON array
+        try:
+            return list(enumerate(json.loads(text), 1))
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path}: not valid JSON ({err.msg} at line {err.lineno})") from None
+    rows = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if line.strip():
+            try:
+                rows.append((number, json.loads(line)))
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{path}:{number}: not valid JSON ({err.msg})") from None
+    return rows
+
+
+def _normalise(row, where: str, base: Path) -> dict:
+    if not isinstance(row, dict):
+        raise ValueError(f"{where}: expected a JSON object, got {type(row).__name__}")
+    images = row.get("images")
+    if images is not None:
+        if not isinstance(images, list) or not all(isinstance(p, str) and p for p in images):
+            raise ValueError(f"{where}: field 'images' must be a list of image paths, got {images!r:.80}")
+        resolved = [Path(p) if Path(p).is_absolute() else base / p for p in images]
+        missing = [str(p) for p in resolved if not p.is_file()]
+        if missing:
+            raise ValueError(f"{where}: image file {missing[0]} does not exist (relative paths resolve against "
+                             f"{base})")
+        row = {**row, "images": [str(p) for p in resolved]}
+    if isinstance(row.get("messages"), list):
+        row = {**row, "messages": [_message(m, where) for m in row["messages"]]}
+    return row
+
+
+def _message(message, where: str) -> dict:
+    if not isinstance(message, dict) or not isinstance(message.get("content"), (list, str)):
+        raise ValueError(f"{where}: field 'messages' must hold {{role, content}} objects, got {message!r:.80}")
+    content = message["content"]
+    blocks = [{"type": "text", "text": content}] if isinstance(content, str) else content
+    return {"role": message.get("role"), "content": [{"type": b.get("type"), "text": b.get("text")} for b in blocks]}
+
+
+def read_jsonl_rows(path: str | Path) -> list[dict]:
+    """The rows of a training-schema `.jsonl` (or `.json` array) file, images resolved against its folder; raises
+    ValueError naming the file, line and field of the first bad row."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"dataset file {path} does not exist")
+    return [_normalise(row, f"{path}:{number}", path.parent) for number, row in _lines(path)]
+
+
+def _from_rows(rows: list[dict], path: str) -> datasets.Dataset:
+    if not rows:
+        raise ValueError(f"dataset file {path} has no rows")
+    try:
+        dataset = datasets.Dataset.from_list(rows)
+    except (TypeError, ValueError, ArithmeticError) as err:  # pyarrow: mixed types in one column
+        raise ValueError(f"{path}: the rows do not share one type per column ({err})") from None
+    if "images" in dataset.column_names:
+        dataset = dataset.cast_column("images", datasets.List(datasets.Image()))
+    return dataset
+
+
+def load_rows(path: str, name: str | None = None, split: str = "train") -> datasets.Dataset:
+    """A dataset from a training-schema `.jsonl`/`.json` file, a `.parquet` file, a dataset folder or a Hub repo
+    (`name` and `split` apply to the last two)."""
+    path = str(path)
+    if path.endswith(FILE_SUFFIXES):
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"dataset file {path} does not exist")
+        if path.endswith(".parquet"):
+            return datasets.load_dataset("parquet", data_files=path, split="train")
+        return _from_rows(read_jsonl_rows(path), path)
+    return datasets.load_dataset(path, name=name, split=split)
