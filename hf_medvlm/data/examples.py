@@ -375,10 +375,24 @@ DEMONSTRATIONS = [  # modality, context, response: stand-ins for the clinician-s
 ]
 
 
+def write_scan(path: Path, seed: int, size: int = 48) -> Path:
+    """A grey, scan-like picture (a bright disc on a dark noisy background) at `path`."""
+    import numpy as np
+    from PIL import Image, ImageDraw
+
+    rng = np.random.RandomState(seed)
+    image = Image.fromarray(rng.randint(0, 40, (size, size), dtype=np.uint8)).convert("RGB")
+    margin = size // 8
+    ImageDraw.Draw(image).ellipse((margin, margin, size - margin, size - margin), fill=(150 + seed % 60,) * 3)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path)
+    return path
+
+
 def _figure_images(folder: Path) -> None:
     for fig_id, _, _, _, sizes in FIGURES:
         for k, size in enumerate(sizes):
-            write_jpeg(folder / "figures" / f"{fig_id}_{k}.jpg", seed=hash_seed(fig_id, k), size=(size, size))
+            write_scan(folder / "figures" / f"{fig_id}_{k}.jpg", seed=hash_seed(fig_id, k), size=size)
 
 
 def hash_seed(text: str, k: int = 0) -> int:
@@ -402,27 +416,25 @@ def write_figure_records(folder: Path) -> Path:
 
 
 def write_classifier_labels(folder: Path) -> Path:
-    """`labelled.jsonl` for `filter train-classifier`: `{"image", "label"}` (1 medical, 0 not), images in `labelled/`."""
+    """`labelled.jsonl` for `filter train-classifier`: `{"image", "label"}` (1 medical, 0 not), images in `labelled/`:
+    scan-like pictures and bar charts."""
     import numpy as np
     from PIL import Image, ImageDraw
 
     rows = []
     for i in range(8):
-        medical = i % 2 == 0
-        rng = np.random.RandomState(i)
-        if medical:  # a grey scan-like disc on black
-            image = Image.fromarray(rng.randint(0, 40, (48, 48), dtype=np.uint8)).convert("RGB")
-            ImageDraw.Draw(image).ellipse((6, 6, 42, 42), fill=(150 + 10 * i,) * 3)
+        medical, path = i % 2 == 0, folder / "labelled" / f"{'scan' if i % 2 == 0 else 'chart'}_{i}.png"
+        if medical:
+            write_scan(path, seed=i)
         else:  # a white chart with coloured bars
-            image = Image.new("RGB", (48, 48), "white")
+            rng, image = np.random.RandomState(i), Image.new("RGB", (48, 48), "white")
             for bar in range(4):
                 height = int(rng.randint(10, 40))
                 ImageDraw.Draw(image).rectangle((4 + 11 * bar, 46 - height, 12 + 11 * bar, 46),
                                                 fill=tuple(int(c) for c in rng.randint(0, 255, 3)))
-        name = f"labelled/{'scan' if medical else 'chart'}_{i}.png"
-        (folder / "labelled").mkdir(parents=True, exist_ok=True)
-        image.save(folder / name)
-        rows.append({"image": name, "label": int(medical)})
+            path.parent.mkdir(parents=True, exist_ok=True)
+            image.save(path)
+        rows.append({"image": path.relative_to(folder).as_posix(), "label": int(medical)})
     path = folder / "labelled.jsonl"
     path.write_text("".join(json.dumps(row) + "\n" for row in rows))
     return path
@@ -437,13 +449,14 @@ def write_demonstrations(folder: Path) -> Path:
     return path
 
 
-def write_clinician_pairs(folder: Path) -> Path:
-    """`clinician_pairs.jsonl` for `select train --human_pairs`: preference pairs in the pair schema
-    (docs/selection.md), image paths relative to the file. BioMed-VITAL released no clinician annotations; these
-    are made up: the preferred answer names the finding of the caption, the other one does not."""
+def write_clinician_pairs(folder: Path) -> list[Path]:
+    """`clinician_pairs.jsonl` and `clinician_test_pairs.jsonl` for `select train --human_pairs / --human_test_pairs`:
+    preference pairs in the pair schema (docs/selection.md), image paths relative to the file. BioMed-VITAL released
+    no clinician annotations; these are made up: the preferred answer names the caption's finding, the other does
+    not."""
     _figure_images(folder)
     rows = []
-    for i, (fig_id, caption, _, _, _) in enumerate(FIGURES[:6]):
+    for i, (fig_id, caption, _, _, _) in enumerate(FIGURES):
         good = {"answer": caption.split(" shows ")[-1].rstrip(".").capitalize() + "."}
         bad = {"answer": "It is an image."}
         first, second = (good, bad) if i % 2 == 0 else (bad, good)
@@ -452,9 +465,10 @@ def write_clinician_pairs(folder: Path) -> Path:
         rows.append({"id": f"clinician-{i}", "source": "human", "label": 0 if i % 2 == 0 else 1,
                      **{f"{k}_a": v for k, v in {**candidate, **first}.items()},
                      **{f"{k}_b": v for k, v in {**candidate, **second}.items()}})
-    path = folder / "clinician_pairs.jsonl"
-    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
-    return path
+    paths = [folder / "clinician_pairs.jsonl", folder / "clinician_test_pairs.jsonl"]
+    for path, part in zip(paths, (rows[:6], rows[6:])):
+        path.write_text("".join(json.dumps(row) + "\n" for row in part))
+    return paths
 
 
 def _write_pmc_mirror(folder: Path, images: dict[str, bytes], pmc_url: str) -> Path:
@@ -530,7 +544,7 @@ def write_examples(folder: str | Path, pmc_url: str = PMC_URL) -> list[Path]:
     instruct.write_text(json.dumps(rows))
     written += [*pubmedvision.values(), instruct, *_benchmarks(folder)]
     written += [write_figure_records(folder), write_classifier_labels(folder), write_demonstrations(folder),
-                write_clinician_pairs(folder)]
+                *write_clinician_pairs(folder)]
     (folder / "README.md").write_text(EXAMPLES_README.format(pmc_url=pmc_url))
     return written
 
@@ -554,5 +568,5 @@ command offline; docs/walkthroughs.md runs them. What each layout was checked ag
 | `figures.jsonl`, `figures/` | figure records | `filter pubmedvision`, `generate ...` |
 | `labelled.jsonl`, `labelled/` | medical / non-medical images | `filter train-classifier` |
 | `demos.jsonl` | clinician demonstrations (stand-ins) | `generate biomed-vital --demonstrations` |
-| `clinician_pairs.jsonl` | clinician preference pairs (stand-ins) | `select train --human_pairs` |
+| `clinician_pairs.jsonl`, `clinician_test_pairs.jsonl` | clinician preference pairs (stand-ins) | `select train --human_pairs`, `--human_test_pairs` |
 """

@@ -208,7 +208,7 @@ class PrepareArguments:
 
 def _converter(spec: SourceSpec, args: PrepareArguments, config: str, split: str, features) -> Callable:
     resolver = cv.ImageResolver(args.image_root or Path(args.input_path).parent, verify=args.verify_images)
-    kwargs, convert_one = dict(spec.configs[config]), spec.convert
+    kwargs, convert_one = dict(spec.configs.get(config, {})), spec.convert
     as_training = kwargs.pop("as_training", False)
     if args.raw_format == "llava_med":
         if spec.features is not EVAL_FEATURES or spec.convert is cv.convert_pmc_vqa:
@@ -288,15 +288,22 @@ def _card(output_dir: Path, source: str, spec: SourceSpec, report: dict, repo_id
     )
 
 
+def _is_generated(path: str) -> bool:
+    """Whether the file holds training-schema rows (`hf-medvlm generate` output) rather than a release's records."""
+    first = next(iter_records(path), {}) if Path(path).is_file() else {}
+    return "messages" in first
+
+
 def prepare(source: str, args: PrepareArguments) -> dict:
     """Convert, validate and write one config/split of `source`; returns the writer's counts plus `skipped`."""
     if source not in SOURCES:
         raise ValueError(f"unknown source {source!r}; expected one of {sorted(SOURCES)}")
     spec = SOURCES[source]
     config = args.config_name or next(iter(spec.configs))
-    if config not in spec.configs:
-        raise ValueError(f"source {source!r} has no config {config!r}; expected one of {sorted(spec.configs)}")
-    as_training = spec.configs[config].get("as_training", False)
+    if config not in spec.configs and not (spec.features is TRAINING_FEATURES and _is_generated(args.input_path)):
+        raise ValueError(f"source {source!r} has no config {config!r}; expected one of {sorted(spec.configs)} (any "
+                         "name is fine for the output of `hf-medvlm generate`)")
+    as_training = spec.configs.get(config, {}).get("as_training", False)
     split = args.split or ("train" if as_training else spec.default_split)
     features = TRAINING_FEATURES if as_training else spec.features
     counter = SkipCounter()
