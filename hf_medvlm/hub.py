@@ -53,6 +53,7 @@ __all__ = [
     "push_model",
     "push_dataset_folder",
     "is_loopback_endpoint",
+    "require_hub_access",
 ]
 
 MODEL_CARD_TEMPLATE = Path(__file__).parent / "templates" / "model_card.md.jinja"
@@ -401,6 +402,14 @@ def is_loopback_endpoint(url: str | None = None) -> bool:
         return False
 
 
+def require_hub_access(purpose: str) -> None:
+    """Refuse at once, before any work, what will need a real Hub in offline mode (`HubAccessError`, exit 2): a run
+    that pushes at its end must not train for hours first. A loopback Hub is not blocked (`_online_if_loopback`)."""
+    if constants.is_offline_mode() and not is_loopback_endpoint():
+        raise HubAccessError(f"Cannot {purpose}: offline mode is on (HF_HUB_OFFLINE=1) and publishing needs the Hub at "
+                             f"{constants.ENDPOINT}; unset HF_HUB_OFFLINE, or push later with `hf-medvlm push`.")
+
+
 @contextmanager
 def _online_if_loopback():
     """`HF_HUB_OFFLINE=1` keeps a process off the network. A Hub on the loopback interface (the demo's and the
@@ -422,8 +431,7 @@ def _hub_errors(repo_id: str):
     """One sentence per failure. Nothing is retried here: huggingface_hub already retried what can pass on retry."""
     offline = (f"Cannot push to {repo_id}: offline mode is on (HF_HUB_OFFLINE=1) and publishing needs the Hub at "
                f"{constants.ENDPOINT}; unset HF_HUB_OFFLINE to push.")
-    if constants.is_offline_mode() and not is_loopback_endpoint():
-        raise HubAccessError(offline)
+    require_hub_access(f"push to {repo_id}")
     try:
         with _online_if_loopback():
             yield

@@ -1,6 +1,7 @@
 """Reading the docs' fenced code blocks and the shell commands in them, so tests can run or parse them as written.
 
-A block may be preceded by a marker comment: `<!-- chain: NAME -->` (a step of a walkthrough the tests run) or
+A block may be preceded by a marker comment: `<!-- chain: NAME -->` (a step of a walkthrough the tests run; `chain:
+NAME in FOLDER` runs it in FOLDER) or
 `<!-- not run: why -->` (the tests never run or parse it). `docs/hub.md`'s test (tests/hub/test_docs_hub.py) runs
 its blocks the same way.
 """
@@ -26,7 +27,12 @@ class Block:
 
     @property
     def chain(self) -> str | None:
-        return self.marker.split(":", 1)[1].strip() if self.marker.startswith("chain:") else None
+        """`chain: NAME` or `chain: NAME in FOLDER` (the block runs in FOLDER, relative to the walkthrough's folder)."""
+        return self.marker.split(":", 1)[1].split(" in ")[0].strip() if self.marker.startswith("chain:") else None
+
+    @property
+    def folder(self) -> str:
+        return self.marker.split(" in ", 1)[1].strip() if self.chain and " in " in self.marker else "."
 
     @property
     def runnable(self) -> bool:

@@ -1,7 +1,7 @@
 """Run the `<!-- chain: NAME -->` blocks of a doc in the current folder, chain by chain, as a reader would: the `setup`
 chain first, then each other chain in the doc's order; `hf-medvlm` runs in this process (one import for all).
 
-    python -m tests.run_walkthroughs docs/walkthroughs.md results.json
+    python -m tests.run_walkthroughs docs/walkthroughs.md docs/reproduce.md results.json
 
 Each chain stops at its first failing command; the others still run. `results.json` maps chain -> {ok, failed, seconds,
 commands}. Started by tests/test_docs.py in a fresh folder with the loopback servers' addresses in the environment.
@@ -10,6 +10,7 @@ commands}. Started by tests/test_docs.py in a fresh folder with the loopback ser
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 import traceback
@@ -31,24 +32,28 @@ def _run(command: str) -> None:
         raise AssertionError(f"exit code {code}")
 
 
-def run_chains(doc: Path) -> dict:
-    chains: dict[str, list[str]] = {}
-    for block in doc_blocks(doc):
-        if block.chain and block.lang == "bash":
-            chains.setdefault(block.chain, []).extend(shell_commands(block.code))
+def run_chains(docs: list[Path]) -> dict:
+    chains: dict[str, list[tuple[str, str]]] = {}
+    for doc in docs:
+        for block in doc_blocks(doc):
+            if block.chain and block.lang == "bash":
+                chains.setdefault(block.chain, []).extend((block.folder, c) for c in shell_commands(block.code))
     order = ["setup", *[name for name in chains if name != "setup"]]
-    results = {}
+    results, home = {}, Path.cwd()
     for name in order:
         started, failed, done = time.perf_counter(), None, 0
-        for command in chains.get(name, []):
+        for folder, command in chains.get(name, []):
             print(f"\n### [{name}] {command}", flush=True)
             try:
+                os.chdir(home / folder)
                 _run(command)
                 done += 1
             except BaseException as err:  # noqa: BLE001 - report every failure, incl. SystemExit from argparse
                 traceback.print_exc()
                 failed = f"{command}: {type(err).__name__}: {err}"
                 break
+            finally:
+                os.chdir(home)
         results[name] = {"ok": failed is None, "failed": failed, "seconds": round(time.perf_counter() - started, 1),
                          "commands": done}
         print(f"### [{name}] {'ok' if failed is None else 'FAILED'} in {results[name]['seconds']}s", flush=True)
@@ -56,4 +61,4 @@ def run_chains(doc: Path) -> dict:
 
 
 if __name__ == "__main__":
-    Path(sys.argv[2]).write_text(json.dumps(run_chains(Path(sys.argv[1])), indent=1))
+    Path(sys.argv[-1]).write_text(json.dumps(run_chains([Path(p) for p in sys.argv[1:-1]]), indent=1))

@@ -26,7 +26,8 @@ from tests.conftest import HUB_TEST_TOKEN, REPO_ROOT
 from tests.doc_blocks import doc_blocks, hf_medvlm_argv, shell_commands
 
 WALKTHROUGHS = REPO_ROOT / "docs" / "walkthroughs.md"
-CHAINS = ["setup", "llava-med", "pubmedvision", "self-instruct", "biomed-vital"]
+CHAIN_DOCS = [WALKTHROUGHS, REPO_ROOT / "docs" / "reproduce.md"]
+CHAINS = ["setup", "llava-med", "pubmedvision", "self-instruct", "biomed-vital", "reproduce-data"]
 DOCS = [REPO_ROOT / "README.md", REPO_ROOT / "recipes" / "README.md", *sorted((REPO_ROOT / "docs").glob("*.md"))]
 
 
@@ -49,7 +50,7 @@ def walkthroughs(hub_server, tmp_path_factory):
         env = dict(os.environ, HF_HUB_OFFLINE="1", HF_TOKEN=HUB_TEST_TOKEN, LLM_URL=llm.url,
                    PMC_URL=f"http://127.0.0.1:{pmc.server_address[1]}")
         with log.open("w") as out:
-            subprocess.run([sys.executable, "-m", "tests.run_walkthroughs", str(WALKTHROUGHS), str(results)],
+            subprocess.run([sys.executable, "-m", "tests.run_walkthroughs", *map(str, CHAIN_DOCS), str(results)],
                            cwd=work, env=env, stdout=out, stderr=subprocess.STDOUT, timeout=1800, check=False)
     pmc.shutdown()
     return json.loads(results.read_text()) if results.exists() else {}, work, log.read_text()
@@ -61,7 +62,7 @@ def _chain_log(log: str, chain: str) -> str:
 
 
 def test_walkthrough_chains_are_the_ones_tested():
-    chains = {b.chain for b in doc_blocks(WALKTHROUGHS) if b.chain}
+    chains = {b.chain for doc in CHAIN_DOCS for b in doc_blocks(doc) if b.chain}
     assert sorted(chains) == sorted(CHAINS)
 
 
@@ -111,7 +112,18 @@ def _check_biomed_vital(work: Path, hub) -> None:
     assert (work / "runs" / "tiny-biomed-vital" / "model.safetensors").is_file()
 
 
-CHECKS = {"setup": _check_setup, "llava-med": _check_llava_med, "pubmedvision": _check_pubmedvision,
+def _check_reproduce_data(work: Path, hub) -> None:
+    from datasets import load_dataset
+
+    data = work / "examples" / "data"
+    for folder, config, split, rows in (("llava_med", "500k", "train", 2), ("llava_med", "60k_inline_mention",
+                                                                          "train", 3),
+                                        ("path_vqa", "eval", "test", 3), ("slake", "train_sft", "train", 3),
+                                        ("biomed_vital", "150k", "train", 3), ("pmc_vqa", "eval", "test", 2)):
+        assert len(load_dataset(str(data / folder), name=config, split=split)) == rows, (folder, config)
+
+
+CHECKS = {"setup": _check_setup, "reproduce-data": _check_reproduce_data, "llava-med": _check_llava_med, "pubmedvision": _check_pubmedvision,
           "self-instruct": _check_self_instruct, "biomed-vital": _check_biomed_vital}
 
 
@@ -202,6 +214,9 @@ def test_training_recipes_read_what_reproduce_md_prepares():
             config = _option(argv, "--config_name", next(iter(SOURCES[argv[1]].configs)))
             prepared.add((_option(argv, "--output_dir"), config))
     by_hand = {"data/llava_v1_5_pretrain", "data/llava_v1_5_mix665k"}  # reproduce.md: built by hand
+    for recipe in (REPO_ROOT / "recipes" / "biomed-vital" / "selection").glob("pick_*.yaml"):  # `select pick` output
+        pick = yaml.safe_load(recipe.read_text())
+        prepared |= {(pick["output_dir"], f"top_{p}") for p in str(pick["percents"]).split(",")}
     trained = 0
     for argv in _reproduce_commands():
         if argv[0] != "train":

@@ -27,6 +27,10 @@ def parse_args(argv: list[str] | None = None) -> ConvertArguments:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.push_to_hub:
+        from ..hub import require_hub_access
+
+        require_hub_access(f"push {args.push_to_hub}")  # in offline mode, before a long conversion
     summary = convert(args)
     print_summary(summary)
     if args.push_to_hub:

@@ -70,6 +70,10 @@ def parse_args(argv: list[str] | None = None) -> DemoArguments:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
+    if args.hub == "endpoint":
+        from ..hub import require_hub_access
+
+        require_hub_access("push the demo")  # in offline mode, before minutes of training
     if args.hub == "loopback":
         # huggingface_hub reads HF_ENDPOINT when it is imported, so the demo itself runs in a child process that
         # starts with the loopback server's address in its environment.

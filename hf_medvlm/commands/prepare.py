@@ -35,6 +35,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = HfArgumentParser(PrepareArguments, prog=f"hf-medvlm prepare {source}", epilog=EPILOG,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     (args,) = parser.parse_args_into_dataclasses(rest)
+    if args.push_to_hub:
+        from ..hub import require_hub_access
+
+        require_hub_access(f"push {args.hub_repo_id}")
     prepare(source, args)
     if args.push_to_hub:
         print(f"pushed to {_push(args)}", file=sys.stderr)

@@ -507,7 +507,9 @@ def _pmc_sources(folder: Path, scratch: Path, pmc_url: str) -> list[Path]:
         raws.append(_move(writer(scratch / name), folder))
         for image in sorted((scratch / name / "images").glob("*.jpg")):
             images.setdefault(image.stem, image.read_bytes())
-    return [*raws, _write_pmc_mirror(folder, images, pmc_url)]
+    sixty_k = folder / "BioMed-VITAL-instructions-60K.json"  # generated records only (integer ids), same layout
+    sixty_k.write_text(json.dumps([r for r in json.loads(raws[-1].read_text()) if isinstance(r["id"], int)], indent=4))
+    return [*raws, sixty_k, _write_pmc_mirror(folder, images, pmc_url)]
 
 
 def _benchmarks(folder: Path) -> list[Path]:
@@ -559,7 +561,7 @@ command offline; docs/walkthroughs.md runs them. What each layout was checked ag
 | `llava_med_image_urls.jsonl`, `pmc_mirror/` | LLaVA-Med's PMC URL list, pointing at {pmc_url} | `fetch-images` (serve `pmc_mirror/` there) |
 | `llava_med_alignment_500k.json`, `llava_med_instruct_60k_inline_mention.json` | microsoft/LLaVA-Med | `prepare llava_med_alignment`, `prepare llava_med_instruct` |
 | `llava_med_eval_qa50_qa.jsonl`, `qa50_images/` | LLaVA-Med qa50 (its images are not public: these stand in for your copy) | `prepare llava_med_qa50` |
-| `BioMed-VITAL-instructions-150K.json` | mao1207/BioMed-VITAL-instructions | `prepare biomed_vital` |
+| `BioMed-VITAL-instructions-150K.json`, `-60K.json` | mao1207/BioMed-VITAL-instructions | `prepare biomed_vital` |
 | `PubMedVision/` | FreedomIntelligence/PubMedVision | `prepare pubmedvision` |
 | `VQA_RAD Dataset Public.json`, `VQA_RAD Image Folder/` | VQA-RAD (OSF) | `prepare vqa_rad` |
 | `Slake1.0/` | SLAKE | `prepare slake` |

@@ -8,6 +8,7 @@ validated, and written in shards; bad records raise or, with `--on_error skip`, 
 from __future__ import annotations
 
 import csv
+import glob
 import itertools
 import json
 import sys
@@ -78,19 +79,35 @@ def _iter_parquet(path: Path) -> Iterator[dict]:
         yield from batch.to_pylist()
 
 
+def _raw_files(path: str | Path) -> list[Path]:
+    """The file, or the sorted matches of a glob pattern (a release sharded as `data/test-0000*-of-00003.parquet`)."""
+    if Path(path).is_file() or not any(c in str(path) for c in "*?["):
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"raw file {path} does not exist")
+        return [Path(path)]
+    files = sorted(Path(p) for p in glob.glob(str(path)) if Path(p).is_file())
+    if not files:
+        raise FileNotFoundError(f"no raw file matches {path}")
+    return files
+
+
 def iter_records(path: str | Path) -> Iterator[dict]:
-    """Raw records of a `.json` (array), `.jsonl`, `.csv` or `.parquet` file, each with its position as `_index`."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"raw file {path} does not exist")
+    """Raw records of a `.json` (array), `.jsonl`, `.csv` or `.parquet` file, or of every file a glob pattern matches,
+    each with its position as `_index` (counted across the files)."""
     readers = {".json": _iter_json_array, ".jsonl": _iter_jsonl, ".csv": _iter_csv, ".parquet": _iter_parquet}
-    if path.suffix not in readers:
-        raise ValueError(f"{path}: unsupported raw file type {path.suffix!r}; expected {sorted(readers)}")
-    for index, record in enumerate(readers[path.suffix](path)):
-        if not isinstance(record, dict):
-            raise ValueError(f"{path}: record {index} is a {type(record).__name__}, not an object")
-        record.setdefault("_index", index)
-        yield record
+    records = []
+    for file in _raw_files(path):
+        if file.suffix not in readers:
+            raise ValueError(f"{file}: unsupported raw file type {file.suffix!r}; expected {sorted(readers)}")
+        records.append((file, readers[file.suffix](file)))
+    index = 0
+    for file, reader in records:
+        for record in reader:
+            if not isinstance(record, dict):
+                raise ValueError(f"{file}: record {index} is a {type(record).__name__}, not an object")
+            record.setdefault("_index", index)
+            index += 1
+            yield record
 
 
 # ------------------------------------------------------------------------------------------------ sources
@@ -188,8 +205,9 @@ SOURCES: dict[str, SourceSpec] = {
 
 @dataclass
 class PrepareArguments:
-    input_path: str = field(metadata={"help": "Raw release file (.json, .jsonl, .csv or .parquet), or for a training "
-                                              "source the data/*.jsonl that `hf-medvlm generate` wrote."})
+    input_path: str = field(metadata={"help": "Raw release file (.json, .jsonl, .csv or .parquet), a quoted glob of "
+                                              "its shards ('path-vqa/data/test-*.parquet'), or for a training source "
+                                              "the data/*.jsonl that `hf-medvlm generate` wrote."})
     output_dir: str = field(metadata={"help": "Folder to write `{config}/{split}-XXXXX-of-XXXXX.parquet` and README.md into."})
     config_name: str | None = field(default=None, metadata={"help": "Config (subset) to write; default: the source's first."})
     split: str | None = field(default=None, metadata={"help": "Split name; default: train for training sources, test for benchmarks."})
@@ -290,7 +308,7 @@ def _card(output_dir: Path, source: str, spec: SourceSpec, report: dict, repo_id
 
 def _is_generated(path: str) -> bool:
     """Whether the file holds training-schema rows (`hf-medvlm generate` output) rather than a release's records."""
-    first = next(iter_records(path), {}) if Path(path).is_file() else {}
+    first = next(iter_records(path), {}) if Path(path).is_file() else {}  # a glob names release shards
     return "messages" in first
 
 

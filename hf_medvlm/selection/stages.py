@@ -176,6 +176,10 @@ def _hub_ids(names: list[str]) -> list[str]:
 
 
 def run_train(args, training_args) -> int:
+    if training_args.push_to_hub:
+        from ..hub import require_hub_access
+
+        require_hub_access("push the selection model")  # in offline mode, before training
     train, test, skipped = _training_pairs(args, training_args)
     sources = {str(k): int(v) for k, v in zip(*np.unique(train["source"], return_counts=True))}  # no np.str_ in logs
     logger.info("training pairs by source: %s; held-out human pairs: %s; skipped: %s",

@@ -121,6 +121,10 @@ def check_args(training_args, model_args, stage_args) -> None:
         raise ValueError("set model_name_or_path, or vision_model_name_or_path + text_model_name_or_path")
     if stage_args.stage == "alignment" and model_args.use_peft:
         raise ValueError("stage 'alignment' trains the projector only; use_peft applies to the instruct stage")
+    if training_args.push_to_hub:
+        from ..hub import require_hub_access
+
+        require_hub_access(f"push {training_args.hub_model_id or 'the model'} after training")
     if training_args.push_to_hub and model_args.use_peft:
         raise ValueError("push_to_hub with use_peft: merge the adapter first (hf-medvlm merge-lora), then push the "
                          "merged folder with hf_medvlm.hub.push_model")
