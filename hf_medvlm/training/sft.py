@@ -130,6 +130,10 @@ def check_args(training_args, model_args, stage_args) -> None:
                          "merged folder with hf_medvlm.hub.push_model")
     if training_args.assistant_only_loss is False and stage_args.stage == "instruct":
         logger.warning("assistant_only_loss is false: user, image and template tokens will be supervised too")
+    if training_args.assistant_only_loss and stage_args.stage == "alignment":
+        logger.warning("stage 1: TRL's warning that the chat template leaves the end-of-turn token out of the loss is "
+                       "expected here: LLaVA's stage-1 target is the caption and '\\n', with no EOS (the stage-1 model "
+                       "is never asked to stop); stage 2's template supervises '</s>'")
 
 
 def run_sft(script_args, mixture_args, training_args, model_args, stage_args, recipe_path: str | None = None) -> None:

@@ -57,7 +57,8 @@ def _write_inputs(tmp_path):
 
 
 @pytest.mark.integration
-def test_train_score_pick_round_trip(tmp_path, capsys):
+def test_train_score_pick_round_trip(tmp_path, capsys, caplog):
+    caplog.set_level("INFO", logger="hf_medvlm.selection.stages")
     encoder_dir = _write_inputs(tmp_path)
     run_dir = tmp_path / "selector"
     assert main(["train", "--model_name_or_path", str(encoder_dir), "--human_pairs", str(tmp_path / "human.parquet"),
@@ -72,6 +73,8 @@ def test_train_score_pick_round_trip(tmp_path, capsys):
     assert summary["skipped"]["human_pairs"] == {"identical_candidates": 1}
     assert summary["skipped"]["model_ratings"] == {"null_rating": 1}
     assert summary["train_pairs_by_source"]["human"] == 12
+    logged = next(r.getMessage() for r in caplog.records if "training pairs by source" in r.getMessage())
+    assert "'human': 12" in logged and "np.str_" not in logged  # issue 17: plain strings in logs
 
     scored_dir = tmp_path / "scored"
     assert main(["score", "--model_name_or_path", str(run_dir), "--dataset_name", str(tmp_path / "rated.parquet"),
