@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from hf_medvlm.data.examples import write_jpeg  # noqa: F401  re-exported for the data tests
+
+def write_jpeg(path, seed: int = 0, size=(24, 20)):
+    """`hf_medvlm.data.examples.write_jpeg`, imported late: a conftest is loaded before tests/conftest.py points the HF
+    libraries at the loopback Hub, and importing hf_medvlm here would fix their endpoint to the real one."""
+    from hf_medvlm.data.examples import write_jpeg as write
+
+    return write(path, seed=seed, size=size)
 
 
 @pytest.fixture(scope="session")
