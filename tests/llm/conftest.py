@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from hf_medvlm.testing.openai_server import start_openai_server
-
 
 @pytest.fixture
 def openai_server():
+    # imported here: this conftest loads before tests/conftest.py points the HF libraries at the loopback Hub
+    from hf_medvlm.testing.openai_server import start_openai_server
+
     server = start_openai_server()
     yield server
     server.stop()
