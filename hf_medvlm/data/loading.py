@@ -63,13 +63,15 @@ def _message(message, where: str) -> dict:
     return {"role": message.get("role"), "content": [{"type": b.get("type"), "text": b.get("text")} for b in blocks]}
 
 
-def read_jsonl_rows(path: str | Path) -> list[dict]:
-    """The rows of a training-schema `.jsonl` (or `.json` array) file, images resolved against its folder; raises
-    ValueError naming the file, line and field of the first bad row."""
+def read_jsonl_rows(path: str | Path, image_root: str | Path | None = None) -> list[dict]:
+    """The rows of a training-schema `.jsonl` (or `.json` array) file, relative image paths resolved against
+    `image_root` (default: the file's folder); raises ValueError naming the file, line and field of the first bad
+    row."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"dataset file {path} does not exist")
-    return [_normalise(row, f"{path}:{number}", path.parent) for number, row in _lines(path)]
+    base = Path(image_root) if image_root else path.parent
+    return [_normalise(row, f"{path}:{number}", base) for number, row in _lines(path)]
 
 
 def _from_rows(rows: list[dict], path: str) -> datasets.Dataset:

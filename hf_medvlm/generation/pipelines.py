@@ -63,14 +63,15 @@ def run_method(method: str, args: GenerateArguments, backend, concurrency: int =
     from hf_medvlm.llm import read_results, run_requests
 
     from . import biomed_vital, llava_med, pubmedvision
-    from .records import read_figure_records, read_rows, write_jsonl
+    from ..data.loading import read_jsonl_rows
+    from .records import read_figure_records, write_jsonl
 
     out = Path(args.output_dir)
     responses = out / "responses.jsonl"
     model_name = getattr(backend, "name", "")
     common = dict(temperature=args.temperature, max_tokens=args.max_new_tokens)
     if method == "rate":
-        rows = read_rows(args.input, args.image_root)
+        rows = read_jsonl_rows(args.input, args.image_root)
         rows = rows[: args.limit] if args.limit else rows
         jobs = biomed_vital.rating_jobs(rows, prompt_file=args.prompt_file or "biomed_vital",
                                         max_tokens=args.max_new_tokens)

@@ -24,7 +24,6 @@ __all__ = [
     "image_parts",
     "training_row",
     "write_jsonl",
-    "read_rows",
     "record_rng",
 ]
 
@@ -160,27 +159,6 @@ def write_jsonl(path: str | Path, rows) -> int:
             handle.write(json.dumps(_relative_images(row, path.parent), ensure_ascii=False) + "\n")
             count += 1
     return count
-
-
-def read_rows(path: str | Path, image_root: str | Path | None = None) -> list[dict]:
-    """Rows of a JSONL file written by `generate` (training schema), with relative ``images`` paths resolved against
-    ``image_root`` (default: the file's folder). A line that is not a JSON object is an error naming file and line."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"input file {path} does not exist")
-    base, rows = Path(image_root) if image_root else path.parent, []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{path}:{number}: not valid JSON ({err.msg})") from None
-        if not isinstance(row, dict) or not isinstance(row.get("images", []), list):
-            raise ValueError(f"{path}:{number}: expected an object with an 'images' list")
-        row["images"] = [p if Path(p).is_absolute() else str(base / p) for p in row.get("images", [])]
-        rows.append(row)
-    return rows
 
 
 def record_rng(seed: int, record_id: str, salt: str = "") -> random.Random:
