@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -16,6 +17,7 @@ def test_demo_runs_every_step_with_lora_and_reloads_from_the_hub(tmp_path):
         [sys.executable, "-m", "hf_medvlm", "demo", "--output_dir", str(out), "--stage1_steps", "2",
          "--stage2_steps", "2", "--stage2", "lora"],
         capture_output=True, text=True, timeout=900,
+        env=dict(os.environ, HF_HUB_OFFLINE="1"),  # issue 17: as on clusters; the loopback Hub is not the network
     )
     assert result.returncode == 0, result.stderr[-4000:]
     summary = result.stdout[result.stdout.index("hf-medvlm demo summary"):]
