@@ -74,6 +74,10 @@ TABLES = {
                  [(b, BENCHMARKS[b]) for b in ("vqa_rad", "slake", "path_vqa")] + [("best", "best")]),
 }
 TASK_TABLES = {"vqa": "vqa", "multiple_choice": "multiple_choice", "chat": "qa50", "win_rate": "win_rate"}
+# table -> the benchmarks it has columns for
+TABLE_BENCHMARKS = {"vqa": ("vqa_rad", "slake", "path_vqa"),
+                    "multiple_choice": ("vqa_rad", "slake", "path_vqa", "pmc_vqa", "omnimedvqa", "mmmu_med"),
+                    "qa50": ("qa50",), "win_rate": ("vqa_rad", "slake", "path_vqa")}
 # protocol -> (open metric, closed metric) as results.json names them
 VQA_METRICS = {"llava_med": ("open_recall", "closed_accuracy"), "strict": ("open_exact_match", "closed_accuracy")}
 # qa50 column -> (results.json group, key in it); None: the overall score
@@ -198,6 +202,14 @@ def _label(results: dict) -> str:
     return str(results.get("model") or (f"answers {answers}" if answers else "(model not recorded)"))
 
 
+def _table_benchmark(results: dict, table: str, problems: list[str]) -> str | None:
+    bench, why = identify_benchmark(results)
+    if bench not in TABLE_BENCHMARKS[table]:
+        problems.append(why if bench is None else f"{BENCHMARKS[bench]} has no column in the {table} table")
+        return None
+    return bench
+
+
 def _vqa_rows(results: dict, bench: str, label: str, where: str) -> list[Row]:
     rows = []
     for protocol, (open_key, closed_key) in VQA_METRICS.items():
@@ -219,16 +231,13 @@ def _mc_values(results: dict, problems: list[str]) -> dict[str, float]:
     scores = results["scores"].get("huatuo_mc") or {}
     groups = _mc_groups(scores)
     if not groups:
-        bench, why = identify_benchmark(results)
-        if bench is None:
-            problems.append(why)
-            return {}
-        return {bench: scores.get("accuracy")}
+        bench = _table_benchmark(results, "multiple_choice", problems)
+        return {} if bench is None else {bench: scores.get("accuracy")}
     values: dict[str, float] = {}
     for name, accuracy in groups.items():
         bench = benchmark_of(name)
-        if bench is None:
-            problems.append(f"dataset group {name!r} names no known benchmark")
+        if bench not in TABLE_BENCHMARKS["multiple_choice"]:
+            problems.append(f"dataset group {name!r} names no benchmark of the multiple_choice table")
         elif bench in values:
             problems.append(f"dataset groups map to {BENCHMARKS[bench]} twice (accuracies cannot be pooled "
                             f"without counts); {name!r} left out")
@@ -252,6 +261,9 @@ def _your_row(table: str, label: str, protocol: str, values: dict, where: str, j
 
 
 def _judged_rows(results: dict, table: str, label: str, where: str, problems: list[str]) -> list[Row]:
+    bench = _table_benchmark(results, table, problems)
+    if bench is None:
+        return []
     if table == "qa50":
         summary = results["scores"].get("llava_med_qa50")
         if not isinstance(summary, dict):
@@ -262,10 +274,6 @@ def _judged_rows(results: dict, table: str, label: str, where: str, problems: li
     summary = results["scores"].get("biomed_vital_win_rate")
     if not isinstance(summary, dict):
         problems.append("scores hold no 'biomed_vital_win_rate' entry")
-        return []
-    bench, why = identify_benchmark(results)
-    if bench not in ("vqa_rad", "slake", "path_vqa"):
-        problems.append(why if bench is None else f"{BENCHMARKS[bench]} has no column in the win-rate table")
         return []
     rate = summary.get("win_rate")
     label = f"{summary.get('model_a') or label} vs {summary.get('model_b') or 'B'}"
@@ -282,12 +290,9 @@ def rows_from_results(path: Path, results: dict) -> tuple[list[Row], InputFile]:
         info.problems.append(f"task {info.task!r} has no table")
         return [], info
     if table == "vqa":
-        bench, why = identify_benchmark(results)
-        if bench not in ("vqa_rad", "slake", "path_vqa"):
-            info.problems.append(why if bench is None else f"{BENCHMARKS[bench]} has no column in the VQA table")
-            return [], info
-        rows = _vqa_rows(results, bench, info.model, where)
-        if not rows:
+        bench = _table_benchmark(results, table, info.problems)
+        rows = [] if bench is None else _vqa_rows(results, bench, info.model, where)
+        if bench and not rows:
             info.problems.append(f"scores hold neither of the protocols {list(VQA_METRICS)}")
     elif table == "multiple_choice":
         values = _mc_values(results, info.problems)

@@ -109,7 +109,10 @@ def test_benchmark_field_comes_first_then_dataset_then_dataset_type():
 
 def test_a_benchmark_without_a_column_in_its_table_is_left_out_with_the_reason():
     rows, info = rows_from_results("x.json", vqa_results("PMC-VQA", "data/pmc_vqa"))
-    assert rows == [] and info.problems == ["PMC-VQA has no column in the VQA table"]
+    assert rows == [] and info.problems == ["PMC-VQA has no column in the vqa table"]
+    chat = dict(qa50_results(), benchmark="my chat set", dataset="data/chat")
+    rows, info = rows_from_results("x.json", chat)
+    assert rows == [] and info.problems == ["names no known benchmark (benchmark 'my chat set', dataset 'data/chat')"]
     rows, info = rows_from_results("x.json", dict(vqa_results(), task="captioning"))
     assert rows == [] and info.problems == ["task 'captioning' has no table"]
 
@@ -117,8 +120,17 @@ def test_a_benchmark_without_a_column_in_its_table_is_left_out_with_the_reason()
 def test_mc_groups_map_one_by_one_and_subset_groups_are_not_columns():
     rows, info = rows_from_results("mc.json", mc_results())
     assert rows[0].values == {"vqa_rad": 60.0, "slake": 70.0, "omnimedvqa": 55.5, "mmmu_med": 33.3333}
-    assert info.problems == ["dataset group 'Some_Other_Set' names no known benchmark"]
+    assert info.problems == ["dataset group 'Some_Other_Set' names no benchmark of the multiple_choice table"]
     assert info.used_as == ["multiple_choice table: VQA-RAD, SLAKE, OmniMedVQA, MMMU-Med (val) (huatuo_mc)"]
+
+
+def test_two_mc_groups_of_one_benchmark_are_not_pooled():
+    results = mc_results()
+    results["scores"]["huatuo_mc"]["accuracy_by_group"] = {"VQA-RAD_test": 60.0, "VQA-RAD_train": 90.0}
+    rows, info = rows_from_results("mc.json", results)
+    assert rows[0].values == {"vqa_rad": 60.0}
+    assert info.problems == ["dataset groups map to VQA-RAD twice (accuracies cannot be pooled without counts); "
+                             "'VQA-RAD_train' left out"]
 
 
 def test_mc_without_groups_maps_by_its_benchmark_name():
