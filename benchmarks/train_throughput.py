@@ -2,7 +2,7 @@
 
   stock: transformers `LlavaForConditionalGeneration` + TRL `SFTTrainer` + its default collator and random sampler.
   ours:  `LlavaMedForConditionalGeneration` + `MedVLMSFTTrainer` with `group_by_modality_length` (what
-         `hf_medvlm.sft` runs for the stage-2 recipes).
+         `hf-medvlm train` runs for the stage-2 recipes).
 Both: vision tower frozen, assistant-only loss with the `mistral_instruct` template, AdamW, fp32 on CPU (bf16 on CUDA), same seed.
 
 Model: "tiny but not trivial": CLIP tower 128-d x 2 layers at 64 px / patch 8 (64 image tokens), Mistral LM 256-d x

@@ -9,7 +9,7 @@ same code; `hf-medvlm prepare biomed_vital ...` is equivalent. See dataset_scrip
 
 import sys
 
-from hf_medvlm.data.prepare import main
+from hf_medvlm.commands.prepare import main
 
 if __name__ == "__main__":
     sys.exit(main(["biomed_vital", *sys.argv[1:]]))

@@ -9,7 +9,7 @@ same code; `hf-medvlm prepare llava_med_instruct ...` is equivalent. See dataset
 
 import sys
 
-from hf_medvlm.data.prepare import main
+from hf_medvlm.commands.prepare import main
 
 if __name__ == "__main__":
     sys.exit(main(["llava_med_instruct", *sys.argv[1:]]))

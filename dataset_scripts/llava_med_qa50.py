@@ -9,7 +9,7 @@ same code; `hf-medvlm prepare llava_med_qa50 ...` is equivalent. See dataset_scr
 
 import sys
 
-from hf_medvlm.data.prepare import main
+from hf_medvlm.commands.prepare import main
 
 if __name__ == "__main__":
     sys.exit(main(["llava_med_qa50", *sys.argv[1:]]))

@@ -9,7 +9,7 @@ same code; `hf-medvlm prepare path_vqa ...` is equivalent. See dataset_scripts/R
 
 import sys
 
-from hf_medvlm.data.prepare import main
+from hf_medvlm.commands.prepare import main
 
 if __name__ == "__main__":
     sys.exit(main(["path_vqa", *sys.argv[1:]]))

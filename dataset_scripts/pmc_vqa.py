@@ -9,7 +9,7 @@ same code; `hf-medvlm prepare pmc_vqa ...` is equivalent. See dataset_scripts/RE
 
 import sys
 
-from hf_medvlm.data.prepare import main
+from hf_medvlm.commands.prepare import main
 
 if __name__ == "__main__":
     sys.exit(main(["pmc_vqa", *sys.argv[1:]]))

@@ -9,7 +9,7 @@ same code; `hf-medvlm prepare slake ...` is equivalent. See dataset_scripts/READ
 
 import sys
 
-from hf_medvlm.data.prepare import main
+from hf_medvlm.commands.prepare import main
 
 if __name__ == "__main__":
     sys.exit(main(["slake", *sys.argv[1:]]))

@@ -1,7 +1,8 @@
 """`hf-medvlm`: the package's single command-line entry point.
 
-Each subcommand lives in its own module exposing ``main(argv: list[str] | None) -> int``; this file only dispatches,
-so that ``hf-medvlm <command> ...`` and ``python -m <module> ...`` behave identically.
+Each command lives in ``hf_medvlm/commands/<command>.py`` exposing ``main(argv: list[str] | None) -> int``; this
+file only dispatches, so that ``hf-medvlm <command> ...``, ``python -m hf_medvlm <command> ...`` and
+``accelerate launch -m hf_medvlm <command> ...`` behave identically.
 
 Exit codes: 0 success, 1 the work failed, 2 bad input (paths, configs, arguments).
 Errors are printed as one sentence; pass ``--debug`` to see the traceback.
@@ -14,20 +15,20 @@ import sys
 
 # name -> (module implementing main(argv), one-line summary shown by `hf-medvlm --help`)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "fetch-images": ("hf_medvlm.data.fetch_images", "download PMC OA tarballs and extract the figures a dataset needs"),
-    "prepare": ("hf_medvlm.data.prepare", "convert a raw release (LLaVA-Med, PubMedVision, BioMed-VITAL, VQA sets) to Parquet"),
-    "eval": ("hf_medvlm.evaluate", "generate and score answers on a medical VQA benchmark (named protocols)"),
-    "push": ("hf_medvlm.hub", "upload a saved model folder or a Parquet dataset folder to the Hub"),
+    "fetch-images": ("hf_medvlm.commands.fetch_images", "download PMC OA tarballs and extract the figures a dataset needs"),
+    "prepare": ("hf_medvlm.commands.prepare", "convert a raw release (LLaVA-Med, PubMedVision, BioMed-VITAL, VQA sets) to Parquet"),
+    "eval": ("hf_medvlm.commands.eval", "generate and score answers on a medical VQA benchmark (named protocols)"),
+    "push": ("hf_medvlm.commands.push", "upload a saved model folder or a Parquet dataset folder to the Hub"),
     "convert": (
-        "hf_medvlm.models.llava_med.convert_llava_med_to_hf",
+        "hf_medvlm.commands.convert",
         "convert an original LLaVA-Med checkpoint (v1.5, v1.0, v1.0 delta) to LlavaMed or stock Llava",
     ),
-    "train": ("hf_medvlm.sft", "supervised fine-tuning from a recipe (stage 1/2, LoRA/QLoRA, VQA fine-tunes)"),
-    "merge-lora": ("hf_medvlm.training.merge_lora", "merge a LoRA adapter into a full LlavaMed checkpoint"),
-    "generate": ("hf_medvlm.generation.cli_generate", "generate instruction data (LLaVA-Med, PubMedVision, BioMed-VITAL)"),
-    "filter": ("hf_medvlm.generation.cli_filter", "filter figure records (PubMedVision lexicon/size/classifier/dedup)"),
-    "demo": ("hf_medvlm.demo", "the whole curriculum on the embedded real demo set, pushed and reloaded (CPU, minutes)"),
-    "select": ("hf_medvlm.selection.cli", "BioMed-VITAL data selection: train the selector, score a dataset, pick top K%"),
+    "train": ("hf_medvlm.commands.train", "supervised fine-tuning from a recipe (stage 1/2, LoRA/QLoRA, VQA fine-tunes)"),
+    "merge-lora": ("hf_medvlm.commands.merge_lora", "merge a LoRA adapter into a full LlavaMed checkpoint"),
+    "generate": ("hf_medvlm.commands.generate", "generate instruction data (LLaVA-Med, PubMedVision, BioMed-VITAL)"),
+    "filter": ("hf_medvlm.commands.filter", "filter figure records (PubMedVision lexicon/size/classifier/dedup)"),
+    "demo": ("hf_medvlm.commands.demo", "the whole curriculum on the embedded real demo set, pushed and reloaded (CPU, minutes)"),
+    "select": ("hf_medvlm.commands.select", "BioMed-VITAL data selection: train the selector, score a dataset, pick top K%"),
 }
 
 USAGE = """usage: hf-medvlm <command> [options]   (hf-medvlm <command> --help for details)

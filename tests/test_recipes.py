@@ -16,10 +16,10 @@ def _parser_for(path: Path):
     if parts[0] == "accelerate_configs":
         return "accelerate"
     if "eval" in parts[:-1]:
-        return "hf_medvlm.evaluate"
+        return "hf_medvlm.commands.eval"
     if "selection" in parts[:-1]:
-        return "hf_medvlm.selection.cli"
-    return "hf_medvlm.sft"
+        return "hf_medvlm.commands.select"
+    return "hf_medvlm.commands.train"
 
 
 def test_recipes_exist():
@@ -45,13 +45,13 @@ def test_recipe_parses(path: Path):
     except ImportError:
         pytest.skip(f"{parser} is not in this checkout")
     # CPU-only parsing: GPU recipes ask for bf16, whose validation needs a GPU unless use_cpu is set.
-    parsed = module.parse_args(["--config", str(path), "--use_cpu", "true"] if parser == "hf_medvlm.sft"
+    parsed = module.parse_args(["--config", str(path), "--use_cpu", "true"] if parser == "hf_medvlm.commands.train"
                                else ["--config", str(path)])
     assert parsed
 
 
 def test_sft_recipes_follow_the_papers():
-    from hf_medvlm.sft import parse_args
+    from hf_medvlm.commands.train import parse_args
 
     def load(rel):
         return parse_args(["--config", str(RECIPES / rel), "--use_cpu", "true"])

@@ -1,4 +1,4 @@
-"""`hf-medvlm fetch-images`: download PMC Open Access tarballs and extract only the figures a dataset needs.
+"""Download PMC Open Access tarballs and extract only the figures a dataset needs (`hf-medvlm fetch-images`).
 
 Input: `llava_med_image_urls.jsonl`-style records `{"pmc_tar_url", "image_file_path", "pair_id"}` (LLaVA-Med and
 BioMed-VITAL share this list). Output: `{output_dir}/images/{pair_id}.jpg`, each verified to decode, plus
@@ -12,7 +12,8 @@ BioMed-VITAL share this list). Output: `{output_dir}/images/{pair_id}.jpg`, each
   downloaded. Files are written under temporary names (`*.part`, `*.tmp`) and renamed, so an interrupted run leaves
   nothing that looks complete; a rerun deletes the temporaries a killed run left.
 - Untrusted paths are refused and counted: a `pair_id` that is not a plain file name (`unsafe_path`), and tar members
-  that `tarfile`'s `data` extraction filter would refuse: absolute, `..`, links pointing out (`unsafe_tar_member`).
+  that `tarfile`'s `data` extraction filter refuses: `..`, links pointing out, absolute links (`unsafe_tar_member`).
+  An absolute member name is confined (its `/` stripped), as the filter does.
 - Tarballs are deleted after extraction unless `keep_tarballs`.
 """
 
@@ -20,7 +21,6 @@ from __future__ import annotations
 
 import io
 import json
-import sys
 import tarfile
 import threading
 from collections import Counter, defaultdict
@@ -36,7 +36,7 @@ from urllib3.exceptions import MaxRetryError
 from urllib3.exceptions import TimeoutError as Urllib3Timeout
 from urllib3.util import Retry
 
-__all__ = ["FetchImagesArguments", "FetchReport", "fetch_images", "read_url_records", "main"]
+__all__ = ["FetchImagesArguments", "FetchReport", "fetch_images", "read_pair_ids", "read_url_records"]
 
 REQUIRED_KEYS = ("pmc_tar_url", "image_file_path", "pair_id")
 RETRY_STATUSES = (429, 500, 502, 503, 504)
@@ -106,7 +106,8 @@ def _parse_record(raw: bytes, where: str) -> dict:
     return record
 
 
-def _read_pair_ids(path: str | Path) -> set[str]:
+def read_pair_ids(path: str | Path) -> set[str]:
+    """Pair ids from a file of one id per line, or from a dataset JSON whose records name `<pair_id>.jpg`."""
     text = Path(path).read_text(encoding="utf-8")
     if text.lstrip().startswith("["):  # a dataset file: LLaVA-Med / BioMed-VITAL records name `<pair_id>.jpg`
         return {Path(str(r.get("image") or r.get("id"))).stem for r in json.loads(text)}
@@ -344,31 +345,3 @@ def fetch_images(records, output_dir: str | Path, args: FetchImagesArguments | N
     bar.close()
     report.manifest = str(_write_manifest(out, failures))
     return report
-
-
-EPILOG = """example:
-  hf-medvlm fetch-images --urls_file llava_med_image_urls.jsonl --output_dir pmc \\
-      --pair_ids_file llava_med_instruct_60k_inline_mention.json --num_workers 16 \\
-      --mirror_patterns 'https://my-mirror.example/pmc/{path}'
-"""
-
-
-def main(argv: list[str] | None = None) -> int:
-    import argparse
-
-    from transformers import HfArgumentParser
-
-    parser = HfArgumentParser(FetchImagesArguments, prog="hf-medvlm fetch-images", epilog=EPILOG,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
-    (args,) = parser.parse_args_into_dataclasses(argv)
-    records = read_url_records(args.urls_file, args.limit)
-    if args.pair_ids_file:
-        wanted = _read_pair_ids(args.pair_ids_file)
-        records = [r for r in records if r["pair_id"] in wanted]
-    report = fetch_images(records, args.output_dir, args)
-    print(f"{report.summary()}; failure manifest: {report.manifest}", file=sys.stderr)
-    return 1 if report.failed and not report.done and not report.already_present else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,9 +1,10 @@
-"""Model classes and their one registration point with the transformers Auto classes."""
+"""Model classes (LlavaMed, MedSelector) and their one registration point with the transformers Auto classes."""
 
 from transformers import AutoConfig, AutoModel, AutoModelForImageTextToText, AutoProcessor
 
 from .llava_med import LlavaMedConfig, LlavaMedForConditionalGeneration, LlavaMedModel, LlavaMedProcessor
 from .llava_med.modeling_llava_med import register_llava_weight_layout
+from .med_selector import MedSelectorConfig, MedSelectorModel
 from .llava_med.original_checkpoint import (
     LlavaMedOriginalConfig,
     LlavaMedOriginalForConditionalGeneration,
@@ -14,7 +15,8 @@ __all__ = ["register_auto_classes"]
 
 
 def register_auto_classes() -> None:
-    """Register LlavaMed with AutoConfig / AutoModel / AutoModelForImageTextToText / AutoProcessor. Idempotent."""
+    """Register LlavaMed (AutoConfig / AutoModel / AutoModelForImageTextToText / AutoProcessor) and MedSelector
+    (AutoConfig / AutoModel) with the Auto classes. Idempotent."""
     AutoConfig.register(LlavaMedConfig.model_type, LlavaMedConfig, exist_ok=True)
     AutoModel.register(LlavaMedConfig, LlavaMedModel, exist_ok=True)
     AutoModelForImageTextToText.register(LlavaMedConfig, LlavaMedForConditionalGeneration, exist_ok=True)
@@ -31,3 +33,7 @@ def register_auto_classes() -> None:
     LlavaMedConfig.register_for_auto_class("AutoConfig")
     LlavaMedForConditionalGeneration.register_for_auto_class("AutoModelForImageTextToText")
     LlavaMedProcessor.register_for_auto_class("AutoProcessor")
+    AutoConfig.register(MedSelectorConfig.model_type, MedSelectorConfig, exist_ok=True)
+    AutoModel.register(MedSelectorConfig, MedSelectorModel, exist_ok=True)
+    MedSelectorConfig.register_for_auto_class("AutoConfig")
+    MedSelectorModel.register_for_auto_class("AutoModel")

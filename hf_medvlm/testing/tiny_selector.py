@@ -7,7 +7,7 @@ import torch
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
 from transformers import CLIPImageProcessorPil, CLIPProcessor, PreTrainedTokenizerFast
 
-from ..selection import MedSelectorConfig, MedSelectorModel
+from ..models.med_selector import MedSelectorConfig, MedSelectorModel
 
 __all__ = ["TINY_SELECTOR_WORDS", "build_tiny_selector", "tiny_selector_processor"]
 

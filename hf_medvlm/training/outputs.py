@@ -48,7 +48,7 @@ def _plain(value):
 def write_resolved_config(folder: str | Path, config: dict) -> Path:
     path = Path(folder) / RESOLVED_CONFIG_NAME
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("# Resolved training config written by hf_medvlm.sft; `--config` this file to rerun.\n"
+    path.write_text("# Resolved training config written by `hf-medvlm train`; `--config` this file to rerun.\n"
                     + yaml.safe_dump(config, sort_keys=True))
     return path
 
@@ -75,7 +75,7 @@ def finish_run(trainer, output_dir: str, config: dict, *, base_models, datasets,
         datasets=tuple(datasets),
         recipe_path=recipe_path,
         resolved_config=config,
-        summary=f"Trained with `hf_medvlm.sft` ({config.get('stage')} stage) on TRL's SFTTrainer.",
+        summary=f"Trained with `hf-medvlm train` ({config.get('stage')} stage) on TRL's SFTTrainer.",
         training_results=next((h for h in reversed(trainer.state.log_history) if "train_loss" in h), None),
     )
     if not push_to_hub:
@@ -83,6 +83,6 @@ def finish_run(trainer, output_dir: str, config: dict, *, base_models, datasets,
     if not hub_model_id:
         raise ValueError("push_to_hub is set but hub_model_id is empty; name the target repo (user/name)")
     url = push_model(output_dir, hub_model_id, revision=hub_revision, private=hub_private,
-                     commit_message=f"hf_medvlm.sft: {config.get('stage')} stage")
+                     commit_message=f"hf-medvlm train: {config.get('stage')} stage")
     logger.info("Pushed %s to %s", output_dir, url)
     return url

@@ -108,7 +108,7 @@ def test_scores_in_percent_and_model_index_entries_are_valid(vqa_parquet):
 
 def test_rank_files_merge_into_question_order(tmp_path, vqa_parquet):
     """What `accelerate`/torchrun ranks leave behind (one answers.rankN.jsonl each) merges into answers.jsonl."""
-    from hf_medvlm.evaluate import merge_answers
+    from hf_medvlm.eval.evaluation import merge_answers
 
     questions, _ = questions_from_dataset(load_eval_dataset(str(vqa_parquet)), "vqa")
     answers_path = tmp_path / "answers.jsonl"

@@ -4,7 +4,7 @@ import json
 import pytest
 
 from hf_medvlm.cli import main as cli_main
-from hf_medvlm.evaluate import parse_args
+from hf_medvlm.commands.eval import parse_args
 from tests.eval.conftest import EVAL_ROWS, write_eval_parquet
 
 pytestmark = pytest.mark.integration

@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 
 from hf_medvlm.cli import main as cli_main
-from hf_medvlm.generation.cli_filter import main as filter_main
+from hf_medvlm.commands.filter import main as filter_main
 from hf_medvlm.generation.image_classifier import (
     MedicalImageClassifier,
     MedicalImageClassifierConfig,

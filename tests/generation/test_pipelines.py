@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from hf_medvlm.generation.cli_generate import GenerateArguments, run_method
+from hf_medvlm.generation.pipelines import GenerateArguments, run_method
 from hf_medvlm.testing.openai_server import Reply, TransformersResponder, message_texts, start_openai_server
 
 TRANSCRIPT = (

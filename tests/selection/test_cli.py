@@ -7,7 +7,8 @@ import datasets
 import numpy as np
 import pytest
 
-from hf_medvlm.selection.cli import PickArguments, ScoreArguments, TrainArguments, main, parse_args
+from hf_medvlm.commands.select import main, parse_args
+from hf_medvlm.selection.stages import PickArguments, ScoreArguments, TrainArguments
 from hf_medvlm.selection.data import PAIR_FEATURES
 from hf_medvlm.selection.selection import _cluster_quotas, pick_indices
 from hf_medvlm.testing.tiny_selector import build_tiny_selector

@@ -2,7 +2,7 @@ import pytest
 import torch
 from transformers import AutoModel, AutoProcessor
 
-from hf_medvlm.selection import MedSelectorConfig, MedSelectorModel
+from hf_medvlm.models.med_selector import MedSelectorConfig, MedSelectorModel
 from hf_medvlm.selection.training import PairCollator
 
 from .conftest import make_pairs

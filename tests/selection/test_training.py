@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from hf_medvlm.selection.data import validate_pairs
-from hf_medvlm.selection.modeling_med_selector import pairwise_loss
+from hf_medvlm.models.med_selector.modeling_med_selector import pairwise_loss
 from hf_medvlm.selection.training import (
     MixedSourceSampler, PairCollator, SelectorTrainer, SelectorTrainingArguments, compute_pair_metrics,
     freeze_encoder, train_selector,

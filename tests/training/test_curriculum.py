@@ -156,7 +156,7 @@ def test_two_process_ddp_matches_one_process(tiny_checkpoint, tiny_data_dir, tmp
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port()),
-         "-m", "hf_medvlm.sft", *common, "--per_device_train_batch_size", "1", "--output_dir", str(tmp_path / "ddp"),
+         "-m", "hf_medvlm", "train", *common, "--per_device_train_batch_size", "1", "--output_dir", str(tmp_path / "ddp"),
          "--ddp_backend", "gloo"],
         capture_output=True, text=True, timeout=600, env=env,
     )

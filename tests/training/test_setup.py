@@ -5,7 +5,7 @@ import re
 import pytest
 import torch
 
-from hf_medvlm.sft import parse_args
+from hf_medvlm.commands.train import parse_args
 from hf_medvlm.training.model_setup import check_quantization_supported, freeze_modules, lora_config_for
 
 BASE = ["--model_name_or_path", "x", "--output_dir", "/tmp/unused", "--use_cpu", "true", "--bf16", "false"]

@@ -1,4 +1,4 @@
-"""`hf-medvlm filter <step>`: the PubMedVision data filters (Chen et al., 2024, Appendix B).
+"""The PubMedVision data filters (Chen et al., 2024, Appendix B), run by `hf-medvlm filter <step>`.
 
 - ``pubmedvision``: text (>= 5 unique medical-lexicon terms in caption + mentions), image size (>= 336x336), an
   optional medical/non-medical image classifier, then caption-embedding near-duplicate removal. Writes
@@ -10,26 +10,10 @@
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from argparse import ArgumentDefaultsHelpFormatter, RawDescriptionHelpFormatter
-
-from transformers import HfArgumentParser
-
-__all__ = ["FilterArguments", "TrainClassifierArguments", "filter_records", "main"]
-
-EPILOG = """examples:
-  hf-medvlm filter pubmedvision --input figures.jsonl --output_dir out/filtered \\
-      --classifier out/medical_clf --dedup_model sentence-transformers/all-mpnet-base-v2
-  hf-medvlm filter train-classifier --labels labelled_images.jsonl \\
-      --vision_encoder openai/clip-vit-large-patch14-336 --output_dir out/medical_clf
-"""
-
-
-class _HelpFormatter(ArgumentDefaultsHelpFormatter, RawDescriptionHelpFormatter):
-    """Show defaults and keep the example epilog's line breaks."""
+__all__ = ["FilterArguments", "TrainClassifierArguments", "filter_records", "train_classifier"]
 
 
 @dataclass
@@ -181,22 +165,3 @@ def train_classifier(args: TrainClassifierArguments) -> dict:
     model.save_pretrained(args.output_dir)
     processor.save_pretrained(args.output_dir)
     return {"images": len(images), "medical": sum(labels), "final_loss": round(loss, 4), "saved_to": args.output_dir}
-
-
-def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    steps = {"pubmedvision": (FilterArguments, filter_records), "train-classifier": (TrainClassifierArguments,
-                                                                                     train_classifier)}
-    if not argv or argv[0] not in steps:
-        print(f"usage: hf-medvlm filter {{{','.join(steps)}}} [options]   (--help after a step)\n\n{EPILOG}")
-        return 0 if argv[:1] in ([], ["-h"], ["--help"]) else 2
-    dataclass_type, run = steps[argv[0]]
-    parser = HfArgumentParser(dataclass_type, prog=f"hf-medvlm filter {argv[0]}", epilog=EPILOG, description=__doc__,
-                              formatter_class=_HelpFormatter)
-    (args,) = parser.parse_args_into_dataclasses(argv[1:])
-    print(json.dumps(run(args), indent=2))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

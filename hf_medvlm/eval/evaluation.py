@@ -1,28 +1,19 @@
-"""`hf-medvlm eval`: generate answers on a medical VQA benchmark, score them under named protocols, write results.
+"""Generate answers on a medical VQA benchmark, score them under named protocols and write the results.
 
-    hf-medvlm eval --config recipes/llava-med-v1.5-mistral-7b/eval/vqa_rad.yaml
-    accelerate launch -m hf_medvlm.evaluate --config recipes/llava-med-v1.5-mistral-7b/eval/slake.yaml   # sharded
-    python -m hf_medvlm.evaluate --config ... --answers_file answers.jsonl   # score an existing answers file
-
-Writes to `output_dir`: `answers.jsonl` (one line per question id; rerunning resumes and never answers a question
-twice), `results.json` (scores per protocol, counts, skipped records by reason) and `model_index.json` (a list of
+`run_evaluation(EvalArguments, ChatEndpointArguments)` is what `hf-medvlm eval` runs. It writes to `output_dir`:
+`answers.jsonl` (one line per question id; rerunning resumes and never answers a question twice), `results.json`
+(scores per protocol, counts, skipped records by reason) and `model_index.json` (a list of
 `huggingface_hub.EvalResult` keyword arguments for the model card; the protocol is named in each `metric_name`).
+Under `accelerate launch` each process answers its shard; the main process merges and scores.
 """
 
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-__all__ = ["EvalArguments", "parse_args", "main"]
-
-EPILOG = """example:
-  hf-medvlm eval --config recipes/tiny/eval/demo.yaml --output_dir /tmp/demo-eval
-  python -m hf_medvlm.evaluate --config recipes/llava-med-v1.5-mistral-7b/eval/vqa_rad.yaml --max_samples 20
-"""
-
+__all__ = ["EvalArguments", "validate_args", "run_evaluation"]
 
 @dataclass
 class EvalArguments:
@@ -68,27 +59,9 @@ class EvalArguments:
     save_every: int = field(default=64, metadata={"help": "Append answers to disk every N questions (resume unit)."})
 
 
-def parse_args(argv: list[str] | None = None):
-    """Parse `--config recipe.yaml` (defaults) and overrides into `(EvalArguments, ChatEndpointArguments)`.
-
-    The endpoint arguments (`llm_base_url`, `llm_model`, ...) configure the LLM judge of the chat and win-rate tasks.
-    """
-    import argparse
-
-    from trl import TrlParser
-
-    from .llm import ChatEndpointArguments
-
-    parser = TrlParser((EvalArguments, ChatEndpointArguments), epilog=EPILOG,
-                       formatter_class=argparse.RawDescriptionHelpFormatter,
-                       description="Generate and score answers on a medical VQA benchmark.")
-    args, endpoint = parser.parse_args_and_config(args=argv)
-    _validate(args)
-    return args, endpoint
-
-
-def _validate(args: EvalArguments) -> None:
-    from .eval.metrics import PROTOCOLS
+def validate_args(args: EvalArguments) -> None:
+    """Settings that cannot work together, as one clear error before any model is loaded."""
+    from .metrics import PROTOCOLS
 
     if args.task not in ("vqa", "multiple_choice", "chat", "win_rate"):
         raise ValueError(f"task must be 'vqa', 'multiple_choice', 'chat' or 'win_rate', got {args.task!r}")
@@ -118,8 +91,8 @@ def load_model(args: EvalArguments, device):
 
 def generate_missing(args, questions, answers_path: Path, state) -> None:
     """Answer the questions not yet in the answers files; each process its shard, appended as it goes."""
-    from .eval.benchmark import append_answers, read_answers, shard
-    from .eval.generation import GenerationSettings, generate_answers
+    from .benchmark import append_answers, read_answers, shard
+    from .generation import GenerationSettings, generate_answers
 
     done = read_answers(answers_path)
     for part in answers_path.parent.glob("answers.rank*.jsonl"):
@@ -147,7 +120,7 @@ def generate_missing(args, questions, answers_path: Path, state) -> None:
 
 def merge_answers(questions, answers_path: Path) -> dict[str, dict]:
     """Fold the per-process files into answers.jsonl, in question order (main process only)."""
-    from .eval.benchmark import read_answers
+    from .benchmark import read_answers
 
     answers = read_answers(answers_path)
     parts = sorted(answers_path.parent.glob("answers.rank*.jsonl"))
@@ -186,8 +159,8 @@ def format_table(scores: dict, benchmark: str) -> str:
 
 def judge_scores(args, endpoint, questions, answers, output_dir: Path) -> dict:
     """qa50 relative score or pairwise win rate from the LLM judge (`hf_medvlm.eval.judge`)."""
-    from .eval.benchmark import read_answers
-    from .eval.judge import score_chat, win_rate
+    from .benchmark import read_answers
+    from .judge import score_chat, win_rate
 
     backend = endpoint.build_backend()
     rows = [q.row for q in questions]
@@ -201,11 +174,14 @@ def judge_scores(args, endpoint, questions, answers, output_dir: Path) -> dict:
     return {"biomed_vital_win_rate": summary}
 
 
-def main(argv: list[str] | None = None) -> int:
-    args, endpoint = parse_args(argv)
+def run_evaluation(args: EvalArguments, endpoint) -> int:
+    """Questions -> answers (given, or generated and resumed) -> scores -> results files; returns an exit code.
+
+    `endpoint` (`hf_medvlm.llm.ChatEndpointArguments`) configures the LLM judge of the chat and win-rate tasks.
+    """
     from accelerate import PartialState
 
-    from .eval.benchmark import (check_answer_ids, load_eval_dataset, model_index_entries, questions_from_dataset,
+    from .benchmark import (check_answer_ids, load_eval_dataset, model_index_entries, questions_from_dataset,
                                  read_answers, score_answers)
 
     state = PartialState()
@@ -215,8 +191,10 @@ def main(argv: list[str] | None = None) -> int:
 
     # ---- questions
     dataset = load_eval_dataset(args.dataset_name, args.dataset_config, args.dataset_split)
+    # The qa50 judge reads text only, so scoring an existing answers file needs no images (a `--text_only` qa50 set).
     questions, skipped = questions_from_dataset(dataset, args.task, args.question_template, args.on_missing_image,
-                                                args.image_dir, args.max_samples)
+                                                args.image_dir, args.max_samples,
+                                                require_images=not (args.task == "chat" and args.answers_file))
     if not questions:
         raise ValueError(f"{args.dataset_name}: no questions to evaluate (skipped: {dict(skipped)})")
 
@@ -244,7 +222,8 @@ def main(argv: list[str] | None = None) -> int:
     benchmark = args.benchmark_name or args.dataset_name
     results = dict(benchmark=benchmark, dataset=args.dataset_name, dataset_config=args.dataset_config,
                    split=args.dataset_split, task=args.task, model=args.model_name_or_path,
-                   num_questions=len(questions), skipped=dict(skipped), scores=scores, config=asdict(args))
+                   num_questions=len(questions), skipped=dict(skipped), scores=scores, config=asdict(args),
+                   questions_without_image=sum(not q.images for q in questions))
     (output_dir / "results.json").write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
     entries = model_index_entries(scores, dataset_type=args.dataset_type or args.dataset_name, dataset_name=benchmark,
                                   dataset_config=args.dataset_config, dataset_split=args.dataset_split)
@@ -255,6 +234,3 @@ def main(argv: list[str] | None = None) -> int:
     print(f"wrote {answers_path}, {output_dir / 'results.json'}, {output_dir / 'model_index.json'}")
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,25 +1,20 @@
 """Supervised fine-tuning of LlavaMed models: LLaVA-Med's two-stage curriculum, LoRA/QLoRA and VQA fine-tunes.
 
-    python -m hf_medvlm.sft --config recipes/llava-med-v1.5-mistral-7b/stage2/full.yaml [--overrides]
-    accelerate launch --config_file recipes/accelerate_configs/zero3.yaml -m hf_medvlm.sft --config <recipe.yaml>
-    hf-medvlm train --config <recipe.yaml>
-
-Arguments are TRL's `ScriptArguments`, `DatasetMixtureConfig`, `SFTConfig` and `ModelConfig`, plus `StageArguments`
-(what TRL has no key for). A YAML key that none of them knows is an error.
+`run_sft` takes TRL's `ScriptArguments`, `DatasetMixtureConfig`, `SFTConfig` and `ModelConfig`, plus `StageArguments`
+(what TRL has no key for); the `hf-medvlm train` command (`hf_medvlm/commands/train.py`) parses them from a recipe.
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
-import sys
 from dataclasses import dataclass, field
 
-from trl import DatasetMixtureConfig, ModelConfig, ScriptArguments, SFTConfig, TrlParser, get_quantization_config
+from trl import get_quantization_config
 
-from .models.llava_med.processing_llava_med import CHAT_TEMPLATE_NAMES
-from .training.data import load_training_data
-from .training.model_setup import (
+from ..models.llava_med.processing_llava_med import CHAT_TEMPLATE_NAMES
+from .data import load_training_data
+from .length_policy import LENGTH_POLICIES, LengthReportCallback, fit_splits_to_length
+from .model_setup import (
     FREEZABLE_MODULES,
     check_quantization_supported,
     freeze_modules,
@@ -27,10 +22,10 @@ from .training.model_setup import (
     lora_config_for,
     trainable_parameter_report,
 )
-from .training.outputs import ResolvedConfigCallback, finish_run, resolved_config, write_resolved_config
-from .training.trainer import MedVLMSFTTrainer
+from .outputs import ResolvedConfigCallback, finish_run, resolved_config, write_resolved_config
+from .trainer import MedVLMSFTTrainer
 
-__all__ = ["StageArguments", "parse_args", "main", "STAGE_DEFAULTS"]
+__all__ = ["StageArguments", "STAGE_DEFAULTS", "check_args", "run_sft"]
 
 logger = logging.getLogger(__name__)
 
@@ -41,12 +36,6 @@ STAGE_DEFAULTS = {
     "alignment": (["vision_tower", "language_model"], "plain"),
     "instruct": (["vision_tower"], "mistral_instruct"),
 }
-
-EPILOG = """example:
-  python -m hf_medvlm.sft --config recipes/tiny/sft/stage2.yaml --max_steps 2 --output_dir runs/tiny-stage2
-  accelerate launch --config_file recipes/accelerate_configs/zero3.yaml -m hf_medvlm.sft \\
-      --config recipes/llava-med-v1.5-mistral-7b/stage2/full.yaml
-"""
 
 
 @dataclass
@@ -99,6 +88,20 @@ class StageArguments:
         metadata={"help": "Batch samples of similar length and never mix image and text-only samples in one "
                   "optimizer step (LLaVA-1.5's group_by_modality_length, with a wider sort window)."},
     )
+    length_policy: str = field(
+        default="trim_rounds",
+        metadata={"help": "Rows longer than max_length (image placeholders counted: 576 tokens per 336 px image) or "
+                  "with more than max_images_per_sample images, decided before training: 'skip' them, 'trim_rounds' "
+                  "(keep the leading user/assistant rounds that fit, with their images; skip the row if its first "
+                  "round alone does not fit), or 'error' (list them and stop). Counts go to the log and "
+                  "trainer_state.json. Images are never dropped from a round: answers name them by position.",
+                  "choices": list(LENGTH_POLICIES)},
+    )
+    max_images_per_sample: int | None = field(
+        default=None,
+        metadata={"help": "Most images a training row may show (HuatuoGPT-Vision drops rows with more than 8); rows "
+                  "with more are handled by length_policy. Default: no limit besides max_length."},
+    )
 
     def __post_init__(self):
         if self.stage not in STAGES:
@@ -108,27 +111,12 @@ class StageArguments:
             self.freeze_modules = list(frozen)
         if self.chat_template_name is None:
             self.chat_template_name = template
+        if self.max_images_per_sample is not None and self.max_images_per_sample < 1:
+            raise ValueError(f"max_images_per_sample must be at least 1, got {self.max_images_per_sample}")
 
 
-class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    pass
-
-
-def make_parser() -> TrlParser:
-    return TrlParser(
-        (ScriptArguments, DatasetMixtureConfig, SFTConfig, ModelConfig, StageArguments),
-        description=__doc__.split("\n\n")[0], epilog=EPILOG, formatter_class=_HelpFormatter,
-    )
-
-
-def parse_args(argv: list[str] | None = None):
-    """Parse `--config recipe.yaml` plus overrides into (script, mixture, sft, model, stage) arguments."""
-    script_args, mixture_args, training_args, model_args, stage_args = make_parser().parse_args_and_config(argv)
-    _check_args(training_args, model_args, stage_args)
-    return script_args, mixture_args, training_args, model_args, stage_args
-
-
-def _check_args(training_args, model_args, stage_args) -> None:
+def check_args(training_args, model_args, stage_args) -> None:
+    """Combinations of arguments that cannot work, as one clear error before anything is loaded."""
     if not (model_args.model_name_or_path or stage_args.vision_model_name_or_path):
         raise ValueError("set model_name_or_path, or vision_model_name_or_path + text_model_name_or_path")
     if stage_args.stage == "alignment" and model_args.use_peft:
@@ -140,13 +128,12 @@ def _check_args(training_args, model_args, stage_args) -> None:
         logger.warning("assistant_only_loss is false: user, image and template tokens will be supervised too")
 
 
-def _recipe_path(argv: list[str]) -> str | None:
-    return argv[argv.index("--config") + 1] if "--config" in argv else None
+def run_sft(script_args, mixture_args, training_args, model_args, stage_args, recipe_path: str | None = None) -> None:
+    """Load data and model, train, save model + processor + resolved config, write the card and optionally push.
 
-
-def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    script_args, mixture_args, training_args, model_args, stage_args = parse_args(argv)
+    The arguments are those `hf-medvlm train` parses and checks with `check_args`; `recipe_path` (the YAML they came
+    from) is copied into the model card.
+    """
     check_quantization_supported(model_args)
     config = resolved_config(script_args, mixture_args, training_args, model_args, stage_args)
     push_to_hub, training_args.push_to_hub = training_args.push_to_hub, False  # pushed by finish_run instead
@@ -158,6 +145,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     peft_config = lora_config_for(model, model_args) if model_args.use_peft else None
     freeze_modules(model, stage_args.freeze_modules)
+    with training_args.main_process_first(desc="length pass"):  # the other ranks read rank 0's cached lengths
+        train_dataset, eval_dataset, length_reports = fit_splits_to_length(
+            train_dataset, eval_dataset, processor, max_length=training_args.max_length,
+            policy=stage_args.length_policy, max_images_per_sample=stage_args.max_images_per_sample,
+            num_proc=training_args.dataset_num_proc,
+        )
 
     trainer = MedVLMSFTTrainer(
         model=model,
@@ -166,9 +159,10 @@ def main(argv: list[str] | None = None) -> int:
         eval_dataset=eval_dataset,
         processing_class=processor,
         peft_config=peft_config,
-        callbacks=[ResolvedConfigCallback(config)],
+        callbacks=[ResolvedConfigCallback(config), LengthReportCallback(length_reports)],
         group_by_modality_length=stage_args.group_by_modality_length,
         projector_lr=stage_args.projector_lr,
+        train_lengths=length_reports[0].lengths,
     )
     logger.info("Trainable parameters by part: %s", trainable_parameter_report(trainer.model))
     if trainer.is_world_process_zero():
@@ -183,10 +177,9 @@ def main(argv: list[str] | None = None) -> int:
             base_models=[m for m in (model_args.model_name_or_path, stage_args.vision_model_name_or_path,
                                      stage_args.text_model_name_or_path) if m],
             datasets=[d.path for d in mixture_args.datasets] or [script_args.dataset_name],
-            recipe_path=_recipe_path(argv), push_to_hub=push_to_hub, hub_model_id=training_args.hub_model_id,
+            recipe_path=recipe_path, push_to_hub=push_to_hub, hub_model_id=training_args.hub_model_id,
             hub_private=training_args.hub_private_repo, hub_revision=training_args.hub_revision,
         )
-    return 0
 
 
 def _quantization_config(model_args):
@@ -204,6 +197,3 @@ def _device_map(quantization_config):
 
     return {"": PartialState().local_process_index}
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run_with_loopback_hub(args: DemoArguments, argv: list[str]) -> int:
-    from .testing.hub_server import start_hub_server
+    from ..testing.hub_server import start_hub_server
 
     out = Path(args.output_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -87,7 +87,7 @@ def _run_with_loopback_hub(args: DemoArguments, argv: list[str]) -> int:
                HF_HOME=str(out / "hf_home"), HF_HUB_DISABLE_TELEMETRY="1")
     print(f"Started a loopback Hub at {server.url} for the push (state in {out}).", flush=True)
     try:
-        child = [sys.executable, "-m", "hf_medvlm.demo", *argv, "--hub", "endpoint"]
+        child = [sys.executable, "-m", "hf_medvlm", "demo", *argv, "--hub", "endpoint"]
         return subprocess.run(child, env=env).returncode
     finally:
         server.stop()
@@ -135,8 +135,8 @@ def _quiet_libraries() -> None:
 
 
 def _build_data(out: Path, args: DemoArguments) -> tuple[Path, dict]:
-    from .data.demo import write_demo_dataset
-    from .testing import save_tiny_base_models
+    from ..data.demo import write_demo_dataset
+    from ..testing import save_tiny_base_models
 
     data_dir = write_demo_dataset(out / "data")
     width = args.hidden_size
@@ -189,13 +189,13 @@ def _stage2_recipe(out: Path, args: DemoArguments) -> dict:
 def _train(out: Path, name: str, recipe: dict) -> Path:
     import yaml
 
-    from . import sft
+    from . import train
 
     recipe_path = out / "recipes" / f"{name}.yaml"
     recipe_path.parent.mkdir(parents=True, exist_ok=True)
-    recipe_path.write_text(f"# Written by `hf-medvlm demo`; rerun with: python -m hf_medvlm.sft --config {recipe_path}\n"
+    recipe_path.write_text(f"# Written by `hf-medvlm demo`; rerun with: hf-medvlm train --config {recipe_path}\n"
                            + yaml.safe_dump(recipe, sort_keys=False))
-    if sft.main(["--config", str(recipe_path)]) != 0:
+    if train.main(["--config", str(recipe_path)]) != 0:
         raise RuntimeError(f"training {name} failed")
     return Path(recipe["output_dir"])
 
@@ -204,7 +204,7 @@ def _stage2(out: Path, args: DemoArguments) -> Path:
     stage2 = _train(out, "stage2", _stage2_recipe(out, args))
     if args.stage2 == "full":
         return stage2
-    from .training import merge_lora
+    from . import merge_lora
 
     merged = out / "stage2-merged"
     if merge_lora.main(["--adapter_path", str(stage2), "--output_dir", str(merged)]) != 0:
@@ -219,13 +219,13 @@ def _loss_note(run_dir: Path) -> str:
 
 
 def _evaluate(out: Path, model_dir: Path, data_dir: Path) -> tuple[dict, list[dict]]:
-    from . import evaluate
+    from . import eval as eval_command
 
     eval_dir = out / "eval"
     argv = ["--output_dir", str(eval_dir), "--dataset_name", str(data_dir), "--dataset_config", "eval",
             "--dataset_split", "test", "--model_name_or_path", str(model_dir), "--max_new_tokens", "24",
             "--batch_size", "16", "--benchmark_name", "hf_medvlm demo eval", "--dtype", "float32"]
-    if evaluate.main(argv) != 0:
+    if eval_command.main(argv) != 0:
         raise RuntimeError("evaluation failed")
     results = json.loads((eval_dir / "results.json").read_text())
     return results, json.loads((eval_dir / "model_index.json").read_text())
@@ -246,7 +246,7 @@ def _pct(value) -> str:
 
 
 def _write_model_card(model_dir: Path, args: DemoArguments, out: Path, eval_results: list[dict]) -> None:
-    from .hub import write_model_card
+    from ..hub import write_model_card
 
     recipe = out / "recipes" / "stage2.yaml"
     write_model_card(
@@ -265,7 +265,7 @@ def _push(args: DemoArguments, model_dir: Path, data_dir: Path, note) -> str:
         return str(model_dir)
     from huggingface_hub import constants
 
-    from .hub import push_dataset_folder, push_model
+    from ..hub import push_dataset_folder, push_model
 
     push_model(model_dir, args.model_repo_id)
     push_dataset_folder(data_dir, args.dataset_repo_id)
@@ -317,6 +317,3 @@ class Summary:
             print(f"{name.ljust(width)}  {seconds:6.1f}s  {note}")
         print(f"{'total'.ljust(width)}  {time.perf_counter() - self.start:6.1f}s")
 
-
-if __name__ == "__main__":
-    sys.exit(main())

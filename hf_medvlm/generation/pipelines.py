@@ -1,5 +1,5 @@
-"""`hf-medvlm generate <method>`: run a data-generation method against an OpenAI-compatible endpoint or a local
-transformers model, resumably, and write training-schema rows.
+"""Data-generation methods run end to end against an OpenAI-compatible endpoint or a local transformers model,
+resumably, writing training-schema rows (the work behind `hf-medvlm generate <method>`).
 
 Methods: ``llava-med`` (self-instruct, text-only), ``pubmedvision`` (reformatting), ``biomed-vital`` (generation
 with demonstrations), ``rate`` (BioMed-VITAL model-based rating), ``select-demos`` (BioMed-VITAL demonstration
@@ -10,30 +10,12 @@ crash sends only the requests that have no reply yet.
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from argparse import ArgumentDefaultsHelpFormatter, RawDescriptionHelpFormatter
-
-from transformers import HfArgumentParser
-
-__all__ = ["GenerateArguments", "main"]
+__all__ = ["METHODS", "GenerateArguments", "chat_backend", "run_method", "select_demos"]
 
 METHODS = ("llava-med", "pubmedvision", "biomed-vital", "rate", "select-demos")
-
-EPILOG = """examples:
-  hf-medvlm generate llava-med --input figures.jsonl --output_dir out/llava_med \\
-      --llm_base_url http://localhost:8000/v1 --llm_model gpt-4
-  hf-medvlm generate pubmedvision --input kept.jsonl --output_dir out/pmv --local_model microsoft/llava-med-v1.5-mistral-7b
-  hf-medvlm generate biomed-vital --input figures.jsonl --demonstrations demos.jsonl --output_dir out/vital ...
-  hf-medvlm generate rate --input out/vital/data/conversations.jsonl --output_dir out/ratings ...
-  hf-medvlm generate select-demos --input figures.jsonl --output_dir out/demos --num_clusters 60 --num_samples 120
-"""
-
-
-class _HelpFormatter(ArgumentDefaultsHelpFormatter, RawDescriptionHelpFormatter):
-    """Show defaults and keep the example epilog's line breaks."""
 
 
 @dataclass
@@ -65,7 +47,8 @@ class GenerateArguments:
                                                                        "pooled features are joined to the text ones."})
 
 
-def _backend(args: GenerateArguments, endpoint):
+def chat_backend(args: GenerateArguments, endpoint):
+    """The local transformers model of `--local_model`, else the endpoint's OpenAI-compatible backend."""
     if args.local_model:
         from hf_medvlm.llm.local import LocalChatBackend
 
@@ -165,28 +148,3 @@ def _image_features(records, encoder_path: str):
             pooled = model(**processor(images=images, return_tensors="pt")).pooler_output
         chunks.append(torch.nn.functional.normalize(pooled, dim=-1).numpy())
     return np.concatenate(chunks).astype(np.float32)
-
-
-def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] not in METHODS:
-        print(f"usage: hf-medvlm generate {{{','.join(METHODS)}}} [options]   (--help after a method)\n\n{EPILOG}")
-        return 0 if argv[:1] in ([], ["-h"], ["--help"]) else 2
-    method, rest = argv[0], argv[1:]
-    from hf_medvlm.llm import ChatEndpointArguments
-
-    parser = HfArgumentParser((GenerateArguments, ChatEndpointArguments), prog=f"hf-medvlm generate {method}",
-                              epilog=EPILOG, description=__doc__,
-                              formatter_class=_HelpFormatter)
-    args, endpoint = parser.parse_args_into_dataclasses(rest)
-    if method == "select-demos":
-        report = select_demos(args)
-    else:
-        report = run_method(method, args, _backend(args, endpoint), concurrency=endpoint.llm_concurrency)
-    print(json.dumps(report, indent=2))
-    failed = report.get("requests", {}).get("failed", 0)
-    return 1 if failed else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

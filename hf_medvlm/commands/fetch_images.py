@@ -1,0 +1,29 @@
+"""`hf-medvlm fetch-images`: download PMC Open Access tarballs and extract only the figures a dataset needs."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from transformers import HfArgumentParser
+
+from ..data.fetch_images import FetchImagesArguments, fetch_images, read_pair_ids, read_url_records
+
+EPILOG = """example:
+  hf-medvlm fetch-images --urls_file llava_med_image_urls.jsonl --output_dir pmc \\
+      --pair_ids_file llava_med_instruct_60k_inline_mention.json --num_workers 16 \\
+      --mirror_patterns 'https://my-mirror.example/pmc/{path}'
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = HfArgumentParser(FetchImagesArguments, prog="hf-medvlm fetch-images", epilog=EPILOG,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    (args,) = parser.parse_args_into_dataclasses(argv)
+    records = read_url_records(args.urls_file, args.limit)
+    if args.pair_ids_file:
+        wanted = read_pair_ids(args.pair_ids_file)
+        records = [r for r in records if r["pair_id"] in wanted]
+    report = fetch_images(records, args.output_dir, args)
+    print(f"{report.summary()}; failure manifest: {report.manifest}", file=sys.stderr)
+    return 1 if report.failed and not report.done and not report.already_present else 0

@@ -1,0 +1,42 @@
+"""`hf-medvlm merge-lora`: fold a LoRA adapter (and its fully trained projector) into a full LlavaMed checkpoint.
+
+The result loads with `AutoModelForImageTextToText.from_pretrained` and no PEFT, and its outputs equal the adapter
+model's up to floating-point rounding.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass, field
+
+import torch
+from transformers import HfArgumentParser
+
+from ..models.llava_med import LlavaMedProcessor
+from ..training.merge_lora import merge_lora
+
+EPILOG = """example:
+  hf-medvlm merge-lora --adapter_path runs/stage2-lora --output_dir runs/stage2-lora-merged
+"""
+
+
+@dataclass
+class MergeLoraArguments:
+    adapter_path: str = field(metadata={"help": "Folder written by a use_peft training run (adapter_config.json)."})
+    output_dir: str = field(metadata={"help": "Where the merged full checkpoint and processor are written."})
+    base_model_name_or_path: str | None = field(
+        default=None, metadata={"help": "Base LlavaMed checkpoint; default: the one named in adapter_config.json."}
+    )
+    dtype: str = field(default="float32", metadata={"help": "Dtype for merging and saving (float32, bfloat16, ...)."})
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = HfArgumentParser(MergeLoraArguments, description=__doc__.split("\n\n")[0], epilog=EPILOG,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    (args,) = parser.parse_args_into_dataclasses(args=sys.argv[1:] if argv is None else argv)
+    merged = merge_lora(args.adapter_path, args.base_model_name_or_path, getattr(torch, args.dtype))
+    merged.save_pretrained(args.output_dir)
+    LlavaMedProcessor.from_pretrained(args.adapter_path).save_pretrained(args.output_dir)
+    print(f"merged {args.adapter_path} into {args.output_dir}")
+    return 0
