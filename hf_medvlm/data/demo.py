@@ -10,8 +10,9 @@ still contain the phrases the facts rest on. Nothing is hand-labelled from looki
 Three splits: `alignment` (stage-1 captions, training schema), `instruct` (multi-turn conversations, training
 schema) and `eval` (open and closed VQA, eval schema). The eval split asks only the held-out question types
 (`HELD_OUT_QUESTION_TYPES`: the imaging modality), which no instruct conversation asks in any wording; the modality
-is taught only by the stage-1 captions. The eval images are the training images: this is a demo and smoke-test set,
-not a benchmark.
+appears in training only inside the image descriptions (stage-1 captions, and the description turn that opens each
+instruct conversation). `eval_mismatched_images` is the image-swap control. The eval images are the training images:
+this is a demo and smoke-test set, not a benchmark.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ __all__ = [
     "DEMO_SOURCE",
     "DEMO_LICENSE",
     "HELD_OUT_QUESTION_TYPES",
+    "DESCRIBE_REQUEST",
     "DicomSpec",
     "DICOM_SPECS",
     "ImageFacts",
@@ -45,6 +47,8 @@ DEMO_SOURCE = "hf_medvlm_demo"
 # Asked only in the eval split, never in the instruct conversations: the modality is the fact most visible in the
 # pixels (CT, MRI, X-ray, ultrasound, microscopy and fundus photographs look nothing alike).
 HELD_OUT_QUESTION_TYPES = ("modality",)
+# The first turn of every instruct conversation. One fixed wording, so that only the image tells the descriptions apart.
+DESCRIBE_REQUEST = "Describe the image briefly."
 DEMO_LICENSE = "other"
 
 # DICOM Modality code -> (short answer, long name, noun phrase for yes/no questions, LLaVA-Med domain)
@@ -390,11 +394,13 @@ def _alignment_rows(facts: ImageFacts) -> list[dict]:
     ]
 
 
-def _instruct_row(facts: ImageFacts) -> dict | None:
-    """One conversation of every question not held out (open first, then closed); None if nothing is left."""
+def _instruct_row(facts: ImageFacts) -> dict:
+    """One conversation: a description of the image (its caption, the only place the held-out facts appear), then
+    every question that is not held out, open ones first."""
     qas = [qa for qa in questions_for(facts) if qa.question_type not in HELD_OUT_QUESTION_TYPES]
-    turns = [(qa.question, qa.long_answer) for qa in sorted(qas, key=lambda qa: qa.answer_type != "open")]
-    return _training_row(facts, f"demo-instruct-{facts.key}", turns) if turns else None
+    turns = [(DESCRIBE_REQUEST, caption_for(facts))]
+    turns += [(qa.question, qa.long_answer) for qa in sorted(qas, key=lambda qa: qa.answer_type != "open")]
+    return _training_row(facts, f"demo-instruct-{facts.key}", turns)
 
 
 def _eval_rows(facts: ImageFacts) -> list[dict]:
@@ -424,7 +430,7 @@ def build_demo_records(max_side: int = 512, facts: list[ImageFacts] | None = Non
     swaps = _other_modality(facts)
     return {
         "alignment": [row for f in facts for row in _alignment_rows(f)],
-        "instruct": [row for row in map(_instruct_row, facts) if row is not None],
+        "instruct": [_instruct_row(f) for f in facts],
         "eval": [row for f in facts for row in _eval_rows(f)],
         "eval_mismatched_images": [dict(row, image=swaps[f.key].image) for f in facts for row in _eval_rows(f)],
     }
