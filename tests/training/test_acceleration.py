@@ -133,3 +133,28 @@ def test_torch_compile_reaches_the_accelerator(tiny_checkpoint, tiny_data_dir, t
     assert trainer.accelerator.state.dynamo_plugin.backend == DynamoBackend.EAGER
     trainer.train()
     assert type(trainer.model_wrapped).__name__ == "OptimizedModule"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="Liger's Triton kernels need CUDA")
+def test_liger_kernels_reach_the_language_model_of_a_llava_med(tiny_llava_med, tmp_path):
+    pytest.importorskip("liger_kernel")
+    import copy
+
+    from trl import SFTConfig
+
+    from hf_medvlm.training.trainer import MedVLMSFTTrainer
+    from tests.training.conftest import instruct_rows
+
+    model, processor = copy.deepcopy(tiny_llava_med[0]), tiny_llava_med[1]
+    args = SFTConfig(output_dir=str(tmp_path), use_liger_kernel=True, max_length=None, report_to="none",
+                     activation_checkpointing=False)
+    import datasets
+
+    trainer = MedVLMSFTTrainer(model=model, args=args, train_dataset=datasets.Dataset.from_list(instruct_rows(4)),
+                               processing_class=processor)
+    lm = model.model.language_model
+    assert trainer.liger_kernels_applied and not trainer.args.use_liger_kernel
+    assert type(lm.norm).__name__ == "LigerRMSNorm" or "Liger" in lm.norm.forward.__qualname__
+    assert "Liger" in type(lm.layers[0].mlp.forward.__self__).__name__ or "Liger" in lm.layers[0].mlp.forward.__qualname__
+    trainer.train()  # on the GPU: the kernels run, the loss still comes from TRL's tiled head
