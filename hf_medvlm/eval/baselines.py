@@ -59,7 +59,8 @@ def grounding_verdict(matched: dict, mismatched: dict, changed: int, total: int,
     gains = {label: float(matched[p][m]) - float(mismatched[p][m]) for p, m, label in HEADLINE_METRICS
              if matched.get(p, {}).get(m) is not None and mismatched.get(p, {}).get(m) is not None}
     best = max(gains, key=gains.get) if gains else None
-    evidence = (f"{changed} of {total} answers change when each image is swapped for one of another modality; "
-                + (f"largest gain from the right image: {gains[best]:+.1f} points ({best})" if best else "no scores"))
+    evidence = (f"{changed} of {total} answers change when each image is swapped for one of another modality, and "
+                + (f"the largest score gain from the right image is {gains[best]:+.1f} points ({best})" if best
+                   else "there is no score to compare"))
     grounded = bool(best) and changed > 0 and gains[best] >= margin
     return grounded, evidence

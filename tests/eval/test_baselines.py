@@ -30,7 +30,7 @@ def test_grounding_needs_a_margin_and_changed_answers():
     matched = {"strict": {"closed_accuracy": 70.0, "open_f1": 20.0}}
     swapped = {"strict": {"closed_accuracy": 50.0, "open_f1": 20.0}}
     grounded, evidence = grounding_verdict(matched, swapped, changed=5, total=42)
-    assert grounded and "5 of 42 answers change" in evidence and "+20.0 points" in evidence
+    assert grounded and "5 of 42 answers change" in evidence and "+20.0 points (closed accuracy (strict))" in evidence
     assert not grounding_verdict(matched, swapped, changed=0, total=42)[0]  # identical answers cannot differ in score
     assert not grounding_verdict(matched, {"strict": {"closed_accuracy": 65.0, "open_f1": 20.0}}, 5, 42)[0]
 
