@@ -17,6 +17,8 @@ from ..llm.configuration import ChatEndpointArguments
 EPILOG = """example:
   hf-medvlm eval --config recipes/tiny/eval/demo.yaml --output_dir /tmp/demo-eval
   hf-medvlm eval --config recipes/llava-med-v1.5-mistral-7b/eval/vqa_rad.yaml --max_samples 20
+  hf-medvlm eval --config recipes/llava-med-v1.5-mistral-7b/eval/vqa_rad.yaml --model_name_or_path llava-med-v1.5 \
+      --endpoint_base_url http://localhost:8000/v1   # answers from vLLM/TGI serving the model
 """
 
 
