@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from trl import get_quantization_config
 
 from ..models.llava_med.processing_llava_med import CHAT_TEMPLATE_NAMES
-from .data import load_training_data
 from .model_setup import (
     FREEZABLE_MODULES,
     check_quantization_supported,
@@ -21,8 +20,6 @@ from .model_setup import (
     lora_config_for,
     trainable_parameter_report,
 )
-from .outputs import ResolvedConfigCallback, finish_run, resolved_config, write_resolved_config
-from .trainer import MedVLMSFTTrainer
 
 __all__ = ["StageArguments", "STAGE_DEFAULTS", "check_args", "run_sft"]
 
@@ -117,6 +114,12 @@ def run_sft(script_args, mixture_args, training_args, model_args, stage_args, re
     The arguments are those `hf-medvlm train` parses and checks with `check_args`; `recipe_path` (the YAML they came
     from) is copied into the model card.
     """
+    # Imported here, not at the top: TRL's trainer takes seconds to import, and `hf-medvlm train --help` needs only
+    # the arguments above.
+    from .data import load_training_data
+    from .outputs import ResolvedConfigCallback, finish_run, resolved_config, write_resolved_config
+    from .trainer import MedVLMSFTTrainer
+
     check_quantization_supported(model_args)
     config = resolved_config(script_args, mixture_args, training_args, model_args, stage_args)
     push_to_hub, training_args.push_to_hub = training_args.push_to_hub, False  # pushed by finish_run instead
