@@ -18,6 +18,7 @@ import difflib
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import yaml
 from trl import TrlParser
@@ -34,9 +35,11 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescript
 class CommandParser(TrlParser):
     """`TrlParser` with one-line errors that name the flag or recipe key and suggest the closest known flag."""
 
-    def __init__(self, dataclass_types, *, prog: str, description: str | None = None, epilog: str | None = None):
+    def __init__(self, dataclass_types, *, prog: str, description: str | None = None, epilog: str | None = None,
+                 subcommand: bool = False):
         super().__init__(dataclass_types, prog=prog, usage=USAGE, description=description, epilog=epilog,
                          formatter_class=HelpFormatter, allow_abbrev=False)
+        self.subcommand = subcommand  # a recipe's `command:` key names it (checked by `parse_subcommand`)
         self.config_path: str | None = None
         self._argv: list[str] = []
 
@@ -52,6 +55,8 @@ class CommandParser(TrlParser):
             *parsed, from_config, from_flags = self.parse_args_and_config(
                 argv, return_remaining_strings=True, separate_remaining_strings=True)
         except FileNotFoundError:
+            if self.config_path is None or Path(self.config_path).is_file():
+                raise
             self.error(f"argument --config: no such file {self.config_path}")
         except yaml.YAMLError as err:
             self.error(f"{self.config_path} is not valid YAML ({str(err).splitlines()[0]})")
@@ -65,9 +70,8 @@ class CommandParser(TrlParser):
         return tuple(parsed)
 
     def set_defaults_with_config(self, **config) -> list[str]:
-        if not isinstance(config.get("command", ""), str):
-            self.error(f"{self.config_path}: `command:` must name a sub-command")
-        config.pop("command", None)  # the sub-command, already chosen by `parse_subcommand`
+        if self.subcommand:
+            config.pop("command", None)
         return super().set_defaults_with_config(**config)
 
     def _did_you_mean(self, flag: str, key: bool = False) -> str:
@@ -85,9 +89,10 @@ class CommandParser(TrlParser):
         _fail(self.prog, message)
 
 
-def parse(dataclass_types, argv: list[str] | None, *, prog: str, doc: str, epilog: str) -> tuple:
+def parse(dataclass_types, argv: list[str] | None, *, prog: str, doc: str, epilog: str, subcommand: bool = False
+          ) -> tuple:
     """Parse `argv` (default: `sys.argv[1:]`) into instances of `dataclass_types`, in order."""
-    parser = CommandParser(dataclass_types, prog=prog, description=doc, epilog=epilog)
+    parser = CommandParser(dataclass_types, prog=prog, description=doc, epilog=epilog, subcommand=subcommand)
     return parser.parse(sys.argv[1:] if argv is None else argv)
 
 
@@ -123,7 +128,8 @@ def parse_subcommand(subcommands: dict[str, SubCommand], argv: list[str] | None,
         _fail(prog, f"unknown sub-command {name!r}{hint}")
     sub = subcommands[name]
     types = sub.dataclass_types() if callable(sub.dataclass_types) else sub.dataclass_types
-    return name, parse(types, argv, prog=f"{prog} {name}", doc=f"{sub.summary}\n\n{doc}", epilog=epilog)
+    return name, parse(types, argv, prog=f"{prog} {name}", doc=f"{sub.summary}\n\n{doc}", epilog=epilog,
+                       subcommand=True)
 
 
 def _recipe_command(argv: list[str], prog: str) -> str | None:

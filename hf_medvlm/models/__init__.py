@@ -16,6 +16,13 @@ For (1) a small `sys.meta_path` finder checks after each `transformers.*` / `hf_
 removes itself once the classes are registered. Both wait while one of those modules is still half-executed (e.g.
 `modeling_llava`, which imports `AutoModel` halfway through): importing the model classes then would see it incomplete.
 The check after that module finishes registers them.
+
+Why these moments (transformers >=5.23,<6): `transformers.models.auto.modeling_auto` is imported by every model
+config's `@auto_docstring`, LlavaMedConfig's included, so "after modeling_auto" would mean "at once"; and
+`AutoModel*.from_pretrained` looks the model class up before anything imports `PreTrainedModel`, so "after
+modeling_utils" would be too late. Only public registration calls are used (`AutoConfig.register`,
+`Auto*.register`, `register_for_auto_class`); the rest is Python's import system (`spec._initializing` has marked a
+module under execution since Python 3.4).
 """
 
 from __future__ import annotations

@@ -129,3 +129,9 @@ def test_real_train_parser_reports_a_bad_recipe_value_in_one_line(tmp_path, caps
     recipe.write_text("model_name_or_path: x\noutput_dir: o\nuse_cpu: true\n")
     err = _error(capsys, ["--config", str(recipe), "--max_seq_length", "512"], run=parse_args)
     assert "unknown flag --max_seq_length (did you mean --max_length?)" in err
+
+
+def test_command_key_belongs_to_subcommand_recipes_only(tmp_path, capsys):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("command: pick\noutput_dir: out\n")
+    assert "unknown key 'command'" in _error(capsys, ["--config", str(recipe)])
