@@ -1,9 +1,10 @@
 """Peak memory of `hf-medvlm convert` on a synthetic multi-shard checkpoint in the original LLaVA-Med v1.5 layout.
 
 Builds a ~2 GB float32 checkpoint (4+ shards, real key names and a Mistral-like shape at reduced width) in a temp
-dir, converts it in a fresh subprocess, and prints the conversion's peak RSS against the total checkpoint size and the
-largest shard. The baseline RSS of the same interpreter after importing the converter is printed too, so that the
-conversion's own cost (peak - baseline) is visible. Everything is deleted afterwards.
+dir, converts it in a fresh subprocess with 600 MB output shards, and prints the conversion's peak RSS against the total
+checkpoint size and the largest input shard (the converter holds one output shard at a time). The baseline RSS of the
+same interpreter after importing the converter is printed too, so that the conversion's own cost (peak - baseline) is
+visible. Everything is deleted afterwards.
 
     python benchmarks/convert_memory.py [--layers 30] [--shards 4]
 """

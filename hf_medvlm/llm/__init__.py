@@ -1,7 +1,8 @@
 """Chat backends shared by the evaluation judge and the data-generation pipelines.
 
 - `ChatRequest` / `ChatResponse`: the one interface; a backend is any object with `name` and `complete(request)`.
-- `OpenAIChatBackend`: OpenAI, Azure OpenAI, vLLM and TGI over HTTP, with retries, a timeout and an on-disk cache.
+- `OpenAIChatBackend`: the `openai` client (OpenAI, Azure OpenAI, vLLM, TGI, LiteLLM) with an on-disk reply cache;
+  401/403/404 are `ChatBackendError(fatal=True)` and stop a run.
 - `run_requests`: concurrent, resumable JSONL runs keyed by id, with a token/cost `RunReport`.
 - `image_to_data_url`: images as base64 data URLs for `image_url` message parts.
 """

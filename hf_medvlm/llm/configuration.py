@@ -18,7 +18,8 @@ class ChatEndpointArguments:
     llm_base_url: str | None = field(
         default=None,
         metadata={"help": "OpenAI-compatible API root, e.g. https://api.openai.com/v1 or http://localhost:8000/v1 "
-                          "(vLLM/TGI); Azure: https://<resource>.openai.azure.com. Default: $OPENAI_BASE_URL."},
+                          "(vLLM/TGI), http://localhost:4000 (LiteLLM); Azure: https://<resource>.openai.azure.com. "
+                          "Default: $OPENAI_BASE_URL (Azure: $AZURE_OPENAI_ENDPOINT)."},
     )
     llm_model: str | None = field(
         default=None, metadata={"help": "Model name (Azure: deployment name). Default: $HF_MEDVLM_LLM_MODEL."}
@@ -27,14 +28,19 @@ class ChatEndpointArguments:
         default="OPENAI_API_KEY", metadata={"help": "Name of the environment variable holding the API key."}
     )
     llm_api_style: str = field(
-        default="openai", metadata={"help": "'openai' (OpenAI, vLLM, TGI) or 'azure' (deployment URL, api-key header)."}
+        default="openai",
+        metadata={"help": "'openai' (OpenAI, vLLM, TGI, LiteLLM) or 'azure' (AzureOpenAI: deployment URL, api-key "
+                          "header)."},
     )
     llm_api_version: str | None = field(
         default=None, metadata={"help": "Azure api-version, e.g. 2024-06-01. Default: $OPENAI_API_VERSION."}
     )
     llm_timeout: float = field(default=120.0, metadata={"help": "Seconds to wait for the server on each attempt."})
     llm_max_retries: int = field(
-        default=6, metadata={"help": "Retries for 429/5xx/timeouts/malformed replies, with exponential backoff."}
+        default=6,
+        metadata={"help": "Retries for 408/409/429/5xx, timeouts, connection errors and malformed replies, with the "
+                          "openai client's exponential back-off (Retry-After honoured up to 2 minutes). 400 fails "
+                          "that request; 401/403/404 stop the run at once."},
     )
     llm_concurrency: int = field(default=8, metadata={"help": "Requests in flight at once."})
     llm_cache_dir: str | None = field(
@@ -57,7 +63,6 @@ class ChatEndpointArguments:
             timeout=self.llm_timeout,
             max_retries=self.llm_max_retries,
             cache_dir=self.llm_cache_dir,
-            pool_size=max(self.llm_concurrency, 8),
             prompt_price_per_million=self.llm_prompt_price_per_million,
             completion_price_per_million=self.llm_completion_price_per_million,
         )

@@ -1,101 +1,50 @@
-"""A client for OpenAI-compatible chat completion endpoints: OpenAI, Azure OpenAI deployments, vLLM and TGI.
+"""`OpenAIChatBackend`: the `openai` client (`OpenAI` / `AzureOpenAI`) behind the `ChatBackend` interface.
 
-Where the endpoint comes from (first wins):
-
-| setting   | argument      | environment                                                   |
-|-----------|---------------|---------------------------------------------------------------|
-| endpoint  | `base_url`    | `OPENAI_BASE_URL` (Azure: `AZURE_OPENAI_ENDPOINT`)            |
-| model     | `model`       | `HF_MEDVLM_LLM_MODEL` (Azure: the deployment name)            |
-| key       | `api_key`     | `OPENAI_API_KEY` (Azure: `AZURE_OPENAI_API_KEY`), may be unset |
-| version   | `api_version` | `OPENAI_API_VERSION` (Azure only)                             |
-
-`base_url` is the API root the OpenAI SDK uses: `https://api.openai.com/v1`, `http://host:8000/v1` for vLLM,
-`http://host:8080/v1` for TGI; for Azure it is the resource endpoint `https://<name>.openai.azure.com`.
-
-Transient failures (429, 5xx, connection errors, timeouts, malformed bodies) are retried with exponential backoff and
-jitter, honouring `Retry-After`; other 4xx fail at once. Replies are cached on disk by request hash when `cache_dir`
-is set. One `requests.Session` with a connection pool is shared by all threads, so keep-alive connections are reused.
+It reaches OpenAI, Azure OpenAI deployments and any OpenAI-compatible server (vLLM, TGI, LiteLLM). The `openai` client
+retries 408, 409, 429, 5xx, timeouts and connection errors with its own exponential back-off and honours
+`Retry-After` / `retry-after-ms`. What is ours around it: the on-disk reply cache, JSON-mode fallback, a bounded retry
+of malformed reply bodies (a 200 the client cannot parse), and errors that say which endpoint failed and whether the
+run can go on. 401, 403 and 404 (wrong key, no permission, wrong URL or model) are `fatal`: `run_requests` stops at
+the first one, since no retry and no other request can pass.
 """
 
 from __future__ import annotations
 
-import email.utils
 import json
 import logging
 import os
-import random
-import threading
-import time
-from collections import Counter
 from typing import Any
-
-import requests
-from requests.adapters import HTTPAdapter
 
 from .cache import ResponseCache
 from .types import ChatBackendError, ChatRequest, ChatResponse, request_key
 
-__all__ = ["OpenAIChatBackend"]
+__all__ = ["OpenAIChatBackend", "FATAL_STATUS"]
 
 logger = logging.getLogger(__name__)
 
-RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 520, 522, 524, 529})
+# Statuses no retry can fix, whatever the request: they end a whole run.
+FATAL_HINT = {401: "check the API key", 403: "the key lacks permission", 404: "check the URL and the model name"}
+FATAL_STATUS = frozenset(FATAL_HINT)
 
 
-class _Retryable(Exception):
-    """A failed attempt worth retrying; `retry_after` is the server's requested wait in seconds, if any."""
-
-    def __init__(self, message: str, status: int | None = None, retry_after: float | None = None):
-        super().__init__(message)
-        self.status = status
-        self.retry_after = retry_after
-
-
-def _env(*names: str) -> str | None:
-    for name in names:
-        if os.environ.get(name):
-            return os.environ[name]
-    return None
-
-
-def parse_retry_after(headers) -> float | None:
-    """Seconds to wait from `retry-after-ms`, or `Retry-After` given as seconds or as an HTTP date."""
-    if headers.get("retry-after-ms"):
-        try:
-            return max(float(headers["retry-after-ms"]) / 1000.0, 0.0)
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        return max(float(value), 0.0)
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(when.timestamp() - time.time(), 0.0)
+class _MalformedReply(Exception):
+    """A 200 whose body is not a chat completion: a proxy that cut the body, or a gateway's HTML page."""
 
 
 class OpenAIChatBackend:
-    """Chat completions over HTTP against any OpenAI-compatible server; thread-safe.
+    """Chat completions against any OpenAI-compatible server; thread-safe (one `openai` client, one connection pool).
 
     Args:
-        base_url: API root (see the module docstring); default from the environment.
-        model: model name (Azure: deployment name) used when a request does not name one.
-        api_key: sent as `Authorization: Bearer` (Azure: `api-key` header); default from the environment.
-        api_style: `"openai"` (`{base_url}/chat/completions`) or `"azure"`
-            (`{base_url}/openai/deployments/{model}/chat/completions?api-version=...`).
-        api_version: Azure `api-version` query parameter.
-        timeout: seconds to wait for the server on each attempt (connect and each read).
-        max_retries: retries after the first attempt for transient failures.
+        base_url: API root: `https://api.openai.com/v1`, `http://host:8000/v1` (vLLM), `http://host:8080/v1` (TGI),
+            `http://host:4000` (LiteLLM); Azure: `https://<resource>.openai.azure.com`. Default: `$OPENAI_BASE_URL`
+            (Azure: `$AZURE_OPENAI_ENDPOINT`).
+        model: model name (Azure: deployment name) used when a request names none. Default: `$HF_MEDVLM_LLM_MODEL`.
+        api_key: default `$OPENAI_API_KEY` (Azure: `$AZURE_OPENAI_API_KEY`); servers without keys get `EMPTY`.
+        api_style: `"openai"` or `"azure"` (deployment URL, `api-key` header, `api_version`).
+        api_version: Azure `api-version`. Default: `$OPENAI_API_VERSION`.
+        timeout: seconds per attempt.
+        max_retries: retries after the first attempt, for transient failures.
         cache_dir: on-disk reply cache; None disables it.
-        backoff_base, backoff_max: the n-th retry waits about `min(backoff_max, backoff_base * 2**n)` seconds
-            (half fixed, half random jitter) unless the server sent `Retry-After`.
-        max_retry_after: never wait longer than this for a `Retry-After`.
-        pool_size: keep-alive connections kept open; set it to at least your concurrency.
         prompt_price_per_million, completion_price_per_million: USD per million tokens, for cost estimates.
         extra_body: extra JSON fields sent with every request (e.g. vLLM's `{"top_k": 1}`).
     """
@@ -111,10 +60,6 @@ class OpenAIChatBackend:
         max_retries: int = 6,
         cache_dir: str | os.PathLike | None = None,
         *,
-        backoff_base: float = 1.0,
-        backoff_max: float = 60.0,
-        max_retry_after: float = 600.0,
-        pool_size: int = 64,
         prompt_price_per_million: float | None = None,
         completion_price_per_million: float | None = None,
         extra_body: dict[str, Any] | None = None,
@@ -123,163 +68,93 @@ class OpenAIChatBackend:
             raise ValueError(f"api_style must be 'openai' or 'azure', got {api_style!r}.")
         azure = api_style == "azure"
         self.api_style = api_style
-        self.base_url = (base_url or _env(*(["AZURE_OPENAI_ENDPOINT"] if azure else []), "OPENAI_BASE_URL") or "")
+        self.base_url = (base_url or os.environ.get("AZURE_OPENAI_ENDPOINT" if azure else "OPENAI_BASE_URL") or "")
         self.base_url = self.base_url.rstrip("/")
         if not self.base_url:
             raise ValueError("no chat endpoint: pass base_url or set OPENAI_BASE_URL (Azure: AZURE_OPENAI_ENDPOINT).")
-        self.model = model or _env("HF_MEDVLM_LLM_MODEL")
+        self.model = self.name = model or os.environ.get("HF_MEDVLM_LLM_MODEL") or ""
         if not self.model:
             raise ValueError("no model: pass model (Azure: the deployment name) or set HF_MEDVLM_LLM_MODEL.")
-        self.api_key = api_key or _env(*(["AZURE_OPENAI_API_KEY"] if azure else []), "OPENAI_API_KEY")
-        self.api_version = api_version or _env("OPENAI_API_VERSION")
-        if azure and not self.api_version:
-            raise ValueError("api_style='azure' needs api_version (or OPENAI_API_VERSION), e.g. '2024-06-01'.")
-        self.name = self.model
-        self.timeout = timeout
         self.max_retries = max_retries
-        self.backoff_base, self.backoff_max, self.max_retry_after = backoff_base, backoff_max, max_retry_after
         self.prompt_price_per_million = prompt_price_per_million
         self.completion_price_per_million = completion_price_per_million
         self.extra_body = dict(extra_body or {})
         self.cache = ResponseCache(cache_dir) if cache_dir is not None else None
         self.json_mode_supported = True  # flips off, with a warning, if the server rejects `response_format`
-        self.stats: Counter = Counter()
-        self._lock = threading.Lock()
-        self._session = self._make_session(pool_size)
-        self._sleep = time.sleep  # tests swap this to observe backoff without waiting
+        self.client = _make_client(self.base_url, api_key, api_version, timeout, max_retries, azure)
 
     def __repr__(self) -> str:
         return f"OpenAIChatBackend(base_url={self.base_url!r}, model={self.model!r}, api_style={self.api_style!r})"
 
-    def _make_session(self, pool_size: int) -> requests.Session:
-        session = requests.Session()
-        session.trust_env = False  # proxies from the environment would break loopback and private vLLM hosts
-        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool_size, max_retries=0)
-        session.mount("http://", adapter)
-        session.mount("https://", adapter)
-        session.headers.update(self._auth_headers())
-        session.headers["Content-Type"] = "application/json"
-        return session
-
-    def _auth_headers(self) -> dict[str, str]:
-        if not self.api_key:
-            return {}
-        if self.api_style == "azure":
-            return {"api-key": self.api_key}
-        return {"Authorization": f"Bearer {self.api_key}"}
-
     def close(self) -> None:
-        self._session.close()
-
-    # --- request building -------------------------------------------------------------------------------------
-
-    def url_for(self, model: str) -> str:
-        if self.api_style == "azure":
-            return f"{self.base_url}/openai/deployments/{model}/chat/completions?api-version={self.api_version}"
-        return f"{self.base_url}/chat/completions"
-
-    def payload_for(self, request: ChatRequest) -> dict[str, Any]:
-        payload: dict[str, Any] = {"messages": request.messages, "temperature": request.temperature}
-        if self.api_style == "openai":
-            payload["model"] = request.model or self.model
-        if request.max_tokens is not None:
-            payload["max_tokens"] = request.max_tokens
-        if request.seed is not None:
-            payload["seed"] = request.seed
-        if request.json_mode and self.json_mode_supported:
-            payload["response_format"] = {"type": "json_object"}
-        payload.update(self.extra_body)
-        return payload
+        self.client.close()
 
     def cache_key(self, request: ChatRequest) -> str:
         # The endpoint is part of the key: two servers may answer to the same model name (TGI calls every model "tgi").
         return request_key(request, f"{self.api_style}|{self.base_url}|{self.model}|{sorted(self.extra_body.items())}")
 
-    # --- the call -----------------------------------------------------------------------------------------------
-
     def complete(self, request: ChatRequest) -> ChatResponse:
         key = self.cache_key(request) if self.cache is not None else None
-        if key is not None:
-            hit = self.cache.get(key)
-            if hit is not None:
-                self._count("cache_hits")
-                return hit
-        response = self._complete_with_retries(request)
+        hit = self.cache.get(key) if key is not None else None
+        if hit is not None:
+            return hit
+        response = self._complete_parsed(request)
         if key is not None:
             self.cache.put(key, response)
         return response
 
-    def _complete_with_retries(self, request: ChatRequest) -> ChatResponse:
-        model = request.model or self.model
-        last: _Retryable | None = None
+    def _complete_parsed(self, request: ChatRequest) -> ChatResponse:
+        # The client retries what fails on the wire; a 200 it cannot parse is ours to retry.
         for attempt in range(self.max_retries + 1):
-            if attempt:
-                self._count("retries")
-                self._sleep(self._backoff(attempt - 1, last.retry_after))
             try:
-                return self._attempt(request, model)
-            except _Retryable as err:
+                return _to_response(self._create(request), request.model or self.model)
+            except _MalformedReply as err:
+                logger.debug("attempt %d: %s", attempt + 1, err)
                 last = err
-                logger.debug("attempt %d for %s failed: %s", attempt + 1, model, err)
-        raise ChatBackendError(
-            f"{self.url_for(model)} failed after {self.max_retries + 1} attempts; last error: {last}",
-            status=last.status, retryable=True,
-        )
+        raise ChatBackendError(f"{self.base_url} ({self.model}) failed after {_attempts(self.max_retries + 1)}; "
+                               f"last error: {last}")
 
-    def _backoff(self, retry: int, retry_after: float | None) -> float:
-        if retry_after is not None:
-            return min(retry_after, self.max_retry_after) + random.uniform(0, 0.1 * max(retry_after, 0.1))
-        ceiling = min(self.backoff_max, self.backoff_base * 2**retry)
-        return ceiling / 2 + random.uniform(0, ceiling / 2)
+    def _create(self, request: ChatRequest):
+        import openai
 
-    def _attempt(self, request: ChatRequest, model: str) -> ChatResponse:
-        payload = self.payload_for(request)
-        status, headers, body = self._post(self.url_for(model), payload)
-        if status == 400 and payload.get("response_format") and b"response_format" in body:
-            logger.warning("%s rejected response_format (JSON mode); sending without it from now on.", self.base_url)
-            self.json_mode_supported = False
-            return self._attempt(request, model)
-        if status in RETRYABLE_STATUS:
-            raise _Retryable(f"HTTP {status}: {_snippet(body)}", status, parse_retry_after(headers))
-        if status != 200:
-            raise ChatBackendError(f"{self.url_for(model)} returned HTTP {status}: {_snippet(body)}", status=status)
-        return self._parse(body, model)
-
-    def _post(self, url: str, payload: dict[str, Any]):
-        data = json.dumps(payload, ensure_ascii=False).encode("utf-8")
-        self._count("requests_sent")
+        kwargs = self._request_kwargs(request)
         try:
-            reply = self._session.post(url, data=data, timeout=(min(self.timeout, 10.0), self.timeout))
-            body = reply.content
-        except requests.Timeout as err:
-            raise _Retryable(f"timed out after {self.timeout:g}s ({type(err).__name__})") from err
-        except requests.RequestException as err:
-            raise _Retryable(f"connection error: {type(err).__name__}: {err}") from err
-        self._count(f"http_{reply.status_code}")
-        return reply.status_code, reply.headers, body
+            return self.client.chat.completions.create(**kwargs)
+        except json.JSONDecodeError as err:
+            raise _MalformedReply(f"malformed reply body (not JSON: {err})") from err
+        except openai.BadRequestError as err:
+            if "response_format" in kwargs and "response_format" in str(err):
+                logger.warning("%s rejected response_format (JSON mode); sending without it from now on.", self.base_url)
+                self.json_mode_supported = False
+                return self._create(request)
+            raise self._error(err) from err
+        except openai.APIError as err:
+            raise self._error(err) from err
 
-    def _parse(self, body: bytes, model: str) -> ChatResponse:
-        try:
-            data = json.loads(body)
-            choice = data["choices"][0]
-            message = choice["message"]
-            text = message.get("content")
-        except (ValueError, KeyError, IndexError, TypeError, AttributeError) as err:
-            self._count("malformed")
-            raise _Retryable(f"malformed reply body ({type(err).__name__}): {_snippet(body)}") from err
-        usage = data.get("usage") or {}
-        return ChatResponse(
-            text=text if isinstance(text, str) else "",
-            prompt_tokens=int(usage.get("prompt_tokens") or 0),
-            completion_tokens=int(usage.get("completion_tokens") or 0),
-            model=data.get("model") or model,
-            cached=False,
-            finish_reason=choice.get("finish_reason"),
-        )
+    def _request_kwargs(self, request: ChatRequest) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {
+            "model": request.model or self.model, "messages": request.messages, "temperature": request.temperature,
+        }
+        if request.max_tokens is not None:
+            kwargs["max_tokens"] = request.max_tokens
+        if request.seed is not None:
+            kwargs["seed"] = request.seed
+        if request.json_mode and self.json_mode_supported:
+            kwargs["response_format"] = {"type": "json_object"}
+        if self.extra_body:
+            kwargs["extra_body"] = self.extra_body
+        return kwargs
 
-    def _count(self, what: str) -> None:
-        with self._lock:
-            self.stats[what] += 1
+    def _error(self, err) -> ChatBackendError:
+        """One sentence naming the endpoint, the status and whether anything can pass."""
+        status, url = getattr(err, "status_code", None), err.request.url
+        if status in FATAL_STATUS:
+            return ChatBackendError(
+                f"{url} answered HTTP {status} ({_reason(err)}): {FATAL_HINT[status]}; no retry can pass, so the run "
+                "stops.", status=status, fatal=True)
+        attempts = int(err.request.headers.get("x-stainless-retry-count", 0)) + 1  # the client's own count
+        what = f"HTTP {status}: {_reason(err)}" if status else f"{type(err).__name__}: {err}"
+        return ChatBackendError(f"{url} failed after {_attempts(attempts)}; last error: {what}", status=status)
 
     def estimate_cost(self, prompt_tokens: int, completion_tokens: int) -> float | None:
         if self.prompt_price_per_million is None and self.completion_price_per_million is None:
@@ -288,6 +163,41 @@ class OpenAIChatBackend:
                 + completion_tokens * (self.completion_price_per_million or 0.0)) / 1e6
 
 
-def _snippet(body: bytes, limit: int = 200) -> str:
-    text = body.decode("utf-8", errors="replace").strip().replace("\n", " ")
-    return text if len(text) <= limit else text[:limit] + "..."
+def _make_client(base_url: str, api_key: str | None, api_version: str | None, timeout: float, max_retries: int,
+                 azure: bool):
+    import openai  # here, not at module level: `hf-medvlm <command> --help` must stay fast
+
+    # Proxy variables are ignored: they would route loopback and private vLLM hosts through a corporate proxy.
+    common = dict(timeout=timeout, max_retries=max_retries, http_client=openai.DefaultHttpxClient(trust_env=False))
+    try:
+        if azure:
+            return openai.AzureOpenAI(azure_endpoint=base_url, api_key=api_key, api_version=api_version, **common)
+        return openai.OpenAI(base_url=base_url, api_key=api_key or os.environ.get("OPENAI_API_KEY") or "EMPTY",
+                             **common)
+    except openai.OpenAIError as err:  # missing Azure credentials or api-version: a configuration error
+        raise ValueError(f"cannot set up the chat endpoint {base_url}: {err}") from err
+
+
+def _attempts(n: int) -> str:
+    return f"{n} attempt" + ("s" if n > 1 else "")
+
+
+def _reason(err) -> str:
+    text = getattr(err, "message", None) or str(err)
+    return text.removeprefix(f"Error code: {getattr(err, 'status_code', '')} - ")[:200]
+
+
+def _to_response(completion, model: str) -> ChatResponse:
+    try:
+        choice = completion.choices[0]
+        text = choice.message.content
+    except (IndexError, AttributeError, TypeError) as err:
+        raise _MalformedReply(f"malformed reply body (no choices[0].message): {str(completion)[:200]}") from err
+    usage = completion.usage
+    return ChatResponse(
+        text=text if isinstance(text, str) else "",
+        prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
+        completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
+        model=completion.model or model,
+        finish_reason=choice.finish_reason,
+    )

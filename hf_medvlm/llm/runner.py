@@ -115,6 +115,8 @@ class _Writer:
             self.report.failures.append({"id": job_id, "error": f"{type(err).__name__}: {err}"})
             logger.warning("request %r failed: %s", job_id, err)
             self.consecutive_failures += 1
+            if getattr(err, "fatal", False):
+                raise
             if self.max_consecutive_failures and self.consecutive_failures >= self.max_consecutive_failures:
                 raise ChatBackendError(
                     f"stopping after {self.consecutive_failures} failed requests in a row (is the endpoint up?); "
@@ -160,8 +162,8 @@ def run_requests(
     Ids already in the file are skipped (resume). An id answered earlier for a different request is an error rather
     than a silently stale answer. Failed requests are counted in the report (not written), so a rerun retries them.
     The report is also written to `report_path` (default: `<output stem>.report.json` beside the output).
-    After `max_consecutive_failures` failures in a row (a dead endpoint, a bad key) the run stops with
-    `ChatBackendError` instead of grinding through every job; answers received so far are kept.
+    A `fatal` error (401, 403, 404: no request can pass) stops the run at once, and so do
+    `max_consecutive_failures` failures in a row (a dead endpoint): `ChatBackendError`, answers received so far kept.
     """
     if concurrency < 1:
         raise ValueError(f"concurrency must be at least 1, got {concurrency}.")

@@ -63,12 +63,13 @@ class ChatBackend(Protocol):
 
 
 class ChatBackendError(RuntimeError):
-    """A request that failed for good (non-retryable status, or retries exhausted); the message says why."""
+    """A request that failed for good (a status no retry fixes, or retries exhausted); the message says why.
+    `fatal`: no other request can pass either (wrong key, URL or model), so a run stops at once."""
 
-    def __init__(self, message: str, *, status: int | None = None, retryable: bool = False):
+    def __init__(self, message: str, *, status: int | None = None, fatal: bool = False):
         super().__init__(message)
         self.status = status
-        self.retryable = retryable
+        self.fatal = fatal
 
 
 def request_key(request: ChatRequest, backend_name: str = "") -> str:

@@ -8,16 +8,16 @@ It answers `POST /v1/chat/completions` (also `/chat/completions` and the Azure p
   generation with a tiny local transformers model.
 
 `Reply` covers the failure modes a client must survive: 429 with `Retry-After`, 5xx, malformed bodies, slow replies.
-Every request is recorded in `server.requests` (path, query, headers, parsed JSON body, reply status).
+Every request is recorded in `server.requests` (path, query, headers, parsed JSON body, reply status, arrival time).
 
     with start_openai_server(lambda body: "Yes.") as server:
         backend = OpenAIChatBackend(server.url, model="test")
+
+From a shell, `python -m hf_medvlm.testing.openai_server --port 8000 --text "8 7"` serves a fixed reply until Ctrl-C.
 """
 
 from __future__ import annotations
 
-import base64
-import io
 import json
 import threading
 import time
@@ -44,13 +44,20 @@ class Reply:
     finish_reason: str = "stop"
 
     @classmethod
-    def rate_limited(cls, retry_after: float | None = 0, message: str = "Rate limit reached") -> "Reply":
+    def error(cls, status: int, message: str = "error", kind: str = "invalid_request_error",
+              retry_after: float | None = None) -> "Reply":
+        """An OpenAI-style error body; `retry_after` seconds are sent as `Retry-After`."""
         headers = {} if retry_after is None else {"Retry-After": f"{retry_after:g}"}
-        return cls(status=429, headers=headers, body=_error_body(message, "rate_limit_error"))
+        return cls(status=status, headers=headers, body=_error_body(message, kind))
 
     @classmethod
-    def server_error(cls, status: int = 500, message: str = "Internal server error") -> "Reply":
-        return cls(status=status, body=_error_body(message, "server_error"))
+    def rate_limited(cls, retry_after: float | None = 0, message: str = "Rate limit reached") -> "Reply":
+        return cls.error(429, message, "rate_limit_error", retry_after)
+
+    @classmethod
+    def server_error(cls, status: int = 500, message: str = "Internal server error",
+                     retry_after: float | None = None) -> "Reply":
+        return cls.error(status, message, "server_error", retry_after)
 
     @classmethod
     def malformed(cls, body: bytes = b'{"id": "chatcmpl-1", "choices": [{"message": ') -> "Reply":
@@ -228,6 +235,15 @@ class OpenAIServer:
         reply = self.responder(body)
         return Reply(text=reply) if isinstance(reply, str) else reply
 
+    def serve_forever(self) -> None:
+        """Serve on the calling thread until interrupted (the `python -m` entry point)."""
+        try:
+            self._httpd.serve_forever(poll_interval=0.2)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            self._httpd.server_close()
+
     def start(self) -> "OpenAIServer":
         self._thread = threading.Thread(
             target=self._httpd.serve_forever, kwargs={"poll_interval": 0.02}, name="openai-loopback", daemon=True
@@ -254,53 +270,51 @@ def start_openai_server(responder: Callable[[dict], Reply | str] | None = None, 
     return OpenAIServer(responder, port=port, model_name=model_name, default_text=default_text).start()
 
 
-def _decode_data_url(url: str):
-    from PIL import Image
-
-    if not url.startswith("data:") or ";base64," not in url:
-        raise ValueError(f"only base64 data URLs are served locally, got {url[:40]!r}")
-    return Image.open(io.BytesIO(base64.b64decode(url.split(";base64,", 1)[1]))).convert("RGB")
-
-
-def _to_hf_messages(messages: list[dict]) -> tuple[list[dict], list]:
-    """OpenAI chat messages -> transformers chat-template messages plus the decoded images, in order."""
-    hf_messages, images = [], []
-    for message in messages:
-        content = message["content"]
-        if isinstance(content, str):
-            content = [{"type": "text", "text": content}]
-        parts = []
-        for part in content:
-            if part.get("type") == "image_url":
-                images.append(_decode_data_url(part["image_url"]["url"]))
-                parts.append({"type": "image"})
-            else:
-                parts.append({"type": "text", "text": part.get("text", "")})
-        hf_messages.append({"role": message["role"], "content": parts})
-    return hf_messages, images
-
-
 class TransformersResponder:
-    """Serve real (greedy) generations from a local transformers model: a causal LM with its tokenizer, or an
-    image-text-to-text model with its processor (images arrive as data URLs). Generation is serialised by a lock."""
+    """Serve generations of a local transformers model (`hf_medvlm.llm.local.LocalChatBackend`: a causal LM with its
+    tokenizer, or an image-text-to-text model with its processor; images arrive as data URLs). Greedy unless the
+    request sets a temperature."""
 
     def __init__(self, model, processor, max_new_tokens: int = 32):
-        self.model, self.processor, self.max_new_tokens = model, processor, max_new_tokens
-        self._lock = threading.Lock()
+        from ..llm.local import LocalChatBackend
+
+        self.backend = LocalChatBackend(model, processor, max_new_tokens=max_new_tokens)
 
     def __call__(self, body: dict) -> Reply:
-        import torch
+        from ..llm import ChatRequest
 
-        hf_messages, images = _to_hf_messages(body["messages"])
-        prompt = self.processor.apply_chat_template(hf_messages, add_generation_prompt=True, tokenize=False)
-        inputs = self.processor(text=prompt, images=images, return_tensors="pt") if images else \
-            self.processor(text=prompt, return_tensors="pt")
-        max_new_tokens = int(body.get("max_tokens") or self.max_new_tokens)
-        with self._lock, torch.no_grad():
-            output = self.model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
-        prompt_length = inputs["input_ids"].shape[1]
-        new_tokens = output[0, prompt_length:]
-        tokenizer = getattr(self.processor, "tokenizer", self.processor)
-        text = tokenizer.decode(new_tokens, skip_special_tokens=True)
-        finish = "length" if len(new_tokens) >= max_new_tokens else "stop"
-        return Reply(text=text, prompt_tokens=prompt_length, completion_tokens=len(new_tokens), finish_reason=finish)
+        request = ChatRequest(messages=body["messages"], max_tokens=body.get("max_tokens"), seed=body.get("seed"),
+                              temperature=float(body.get("temperature") or 0.0))
+        reply = self.backend.complete(request)
+        return Reply(text=reply.text, prompt_tokens=reply.prompt_tokens, completion_tokens=reply.completion_tokens,
+                     finish_reason=reply.finish_reason or "stop")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m hf_medvlm.testing.openai_server`: run the loopback server in the foreground."""
+    import argparse
+
+    class Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+        pass
+
+    parser = argparse.ArgumentParser(
+        prog="python -m hf_medvlm.testing.openai_server", formatter_class=Formatter,
+        description="A loopback OpenAI-compatible chat server (127.0.0.1 only) that answers every chat request\n"
+                    "with a fixed text: try the LLM judge and the generation pipelines without a real endpoint.",
+        epilog="example:\n"
+               "  python -m hf_medvlm.testing.openai_server --port 8000 --text $'8 7\\nBoth answers are fine.'\n"
+               "  hf-medvlm eval --task chat --llm_base_url http://127.0.0.1:8000/v1 --llm_model judge ...\n"
+               "  curl http://127.0.0.1:8000/v1/chat/completions -d '{\"messages\": [{\"role\": \"user\", "
+               "\"content\": \"hi\"}]}'")
+    parser.add_argument("--port", type=int, default=8000, help="port on 127.0.0.1 (0 = any free port)")
+    parser.add_argument("--model_name", default="loopback-model", help="model id listed by GET /v1/models")
+    parser.add_argument("--text", default="OK", help="the reply to every chat request")
+    args = parser.parse_args(argv)
+    server = OpenAIServer(port=args.port, model_name=args.model_name, default_text=args.text)
+    print(f"OpenAI-compatible server listening on {server.url}; Ctrl-C to stop", flush=True)
+    server.serve_forever()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from trl import get_quantization_config
 
 from ..models.llava_med.processing_llava_med import CHAT_TEMPLATE_NAMES
+from .length_policy import LENGTH_POLICIES, LengthReportCallback, fit_splits_to_length
 from .model_setup import (
     FREEZABLE_MODULES,
     check_quantization_supported,
@@ -84,6 +85,20 @@ class StageArguments:
         metadata={"help": "Batch samples of similar length and never mix image and text-only samples in one "
                   "optimizer step (LLaVA-1.5's group_by_modality_length, with a wider sort window)."},
     )
+    length_policy: str = field(
+        default="trim_rounds",
+        metadata={"help": "Rows longer than max_length (image placeholders counted: 576 tokens per 336 px image) or "
+                  "with more than max_images_per_sample images, decided before training: 'skip' them, 'trim_rounds' "
+                  "(keep the leading user/assistant rounds that fit, with their images; skip the row if its first "
+                  "round alone does not fit), or 'error' (list them and stop). Counts go to the log and "
+                  "trainer_state.json. Images are never dropped from a round: answers name them by position.",
+                  "choices": list(LENGTH_POLICIES)},
+    )
+    max_images_per_sample: int | None = field(
+        default=None,
+        metadata={"help": "Most images a training row may show (HuatuoGPT-Vision drops rows with more than 8); rows "
+                  "with more are handled by length_policy. Default: no limit besides max_length."},
+    )
 
     def __post_init__(self):
         if self.stage not in STAGES:
@@ -93,6 +108,8 @@ class StageArguments:
             self.freeze_modules = list(frozen)
         if self.chat_template_name is None:
             self.chat_template_name = template
+        if self.max_images_per_sample is not None and self.max_images_per_sample < 1:
+            raise ValueError(f"max_images_per_sample must be at least 1, got {self.max_images_per_sample}")
 
 
 def check_args(training_args, model_args, stage_args) -> None:
@@ -131,6 +148,12 @@ def run_sft(script_args, mixture_args, training_args, model_args, stage_args, re
     )
     peft_config = lora_config_for(model, model_args) if model_args.use_peft else None
     freeze_modules(model, stage_args.freeze_modules)
+    with training_args.main_process_first(desc="length pass"):  # the other ranks read rank 0's cached lengths
+        train_dataset, eval_dataset, length_reports = fit_splits_to_length(
+            train_dataset, eval_dataset, processor, max_length=training_args.max_length,
+            policy=stage_args.length_policy, max_images_per_sample=stage_args.max_images_per_sample,
+            num_proc=training_args.dataset_num_proc,
+        )
 
     trainer = MedVLMSFTTrainer(
         model=model,
@@ -139,9 +162,10 @@ def run_sft(script_args, mixture_args, training_args, model_args, stage_args, re
         eval_dataset=eval_dataset,
         processing_class=processor,
         peft_config=peft_config,
-        callbacks=[ResolvedConfigCallback(config)],
+        callbacks=[ResolvedConfigCallback(config), LengthReportCallback(length_reports)],
         group_by_modality_length=stage_args.group_by_modality_length,
         projector_lr=stage_args.projector_lr,
+        train_lengths=length_reports[0].lengths,
     )
     logger.info("Trainable parameters by part: %s", trainable_parameter_report(trainer.model))
     if trainer.is_world_process_zero():

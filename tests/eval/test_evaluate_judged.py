@@ -5,7 +5,7 @@ import json
 import pytest
 
 from hf_medvlm.cli import main as cli_main
-from hf_medvlm.testing.openai_server import start_openai_server
+from hf_medvlm.testing.openai_server import Reply, start_openai_server
 from tests.conftest import make_rgb_image
 
 pytestmark = pytest.mark.integration
@@ -60,6 +60,25 @@ def test_win_rate_task(tmp_path, monkeypatch):
         assert len(server.chat_requests()) == 4
     result = json.loads((tmp_path / "out" / "results.json").read_text())["scores"]["biomed_vital_win_rate"]
     assert result["wins"] + result["ties"] + result["losses"] == 2
+
+
+def test_a_rejected_judge_key_ends_the_run_at_once_in_one_sentence(tmp_path, capsys):
+    data = _qa50_parquet(tmp_path / "qa50.parquet")
+    for name in ("a", "b"):
+        (tmp_path / f"{name}.jsonl").write_text(
+            "".join(json.dumps({"question_id": f"c{i}", "text": "x"}) + "\n" for i in range(2)))
+    with start_openai_server(lambda body: Reply.error(401, "Incorrect API key provided")) as server:
+        argv = ["eval", "--task", "win_rate", "--dataset_name", str(data), "--output_dir", str(tmp_path / "out"),
+                "--answers_file", str(tmp_path / "a.jsonl"), "--answers_file_b", str(tmp_path / "b.jsonl"),
+                "--llm_base_url", server.url, "--llm_model", "judge", "--llm_concurrency", "1"]
+        assert cli_main(argv) == 1
+        sent = len(server.chat_requests())
+    err = capsys.readouterr().err
+    last = err.strip().splitlines()[-1]  # above it: progress bars
+    assert last.startswith("hf-medvlm eval: failed: ChatBackendError: ")
+    assert f"{server.url}/chat/completions answered HTTP 401 (Incorrect API key provided)" in last
+    assert "Traceback" not in err
+    assert sent <= 2  # 4 judge requests were due; only those queued with the first (2 x concurrency) went out
 
 
 def test_win_rate_needs_second_answers_file(tmp_path, capsys):

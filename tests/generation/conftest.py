@@ -36,12 +36,12 @@ def figure_records(tmp_path):
 
 @pytest.fixture
 def fast_backend():
-    """An OpenAIChatBackend factory with tiny backoff so retry paths stay fast."""
+    """An OpenAIChatBackend factory with a short timeout and few retries, so failure paths end quickly."""
     from hf_medvlm.llm import OpenAIChatBackend
 
     def make(url, **kwargs):
         kwargs.setdefault("timeout", 5.0)
         kwargs.setdefault("max_retries", 3)
-        return OpenAIChatBackend(url, model="loopback", backoff_base=0.01, backoff_max=0.05, **kwargs)
+        return OpenAIChatBackend(url, model="loopback", **kwargs)
 
     return make

@@ -12,16 +12,3 @@ def openai_server():
     server = start_openai_server()
     yield server
     server.stop()
-
-
-@pytest.fixture
-def no_sleep(monkeypatch):
-    """Backoff delays the client asked for, recorded instead of slept (pass the backend to `install`)."""
-    delays: list[float] = []
-
-    def install(backend):
-        backend._sleep = delays.append
-        return backend
-
-    install.delays = delays
-    return install

@@ -104,7 +104,7 @@ def test_score_chat_relative_score_overall_by_type_and_domain(openai_server, tmp
     assert first_request["temperature"] == 0.0 and first_request["messages"][0]["role"] == "system"
 
 
-def test_unparseable_judgements_are_counted_never_dropped(openai_server, tmp_path, no_sleep):
+def test_unparseable_judgements_are_counted_never_dropped(openai_server, tmp_path):
     def judge(body):
         i = int(re.search(r"model answer (\d+)", body["messages"][1]["content"]).group(1))
         return {2: Reply("Both answers are good."), 5: Reply("0 7"),
@@ -125,9 +125,9 @@ def test_unparseable_judgements_are_counted_never_dropped(openai_server, tmp_pat
 
 def test_score_chat_survives_429_500_malformed_and_slow_replies(openai_server, tmp_path):
     openai_server.responder = _chat_judge
-    openai_server.enqueue(Reply.rate_limited(retry_after=0), Reply.server_error(500), Reply.malformed(),
+    openai_server.enqueue(Reply.rate_limited(retry_after=0.01), Reply.server_error(500), Reply.malformed(),
                           Reply.server_error(503))
-    backend = OpenAIChatBackend(openai_server.url, model="judge", backoff_base=0.01, timeout=0.3)
+    backend = OpenAIChatBackend(openai_server.url, model="judge", timeout=0.3)
     slow_once = {"left": 1}
 
     def judge(body):
@@ -140,7 +140,7 @@ def test_score_chat_survives_429_500_malformed_and_slow_replies(openai_server, t
     summary = score_chat(QUESTIONS, ANSWERS, backend, tmp_path, concurrency=2, progress=False)
     assert summary["overall"]["n"] == 10 and summary["unparseable"]["count"] == 0
     assert summary["overall"]["relative_score"] == pytest.approx(_expected(range(10)))
-    assert backend.stats["retries"] == 5 and len(openai_server.chat_requests()) == 15
+    assert len(openai_server.chat_requests()) == 15  # 10 questions + 5 retries
 
 
 def test_resumed_chat_judging_sends_no_request_twice(openai_server, tmp_path):

@@ -1,21 +1,49 @@
 from __future__ import annotations
 
-import time
+import os
+import signal
+import subprocess
+import sys
 
+import pytest
 import requests
 
 from hf_medvlm.llm import ChatRequest, OpenAIChatBackend, image_to_data_url
-from hf_medvlm.testing.openai_server import TransformersResponder, start_openai_server
+from hf_medvlm.testing.openai_server import TransformersResponder, main, start_openai_server
 from tests.conftest import make_rgb_image
 
 
-def test_server_starts_and_stops_fast_and_binds_loopback_only():
-    start = time.perf_counter()
+def test_server_answers_as_soon_as_started_binds_loopback_only_and_stops():
     server = start_openai_server()
     assert server._httpd.server_address[0] == "127.0.0.1"
+    # no polling: the first request right after start() is answered
     assert requests.get(f"{server.url}/models", timeout=5).json()["data"][0]["id"] == "loopback-model"
     server.stop()
-    assert time.perf_counter() - start < 0.5
+    assert not server._thread.is_alive()
+    with pytest.raises(requests.ConnectionError):
+        requests.get(f"{server.url}/models", timeout=5)
+
+
+def test_help_has_defaults_and_an_example(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert exit_info.value.code == 0
+    assert "(default: 8000)" in out and "example:\n  python -m hf_medvlm.testing.openai_server --port" in out
+
+
+@pytest.mark.integration
+def test_python_m_entry_serves_until_interrupted():
+    process = subprocess.Popen([sys.executable, "-m", "hf_medvlm.testing.openai_server", "--port", "0", "--text",
+                                "Yes."], stdout=subprocess.PIPE, text=True, env=os.environ.copy())
+    try:
+        line = process.stdout.readline()
+        url = line.split("listening on ")[1].split(";")[0]
+        reply = OpenAIChatBackend(url, model="m").complete(ChatRequest(messages=[{"role": "user", "content": "Hi"}]))
+        assert reply.text == "Yes."
+    finally:
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=60) == 0
 
 
 def test_bad_routes_and_bodies_are_refused_and_recorded(openai_server):

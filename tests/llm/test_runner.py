@@ -11,8 +11,8 @@ from collections import Counter
 
 import pytest
 
-from hf_medvlm.llm import ChatRequest, OpenAIChatBackend, read_results, run_requests
-from hf_medvlm.testing.openai_server import Reply, message_texts
+from hf_medvlm.llm import ChatBackendError, ChatRequest, OpenAIChatBackend, read_results, run_requests
+from hf_medvlm.testing.openai_server import Reply, message_texts, start_openai_server
 
 
 def _jobs(n: int, prefix: str = "job"):
@@ -149,9 +149,6 @@ def test_killed_run_resumes_without_resending_answered_requests(openai_server, t
 
 
 def test_a_dead_endpoint_stops_the_run_early(tmp_path):
-    from hf_medvlm.llm import ChatBackendError
-    from hf_medvlm.testing.openai_server import start_openai_server
-
     server = start_openai_server()
     server.stop()
     backend = OpenAIChatBackend(server.url, model="m", max_retries=0)
@@ -161,3 +158,17 @@ def test_a_dead_endpoint_stops_the_run_early(tmp_path):
     saved = json.loads((tmp_path / "out.report.json").read_text())
     # The 5th failure stops it; jobs already queued (at most 2 x concurrency) may also have failed by then.
     assert 5 <= saved["failed"] <= 7 and saved["done"] == 0
+
+
+def test_a_rejected_key_stops_the_run_at_the_first_reply(openai_server, tmp_path):
+    openai_server.responder = lambda body: Reply.error(401, "Incorrect API key provided", "authentication_error")
+    backend = OpenAIChatBackend(openai_server.url, model="m", api_key="wrong")
+    with pytest.raises(ChatBackendError, match=r"/v1/chat/completions answered HTTP 401 \(Incorrect API key provided\)"):
+        run_requests(_jobs(200), backend, output_path=tmp_path / "out.jsonl", concurrency=4, progress=False)
+    # Never retried, and the run ends long before `max_consecutive_failures` (20): at most the jobs queued when the
+    # first reply came back (2 x concurrency) were sent.
+    assert [r.headers["x-stainless-retry-count"] for r in openai_server.chat_requests()] == ["0"] * len(
+        openai_server.chat_requests())
+    assert len(openai_server.chat_requests()) <= 8
+    saved = json.loads((tmp_path / "out.report.json").read_text())
+    assert saved["done"] == 0 and 1 <= saved["failed"] <= 8 and "HTTP 401" in saved["failures"][0]["error"]

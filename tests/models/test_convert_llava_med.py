@@ -5,6 +5,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -16,6 +20,8 @@ import hf_medvlm  # noqa: F401 - registers the Auto classes
 from hf_medvlm.commands.convert import main as convert_main
 
 from .original_builders import (
+    PADDED_VOCAB,
+    SP_VOCAB,
     build_original,
     make_image,
     reference_greedy,
@@ -45,7 +51,7 @@ def _convert(src: Path, out: Path, *extra: str) -> Path:
 
 def _assert_parity(model, processor, parts, prompt, images, tower=None):
     enc = processor(text=prompt, images=images, return_tensors="pt")
-    vocab = len(parts["tokenizer"])
+    vocab = parts["vocab"]
     with torch.no_grad():
         logits = model(**enc).logits[0, :, :vocab]
     reference = reference_logits(parts, prompt, images, tower=tower)
@@ -72,7 +78,8 @@ def test_direct_load_v15_matches_reference(originals, case):
     model = AutoModelForImageTextToText.from_pretrained(originals["root"] / "v1.5")
     processor = AutoProcessor.from_pretrained(originals["root"] / "v1.5")
     assert type(model).__name__ == "LlavaMedForConditionalGeneration"
-    assert model.config.model_type == "llava_med" and model.config.added_tokens == {"<image>": 32000, "<pad>": 32001}
+    assert model.config.model_type == "llava_med"
+    assert model.config.added_tokens == {"<image>": SP_VOCAB, "<pad>": SP_VOCAB + 1}
     prompt, n = V15_PROMPTS[case]
     _assert_parity(model.eval(), processor, originals["v1.5"], prompt, _images(n))
 
@@ -125,32 +132,32 @@ def test_converted_output_files_and_config(converted):
     assert {"config.json", "generation_config.json", "processor_config.json", "chat_template.jinja",
             "tokenizer.json", "modeling_llava_med.py"} <= names
     config = json.loads((out / "config.json").read_text())
-    assert config["added_tokens"] == {"<image>": 32004} and config["projector_type"] == "linear"
-    assert config["text_config"]["vocab_size"] == 32064
+    assert config["added_tokens"] == {"<image>": SP_VOCAB + 4} and config["projector_type"] == "linear"
+    assert config["text_config"]["vocab_size"] == PADDED_VOCAB
     assert json.loads((out / "generation_config.json").read_text())["eos_token_id"] == 2
     processor = AutoProcessor.from_pretrained(out)
     assert processor.tokenizer.convert_ids_to_tokens(2) == "</s>"
     ids = processor(text="<image>", images=_images(1))["input_ids"][0]
     start, end = processor.tokenizer.convert_tokens_to_ids(["<im_start>", "<im_end>"])
-    assert ids[1] == start and ids[-1] == end and ids.count(32004) == 16
+    assert ids[1] == start and ids[-1] == end and ids.count(SP_VOCAB + 4) == 16
 
 
 def test_converted_new_rows_are_mean_initialised(originals, converted):
     model = AutoModelForImageTextToText.from_pretrained(converted["v1.5"])
     embed = model.get_input_embeddings().weight
     original = originals["v1.5"]["state"]["model.embed_tokens.weight"]
-    torch.testing.assert_close(embed[:32000], original)
-    torch.testing.assert_close(embed[32000:], original.mean(0, keepdim=True).expand(64, -1))
+    torch.testing.assert_close(embed[:SP_VOCAB], original)
+    torch.testing.assert_close(embed[SP_VOCAB:], original.mean(0, keepdim=True).expand(PADDED_VOCAB - SP_VOCAB, -1))
 
 
 def test_converted_sharding(originals, tmp_path):
-    out = _convert(originals["root"] / "v1.5", tmp_path / "sharded", "--max_shard_size", "2MB")
+    out = _convert(originals["root"] / "v1.5", tmp_path / "sharded", "--max_shard_size", "100KB")
     index = json.loads((out / "model.safetensors.index.json").read_text())
     assert len(set(index["weight_map"].values())) >= 3
     for shard in set(index["weight_map"].values()):
         n_tensors = sum(1 for v in index["weight_map"].values() if v == shard)
-        # A shard exceeds the limit only when it holds one tensor that alone is bigger (the 32064-row embeddings).
-        assert (out / shard).stat().st_size < 2.1e6 or n_tensors == 1
+        # A shard exceeds the limit only when it holds one tensor that alone is bigger (the embeddings).
+        assert (out / shard).stat().st_size < 1.05e5 or n_tensors == 1
     AutoModelForImageTextToText.from_pretrained(out)
 
 
@@ -190,7 +197,7 @@ def test_delta_applied_to_base_matches_reference(originals, tmp_path):
     torch.manual_seed(5)
     base = {k: torch.randn_like(v) for k, v in target.items() if not k.startswith("model.mm_projector")}
     for key in ("model.embed_tokens.weight", "lm_head.weight"):
-        base[key] = base[key][:32000].clone()
+        base[key] = base[key][:SP_VOCAB].clone()
     delta = {k: v.clone() for k, v in target.items()}
     for key, value in base.items():
         delta[key][: value.shape[0]] -= value
@@ -198,9 +205,9 @@ def test_delta_applied_to_base_matches_reference(originals, tmp_path):
     base_dir.mkdir()
     save_file(base, base_dir / "model.safetensors", metadata={"format": "pt"})
     shutil.copytree(originals["root"] / "v1.0", delta_dir)
-    for shard in delta_dir.glob("*.safetensors"):
-        part = load_file(shard)
-        save_file({k: delta[k] for k in part}, shard, metadata={"format": "pt"})
+    for shard in delta_dir.glob("pytorch_model-*.bin"):  # the delta release: PyTorch .bin shards
+        part = torch.load(shard, weights_only=True)
+        torch.save({k: delta[k] for k in part}, shard)
     out = _convert(delta_dir, tmp_path / "hf", "--delta", "--base_dir", str(base_dir),
                    "--vision_tower", str(originals["clip"]))
     model = AutoModelForImageTextToText.from_pretrained(out).eval()
@@ -231,17 +238,17 @@ def test_unknown_model_type_names_the_file(originals, tmp_path):
 
 def test_missing_shard_names_the_file(originals, tmp_path):
     src = _copy(originals, "v1.5", tmp_path)
-    (src / "model-00002-of-00002.safetensors").unlink()
-    with pytest.raises(FileNotFoundError, match="model-00002-of-00002.safetensors"):
+    (src / "model-00002-of-00004.safetensors").unlink()
+    with pytest.raises(FileNotFoundError, match="model-00002-of-00004.safetensors"):
         _convert(src, tmp_path / "out")
     _assert_nothing_written(tmp_path, "out")
 
 
 def test_truncated_safetensors_names_the_file(originals, tmp_path):
     src = _copy(originals, "v1.5", tmp_path)
-    shard = src / "model-00001-of-00002.safetensors"
+    shard = src / "model-00001-of-00004.safetensors"
     shard.write_bytes(shard.read_bytes()[:-1000])
-    with pytest.raises(ValueError, match="model-00001-of-00002.safetensors.*truncated"):
+    with pytest.raises(ValueError, match="model-00001-of-00004.safetensors.*truncated"):
         _convert(src, tmp_path / "out")
     _assert_nothing_written(tmp_path, "out")
 
@@ -250,7 +257,7 @@ def test_delta_base_vocab_mismatch_names_both_files(originals, tmp_path):
     base_dir = tmp_path / "base"
     base_dir.mkdir()
     base = {k: v for k, v in originals["v1.0"]["state"].items() if not k.startswith("model.mm_projector")}
-    base["model.embed_tokens.weight"] = torch.zeros(32010, 32)  # larger than the delta's 32004 rows
+    base["model.embed_tokens.weight"] = torch.zeros(SP_VOCAB + 10, 32)  # larger than the delta's SP_VOCAB + 4 rows
     save_file(base, base_dir / "model.safetensors", metadata={"format": "pt"})
     with pytest.raises(ValueError, match=r"delta/base mismatch for 'model.embed_tokens.weight'.*base/model.safetensors"):
         _convert(originals["root"] / "v1.0", tmp_path / "out", "--delta", "--base_dir", str(base_dir),
@@ -260,7 +267,7 @@ def test_delta_base_vocab_mismatch_names_both_files(originals, tmp_path):
 
 def test_unknown_key_fails_loudly_with_its_name(originals, tmp_path):
     src = _copy(originals, "v1.5", tmp_path)
-    shard = src / "model-00001-of-00002.safetensors"
+    shard = src / "model-00001-of-00004.safetensors"
     tensors = load_file(shard) | {"model.mystery_adapter.weight": torch.zeros(2)}
     save_file(tensors, shard, metadata={"format": "pt"})
     index = json.loads((src / "model.safetensors.index.json").read_text())
@@ -306,7 +313,7 @@ def test_cli_convert_prints_summary_and_errors_cleanly(originals, tmp_path, caps
     assert cli_main(["convert", "--input_dir", str(originals["root"] / "v1.5"), "--output_dir", str(tmp_path / "out"),
                      "--dtype", "bfloat16"]) == 0
     out = capsys.readouterr().out
-    assert "80 tensors mapped" in out and "'<image>': 32000" in out and "bfloat16" in out
+    assert "80 tensors mapped" in out and f"'<image>': {SP_VOCAB}" in out and "bfloat16" in out
     model = AutoModelForImageTextToText.from_pretrained(tmp_path / "out")
     assert model.dtype == torch.bfloat16
     assert cli_main(["convert", "--input_dir", str(tmp_path), "--output_dir", str(tmp_path / "out2")]) == 2
@@ -346,3 +353,98 @@ def test_push_to_hub_uploads_the_converted_folder(originals, tmp_path, hub_serve
     assert {"config.json", "model.safetensors", "processor_config.json", "generation_config.json",
             "modeling_llava_med.py", "README.md"} <= files
     assert "pushed to" in capsys.readouterr().out
+
+
+# --------------------------------------------------------------------------------------------- one key mapping, layout
+
+
+def test_direct_loading_and_converter_give_identical_weights(originals, converted):
+    """Both paths rename with ORIGINAL_KEY_MAPPING and grow the vocabulary the same way: bit-identical tensors."""
+    direct = AutoModelForImageTextToText.from_pretrained(originals["root"] / "v1.5").state_dict()
+    loaded = AutoModelForImageTextToText.from_pretrained(converted["v1.5"]).state_dict()
+    assert direct.keys() == loaded.keys()
+    assert all(torch.equal(direct[k], loaded[k]) for k in direct)
+
+
+def test_converted_layout_is_what_save_pretrained_writes(converted, tmp_path):
+    model = AutoModelForImageTextToText.from_pretrained(converted["v1.5"])
+    model.save_pretrained(tmp_path)
+    written = set(load_file(converted["v1.5"] / "model.safetensors"))
+    assert written == set(load_file(tmp_path / "model.safetensors"))
+    assert "language_model.model.layers.0.mlp.up_proj.weight" in written
+
+
+# --------------------------------------------------------------------------------------------- kill -9 and temporaries
+# The child wraps the shard writer so that it stops for good once two shards of the temporary output are complete: the
+# test kills it at a known point mid-conversion instead of racing a timer.
+HANG_AFTER_TWO_SHARDS = """
+import sys, threading
+from hf_medvlm.commands.convert import main
+from hf_medvlm.models.llava_med import convert_llava_med_to_hf as convert
+write, written = convert.save_file, []
+def write_then_hang(tensors, filename, metadata=None):
+    write(tensors, filename, metadata=metadata)
+    written.append(filename)
+    if len(written) == 2:
+        threading.Event().wait()
+convert.save_file = write_then_hang
+main(sys.argv[1:])
+"""
+
+
+def _temporaries(parent: Path, name: str) -> list[Path]:
+    return [p for p in parent.iterdir() if p.name.startswith((f".{name}.tmp-", f".{name}.old-"))]
+
+
+def _kill_mid_conversion(src: Path, out: Path, *extra: str) -> Path:
+    """Start `convert` in a subprocess, SIGKILL it once a second temporary shard is on disk; return the temporary."""
+    cmd = [sys.executable, "-c", HANG_AFTER_TWO_SHARDS, "--input_dir", str(src), "--output_dir", str(out), *extra]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 300
+    try:
+        while not list(out.parent.glob(f".{out.name}.tmp-*/model-00002-of-*.safetensors")):
+            assert time.monotonic() < deadline, "no temporary shard appeared"
+            try:
+                proc.wait(timeout=0.05)  # also notices a child that died early
+                raise AssertionError(f"the conversion exited before it was killed: {proc.stderr.read().decode()}")
+            except subprocess.TimeoutExpired:
+                pass
+    finally:
+        proc.kill()
+        proc.wait()
+    (tmp,) = _temporaries(out.parent, out.name)
+    return tmp
+
+
+@pytest.mark.integration
+def test_rerun_after_kill_9_cleans_up_and_equals_an_uninterrupted_run(originals, tmp_path):
+    src, extra = originals["root"] / "v1.5", ("--max_shard_size", "100KB")
+    reference = _convert(src, tmp_path / "reference", *extra)
+    out = tmp_path / "out"
+    leftover = _kill_mid_conversion(src, out, *extra)
+    assert not out.exists()  # nothing that looks complete
+    assert leftover.name.split("-")[-2] != str(os.getpid()) and any(leftover.glob("*.safetensors"))
+    _convert(src, out, *extra)
+    assert _temporaries(tmp_path, "out") == []
+    assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in reference.iterdir())
+    for path in reference.iterdir():
+        assert (out / path.name).read_bytes() == path.read_bytes(), path.name
+
+
+def test_only_dead_temporaries_of_this_host_are_removed(tmp_path):
+    from hf_medvlm.models.llava_med.convert_llava_med_to_hf import remove_stale_temporaries
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    host = socket.gethostname()
+    names = {
+        "dead": f".out.tmp-{host}-{dead.pid}-0123abcd", "dead_old": f".out.old-{host}-{dead.pid}-89abcdef",
+        "live": f".out.tmp-{host}-{os.getpid()}-0123abcd", "other_host": f".out.tmp-elsewhere-{dead.pid}-0123abcd",
+        "other_output": f".out2.tmp-{host}-{dead.pid}-0123abcd", "not_ours": f".out.tmp-{host}-{dead.pid}-backup",
+    }
+    for name in names.values():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "model.safetensors").write_bytes(b"x")
+    removed = remove_stale_temporaries(tmp_path / "out")
+    assert sorted(p.name for p in removed) == sorted([names["dead"], names["dead_old"]])
+    assert {p.name for p in tmp_path.iterdir()} == set(names.values()) - {names["dead"], names["dead_old"]}

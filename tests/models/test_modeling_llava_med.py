@@ -1,4 +1,6 @@
+import copy
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -13,15 +15,19 @@ from transformers import (
     AutoProcessor,
     CLIPVisionConfig,
     CLIPVisionModel,
+    GenerationMixin,
     LlavaConfig,
     LlavaForConditionalGeneration,
     MistralConfig,
     pipeline,
 )
+from safetensors.torch import load_file
+from transformers.conversion_mapping import get_model_conversion_mapping
+from transformers.core_model_loading import PrefixChange, WeightRenaming
 
 from hf_medvlm import LlavaMedConfig, LlavaMedForConditionalGeneration, LlavaMedModel, LlavaMedProcessor
 from hf_medvlm.models.llava_med.modeling_llava_med import LlavaMedLinearProjector
-from hf_medvlm.testing import build_tiny_llava_med, load_llama2_tokenizer
+from hf_medvlm.testing import build_tiny_llava_med, load_llama2_tokenizer, tiny_llava_med_config
 from tests.conftest import make_rgb_image
 
 
@@ -268,3 +274,62 @@ def test_remote_code_loads_without_the_package(tmp_path, tiny_llava_med):
     assert "LlavaMedProcessor" in proc.stdout
     with torch.no_grad():
         assert torch.equal(torch.load(tmp_path / "out.pt"), model(**batch).logits)
+
+
+# --------------------------------------------------------------------------------------------- transformers' Llava tests
+# Ports of the checks in transformers' `tests/models/llava` model test that LlavaMed failed (issue 14, item 4).
+
+
+def test_generative_class_lists_generation_mixin():
+    """`test_inherits_generation_mixin`: transformers requires generative classes to list GenerationMixin."""
+    assert GenerationMixin in LlavaMedForConditionalGeneration.__bases__
+
+
+def _stock_llava_config(config):
+    return LlavaConfig(**{k: v for k, v in config.to_dict().items()
+                          if k in ("vision_config", "text_config", "image_token_index")})
+
+
+def test_saved_checkpoint_has_stock_llava_layout_and_stock_reader_loads_it(tmp_path, tiny_llava_med):
+    """`test_reverse_loading_mapping`, plus a strict load of the saved LlavaMed weights by stock Llava."""
+    model, processor = tiny_llava_med
+    model.save_pretrained(tmp_path / "med")
+    stock = LlavaForConditionalGeneration(_stock_llava_config(model.config))
+    stock.load_state_dict(model.state_dict())
+    stock.save_pretrained(tmp_path / "stock")
+    saved = load_file(tmp_path / "med" / "model.safetensors")
+    assert sorted(saved) == sorted(load_file(tmp_path / "stock" / "model.safetensors"))
+    assert "language_model.model.embed_tokens.weight" in saved and "language_model.lm_head.weight" in saved
+    for conversion in get_model_conversion_mapping(model, add_legacy=False):
+        # every renaming rule must be reversed onto at least one saved key (PrefixChange only applies to old layouts)
+        if isinstance(conversion, WeightRenaming) and not isinstance(conversion, PrefixChange):
+            for pattern in conversion.source_patterns:
+                assert any(re.search(pattern, key) for key in saved), (pattern, conversion)
+    reader, info = LlavaForConditionalGeneration.from_pretrained(
+        tmp_path / "med", config=_stock_llava_config(model.config), output_loading_info=True
+    )
+    assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"]
+    batch = _inputs(processor, ["What?"])
+    with torch.no_grad():
+        assert torch.equal(reader.eval()(**batch).logits, model(**batch).logits)
+    reloaded = LlavaMedForConditionalGeneration.from_pretrained(tmp_path / "med")
+    reloaded.save_pretrained(tmp_path / "again")
+    again = load_file(tmp_path / "again" / "model.safetensors")
+    assert saved.keys() == again.keys() and all(torch.equal(saved[k], again[k]) for k in saved)
+
+
+@pytest.mark.parametrize("model_class", [LlavaMedForConditionalGeneration, LlavaMedModel])
+def test_missing_weights_are_initialised_as_at_construction(model_class):
+    """`test_can_init_all_missing_weights`: `from_pretrained` with no weights must initialise every tensor the way
+    `__init__` does. It did not for CLIP's attention/MLP Linears (generic std 0.02 instead of CLIP's)."""
+    wide_clip = {"hidden_size": 256, "intermediate_size": 512, "num_attention_heads": 4}
+    config = tiny_llava_med_config(vision_config=wide_clip)
+    torch.manual_seed(0)
+    built = model_class(copy.deepcopy(config)).state_dict()
+    loaded = model_class.from_pretrained(None, config=copy.deepcopy(config), state_dict={}).state_dict()
+    assert built.keys() == loaded.keys()
+    for key, value in built.items():
+        if value.std() == 0:  # constant inits (norm weights, biases) must match exactly
+            assert torch.equal(value, loaded[key]), key
+        elif value.numel() >= 4096:  # random inits: same distribution (CLIP std 0.031-0.0625 vs generic 0.02)
+            assert 0.85 < loaded[key].std() / value.std() < 1.15, (key, float(value.std()), float(loaded[key].std()))

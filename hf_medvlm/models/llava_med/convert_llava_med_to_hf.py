@@ -1,65 +1,75 @@
 """Convert an original LLaVA-Med checkpoint (v1.5 `llava_mistral`, v1.0 `llava`, or v1.0 delta + base LLaMA) to a
 LlavaMed checkpoint, or to stock `LlavaForConditionalGeneration` with `--to llava` (v1.5 only).
 
-Streaming: tensors are read one at a time (safetensors `safe_open`, or memory-mapped `.bin`) and written straight into
-the output shards, so peak memory is about the largest tensor, not the model. Strict: every source key must match a row
-of the key-map table (or the ignore list) and every tensor the target model expects must be produced with the right
-shape; otherwise the conversion stops and names the keys. Output is written to a temp dir next to `--output_dir` and
-renamed into place only when everything succeeded.
+Keys are renamed by `ORIGINAL_KEY_MAPPING` (the mapping direct loading uses) and written in the layout
+`save_pretrained` writes. Streaming: output shards are planned on meta tensors (`split_torch_state_dict_into_shards`)
+and written one at a time (`safetensors.torch.save_file`); input tensors are memory-mapped and released shard by shard,
+so peak memory is about one output shard, not the model. Strict: every source key must land on a tensor of the target
+model (or the ignore list) and every target tensor must be produced with the right shape, otherwise the conversion stops
+and names the keys. The output is written to `.{name}.tmp-{host}-{pid}-*` next to `--output_dir` and renamed into place
+only when complete; a rerun removes the temporaries of killed runs.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
+import re
+import secrets
 import shutil
-import struct
-import tempfile
+import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
+from huggingface_hub import split_torch_state_dict_into_shards
 from safetensors import safe_open
+from safetensors.torch import save_file
 from tqdm.auto import tqdm
 from transformers import GenerationConfig, LlavaConfig, LlavaProcessor
+from transformers.core_model_loading import revert_weight_conversion
 from transformers.dynamic_module_utils import custom_object_save
+from transformers.utils import SAFE_WEIGHTS_INDEX_NAME
 
 from .configuration_llava_med import LlavaMedConfig
-from .modeling_llava_med import LlavaMedForConditionalGeneration
+from .modeling_llava_med import LlavaMedForConditionalGeneration, mean_rows
 from .original_checkpoint import (
-    CLIP_KEY_MAP,
-    ORIGINAL_KEY_MAP,
     add_original_tokens,
     is_ignored,
     llava_med_config_from_original,
     load_original_tokenizer,
-    map_key,
-    memory_to_disk,
     processor_from_original,
     read_original_config,
+    rename_original_key,
+    vision_tower_state_dict,
 )
-from .processing_llava_med import LlavaMedProcessor
 
 if TYPE_CHECKING:  # `convert(args)` reads the fields of the command's arguments dataclass
     from ...commands.convert import ConvertArguments
 
-__all__ = ["convert", "CheckpointReader", "print_summary"]
+__all__ = ["convert", "CheckpointReader", "remove_stale_temporaries", "print_summary"]
+
+logger = logging.getLogger(__name__)
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-SAFETENSORS_DTYPES = {torch.float32: "F32", torch.bfloat16: "BF16", torch.float16: "F16", torch.int64: "I64"}
-VOCAB_KEYS = ("language_model.embed_tokens.weight", "language_model.lm_head.weight")
+VOCAB_KEYS = ("model.language_model.embed_tokens.weight", "lm_head.weight")
 
 
 # --------------------------------------------------------------------------------------------- reading
 
 
 class CheckpointReader:
-    """Lazy tensor access over a (possibly sharded) safetensors or PyTorch `.bin` checkpoint directory."""
+    """Lazy tensor access over a (possibly sharded) safetensors or PyTorch `.bin` checkpoint directory.
+
+    Each `get` opens its shard afresh and returns a memory-mapped tensor: the pages it touches stay resident only while
+    that tensor lives, so reading a whole checkpoint never accumulates it in memory.
+    """
 
     def __init__(self, directory: str | Path):
         self.directory = Path(directory)
-        self._handles: dict[str, object] = {}
         self.weight_map = self._weight_map()
 
     def _weight_map(self) -> dict[str, str]:
@@ -73,42 +83,36 @@ class CheckpointReader:
                 return weight_map
         for single in ("model.safetensors", "pytorch_model.bin"):
             if (self.directory / single).is_file():
-                return {key: single for key in self._open(single).keys()}
+                return {key: single for key in self._keys(single)}
         raise FileNotFoundError(f"{self.directory}: no model.safetensors(.index.json) or pytorch_model.bin(.index.json)")
 
-    def _open(self, shard: str):
-        if shard not in self._handles:
-            # Keep one shard open at a time: a memory-mapped shard's touched pages count as resident memory until it
-            # is closed, so holding every shard open would grow RSS to the whole checkpoint.
-            self._handles.clear()
-            path = self.directory / shard
-            try:
-                if shard.endswith(".safetensors"):
-                    self._handles[shard] = safe_open(str(path), framework="pt")
-                else:
-                    self._handles[shard] = torch.load(path, map_location="cpu", mmap=True, weights_only=True)
-            except Exception as err:  # noqa: BLE001 - one sentence naming the file
-                raise ValueError(f"{path}: cannot read this checkpoint file (truncated or corrupt?): {err}") from err
-        return self._handles[shard]
+    def _keys(self, shard: str) -> list[str]:
+        path = self.directory / shard
+        try:
+            if shard.endswith(".safetensors"):
+                with safe_open(str(path), framework="pt") as handle:
+                    return list(handle.keys())
+            return list(torch.load(path, map_location="cpu", mmap=True, weights_only=True))
+        except Exception as err:  # noqa: BLE001 - one sentence naming the file
+            raise ValueError(f"{path}: cannot read this checkpoint file (truncated or corrupt?): {err}") from err
 
     def keys(self) -> list[str]:
         return list(self.weight_map)
 
-    def shape(self, key: str) -> tuple[int, ...]:
-        handle = self._open(self.weight_map[key])
-        if isinstance(handle, dict):
-            return tuple(handle[key].shape)
-        return tuple(handle.get_slice(key).get_shape())
-
     def get(self, key: str) -> torch.Tensor:
-        handle = self._open(self.weight_map[key])
+        path = self.directory / self.weight_map[key]
         try:
-            return handle[key] if isinstance(handle, dict) else handle.get_tensor(key)
+            if path.suffix == ".safetensors":
+                with safe_open(str(path), framework="pt") as handle:
+                    return handle.get_tensor(key)
+            return torch.load(path, map_location="cpu", mmap=True, weights_only=True)[key]
         except Exception as err:  # noqa: BLE001
-            raise ValueError(f"{self.directory / self.weight_map[key]}: cannot read tensor {key!r}: {err}") from err
+            raise ValueError(f"{path}: cannot read tensor {key!r} (truncated or corrupt?): {err}") from err
 
-    def shard_sizes(self) -> dict[str, int]:
-        return {shard: (self.directory / shard).stat().st_size for shard in set(self.weight_map.values())}
+    def source(self, key: str) -> Source:
+        tensor = self.get(key)  # memory-mapped: shape and dtype without reading the data
+        return Source(lambda: self.get(key), f"{self.directory / self.weight_map[key]}: {key}", tuple(tensor.shape),
+                      tensor.dtype, key=key)
 
 
 # --------------------------------------------------------------------------------------------- planning
@@ -116,36 +120,42 @@ class CheckpointReader:
 
 @dataclass
 class Source:
-    """Where one output tensor comes from: a key of a reader, optionally plus a base tensor, optionally vocab-grown."""
+    """Where one output tensor comes from: a lazy read, optionally plus a base tensor (delta), optionally vocab-grown."""
 
-    reader: CheckpointReader
-    key: str
-    base: tuple[CheckpointReader, str] | None = None
+    read: Callable[[], torch.Tensor]
+    name: str  # file and key, for error messages
+    shape: tuple[int, ...]
+    dtype: torch.dtype
+    key: str = ""
+    base: Source | None = None
     grow_to: int | None = None
 
+    @property
+    def out_shape(self) -> tuple[int, ...]:
+        return (self.grow_to, *self.shape[1:]) if self.grow_to else self.shape
 
-def plan_tensors(reader: CheckpointReader, table: dict[str, str], ignored: list[str]) -> dict[str, Source]:
-    plan, unknown = {}, []
+
+def plan_tensors(reader: CheckpointReader, ignored: list[str]) -> dict[str, Source]:
+    """In-memory LlavaMed key -> source, for every tensor of an original checkpoint (renamed by the key mapping)."""
+    plan = {}
     for key in reader.keys():
-        target = map_key(key, table)
-        if target is None:
-            (ignored if is_ignored(key) else unknown).append(key)
+        if is_ignored(key):
+            ignored.append(key)
             continue
+        target = rename_original_key(key)
         if target in plan:
             raise ValueError(f"{reader.directory}: keys {plan[target].key!r} and {key!r} both map to {target!r}")
-        plan[target] = Source(reader, key)
-    if unknown:
-        raise ValueError(f"{reader.directory}: {len(unknown)} unknown key(s) not in the key-map table: {unknown[:10]}")
+        plan[target] = reader.source(key)
     return plan
 
 
 def attach_base(plan: dict[str, Source], base: CheckpointReader, ignored: list[str]) -> None:
     """v1.0 delta: every language-model tensor is delta + base (the delta's extra vocabulary rows have no base)."""
     used = set()
-    for target, source in plan.items():
+    for source in plan.values():
         if source.key in base.weight_map:
-            _check_delta_shape(source, base)
-            source.base = (base, source.key)
+            source.base = base.source(source.key)
+            _check_delta_shape(source)
             used.add(source.key)
     extra = [k for k in base.keys() if k not in used and not is_ignored(k)]
     if extra:
@@ -153,136 +163,70 @@ def attach_base(plan: dict[str, Source], base: CheckpointReader, ignored: list[s
     ignored.extend(k for k in base.keys() if is_ignored(k))
 
 
-def _check_delta_shape(source: Source, base: CheckpointReader) -> None:
-    delta_shape, base_shape = source.reader.shape(source.key), base.shape(source.key)
+def _check_delta_shape(source: Source) -> None:
+    delta_shape, base_shape = source.shape, source.base.shape
     if delta_shape == base_shape:
         return
     if len(delta_shape) == 2 and delta_shape[1:] == base_shape[1:] and delta_shape[0] > base_shape[0]:
         return  # the delta's vocabulary extends the base's
     raise ValueError(
-        f"delta/base mismatch for {source.key!r}: {source.reader.directory / source.reader.weight_map[source.key]} "
-        f"has shape {list(delta_shape)} but {base.directory / base.weight_map[source.key]} has {list(base_shape)} "
-        "(different vocabulary or model size?)"
+        f"delta/base mismatch for {source.key!r}: {source.name} has shape {list(delta_shape)} but {source.base.name} "
+        f"has {list(base_shape)} (different vocabulary or model size?)"
     )
-
-
-def expected_tensors(model_config: LlavaMedConfig) -> dict[str, tuple[int, ...]]:
-    """On-disk key -> shape of every tensor the target model holds (from a weightless meta-device instance)."""
-    with torch.device("meta"):
-        model = LlavaMedForConditionalGeneration(model_config)
-    return {memory_to_disk(k): tuple(v.shape) for k, v in model.state_dict().items()}
 
 
 def check_plan(plan: dict[str, Source], expected: dict[str, tuple[int, ...]]) -> None:
     missing = sorted(set(expected) - set(plan))
     unexpected = sorted(set(plan) - set(expected))
     if missing or unexpected:
-        names = [f"{plan[k].key} -> {k}" for k in unexpected[:10]]
+        names = [plan[k].name for k in unexpected[:10]]
         raise ValueError(f"the checkpoint does not fit the target model: missing {missing[:10]}, unexpected {names}")
     for target, source in plan.items():
-        shape = list(source.reader.shape(source.key))
-        if source.grow_to is not None:
-            shape[0] = source.grow_to
-        if tuple(shape) != expected[target]:
-            raise ValueError(f"{source.key!r} has shape {shape} but the target model expects {list(expected[target])}")
+        if source.out_shape != expected[target]:
+            raise ValueError(
+                f"{source.name} has shape {list(source.out_shape)}; the target model expects {list(expected[target])}"
+            )
+
+
+def on_disk_names(model: LlavaMedForConditionalGeneration) -> dict[str, str]:
+    """In-memory key -> the key `save_pretrained` writes (stock Llava's layout), by transformers' own reverse mapping."""
+    state = model.state_dict()
+    saved = revert_weight_conversion(model, dict(state))
+    by_tensor = {id(tensor): disk for disk, tensor in saved.items()}
+    return {key: by_tensor[id(tensor)] for key, tensor in state.items()}
 
 
 # --------------------------------------------------------------------------------------------- writing
 
 
 def materialize(source: Source, dtype: torch.dtype | None) -> torch.Tensor:
-    tensor = source.reader.get(source.key)
+    tensor = source.read()
     out_dtype = dtype or tensor.dtype
     if source.base is not None:
-        base = source.base[0].get(source.base[1]).float()
+        base = source.base.read().float()
         tensor = tensor.float().clone()
         tensor[: base.shape[0]] += base
     if source.grow_to is not None and source.grow_to > tensor.shape[0]:
-        from .original_checkpoint import mean_rows
-
         tensor = mean_rows(tensor.float(), source.grow_to - tensor.shape[0])
     return tensor.to(out_dtype).contiguous()
 
 
-def _nbytes(shape: tuple[int, ...], dtype: torch.dtype) -> int:
-    n = 1
-    for d in shape:
-        n *= d
-    return n * torch.empty((), dtype=dtype).element_size()
-
-
-def write_safetensors_streaming(path: Path, names: list[str], shapes: dict, dtypes: dict, produce) -> None:
-    """Write a safetensors file tensor by tensor: header from the planned shapes, then each tensor's bytes."""
-    header, offset = {}, 0
-    for name in names:
-        size = _nbytes(shapes[name], dtypes[name])
-        header[name] = {"dtype": SAFETENSORS_DTYPES[dtypes[name]], "shape": list(shapes[name]),
-                        "data_offsets": [offset, offset + size]}
-        offset += size
-    header["__metadata__"] = {"format": "pt"}
-    blob = json.dumps(header, separators=(",", ":")).encode()
-    blob += b" " * (-len(blob) % 8)
-    with open(path, "wb") as out:
-        out.write(struct.pack("<Q", len(blob)))
-        out.write(blob)
-        for name in names:
-            tensor = produce(name)
-            if tuple(tensor.shape) != tuple(shapes[name]) or tensor.dtype != dtypes[name]:
-                raise RuntimeError(f"internal error: {name} produced {tensor.shape}/{tensor.dtype}")
-            if tensor.numel():
-                out.write(memoryview(tensor.view(torch.uint8).numpy()))  # no extra copy of the tensor
-            del tensor
-
-
-def _parse_size(text: str) -> int:
-    units = {"KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12, "B": 1}
-    for unit, factor in units.items():
-        if text.upper().endswith(unit):
-            return int(float(text[: -len(unit)]) * factor)
-    return int(text)
-
-
-def write_shards(folder: Path, plan: dict[str, Source], expected: dict, dtype: torch.dtype | None, max_shard: int) -> int:
-    # Keep source order (shard by shard) so each input file is read once, front to back.
-    names = sorted(plan, key=lambda k: (plan[k].reader.weight_map[plan[k].key], plan[k].key))
-    dtypes = {}
-    for name in names:
-        stored = _stored_dtype(plan[name])
-        dtypes[name] = dtype or stored
-    groups, current, size = [], [], 0
-    for name in names:
-        nbytes = _nbytes(expected[name], dtypes[name])
-        if current and size + nbytes > max_shard:
-            groups.append(current)
-            current, size = [], 0
-        current.append(name)
-        size += nbytes
-    groups.append(current)
-    weight_map, total = {}, 0
-    progress = tqdm(total=len(names), desc="Converting tensors", unit="tensor")
-    for i, group in enumerate(groups):
-        shard = f"model-{i + 1:05d}-of-{len(groups):05d}.safetensors" if len(groups) > 1 else "model.safetensors"
-
-        def produce(name):
-            progress.update(1)
-            return materialize(plan[name], dtypes[name])
-
-        write_safetensors_streaming(folder / shard, group, expected, dtypes, produce)
-        weight_map.update({name: shard for name in group})
-        total += sum(_nbytes(expected[n], dtypes[n]) for n in group)
-    progress.close()
-    if len(groups) > 1:
-        index = {"metadata": {"total_size": total}, "weight_map": dict(sorted(weight_map.items()))}
-        (folder / "model.safetensors.index.json").write_text(json.dumps(index, indent=2))
-    return total
-
-
-def _stored_dtype(source: Source) -> torch.dtype:
-    handle = source.reader._open(source.reader.weight_map[source.key])
-    if isinstance(handle, dict):
-        return handle[source.key].dtype
-    code = handle.get_slice(source.key).get_dtype()
-    return {"F32": torch.float32, "BF16": torch.bfloat16, "F16": torch.float16, "I64": torch.int64}[code]
+def write_shards(folder: Path, plan: dict[str, Source], dtype: torch.dtype | None, max_shard_size: str) -> int:
+    """Write `plan` (on-disk key -> source) as safetensors shards + index; one output shard is in memory at a time."""
+    meta = {name: torch.empty(s.out_shape, dtype=dtype or s.dtype, device="meta") for name, s in plan.items()}
+    split = split_torch_state_dict_into_shards(meta, max_shard_size=max_shard_size)
+    with tqdm(total=len(plan), desc="Converting tensors", unit="tensor") as progress:
+        for filename, names in split.filename_to_tensors.items():
+            shard = {}
+            for name in names:
+                shard[name] = materialize(plan[name], dtype)
+                progress.update(1)
+            save_file(shard, str(folder / filename), metadata={"format": "pt"})
+            del shard  # drops the mapped input pages before the next shard
+    if split.is_sharded:
+        index = {"metadata": split.metadata, "weight_map": dict(sorted(split.tensor_to_filename.items()))}
+        (folder / SAFE_WEIGHTS_INDEX_NAME).write_text(json.dumps(index, indent=2))
+    return split.metadata["total_size"]
 
 
 # --------------------------------------------------------------------------------------------- orchestration
@@ -324,19 +268,23 @@ def build_target(args: ConvertArguments, original: dict, tokenizer):
 
 
 def build_plan(args: ConvertArguments, config: LlavaMedConfig) -> tuple[dict[str, Source], list[str]]:
+    """On-disk output key -> source, checked against a weightless instance of the target model."""
     ignored: list[str] = []
-    reader = CheckpointReader(args.input_dir)
-    plan = plan_tensors(reader, ORIGINAL_KEY_MAP, ignored)
+    plan = plan_tensors(CheckpointReader(args.input_dir), ignored)
     if args.delta:
         attach_base(plan, CheckpointReader(args.base_dir), ignored)
     if args.vision_tower:
-        for key in [k for k in plan if k.startswith("vision_tower.")]:
-            del plan[key]  # replaced by the separate CLIP
-        plan.update(plan_tensors(CheckpointReader(args.vision_tower), CLIP_KEY_MAP, ignored))
+        plan = {k: v for k, v in plan.items() if not k.startswith("model.vision_tower.")}  # replaced by that CLIP
+        for key, tensor in vision_tower_state_dict(args.vision_tower).items():
+            plan[key] = Source(lambda t=tensor: t, f"{args.vision_tower}: {key}", tuple(tensor.shape), tensor.dtype)
     for key in VOCAB_KEYS:
         if key in plan:
             plan[key].grow_to = config.text_config.vocab_size
-    return plan, ignored
+    with torch.device("meta"):
+        model = LlavaMedForConditionalGeneration(config)
+    check_plan(plan, {k: tuple(v.shape) for k, v in model.state_dict().items()})
+    disk = on_disk_names(model)
+    return {disk[k]: plan[k] for k in plan}, ignored
 
 
 def save_side_files(folder: Path, args: ConvertArguments, config: LlavaMedConfig, processor, dtype_name: str) -> None:
@@ -382,12 +330,42 @@ _LLAVA_FIELDS = (
 )
 
 
+def _temporary(output: Path, kind: str) -> Path:
+    # Host and pid in the name let a rerun prove a leftover is ours and that its writer is dead.
+    return output.parent / f".{output.name}.{kind}-{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's live process
+    return True
+
+
+def remove_stale_temporaries(output: Path) -> list[Path]:
+    """Delete this host's `.{name}.tmp-*` / `.{name}.old-*` folders of `output` whose writing process is dead."""
+    pattern = re.compile(rf"\.{re.escape(output.name)}\.(tmp|old)-{re.escape(socket.gethostname())}-(\d+)-[0-9a-f]{{8}}")
+    stale = [path for path in output.parent.glob(f".{output.name}.*")
+             if (match := pattern.fullmatch(path.name)) and path.is_dir() and not _pid_alive(int(match.group(2)))]
+    for path in stale:
+        logger.warning("removing %s, left by a conversion that was killed", path)
+        shutil.rmtree(path)
+    return stale
+
+
 def _finalize(tmp: Path, output: Path, overwrite: bool) -> None:
-    if output.exists():
-        if not overwrite:
-            raise FileExistsError(f"{output}: already exists (pass --overwrite to replace it)")
-        shutil.rmtree(output)
+    if not output.exists():
+        os.replace(tmp, output)
+        return
+    if not overwrite:
+        raise FileExistsError(f"{output}: already exists (pass --overwrite to replace it)")
+    old = _temporary(output, "old")
+    os.replace(output, old)  # the old output disappears whole, never half-deleted under its real name
     os.replace(tmp, output)
+    shutil.rmtree(old)
 
 
 def convert(args: ConvertArguments) -> dict:
@@ -400,14 +378,15 @@ def convert(args: ConvertArguments) -> dict:
     original, tokenizer = _load_inputs(args)
     config, processor, new_tokens = build_target(args, original, tokenizer)
     plan, ignored = build_plan(args, config)
-    expected = expected_tensors(config)
-    check_plan(plan, expected)
     dtype = DTYPES.get(args.dtype)
     output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.tmp-", dir=output.parent))
+    remove_stale_temporaries(output)
+    tmp = _temporary(output, "tmp")
+    tmp.mkdir()
     try:
-        total = write_shards(tmp, plan, expected, dtype, _parse_size(args.max_shard_size))
-        dtype_name = str(dtype or _stored_dtype(plan["language_model.embed_tokens.weight"])).replace("torch.", "")
+        total = write_shards(tmp, plan, dtype, args.max_shard_size)
+        embed = plan["language_model.model.embed_tokens.weight"]
+        dtype_name = str(dtype or embed.dtype).replace("torch.", "")
         save_side_files(tmp, args, config, processor, dtype_name)
         _finalize(tmp, output, args.overwrite)
     except BaseException:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from transformers import AutoModel, AutoModelForCausalLM
+from transformers import AutoModel, AutoModelForCausalLM, GenerationMixin
 from transformers.conversion_mapping import get_checkpoint_conversion_mapping, register_checkpoint_conversion_mapping
 from transformers.models.llava.modeling_llava import (
     LlavaForConditionalGeneration,
@@ -25,17 +25,23 @@ __all__ = [
     "LlavaMedForConditionalGeneration",
     "LlavaMedLinearProjector",
     "register_llava_weight_layout",
+    "grow_vocab",
 ]
 
 
 def register_llava_weight_layout() -> None:
     """Read and write LlavaMed weights in the stock Llava on-disk layout (`language_model.model.*`, ...).
 
-    Without this, loading a Llava-layout checkpoint into a new `model_type` silently re-initialises every language-model
-    tensor (transformers only applies its renaming rules to model types it knows). Idempotent.
+    transformers only applies its renaming rules to the model types and class names it knows: without the `llava_med`
+    rules a Llava-layout checkpoint would silently re-initialise every language-model tensor, and without the
+    `LlavaMedModel` rule (stock `LlavaModel`'s) saving would write `language_model.*` instead of
+    `language_model.model.*`. Idempotent.
     """
     register_checkpoint_conversion_mapping(
         LlavaMedConfig.model_type, get_checkpoint_conversion_mapping("llava"), overwrite=True
+    )
+    register_checkpoint_conversion_mapping(
+        "LlavaMedModel", get_checkpoint_conversion_mapping("LlavaModel"), overwrite=True
     )
 
 
@@ -69,6 +75,13 @@ class LlavaMedPreTrainedModel(LlavaPreTrainedModel):
         register_llava_weight_layout()
         return super().from_pretrained(*args, **kwargs)
 
+    @classmethod
+    def is_custom_code(cls) -> bool:
+        # transformers skips parameter-less modules when initialising missing weights of "custom code" (it cannot trust
+        # remote `_init_weights`), which left CLIP's attention/MLP Linears at the generic std. These classes are plain
+        # transformers modules initialised by transformers' own `_init_weights`, so the stock path applies.
+        return False
+
 
 class LlavaMedModel(LlavaMedPreTrainedModel, LlavaModel):
     def __init__(self, config: LlavaMedConfig):
@@ -79,7 +92,7 @@ class LlavaMedModel(LlavaMedPreTrainedModel, LlavaModel):
         self.post_init()
 
 
-class LlavaMedForConditionalGeneration(LlavaMedPreTrainedModel, LlavaForConditionalGeneration):
+class LlavaMedForConditionalGeneration(LlavaMedPreTrainedModel, LlavaForConditionalGeneration, GenerationMixin):
     def __init__(self, config: LlavaMedConfig):
         LlavaPreTrainedModel.__init__(self, config)
         self.model = LlavaMedModel(config)
@@ -129,11 +142,32 @@ def _fit_vocab_to_tokenizer(lm: nn.Module, tokenizer, config_kwargs: dict) -> No
     image_id = tokenizer.convert_tokens_to_ids(image_token)
     if image_id is None or image_id == tokenizer.unk_token_id:
         raise ValueError(f"the tokenizer has no {image_token!r} token; build it with LlavaMedProcessor first")
-    if len(tokenizer) > lm.get_input_embeddings().weight.shape[0]:
-        lm.resize_token_embeddings(len(tokenizer), pad_to_multiple_of=64, mean_resizing=True)
+    grow_vocab(lm, -(-len(tokenizer) // 64) * 64)
     config_kwargs.setdefault("image_token_index", image_id)
     if tokenizer.pad_token_id is not None:
         lm.config.pad_token_id = tokenizer.pad_token_id
+
+
+@torch.no_grad()
+def mean_rows(weight: torch.Tensor, new_rows: int) -> torch.Tensor:
+    """`weight` with `new_rows` rows appended, each the mean of the existing rows (computed in float32).
+
+    LLaVA-Med's (and LLaVA's) initialisation of added tokens; deterministic, unlike `mean_resizing=True`'s sampling.
+    """
+    mean = weight.float().mean(dim=0, keepdim=True).to(weight.dtype)
+    return torch.cat([weight, mean.expand(new_rows, -1)], dim=0)
+
+
+@torch.no_grad()
+def grow_vocab(model: nn.Module, vocab_size: int) -> None:
+    """Grow `model`'s input and output embeddings to `vocab_size` rows; new rows come from `mean_rows`."""
+    old = model.get_input_embeddings().weight.shape[0]
+    if vocab_size <= old:
+        return
+    embed, head = model.get_input_embeddings().weight.data, model.get_output_embeddings().weight.data
+    model.resize_token_embeddings(vocab_size, mean_resizing=False)
+    model.get_input_embeddings().weight.data.copy_(mean_rows(embed, vocab_size - old))
+    model.get_output_embeddings().weight.data.copy_(mean_rows(head, vocab_size - old))
 
 
 @torch.no_grad()

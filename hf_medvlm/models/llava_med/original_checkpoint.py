@@ -1,8 +1,8 @@
 """The original LLaVA-Med checkpoint layouts (v1.5 `llava_mistral`, v1.0 `llava`) and how they map onto LlavaMed.
 
 Shared by direct loading (`AutoModelForImageTextToText.from_pretrained(<original dir>)` after `import hf_medvlm`) and
-by the converter (`convert_llava_med_to_hf.py`). Everything the two paths must agree on lives here as data:
-the key-map table, the config-field mapping, the tokens added to the original vocabulary.
+by the converter (`convert_llava_med_to_hf.py`). Everything the two paths must agree on lives here:
+the key mapping, the config-field mapping, the tokens added to the original vocabulary, the processor.
 """
 
 from __future__ import annotations
@@ -13,17 +13,18 @@ import re
 from pathlib import Path
 
 import torch
-from transformers import AutoConfig, AutoTokenizer
+from tokenizers import AddedToken, normalizers
+from transformers import AutoConfig, LlamaTokenizer
+from transformers.core_model_loading import WeightRenaming, apply_renamings
 from transformers.utils import cached_file
 
 from .configuration_llava_med import LlavaMedConfig
 from .configuration_llava_mistral import LlavaMedOriginalConfig
-from .modeling_llava_med import LlavaMedForConditionalGeneration
+from .modeling_llava_med import LlavaMedForConditionalGeneration, _load_vision_encoder, grow_vocab
 from .processing_llava_med import LlavaMedProcessor
 
 __all__ = [
-    "ORIGINAL_KEY_MAP",
-    "CLIP_KEY_MAP",
+    "ORIGINAL_KEY_MAPPING",
     "IGNORED_KEYS",
     "KNOWN_VISION_TOWERS",
     "LlavaMedOriginalConfig",
@@ -31,52 +32,26 @@ __all__ = [
     "LlavaMedOriginalProcessor",
     "llava_med_config_from_original",
     "processor_from_original",
-    "map_key",
+    "rename_original_key",
     "padded_vocab_size",
 ]
 
-# Original key -> LlavaMed on-disk key (the layout `save_pretrained` writes for LlavaMed and stock Llava).
-# `{}` is one dotted segment (a layer index), `{*}` the rest of the key. First match wins.
-ORIGINAL_KEY_MAP: dict[str, str] = {
-    "model.embed_tokens.weight": "language_model.embed_tokens.weight",
-    "model.norm.weight": "language_model.norm.weight",
-    "model.layers.{}.{*}": "language_model.layers.{}.{*}",
-    "lm_head.weight": "language_model.lm_head.weight",
+# Original key -> in-memory LlavaMed key, in transformers' `from_pretrained(key_mapping=...)` form (regex -> replacement,
+# every matching rule applied in turn). Direct loading passes it to `from_pretrained`; the converter applies it with
+# transformers' own renaming code (`rename_original_key`), so both read the original layout identically.
+ORIGINAL_KEY_MAPPING: dict[str, str] = {
+    r"^model\.(embed_tokens|layers|norm)\.": r"model.language_model.\1.",
     # v1.5 `mlp2x_gelu`: Sequential(Linear, GELU, Linear) -> indices 0 and 2.
-    "model.mm_projector.0.{*}": "multi_modal_projector.linear_1.{*}",
-    "model.mm_projector.2.{*}": "multi_modal_projector.linear_2.{*}",
+    r"^model\.mm_projector\.0\.": "model.multi_modal_projector.linear_1.",
+    r"^model\.mm_projector\.2\.": "model.multi_modal_projector.linear_2.",
     # v1.0 `linear`: a bare Linear.
-    "model.mm_projector.weight": "multi_modal_projector.linear_1.weight",
-    "model.mm_projector.bias": "multi_modal_projector.linear_1.bias",
+    r"^model\.mm_projector\.(weight|bias)$": r"model.multi_modal_projector.linear_1.\1",
     # v1.5 keeps the CLIP tower inside the state dict (`LlavaMetaModel.vision_tower.vision_tower`).
-    "model.vision_tower.vision_tower.vision_model.{*}": "vision_tower.{*}",
+    r"^model\.vision_tower\.vision_tower\.vision_model\.": "model.vision_tower.",
 }
 
-# A separate CLIP checkpoint (CLIPModel / CLIPVisionModel, old `vision_model.*` or transformers-5 flat layout).
-CLIP_KEY_MAP: dict[str, str] = {
-    "vision_model.{*}": "vision_tower.{*}",
-    "embeddings.{*}": "vision_tower.embeddings.{*}",
-    "pre_layrnorm.{*}": "vision_tower.pre_layrnorm.{*}",
-    "encoder.{*}": "vision_tower.encoder.{*}",
-    "post_layernorm.{*}": "vision_tower.post_layernorm.{*}",
-}
-
-# Keys that carry no weights of the target model: buffers older transformers saved, and CLIP's text half.
-IGNORED_KEYS: tuple[str, ...] = (
-    r"(^|\.)position_ids$",
-    r"rotary_emb\.inv_freq$",
-    r"^text_model\.",
-    r"^(text_projection|visual_projection)\.",
-    r"^logit_scale$",
-)
-
-# On-disk prefix -> in-memory prefix (transformers' `llava` rules, as registered for `llava_med`).
-_DISK_TO_MEMORY = (
-    ("language_model.lm_head.", "lm_head."),
-    ("language_model.", "model.language_model."),
-    ("vision_tower.", "model.vision_tower."),
-    ("multi_modal_projector.", "model.multi_modal_projector."),
-)
+# Buffers that older transformers versions saved with the weights (v1.0 `.bin` shards, CLIP `position_ids`).
+IGNORED_KEYS: tuple[str, ...] = (r"(^|\.)position_ids$", r"rotary_emb\.inv_freq$")
 
 # CLIP towers named by the original configs (`mm_vision_tower`), so no Hub access is needed to know their shape.
 _CLIP_L14 = dict(
@@ -93,60 +68,14 @@ IMAGE_TOKEN, PAD_TOKEN = "<image>", "<pad>"
 V1_IMAGE_START, V1_IMAGE_END, V1_IMAGE_PATCH = "<im_start>", "<im_end>", "<im_patch>"
 
 
-def _pattern_regex(pattern: str) -> re.Pattern:
-    escaped = re.escape(pattern).replace(r"\{\*\}", "(.+)").replace(r"\{\}", r"([^.]+)")
-    return re.compile(f"^{escaped}$")
-
-
-def _fill(template: str, groups: tuple[str, ...]) -> str:
-    out = template
-    for group in groups:
-        out = re.sub(r"\{\*?\}", lambda _m, g=group: g, out, count=1)
-    return out
-
-
 def is_ignored(key: str) -> bool:
     return any(re.search(pattern, key) for pattern in IGNORED_KEYS)
 
 
-def map_key(key: str, table: dict[str, str]) -> str | None:
-    """The on-disk LlavaMed name of original `key` under `table`, or None when no row matches."""
-    for pattern, target in table.items():
-        match = _pattern_regex(pattern).match(key)
-        if match:
-            return _fill(target, match.groups())
-    return None
-
-
-def disk_to_memory(key: str) -> str:
-    for disk, memory in _DISK_TO_MEMORY:
-        if key.startswith(disk):
-            return memory + key[len(disk):]
-    return key
-
-
-def memory_to_disk(key: str) -> str:
-    for disk, memory in _DISK_TO_MEMORY:
-        if key.startswith(memory):
-            return disk + key[len(memory):]
-    return key
-
-
-def direct_load_key_mapping(table: dict[str, str] = ORIGINAL_KEY_MAP) -> dict[str, str]:
-    """`from_pretrained(key_mapping=...)` regexes (original key -> in-memory LlavaMed key), from the same table.
-
-    Placeholders only ever sit in the tail of a row and the tail is kept, so each row becomes a prefix rename.
-    """
-    mapping = {}
-    for pattern, target in table.items():
-        cut_p, cut_t = pattern.find("{"), target.find("{")
-        if cut_p < 0:
-            mapping[f"^{re.escape(pattern)}$"] = disk_to_memory(target)
-            continue
-        if pattern[cut_p:] != target[cut_t:]:
-            raise ValueError(f"key-map row {pattern!r} -> {target!r} must keep its placeholder tail unchanged")
-        mapping[f"^{re.escape(pattern[:cut_p])}"] = disk_to_memory(target[:cut_t])
-    return mapping
+def rename_original_key(key: str) -> str:
+    """The in-memory LlavaMed name of original `key`, renamed exactly as `from_pretrained(key_mapping=...)` does."""
+    renamings = [WeightRenaming(source, target) for source, target in ORIGINAL_KEY_MAPPING.items()]
+    return apply_renamings(key, renamings)
 
 
 def padded_vocab_size(n: int, multiple: int = 64) -> int:
@@ -252,17 +181,24 @@ def add_original_tokens(tokenizer) -> dict[str, int]:
 
 
 def match_original_chunking(tokenizer) -> None:
-    """Prefix every text segment between special tokens with the SentencePiece space marker, as the original does.
+    """Encode every text segment between special tokens as its own SentencePiece sentence, as the original does.
 
-    The original tokenises the text around each image separately (`tokenizer_image_token`), so every chunk starts a
-    new SentencePiece "sentence" (`"<image>\nQ"` -> `▁`, `\n`, ...). transformers 5's LlamaTokenizer prefixes only
-    the first segment, which drops that `▁` after each image; `prepend_scheme="always"` restores the original ids.
+    The original tokenises the text around each image separately (v1.5 `tokenizer_image_token`; v1.0's fast LLaMA
+    tokenizer splits at its added tokens), and SentencePiece prefixes every sentence with `▁` even when it starts with a
+    space (`" and"` -> `▁`, `▁and`). transformers 5's LlamaTokenizer uses a Metaspace pre-tokenizer that prefixes only
+    the first segment, and never a segment already starting with a space; the original fast tokenizers' normalizer
+    (prepend `▁`, then spaces -> `▁`) reproduces SentencePiece's ids. Added tokens are then matched on the raw text.
     """
     backend = getattr(tokenizer, "backend_tokenizer", None)
-    pre = getattr(backend, "pre_tokenizer", None)
-    if pre is not None and type(pre).__name__ == "Metaspace" and pre.prepend_scheme == "first":
-        pre.prepend_scheme = "always"
-        backend.pre_tokenizer = pre
+    if type(getattr(backend, "pre_tokenizer", None)).__name__ != "Metaspace":
+        return
+    backend.add_tokens([
+        AddedToken(t.content, single_word=t.single_word, lstrip=t.lstrip, rstrip=t.rstrip, normalized=False,
+                   special=t.special)
+        for t in tokenizer.added_tokens_decoder.values() if t.normalized
+    ])
+    backend.normalizer = normalizers.Sequence([normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")])
+    backend.pre_tokenizer = None
 
 
 def processor_from_original(tokenizer, config: LlavaMedConfig, original: dict) -> LlavaMedProcessor:
@@ -283,12 +219,17 @@ def processor_from_original(tokenizer, config: LlavaMedConfig, original: dict) -
 
 
 def load_original_tokenizer(path: str | Path, **kwargs):
+    """The checkpoint's slow `LlamaTokenizer` (`tokenizer.model`), converted by transformers as that class.
+
+    Not `AutoTokenizer`: for `model_type: llava` (v1.0) transformers 5 ignores `tokenizer_class` and builds a generic
+    tokenizer from `tokenizer.model` that drops SentencePiece's leading `▁`, i.e. different ids from the original.
+    """
     try:
-        return AutoTokenizer.from_pretrained(str(path), **kwargs)
+        return LlamaTokenizer.from_pretrained(str(path), **kwargs)
     except Exception as err:  # noqa: BLE001 - re-raised with the directory named
         raise ValueError(
             f"{path}: cannot load the original tokenizer ({type(err).__name__}: {err}); a `tokenizer.model`-only "
-            "checkpoint needs `pip install sentencepiece`"
+            "checkpoint needs `sentencepiece` and `protobuf` (dependencies of hf_medvlm: reinstall it)"
         ) from err
 
 
@@ -311,7 +252,7 @@ def as_llava_med_config(config: LlavaMedConfig) -> LlavaMedConfig:
 class LlavaMedOriginalForConditionalGeneration(LlavaMedForConditionalGeneration):
     """Loader for original v1.5 directories: returns a plain `LlavaMedForConditionalGeneration`.
 
-    Keys are renamed on the fly from `ORIGINAL_KEY_MAP`; any key left missing or unexpected is an error. The vocabulary
+    Keys are renamed on the fly by `ORIGINAL_KEY_MAPPING`; any key left missing or unexpected is an error. The vocabulary
     is then grown by `<image>`/`<pad>` (padded to a multiple of 64) with the new rows set to the mean embedding.
     `vision_tower=<CLIP dir or repo>` replaces the checkpoint's tower by that CLIP (what the official loader does).
     """
@@ -329,7 +270,7 @@ class LlavaMedOriginalForConditionalGeneration(LlavaMedForConditionalGeneration)
         load_config.text_config.vocab_size = min(final.added_tokens.values())
         load_config.text_config.pad_token_id = None
         model, info = LlavaMedForConditionalGeneration.from_pretrained(
-            path, *args, config=load_config, key_mapping=direct_load_key_mapping(), output_loading_info=True,
+            path, *args, config=load_config, key_mapping=ORIGINAL_KEY_MAPPING, output_loading_info=True,
             **kwargs,
         )
         _raise_on_load_problems(path, info, vision_tower is not None)
@@ -356,30 +297,20 @@ def _raise_on_load_problems(path: str, info: dict, tower_replaced: bool) -> None
         )
 
 
-@torch.no_grad()
-def mean_rows(weight: torch.Tensor, new_rows: int) -> torch.Tensor:
-    """`weight` with `new_rows` rows appended, each the mean of the existing rows (computed in float32)."""
-    mean = weight.float().mean(dim=0, keepdim=True).to(weight.dtype)
-    return torch.cat([weight, mean.expand(new_rows, -1)], dim=0)
+def vision_tower_state_dict(vision_tower: str, dtype=None) -> dict[str, torch.Tensor]:
+    """The CLIP vision encoder at `vision_tower` (dir or repo) as in-memory LlavaMed keys (`model.vision_tower.*`).
 
-
-@torch.no_grad()
-def grow_vocab(model: LlavaMedForConditionalGeneration, vocab_size: int) -> None:
-    old = model.get_input_embeddings().weight.shape[0]
-    if vocab_size == old:
-        return
-    embed, head = model.get_input_embeddings().weight.data, model.get_output_embeddings().weight.data
-    model.resize_token_embeddings(vocab_size, mean_resizing=False)
-    model.get_input_embeddings().weight.data.copy_(mean_rows(embed, vocab_size - old))
-    model.get_output_embeddings().weight.data.copy_(mean_rows(head, vocab_size - old))
+    Read by transformers itself, so every CLIP layout it knows (CLIPModel, CLIPVisionModel, old `vision_model.*`) works.
+    """
+    vision = _load_vision_encoder(vision_tower, dtype)
+    return {f"model.vision_tower.{key}": value for key, value in vision.state_dict().items()}
 
 
 @torch.no_grad()
 def load_vision_tower_into(model: LlavaMedForConditionalGeneration, vision_tower: str) -> None:
-    from .modeling_llava_med import _load_vision_encoder
-
-    vision = _load_vision_encoder(vision_tower, model.dtype)
-    result = model.model.vision_tower.load_state_dict(vision.state_dict(), strict=False)
+    state = vision_tower_state_dict(vision_tower, model.dtype)
+    state = {key.removeprefix("model.vision_tower."): value for key, value in state.items()}
+    result = model.model.vision_tower.load_state_dict(state, strict=False)
     missing = [k for k in result.missing_keys if not is_ignored(k)]
     unexpected = [k for k in result.unexpected_keys if not is_ignored(k)]
     if missing or unexpected:
@@ -387,19 +318,23 @@ def load_vision_tower_into(model: LlavaMedForConditionalGeneration, vision_tower
 
 
 class LlavaMedOriginalProcessor(LlavaMedProcessor):
-    """Loader for original v1.5 directories (no processor files): builds a `LlavaMedProcessor` from the tokenizer."""
+    """Processor of an original directory (which has no processor files), v1.5 or v1.0: its `LlamaTokenizer` plus
+    `<image>` (and `<pad>`), CLIP preprocessing at the resolution of the config's vision tower (v1.5: 336 px, padded to
+    square; v1.0: 224 px), and the version's chat template. `AutoProcessor` returns it for v1.5 (`llava_mistral`);
+    v1.0's `model_type: llava` belongs to stock Llava, so call this class directly there."""
 
     @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
+    def from_pretrained(cls, pretrained_model_name_or_path, vision_tower: str | None = None, **kwargs):
         path = str(pretrained_model_name_or_path)
         original, config_file = read_original_config(path)
         tokenizer = load_original_tokenizer(path)
         added = add_original_tokens(tokenizer)
-        expected = _conventional_added_tokens(original)
-        if added != expected:
+        if original["model_type"] == "llava_mistral" and added != _conventional_added_tokens(original):
             raise ValueError(
-                f"{config_file}: the tokenizer gave the added tokens ids {added}, but the model expects {expected}; "
-                "convert this checkpoint with `hf-medvlm convert` instead"
+                f"{config_file}: the tokenizer gave the added tokens ids {added}, but direct loading expects "
+                f"{_conventional_added_tokens(original)}; convert this checkpoint with `hf-medvlm convert` instead"
             )
-        config = AutoConfig.from_pretrained(path, vision_tower=kwargs.get("vision_tower"))
+        config = LlavaMedConfig(**llava_med_config_from_original(
+            original, added, tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id, vision_tower,
+        ))
         return processor_from_original(tokenizer, config, original)
