@@ -21,8 +21,8 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-HELP = [[], ["convert"], ["prepare"], ["fetch-images"], ["train"], ["merge-lora"], ["eval"], ["generate"], ["filter"],
-        ["select"], ["select", "train"], ["push"], ["demo"]]
+HELP = [[], ["convert"], ["prepare"], ["fetch-images"], ["train"], ["merge-lora"], ["eval"], ["report"], ["generate"],
+        ["filter"], ["select"], ["select", "train"], ["push"], ["demo"]]
 
 
 def wall_time(argv: list[str], runs: int) -> float:

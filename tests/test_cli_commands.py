@@ -12,8 +12,8 @@ import pytest
 from hf_medvlm.cli import COMMANDS, main
 
 # The commands the product promises (README, docs/cli.md); each must be wired to a module.
-EXPECTED = {"convert", "fetch-images", "prepare", "train", "merge-lora", "eval", "generate", "filter", "select", "push",
-            "demo"}
+EXPECTED = {"convert", "fetch-images", "prepare", "train", "merge-lora", "eval", "report", "generate", "filter", "select",
+            "push", "demo"}
 # The installed console script when there is one (`pip install -e .`), else the same entry through the interpreter.
 ENTRY = [shutil.which("hf-medvlm")] if shutil.which("hf-medvlm") else [sys.executable, "-m", "hf_medvlm"]
 
@@ -35,6 +35,7 @@ def test_help_has_usage_and_an_example(name, capsys):
 BAD_INPUT = {
     "train": ["--config", "does/not/exist.yaml"],
     "eval": ["--config", "does/not/exist.yaml"],
+    "report": ["--results", "does/not/exist.json", "--output_dir", "out"],
     "select": ["--config", "does/not/exist.yaml"],
     "merge-lora": ["--adapter_path", "does/not/exist", "--output_dir", "out"],
     "push": ["--folder", "does/not/exist", "--repo_id", "user/x"],

@@ -35,7 +35,7 @@ for argv in json.loads(sys.argv[1]):
 print(json.dumps(report))
 '''
 
-LIGHT = [[], ["convert"], ["prepare"], ["prepare", "vqa_rad"], ["fetch-images"], ["merge-lora"], ["eval"],
+LIGHT = [[], ["convert"], ["prepare"], ["prepare", "vqa_rad"], ["fetch-images"], ["merge-lora"], ["eval"], ["report"],
          ["generate"], ["generate", "llava-med"], ["filter"], ["filter", "pubmedvision"], ["select"],
          ["select", "score"], ["select", "pick"], ["push"], ["demo"]]
 # TRL's SFTConfig and the selector's arguments are `TrainingArguments`, whose module imports peft, and peft imports
