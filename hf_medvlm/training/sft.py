@@ -12,8 +12,6 @@ from dataclasses import dataclass, field
 from trl import get_quantization_config
 
 from ..models.llava_med.processing_llava_med import CHAT_TEMPLATE_NAMES
-from .acceleration import resolve_training_acceleration
-from .data import load_training_data
 from .length_policy import LENGTH_POLICIES, LengthReportCallback, fit_splits_to_length
 from .model_setup import (
     FREEZABLE_MODULES,
@@ -23,8 +21,6 @@ from .model_setup import (
     lora_config_for,
     trainable_parameter_report,
 )
-from .outputs import ResolvedConfigCallback, finish_run, resolved_config, write_resolved_config
-from .trainer import MedVLMSFTTrainer
 
 __all__ = ["StageArguments", "STAGE_DEFAULTS", "check_args", "build_trainer", "run_sft"]
 
@@ -134,6 +130,13 @@ def build_trainer(script_args, mixture_args, training_args, model_args, stage_ar
 
     `config` (the `resolved_config` mapping) is written next to every checkpoint when given.
     """
+    # Imported here, not at the top: TRL's trainer takes seconds to import, and `hf-medvlm train --help` needs only
+    # the arguments above.
+    from .acceleration import resolve_training_acceleration
+    from .data import load_training_data
+    from .outputs import ResolvedConfigCallback
+    from .trainer import MedVLMSFTTrainer
+
     for key, decision in resolve_training_acceleration(training_args, model_args).items():
         logger.info("%s resolved to %s", key, decision)
     train_dataset, eval_dataset = load_training_data(script_args, mixture_args)
@@ -172,6 +175,9 @@ def run_sft(script_args, mixture_args, training_args, model_args, stage_args, re
     The arguments are those `hf-medvlm train` parses and checks with `check_args`; `recipe_path` (the YAML they came
     from) is copied into the model card.
     """
+    from .acceleration import resolve_training_acceleration
+    from .outputs import finish_run, resolved_config, write_resolved_config
+
     check_quantization_supported(model_args)
     # Resolved before the config is recorded, so that it says what ran (auto values, fallbacks); idempotent.
     resolve_training_acceleration(training_args, model_args)
