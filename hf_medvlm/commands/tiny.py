@@ -5,12 +5,11 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from transformers import HfArgumentParser
+from .parser import parse
 
 EPILOG = """examples:
   hf-medvlm tiny                                  # tiny-llava-med/, tiny-clip/, tiny-lm/, ..., demo-data/ in .
@@ -38,9 +37,7 @@ class TinyArguments:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = HfArgumentParser(TinyArguments, prog="hf-medvlm tiny", description=__doc__, epilog=EPILOG,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
-    (args,) = parser.parse_args_into_dataclasses(args=argv)
+    (args,) = parse((TinyArguments,), argv, prog="hf-medvlm tiny", doc=__doc__, epilog=EPILOG)
     if args.models:
         from ..testing.kit import write_tiny_kit
 
