@@ -3,8 +3,8 @@
 - `docs/walkthroughs.md`: every `<!-- chain: ... -->` block runs as written, offline (`HF_HUB_OFFLINE=1`), against
   loopback servers, in one subprocess (`tests/run_walkthroughs.py`); one test per chain.
 - Every other `hf-medvlm` command in README.md, docs/ and recipes/README.md is parsed as written (arguments, recipe
-  keys, recipe files), without running it.
-- The training recipes read the folders and configs that docs/reproduce.md's `prepare` commands write.
+  keys, recipe files), without running it. (docs/reproduce.md's hand-offs between its commands and the recipes:
+  tests/test_reproduce_doc.py.)
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from tests.conftest import HUB_TEST_TOKEN, REPO_ROOT
 from tests.doc_blocks import doc_blocks, hf_medvlm_argv, shell_commands
 
 WALKTHROUGHS = REPO_ROOT / "docs" / "walkthroughs.md"
-CHAIN_DOCS = [WALKTHROUGHS, REPO_ROOT / "docs" / "reproduce.md"]
-CHAINS = ["setup", "llava-med", "pubmedvision", "self-instruct", "biomed-vital", "reproduce-data"]
+CHAIN_DOCS = [WALKTHROUGHS]
+CHAINS = ["setup", "releases", "llava-med", "pubmedvision", "self-instruct", "biomed-vital"]
 DOCS = [REPO_ROOT / "README.md", REPO_ROOT / "recipes" / "README.md", *sorted((REPO_ROOT / "docs").glob("*.md"))]
 
 
@@ -81,6 +81,17 @@ def _check_setup(work: Path, hub) -> None:
     assert (work / "examples" / "README.md").is_file()
 
 
+def _check_releases(work: Path, hub) -> None:
+    from datasets import load_dataset
+
+    data = work / "examples" / "data"
+    for folder, config, split in (("pubmedvision", "alignment_vqa", "train"), ("biomed_vital", "150k", "train"),
+                                  ("biomed_vital", "60k", "train"), ("slake", "eval", "test"),
+                                  ("slake", "train_sft", "train"), ("path_vqa", "eval", "test"),
+                                  ("path_vqa", "train_sft", "train"), ("vqa_rad", "train_sft", "train")):
+        assert len(load_dataset(str(data / folder), name=config, split=split)) > 0, (folder, config)
+
+
 def _check_llava_med(work: Path, hub) -> None:
     assert len(list((work / "pmc" / "images").glob("*.jpg"))) == 8
     stage2 = yaml.safe_load((work / "runs" / "tiny-stage2" / "resolved_config.yaml").read_text())
@@ -112,19 +123,8 @@ def _check_biomed_vital(work: Path, hub) -> None:
     assert (work / "runs" / "tiny-biomed-vital" / "model.safetensors").is_file()
 
 
-def _check_reproduce_data(work: Path, hub) -> None:
-    from datasets import load_dataset
-
-    data = work / "examples" / "data"
-    for folder, config, split, rows in (("llava_med", "500k", "train", 2), ("llava_med", "60k_inline_mention",
-                                                                          "train", 3),
-                                        ("path_vqa", "eval", "test", 3), ("slake", "train_sft", "train", 3),
-                                        ("biomed_vital", "150k", "train", 3), ("pmc_vqa", "eval", "test", 2)):
-        assert len(load_dataset(str(data / folder), name=config, split=split)) == rows, (folder, config)
-
-
-CHECKS = {"setup": _check_setup, "reproduce-data": _check_reproduce_data, "llava-med": _check_llava_med, "pubmedvision": _check_pubmedvision,
-          "self-instruct": _check_self_instruct, "biomed-vital": _check_biomed_vital}
+CHECKS = {"setup": _check_setup, "releases": _check_releases, "llava-med": _check_llava_med,
+          "pubmedvision": _check_pubmedvision, "self-instruct": _check_self_instruct, "biomed-vital": _check_biomed_vital}
 
 
 # ---------------------------------------------------------------------------------- every command parses
@@ -150,81 +150,35 @@ def documented_commands() -> list[tuple[str, list[str]]]:
     return found
 
 
-def _parse_with_module(argv: list[str]) -> None:
-    """`train`, `eval` and `select` check recipe keys after HfArgumentParser's parse: use their own parse step."""
+def _parse_eval_or_select(argv: list[str]) -> None:
+    """`eval` and `select` check their arguments together after parsing, without running anything: run that too."""
     name, rest = argv[0], argv[1:]
-    if name == "train":  # without check_args, which refuses e.g. QLoRA on a machine without CUDA
-        from hf_medvlm.commands.train import make_parser
-
-        make_parser().parse_args_and_config([*rest, "--use_cpu", "true"])  # bf16 recipes need a GPU to validate
-    elif name == "eval":
+    if name == "eval":
         from hf_medvlm.commands.eval import parse_args
-
-        parse_args(rest)
     else:
         from hf_medvlm.commands.select import parse_args
-
-        parse_args(rest)
+    parse_args(rest)
 
 
 @pytest.mark.parametrize("doc, argv", documented_commands(), ids=lambda v: " ".join(v) if isinstance(v, list) else v)
 def test_documented_command_parses(doc, argv, monkeypatch):
-    from transformers import HfArgumentParser
-
     from hf_medvlm.cli import main
+    from hf_medvlm.commands.parser import CommandParser
 
     monkeypatch.chdir(REPO_ROOT)  # recipes are named relative to the checkout
     if argv[0].startswith("-") or "--help" in argv or "-h" in argv:
         return
-    if argv[0] in ("train", "eval", "select"):
-        _parse_with_module(argv)
+    if argv[0] in ("eval", "select"):
+        _parse_eval_or_select(argv)
         return
-    original = HfArgumentParser.parse_args_into_dataclasses
+    if argv[0] == "train":  # bf16 recipes need a GPU to validate; check_args (QLoRA needs CUDA) is not reached
+        argv = [*argv, "--use_cpu", "true"]
+    original = CommandParser.parse
 
     def parse_then_stop(self, *args, **kwargs):
         raise _Parsed(original(self, *args, **kwargs))
 
-    monkeypatch.setattr(HfArgumentParser, "parse_args_into_dataclasses", parse_then_stop)
+    monkeypatch.setattr(CommandParser, "parse", parse_then_stop)
     with pytest.raises(_Parsed):
         code = main(argv)
         pytest.fail(f"{doc}: `hf-medvlm {' '.join(argv)}` exited {code} before its arguments parsed")
-
-
-# ------------------------------------------------------------------------------- reproduce.md <-> recipes
-
-
-def _reproduce_commands() -> list[list[str]]:
-    return [argv for block in doc_blocks(REPO_ROOT / "docs" / "reproduce.md") if block.lang == "bash"
-            for command in shell_commands(block.code) if (argv := hf_medvlm_argv(command))]
-
-
-def _option(argv: list[str], name: str, default=None):
-    return argv[argv.index(name) + 1] if name in argv else default
-
-
-def test_training_recipes_read_what_reproduce_md_prepares():
-    """Each `train` command of docs/reproduce.md reads a (folder, config) that a `prepare` command there writes, or a
-    folder the page says to build by hand."""
-    from hf_medvlm.commands.train import make_parser
-    from hf_medvlm.data.prepare import SOURCES
-
-    prepared = set()
-    for argv in _reproduce_commands():
-        if argv[0] == "prepare":
-            config = _option(argv, "--config_name", next(iter(SOURCES[argv[1]].configs)))
-            prepared.add((_option(argv, "--output_dir"), config))
-    by_hand = {"data/llava_v1_5_pretrain", "data/llava_v1_5_mix665k"}  # reproduce.md: built by hand
-    for recipe in (REPO_ROOT / "recipes" / "biomed-vital" / "selection").glob("pick_*.yaml"):  # `select pick` output
-        pick = yaml.safe_load(recipe.read_text())
-        prepared |= {(pick["output_dir"], f"top_{p}") for p in str(pick["percents"]).split(",")}
-    trained = 0
-    for argv in _reproduce_commands():
-        if argv[0] != "train":
-            continue
-        script, mixture, *_ = make_parser().parse_args_and_config([*argv[1:], "--use_cpu", "true"])
-        sources = [(script.dataset_name, script.dataset_config)] if script.dataset_name else [
-            (d.path, d.name) for d in mixture.datasets]
-        for source in sources:
-            assert source in prepared or source[0] in by_hand, (argv, source, sorted(prepared))
-        trained += 1
-    assert trained >= 6
