@@ -67,6 +67,25 @@ def _run(name: str, argv: list[str]) -> int:
         return exit.code if isinstance(exit.code, int) else int(exit.code is not None)
 
 
+def _needs_the_hub_offline(err: BaseException) -> str | None:
+    """In offline mode (HF_HUB_OFFLINE=1), a failure that only the Hub could have avoided (a name that is no local
+    folder and is not cached) as one sentence; None for any other failure."""
+    from huggingface_hub import constants
+
+    if not constants.is_offline_mode():
+        return None
+    seen, cause = [], err
+    while cause is not None and len(seen) < 10:
+        seen.append(cause)
+        cause = cause.__cause__ or cause.__context__
+    names = {type(e).__name__ for e in seen}
+    if not names & {"OfflineModeIsEnabled", "LocalEntryNotFoundError"} and "OfflineModeIsEnabled" not in str(err):
+        return None
+    first = str(err).splitlines()[0] if str(err) else type(err).__name__
+    return (f"offline mode is on (HF_HUB_OFFLINE=1) and this needs the Hub ({first}); give a local folder or a "
+            "cached name, or unset HF_HUB_OFFLINE.")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
@@ -96,7 +115,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"hf-medvlm {name}: interrupted", file=sys.stderr)
         return 130
     except Exception as err:  # noqa: BLE001 - the CLI's promise is one sentence, not a traceback
-        print(f"hf-medvlm {name}: failed: {type(err).__name__}: {err} (rerun with --debug for the traceback)",
+        refusal = _needs_the_hub_offline(err)
+        if refusal:
+            print(f"hf-medvlm {name}: error: {refusal}", file=sys.stderr)
+            return 2
+        message = " ".join(str(err).splitlines())  # one line, whatever the library's message looks like
+        print(f"hf-medvlm {name}: failed: {type(err).__name__}: {message} (rerun with --debug for the traceback)",
               file=sys.stderr)
         return 1
 

@@ -13,7 +13,7 @@ from hf_medvlm.cli import COMMANDS, main
 
 # The commands the product promises (README, docs/cli.md); each must be wired to a module.
 EXPECTED = {"convert", "fetch-images", "prepare", "train", "merge-lora", "eval", "report", "generate", "filter", "select",
-            "push", "demo"}
+            "push", "demo", "tiny"}
 # The installed console script when there is one (`pip install -e .`), else the same entry through the interpreter.
 ENTRY = [shutil.which("hf-medvlm")] if shutil.which("hf-medvlm") else [sys.executable, "-m", "hf_medvlm"]
 

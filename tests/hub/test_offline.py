@@ -40,3 +40,27 @@ def test_require_hub_access_lets_a_loopback_hub_through(monkeypatch):
     monkeypatch.setattr(constants, "ENDPOINT", "https://hub.example.org")
     with pytest.raises(HubAccessError, match="Cannot push: offline mode is on"):
         require_hub_access("push")
+
+
+def _fails_like_from_pretrained_offline(argv):
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        raise LocalEntryNotFoundError("Cannot find the requested files in the disk cache")
+    except LocalEntryNotFoundError as err:
+        raise OSError("We couldn't connect to 'https://huggingface.co' to load the files, and couldn't find them in "
+                      "the cached files.\nCheck your internet connection.") from err
+
+
+@pytest.mark.parametrize("offline", [True, False])
+def test_a_name_only_the_hub_has_fails_in_one_sentence_offline(offline, monkeypatch, capsys):
+    import hf_medvlm.commands.report as report
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", offline)
+    monkeypatch.setattr(report, "main", _fails_like_from_pretrained_offline)
+    code, err = cli_main(["report"]), capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    if offline:
+        assert code == 2 and "offline mode is on (HF_HUB_OFFLINE=1) and this needs the Hub (We couldn't" in err
+    else:  # online the same failure is the work failing (a network problem), not a refusal
+        assert code == 1 and "failed: OSError" in err
