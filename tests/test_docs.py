@@ -27,7 +27,7 @@ from tests.doc_blocks import doc_blocks, hf_medvlm_argv, shell_commands
 
 WALKTHROUGHS = REPO_ROOT / "docs" / "walkthroughs.md"
 CHAIN_DOCS = [WALKTHROUGHS]
-CHAINS = ["setup", "releases", "llava-med", "pubmedvision", "self-instruct", "biomed-vital"]
+CHAINS = ["setup", "releases", "llava-med", "pubmedvision", "self-instruct", "biomed-vital", "report"]
 DOCS = [REPO_ROOT / "README.md", REPO_ROOT / "recipes" / "README.md", *sorted((REPO_ROOT / "docs").glob("*.md"))]
 
 
@@ -123,8 +123,16 @@ def _check_biomed_vital(work: Path, hub) -> None:
     assert (work / "runs" / "tiny-biomed-vital" / "model.safetensors").is_file()
 
 
+def _check_report(work: Path, hub) -> None:
+    report = (work / "runs" / "tiny-report" / "report.md").read_text()
+    for source in ("tiny-eval/vqa_rad/results.json", "tiny-eval/qa50/results.json", "tiny-eval/pmc_vqa/results.json"):
+        assert source in report, source
+    assert (work / "runs" / "tiny-report" / "report.png").is_file()
+
+
 CHECKS = {"setup": _check_setup, "releases": _check_releases, "llava-med": _check_llava_med,
-          "pubmedvision": _check_pubmedvision, "self-instruct": _check_self_instruct, "biomed-vital": _check_biomed_vital}
+          "pubmedvision": _check_pubmedvision, "self-instruct": _check_self_instruct, "biomed-vital": _check_biomed_vital,
+          "report": _check_report}
 
 
 # ---------------------------------------------------------------------------------- every command parses
