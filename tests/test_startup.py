@@ -37,7 +37,7 @@ print(json.dumps(report))
 
 LIGHT = [[], ["convert"], ["prepare"], ["prepare", "vqa_rad"], ["fetch-images"], ["merge-lora"], ["eval"], ["report"],
          ["generate"], ["generate", "llava-med"], ["filter"], ["filter", "pubmedvision"], ["select"],
-         ["select", "score"], ["select", "pick"], ["push"], ["demo"]]
+         ["select", "score"], ["select", "pick"], ["push"], ["demo"], ["tiny"]]
 # TRL's SFTConfig and the selector's arguments are `TrainingArguments`, whose module imports peft, and peft imports
 # `PreTrainedModel` and a transformers model (bloom): unavoidable there, but this package's model code still stays out.
 TRAINING_ARGUMENTS = [["train"], ["select", "train"]]
