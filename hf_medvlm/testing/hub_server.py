@@ -533,9 +533,7 @@ class Hub:
         for item in body.get("files", []):
             mode = upload_mode(item["path"], int(item["size"]), base64.b64decode(item.get("sample") or ""))
             existing = files.get(item["path"])
-            oid = None
-            if existing is not None:
-                oid = existing["sha256"] if mode == "lfs" else existing["git_oid"]
+            oid = None if existing is None else existing["sha256" if mode == "lfs" else "git_oid"]
             answer.append({"path": item["path"], "uploadMode": mode, "shouldIgnore": False, "oid": oid})
         return {"files": answer, "commitOid": None}
 
@@ -573,10 +571,8 @@ class Hub:
             if create_pr:
                 repo["prs"].append(oid)
                 pr_url = f"{self.repo_url(repo_type, repo_id)}/discussions/{len(repo['prs'])}"
-            elif revision.startswith("refs/heads/"):
-                repo["branches"][revision[len("refs/heads/"):]] = oid
-            elif unquote(revision) in repo["branches"]:
-                repo["branches"][unquote(revision)] = oid
+            elif (branch := unquote(revision).removeprefix("refs/heads/")) in repo["branches"]:
+                repo["branches"][branch] = oid
             else:
                 raise HubError(400, f"Cannot commit to {revision}: not a branch")
             self.state.save()
@@ -685,23 +681,12 @@ class HubServer:
     """A running loopback Hub: `.url` (no trailing slash), `.stop()`, `.requests`, `.lfs_uploads`, `.fail_next()`."""
 
     def __init__(self, httpd: _Server, thread: threading.Thread):
-        self._httpd, self._thread = httpd, thread
+        self._httpd, self._thread, self.hub = httpd, thread, httpd.hub
         self.url = httpd.hub.base_url
         self.port = httpd.server_address[1]
         self.root_dir = httpd.hub.state.root
-
-    @property
-    def hub(self) -> Hub:
-        return self._httpd.hub
-
-    @property
-    def requests(self) -> list[tuple[str, str, int]]:
-        return self.hub.requests
-
-    @property
-    def lfs_uploads(self) -> list[str]:
-        """sha256 of every object uploaded through the LFS PUT route, in order."""
-        return self.hub.lfs_uploads
+        self.requests: list[tuple[str, str, int]] = self.hub.requests  # (method, path, status) of every request
+        self.lfs_uploads: list[str] = self.hub.lfs_uploads  # sha256 of each object uploaded by LFS PUT, in order
 
     def fail_next(self, n: int = 1, status: int = 500, method: str | None = None,
                   path_contains: str | None = None) -> None:
