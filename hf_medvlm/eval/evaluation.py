@@ -239,7 +239,8 @@ def run_evaluation(args: EvalArguments, endpoint) -> int:
     print(f"wrote {', '.join(str(path) for path in written)}")
     failed = skipped.get("missing_image", 0) + _unjudged(scores)
     return failure_exit_code("eval", failed, len(questions) + skipped.get("missing_image", 0),
-                             args.max_failure_rate, "questions", details=f"counts in {output_dir / 'results.json'}")
+                             args.max_failure_rate, "questions", details=f"counts in {output_dir / 'results.json'}",
+                             failed_requests=_failed_requests(scores))
 
 
 JUDGE_FILES = {"llava_med_qa50": ("chat_judgements.jsonl", "chat_scores.json"),
@@ -259,6 +260,10 @@ def write_results(output_dir: Path, results: dict, scores: dict, args: EvalArgum
     atomic_write_text(index_path, json.dumps(entries, indent=2, ensure_ascii=False) + "\n")
     judged = [output_dir / name for protocol in scores for name in JUDGE_FILES.get(protocol, ())]
     return [*judged, results_path, index_path]
+
+
+def _failed_requests(scores: dict) -> int:
+    return sum(scores[protocol]["run"]["failed"] for protocol in JUDGE_FILES if protocol in scores)
 
 
 def _unjudged(scores: dict) -> int:

@@ -95,7 +95,7 @@ def test_win_rate_whose_judge_always_fails_exits_1_and_names_only_written_files(
         assert cli_main(argv) == 1
     captured = capsys.readouterr()
     assert captured.err.strip().splitlines()[-1] == (
-        "hf-medvlm eval: failed: 2 of 2 questions failed (100%), more than --max_failure_rate 0.1; "
+        "hf-medvlm eval: failed: 4 request(s) failed after their retries; rerun the same command to send only those; "
         f"counts in {out / 'results.json'}")
     result = json.loads((out / "results.json").read_text())["scores"]["biomed_vital_win_rate"]
     assert result["win_rate"] is None and result["unparseable"]["by_reason"] == {"request_failed": 2}
