@@ -16,6 +16,7 @@ from argparse import ArgumentDefaultsHelpFormatter, RawDescriptionHelpFormatter
 from transformers import HfArgumentParser
 
 from ..generation.pubmedvision_filter import FilterArguments, TrainClassifierArguments, filter_records, train_classifier
+from ..outcome import failure_exit_code
 
 EPILOG = """examples:
   hf-medvlm filter pubmedvision --input figures.jsonl --output_dir out/filtered \\
@@ -40,5 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = HfArgumentParser(dataclass_type, prog=f"hf-medvlm filter {argv[0]}", epilog=EPILOG, description=__doc__,
                               formatter_class=_HelpFormatter)
     (args,) = parser.parse_args_into_dataclasses(argv[1:])
-    print(json.dumps(run(args), indent=2))
-    return 0
+    report = run(args)
+    print(json.dumps(report, indent=2))
+    if "failed" not in report:  # train-classifier
+        return 0
+    return failure_exit_code("filter", report["failed"]["count"], report["failed"]["of"], args.max_failure_rate,
+                             "records", details=f"reasons in {args.output_dir}/dropped.jsonl")

@@ -59,3 +59,31 @@ def test_pair_id_that_is_not_a_file_name_is_refused(tmp_path):
         read_figure_records(path)
     path.write_text(json.dumps({"pair_id": "ok_1", "fig_caption": "A CT."}) + "\n")
     assert read_figure_records(path, image_root=tmp_path / "img")[0].images == [str(tmp_path / "img" / "ok_1.jpg")]
+
+
+def test_filter_exits_1_when_images_are_lost_not_filtered(tmp_path, capsys):
+    from hf_medvlm.commands.filter import main as filter_main
+
+    from .test_cli import TERMS
+    from .test_filtering import _scan
+
+    (tmp_path / "img").mkdir()
+    lines = []
+    for i in range(4):
+        if i < 3:
+            _scan(i).resize((400, 400)).save(tmp_path / "img" / f"r{i}.png")
+        lines.append(json.dumps({"id": f"r{i}", "images": [f"img/r{i}.png"], "caption": f"{TERMS} {i}"}))
+    (tmp_path / "img" / "r2.png").write_bytes(b"not an image")  # unreadable: counted, not a crash
+    (tmp_path / "in.jsonl").write_text("\n".join(lines) + "\n")
+    argv = ["pubmedvision", "--input", str(tmp_path / "in.jsonl"), "--output_dir", str(tmp_path / "out"),
+            "--dedup_model", "none"]
+    assert filter_main(argv) == 1  # r2 unreadable, r3 missing: 2 of 4 lost
+    assert capsys.readouterr().err.strip() == (
+        "hf-medvlm filter: failed: 2 of 4 records failed (50%), more than --max_failure_rate 0.1; "
+        f"reasons in {tmp_path / 'out'}/dropped.jsonl")
+    dropped = [json.loads(line) for line in (tmp_path / "out" / "dropped.jsonl").read_text().splitlines()]
+    assert [(d["id"], d["failed"], d["reason"].split(" ")[0]) for d in dropped] == [
+        ("r2", True, "unreadable"), ("r3", True, "missing")]
+    assert filter_main([*argv, "--max_failure_rate", "0.5"]) == 0
+    assert [json.loads(line)["id"] for line in (tmp_path / "out" / "kept.jsonl").read_text().splitlines()] == [
+        "r0", "r1"]
