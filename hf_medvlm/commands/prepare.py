@@ -8,6 +8,7 @@ import sys
 from transformers import HfArgumentParser
 
 from ..data.prepare import SOURCES, PrepareArguments, prepare
+from ..outcome import failure_exit_code
 
 EPILOG = """example:
   hf-medvlm prepare llava_med_instruct --input_path llava_med_instruct_60k_inline_mention.json \\
@@ -35,7 +36,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = HfArgumentParser(PrepareArguments, prog=f"hf-medvlm prepare {source}", epilog=EPILOG,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     (args,) = parser.parse_args_into_dataclasses(rest)
-    prepare(source, args)
-    if args.push_to_hub:
+    counts = prepare(source, args)
+    skipped = sum(counts["skipped"].values())
+    code = failure_exit_code("prepare", skipped, skipped + counts["num_rows"], args.max_failure_rate, "records",
+                             details=f"skips by reason in {args.output_dir}/build_report.json"
+                             + ("; not pushed" if args.push_to_hub else ""))
+    if args.push_to_hub and code == 0:
         print(f"pushed to {_push(args)}", file=sys.stderr)
-    return 0
+    return code

@@ -21,6 +21,7 @@ import json
 import re
 from pathlib import Path
 
+from ..files import confined_path
 from .instructions import pick_instruction
 from .schema import DOMAINS, IMAGE_TOKEN, RecordError, check_image_bytes, image_block, text_block, text_to_content
 
@@ -49,7 +50,8 @@ ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assi
 class ImageResolver:
     """Turns an image reference (relative path, or `{"bytes", "path"}`) into checked `{"bytes", "path"}`.
 
-    Missing files raise `RecordError("missing_image")`, files that don't fully decode `"undecodable_image"`.
+    Missing files raise `RecordError("missing_image")`, files that don't fully decode `"undecodable_image"`, paths
+    that are absolute or leave `root` through `..` `"unsafe_image_path"`.
     """
 
     def __init__(self, root: str | Path | None, *, verify: bool = True):
@@ -69,7 +71,10 @@ class ImageResolver:
     def _path(self, ref, record_id: str) -> Path:
         if not isinstance(ref, str) or not ref.strip():
             raise RecordError("missing_image", f"record {record_id!r}: no image reference (got {ref!r})")
-        path = Path(ref) if self.root is None else self.root / ref
+        try:  # a record never names a file outside the image root: absolute paths and escaping '..' are refused
+            path = Path(ref) if self.root is None else confined_path(self.root, ref)
+        except ValueError as err:
+            raise RecordError("unsafe_image_path", f"record {record_id!r}: image path {err}") from None
         if not path.is_file():
             raise RecordError("missing_image", f"record {record_id!r}: image file {str(path)!r} does not exist")
         return path

@@ -9,7 +9,7 @@ second config is made the default (hf_stack notes §3.5).
 
 from __future__ import annotations
 
-import os
+import contextlib
 import shutil
 from collections.abc import Iterable
 from pathlib import Path
@@ -23,6 +23,7 @@ from datasets.table import embed_table_storage
 from datasets.utils.metadata import MetadataConfigs
 from tqdm.auto import tqdm
 
+from ..files import atomic_write_text, remove_stale_temporaries, temporary_path
 from .card import load_card
 
 __all__ = ["write_dataset_folder", "DEFAULT_ROWS_PER_SHARD", "ROW_GROUP_SIZE"]
@@ -39,8 +40,10 @@ class _ShardedParquetWriter:
     """Writes encoded batches to numbered temporary shards; `finish` renames them to their final names."""
 
     def __init__(self, config_dir: Path, split: str, features: Features, rows_per_shard: int):
-        self.tmp_dir = config_dir / f".tmp-{split}-{os.getpid()}"
-        shutil.rmtree(self.tmp_dir, ignore_errors=True)
+        # Folders this writer creates, removed again if it fails before writing anything into them.
+        self.created = [d for d in (config_dir.parent, config_dir) if not d.exists()]
+        remove_stale_temporaries(config_dir / split)  # `.{split}.tmp-{host}-{pid}-*` of a killed run
+        self.tmp_dir = temporary_path(config_dir / split)
         self.tmp_dir.mkdir(parents=True)
         self.config_dir, self.split, self.features = config_dir, split, features
         self.schema = features.arrow_schema
@@ -92,6 +95,11 @@ class _ShardedParquetWriter:
     def abort(self) -> None:
         self.close()
         shutil.rmtree(self.tmp_dir, ignore_errors=True)
+        # An empty config folder is never left (it would look like a config with no data); the output folder only
+        # if this writer made it.
+        for folder in (self.config_dir, *[d for d in self.created if d != self.config_dir]):
+            with contextlib.suppress(OSError):  # not empty: other splits or files live there
+                folder.rmdir()
 
 
 def update_readme_metadata(output_dir: Path, config_name: str, split: str, features: Features, counts: dict,
@@ -115,7 +123,7 @@ def update_readme_metadata(output_dir: Path, config_name: str, split: str, featu
     DatasetInfosDict({config_name: info}).to_dataset_card_data(card.data)
     MetadataConfigs(configs).to_dataset_card_data(card.data)
     card.data["configs"].sort(key=lambda c: not c.get("default", False))  # default first, then by name
-    card.save(output_dir / "README.md")
+    atomic_write_text(output_dir / "README.md", str(card))  # never a half-written card, whose YAML would not load
 
 
 def _validate_names(config_name: str, split: str) -> None:

@@ -14,6 +14,7 @@ import numpy as np
 from transformers import AutoConfig, AutoProcessor
 
 from ..models.med_selector import MedSelectorConfig, MedSelectorModel
+from ..outcome import check_failure_rate, failure_exit_code, failure_rate_field
 from .data import load_pairs, pairs_from_ratings, validate_pairs
 from .metrics import format_metrics_table, precision_f1_at_k
 from .selection import STRATEGIES, pick_indices, plot_precision_f1, score_dataset, write_subsets
@@ -69,6 +70,8 @@ class ScoreArguments:
     batch_size: int = field(default=32, metadata={"help": "Samples per forward pass."})
     max_text_length: int = field(default=256, metadata={"help": "Truncate encoded texts to this many tokens."})
     device: str = field(default="cpu", metadata={"help": "torch device, e.g. cpu or cuda."})
+    # Rows written by `generate` all have an image and a QA round; a tenth unscorable means the wrong dataset.
+    max_failure_rate: float = failure_rate_field(0.1, "rows (no image, or no question/answer round to score)")
 
 
 @dataclass
@@ -206,6 +209,7 @@ def run_train(args, training_args) -> int:
 
 
 def run_score(args) -> int:
+    check_failure_rate(args.max_failure_rate)
     model, processor = load_selector(args.model_name_or_path)
     model.to(args.device)
     dataset = load_rows(args.dataset_name, args.dataset_config, args.dataset_split)
@@ -221,7 +225,8 @@ def run_score(args) -> int:
     write_subsets(scored, {args.output_config: np.arange(len(scored))}, args.output_dir)
     print(f"scored {len(dataset) - report.total} of {len(dataset)} rows -> {args.output_dir} "
           f"(config {args.output_config!r}); {report.summary()}")
-    return 0
+    return failure_exit_code("select score", report.total, len(dataset), args.max_failure_rate, "rows",
+                             details="unscored rows keep a null score")
 
 
 def _good_labels(dataset, args) -> np.ndarray:
