@@ -29,6 +29,7 @@ from typing import Any, Iterator
 __all__ = [
     "temporary_path",
     "pid_alive",
+    "stale_temporaries",
     "remove_stale_temporaries",
     "atomic_write",
     "atomic_write_text",
@@ -55,19 +56,21 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-def _stale(folder: Path, prefix: str, kinds: str) -> list[Path]:
+def stale_temporaries(target: str | os.PathLike, kinds: str = "tmp|old") -> list[Path]:
+    """The temporaries of `target` (named by `temporary_path` with one of `kinds`, e.g. "tmp|old") that a process of
+    this host made and that process is dead."""
+    target = Path(target)
+    if not target.parent.is_dir():
+        return []
+    prefix = f".{target.name}."
     pattern = re.compile(rf"{re.escape(prefix)}(?:{kinds})-{re.escape(socket.gethostname())}-(\d+)-[0-9a-f]{{8}}")
-    return [path for path in folder.glob(glob.escape(prefix) + "*")
+    return [path for path in target.parent.glob(glob.escape(prefix) + "*")
             if (match := pattern.fullmatch(path.name)) and not pid_alive(int(match.group(1)))]
 
 
 def remove_stale_temporaries(target: str | os.PathLike, kinds: str = "tmp|old") -> list[Path]:
-    """Delete the temporaries of `target` (files or folders named by `temporary_path`) left by a dead process of this
-    host; returns what was removed."""
-    target = Path(target)
-    if not target.parent.is_dir():
-        return []
-    stale = _stale(target.parent, f".{target.name}.", kinds)
+    """Delete the `stale_temporaries` of `target` (files or folders); returns what was removed."""
+    stale = stale_temporaries(target, kinds)
     for path in stale:
         logger.warning("removing %s, left by a run that was killed", path)
         if path.is_dir() and not path.is_symlink():

@@ -112,10 +112,11 @@ def _not_utf8(path: Path, err: UnicodeDecodeError) -> ValueError:
             except UnicodeDecodeError as bad:
                 data = bad.object  # pending bytes + chunk
                 line = newlines + data[: bad.start].count(b"\n") + 1
+                at = offset - pending + bad.start
                 return ValueError(
-                    f"{path}: not UTF-8 text: byte 0x{data[bad.start]:02x} at byte offset {offset - pending + bad.start}"
-                    f" (line {line}): {bad.reason}; release files are UTF-8, so convert this one first (e.g. "
-                    "`iconv -f latin1 -t utf-8`)")
+                    f"{path}: not UTF-8 text: byte 0x{data[bad.start]:02x} at byte offset {at} (line {line}): "
+                    f"{bad.reason}; release files are UTF-8, so convert this one first "
+                    "(e.g. `iconv -f latin1 -t utf-8`)")
             offset, newlines = offset + len(chunk), newlines + chunk.count(b"\n")
     return ValueError(f"{path}: not UTF-8 text ({err.reason})")
 

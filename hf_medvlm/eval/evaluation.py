@@ -188,8 +188,13 @@ def run_evaluation(args: EvalArguments, endpoint) -> int:
     """
     from accelerate import PartialState
 
+    from ..hub import check_source
     from .benchmark import check_answer_ids, load_eval_dataset, questions_from_dataset, read_answers, score_answers
 
+    # A dataset or model that cannot be read is one sentence now, not after the loaders' retries.
+    check_source(args.dataset_name, "dataset", what="dataset_name")
+    if args.model_name_or_path and not args.answers_file:
+        check_source(args.model_name_or_path, "model", what="model_name_or_path")
     state = PartialState()
     output_dir = Path(args.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)

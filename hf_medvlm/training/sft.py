@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from trl import get_quantization_config
 
 from ..models.llava_med.processing_llava_med import CHAT_TEMPLATE_NAMES
-from .data import load_training_data
+from .data import check_sources, load_training_data
 from .length_policy import LENGTH_POLICIES, LengthReportCallback, fit_splits_to_length
 from .model_setup import (
     FREEZABLE_MODULES,
@@ -22,7 +22,7 @@ from .model_setup import (
     lora_config_for,
     trainable_parameter_report,
 )
-from .outputs import ResolvedConfigCallback, finish_run, resolved_config, write_resolved_config
+from .outputs import ResolvedConfigCallback, clean_output_dir, finish_run, resolved_config, write_resolved_config
 from .trainer import MedVLMSFTTrainer
 
 __all__ = ["StageArguments", "STAGE_DEFAULTS", "check_args", "run_sft"]
@@ -135,6 +135,9 @@ def run_sft(script_args, mixture_args, training_args, model_args, stage_args, re
     from) is copied into the model card.
     """
     check_quantization_supported(model_args)
+    check_sources(script_args, mixture_args, model_args, stage_args)
+    if training_args.should_save:
+        clean_output_dir(training_args.output_dir)
     config = resolved_config(script_args, mixture_args, training_args, model_args, stage_args)
     push_to_hub, training_args.push_to_hub = training_args.push_to_hub, False  # pushed by finish_run instead
 

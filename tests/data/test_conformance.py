@@ -210,7 +210,8 @@ def test_text_only_qa50_is_judged_through_eval(tmp_path, capsys):
 def test_pubmedvision(tmp_path):
     raw = rf.write_pubmedvision(tmp_path)
     out = tmp_path / "out"
-    assert prepare("pubmedvision", raw["alignment"], out, "--config_name", "alignment_vqa", "--on_error", "skip", "--max_failure_rate", "1") == 0
+    assert prepare("pubmedvision", raw["alignment"], out, "--config_name", "alignment_vqa", "--on_error", "skip",
+                   "--max_failure_rate", "1") == 0
     rows = rows_by_id(out, "alignment_vqa", "train")
     assert sorted(rows) == ["Alignment_VQA_1", "Alignment_VQA_2"]
     multi = rows["Alignment_VQA_1"]
@@ -335,7 +336,8 @@ def test_path_vqa(tmp_path):
 def test_pmc_vqa(tmp_path, answer_column):
     raw = rf.write_pmc_vqa(tmp_path, answer_column)
     out = tmp_path / "out"
-    assert prepare("pmc_vqa", raw, out, "--image_root", str(tmp_path / "images"), "--on_error", "skip", "--max_failure_rate", "1") == 0
+    assert prepare("pmc_vqa", raw, out, "--image_root", str(tmp_path / "images"), "--on_error", "skip",
+                   "--max_failure_rate", "1") == 0
     rows = load_dataset(str(out), name="eval", split="test")
     assert rows["id"] == ["0", "1"] and rows["source"] == ["pmc_vqa"] * 2
     assert rows["options"][0] == ["Diffuse uptake pattern", "Focal uptake pattern", "No uptake pattern",

@@ -272,7 +272,7 @@ def test_dataset_script_runs_as_a_script(llava_instruct_raw, tmp_path, repo_root
 def test_push_to_hub_and_load_back(llava_instruct_raw, tmp_path, hub_server):
     raw, images = llava_instruct_raw
     main(["llava_med_instruct", "--input_path", str(raw), "--image_root", str(images), "--output_dir",
-          str(tmp_path / "out"), "--config_name", "10k", "--on_error", "skip", "--max_failure_rate", "1", "--push_to_hub",
-          "--hub_repo_id", "tester/llava-med-instruct"])
+          str(tmp_path / "out"), "--config_name", "10k", "--on_error", "skip", "--max_failure_rate", "1",
+          "--push_to_hub", "--hub_repo_id", "tester/llava-med-instruct"])
     ds = load_dataset("tester/llava-med-instruct", name="10k", split="train")
     assert sorted(ds["id"]) == ["1000_F0", "1000_F1", "1000_F2"]

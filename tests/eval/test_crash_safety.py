@@ -61,7 +61,8 @@ def test_eval_killed_mid_answers_resumes_to_the_uninterrupted_answers(tmp_path, 
 def test_answers_with_non_string_text_are_counted_and_refused(tmp_path, vqa_parquet, capsys):
     answers = tmp_path / "answers.jsonl"
     texts = ["yes", None, 3, {"answer": "liver"}, "ct"]
-    answers.write_text("".join(json.dumps({"question_id": r["id"], "text": t}) + "\n" for r, t in zip(EVAL_ROWS, texts)))
+    answers.write_text("".join(json.dumps({"question_id": r["id"], "text": t}) + "\n"
+                               for r, t in zip(EVAL_ROWS, texts)))
     argv = ["eval", "--dataset_name", str(vqa_parquet), "--output_dir", str(tmp_path / "o"), "--answers_file",
             str(answers)]
     assert cli_main(argv) == 2
@@ -138,3 +139,17 @@ def test_missing_images_skipped_over_the_limit_exit_1(tmp_path, capsys):
     assert cli_main([*argv, "--on_missing_image", "skip"]) == 1
     assert "1 of 4 questions failed (25%)" in capsys.readouterr().err
     assert json.loads((tmp_path / "o" / "results.json").read_text())["skipped"] == {"missing_image": 1}
+
+
+@pytest.mark.integration
+def test_eval_dataset_not_on_the_hub_is_exit_2_after_one_request(tmp_path, hub_server, capsys):
+    answers = tmp_path / "a.jsonl"
+    answers.write_text(json.dumps({"question_id": "q1", "text": "yes"}) + "\n")
+    argv = ["eval", "--dataset_name", "nobody/no-such-benchmark", "--output_dir", str(tmp_path / "o"),
+            "--answers_file", str(answers)]
+    assert cli_main(argv) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        "hf-medvlm eval: error: dataset_name 'nobody/no-such-benchmark' is neither a local path nor a dataset repo on "
+        f"{hub_server.url} (or it is private and HF_TOKEN has no access to it)")
+    assert sum("no-such-benchmark" in path for _, path, _ in hub_server.requests) == 1
+    assert not (tmp_path / "o").exists()
