@@ -65,10 +65,11 @@ class ResolvedConfigCallback(TrainerCallback):
             write_resolved_config(Path(args.output_dir) / f"checkpoint-{state.global_step}", self.config)
 
 
-def clean_output_dir(output_dir: str | Path) -> None:
+def clean_output_dir(output_dir: str | Path, resume_from_checkpoint: str | bool | None = None) -> None:
     """Before a run writes into `output_dir`: delete the checkpoints a killed run left half-written (their writer on
-    this host is dead) and an earlier README.md, so that a README there always means a finished run."""
-    from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+    this host is dead) and an earlier README.md, so that a README there always means a finished run. A
+    `resume_from_checkpoint` folder that is not there (or was one of those) is an error naming the latest good one."""
+    from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
 
     from ..files import stale_temporaries
     from .trainer import INCOMPLETE
@@ -79,6 +80,10 @@ def clean_output_dir(output_dir: str | Path) -> None:
             logger.warning("removing %s: a killed run did not finish writing it", checkpoint)
             shutil.rmtree(checkpoint)
     (output_dir / "README.md").unlink(missing_ok=True)
+    if isinstance(resume_from_checkpoint, str) and not Path(resume_from_checkpoint).is_dir():
+        latest = get_last_checkpoint(output_dir) if output_dir.is_dir() else None
+        raise FileNotFoundError(f"resume_from_checkpoint {resume_from_checkpoint}: no such checkpoint folder (one a "
+                                f"kill cut off is removed); the latest complete checkpoint there is {latest}")
 
 
 def finish_run(trainer, output_dir: str, config: dict, *, base_models, datasets, recipe_path, push_to_hub: bool,

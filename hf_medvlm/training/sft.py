@@ -137,7 +137,7 @@ def run_sft(script_args, mixture_args, training_args, model_args, stage_args, re
     check_quantization_supported(model_args)
     check_sources(script_args, mixture_args, model_args, stage_args)
     if training_args.should_save:
-        clean_output_dir(training_args.output_dir)
+        clean_output_dir(training_args.output_dir, training_args.resume_from_checkpoint)
     config = resolved_config(script_args, mixture_args, training_args, model_args, stage_args)
     push_to_hub, training_args.push_to_hub = training_args.push_to_hub, False  # pushed by finish_run instead
 

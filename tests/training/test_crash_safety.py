@@ -62,7 +62,9 @@ def test_a_checkpoint_cut_off_by_a_kill_is_removed_before_training(tmp_path):
         if writer is not None:  # the marker `MedVLMSFTTrainer._save_checkpoint` keeps while it writes
             (folder / f".checkpoint.incomplete-{socket.gethostname()}-{writer}-0123abcd").touch()
     (tmp_path / "README.md").write_text("a card of an earlier run")
-    clean_output_dir(tmp_path)
+    with pytest.raises(FileNotFoundError, match="checkpoint-6: no such checkpoint folder .* latest complete "
+                                                 "checkpoint there is .*checkpoint-4"):
+        clean_output_dir(tmp_path, resume_from_checkpoint=str(tmp_path / "checkpoint-6"))
     # checkpoint-4's writer (this process) is alive: not provably stale, kept; checkpoint-6's is dead: removed.
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-2", "checkpoint-4"]
 
