@@ -89,6 +89,10 @@ def load_model(args: EvalArguments, device):
 
     import hf_medvlm  # noqa: F401 - registers LlavaMed with the Auto classes
 
+    from ..hub import check_source
+
+    # A model that is neither local nor on the Hub is one sentence now, not after the loaders' retries.
+    check_source(args.model_name_or_path, "model", what="model_name_or_path")
     dtype = "auto" if args.dtype == "auto" else getattr(torch, args.dtype)
     model = AutoModelForImageTextToText.from_pretrained(
         args.model_name_or_path, dtype=dtype, trust_remote_code=args.trust_remote_code).to(device).eval()
@@ -191,10 +195,7 @@ def run_evaluation(args: EvalArguments, endpoint) -> int:
     from ..hub import check_source
     from .benchmark import check_answer_ids, load_eval_dataset, questions_from_dataset, read_answers, score_answers
 
-    # A dataset or model that cannot be read is one sentence now, not after the loaders' retries.
-    check_source(args.dataset_name, "dataset", what="dataset_name")
-    if args.model_name_or_path and not args.answers_file:
-        check_source(args.model_name_or_path, "model", what="model_name_or_path")
+    check_source(args.dataset_name, "dataset", what="dataset_name")  # one sentence now, not after the retries
     state = PartialState()
     output_dir = Path(args.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
