@@ -76,19 +76,21 @@ class _ShardedParquetWriter:
             self.writer.close()
             self.writer = None
 
-    def finish(self) -> list[Path]:
+    def close_all(self) -> list[Path]:
+        """Close the last shard; returns the names the shards will have once `finish` moves them in."""
         self.close()
         if not self.num_rows:  # `datasets` cannot load an empty split, so writing one would only hide a problem
             self.abort()
             raise ValueError(f"{self.config_dir.name}/{self.split}: no rows to write (were all records skipped or "
                              "filtered out?); nothing was written")
+        return [self.config_dir / _shard_name(self.split, i, len(self.paths)) for i in range(len(self.paths))]
+
+    def finish(self) -> list[Path]:
+        final = self.close_all()
         for stale in self.config_dir.glob(f"{self.split}-*-of-*.parquet"):
             stale.unlink()
-        final = []
-        for i, path in enumerate(self.paths):
-            target = self.config_dir / _shard_name(self.split, i, len(self.paths))
+        for path, target in zip(self.paths, final):
             path.replace(target)
-            final.append(target)
         shutil.rmtree(self.tmp_dir, ignore_errors=True)
         return final
 
@@ -104,7 +106,7 @@ class _ShardedParquetWriter:
 
 def update_readme_metadata(output_dir: Path, config_name: str, split: str, features: Features, counts: dict,
                            default: bool = False) -> None:
-    """Keep README.md's `configs:` and `dataset_info:` in sync with the shards just written (body untouched)."""
+    """Keep README.md's `configs:` and `dataset_info:` in sync with the shards being moved in (body untouched)."""
     card = load_card(output_dir)
     configs = MetadataConfigs.from_dataset_card_data(card.data)
     entry = configs.setdefault(config_name, {})
@@ -156,13 +158,17 @@ def write_dataset_folder(
                 writer.write_batch(batch)
                 batch = []
         writer.write_batch(batch)
-        files = writer.finish()
+        files = writer.close_all()
+        counts = {
+            "config_name": config_name, "split": split, "num_rows": writer.num_rows, "num_shards": len(files),
+            "num_bytes": sum(path.stat().st_size for path in writer.paths),
+            "files": [str(f.relative_to(output_dir)) for f in files],
+        }
+        # `load_dataset` checks a split's row count against the card: the card names the new count before the
+        # shards move in, so a kill while they move leaves a config that refuses to load, never part of its rows.
+        update_readme_metadata(output_dir, config_name, split, features, counts, default=default)
+        writer.finish()
     except BaseException:
         writer.abort()
         raise
-    counts = {
-        "config_name": config_name, "split": split, "num_rows": writer.num_rows, "num_shards": len(files),
-        "num_bytes": sum(f.stat().st_size for f in files), "files": [str(f.relative_to(output_dir)) for f in files],
-    }
-    update_readme_metadata(output_dir, config_name, split, features, counts, default=default)
     return counts
