@@ -60,7 +60,11 @@ class ImageResolver:
 
     def __call__(self, ref, record_id: str) -> dict:
         if isinstance(ref, dict) and ref.get("bytes"):
-            data, name = ref["bytes"], Path(ref.get("path") or f"{record_id}.png").name
+            data, path = ref["bytes"], ref.get("path")
+            if not isinstance(data, bytes) or not isinstance(path, (str, type(None))):
+                raise RecordError("bad_field", f"record {record_id!r}: an embedded image is {{'bytes': bytes, 'path': "
+                                  f"str}}, got {type(data).__name__} bytes and path {path!r}")
+            name = Path(path or f"{record_id}.png").name
         else:
             path = self._path(ref, record_id)
             data, name = path.read_bytes(), path.name
@@ -139,7 +143,7 @@ def domain_flags(raw, record_id: str) -> dict | None:
 def _record_id(raw: dict, key: str = "id") -> str:
     value = raw.get(key)
     if value is None or str(value).strip() == "":
-        raise RecordError("bad_field", f"record {json.dumps(raw)[:80]}...: field {key!r} is missing")
+        raise RecordError("bad_field", f"record {json.dumps(raw, default=repr)[:80]}...: field {key!r} is missing")
     return str(value)
 
 
