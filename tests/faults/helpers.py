@@ -24,7 +24,7 @@ def fault(target: str, tmp_path: Path, *, match: str | None = None, call: int = 
     return dict(target=target, match=match, call=call, when=when, marker=str(marker))
 
 
-def kill_at(argv: list[str], *faults: dict, env: dict | None = None, timeout: float = 600) -> KilledRun:
+def kill_at(argv: list[str], *faults: dict, env: dict | None = None, timeout: float = 300) -> KilledRun:
     """Run `hf-medvlm *argv` with the fault points armed; SIGKILL it once any of them is reached."""
     env = {**os.environ, **(env or {}), "HF_MEDVLM_FAULT": json.dumps(list(faults))}
     markers = [file_exists(spec["marker"]) for spec in faults]
@@ -34,7 +34,7 @@ def kill_at(argv: list[str], *faults: dict, env: dict | None = None, timeout: fl
     return run
 
 
-def kill_when(argv: list[str], when, *, env: dict | None = None, timeout: float = 600) -> KilledRun:
+def kill_when(argv: list[str], when, *, env: dict | None = None, timeout: float = 300) -> KilledRun:
     """Run `hf-medvlm *argv` and SIGKILL it as soon as `when()` holds (a condition on disk or on a test server)."""
     run = run_and_kill(argv, when, env={**os.environ, **(env or {})}, timeout=timeout)
     assert run.killed, f"the command ended before the kill condition held\n{run.output}"

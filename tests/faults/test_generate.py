@@ -80,7 +80,7 @@ def test_generate_killed_then_rerun(figures, tmp_path, monkeypatch, point):
             assert len(jsonl(out / "responses.jsonl")) == 3
         else:
             assert cli_main(_argv(earlier, out, server.url)) == 0
-            kill_at(_argv(figures_file, out, server.url), fault("os:replace", tmp_path, match="report.json"))
+            kill_at(_argv(figures_file, out, server.url), fault("os:replace", tmp_path, match="/.report.json.tmp-"))
             if (out / "report.json").exists():  # (a) a report names the data beside it, not an earlier run's
                 report = json.loads((out / "report.json").read_text())
                 assert report["written"]["conversations"] == len(jsonl(out / "data" / "conversations.jsonl"))

@@ -66,7 +66,7 @@ def test_prepare_killed_then_rerun(inputs, tmp_path, point):
     spec = {"mid_shard": fault("pyarrow.parquet:ParquetWriter.write_table", tmp_path, call=3, when="after"),
             "between_renames": fault("os:replace", tmp_path, match="shard-00002.parquet")}[point]
     kill_at(["prepare", *_argv(raw, out)], spec)
-    assert not (out / "README.md").exists() and not (out / "build_report.json").exists()
+    assert not (out / "build_report.json").exists()  # written after the shards, with the card's body
     assert_loads_whole_or_not_at_all(out, NEW)
     _rerun_and_compare(raw, out, whole)
 
