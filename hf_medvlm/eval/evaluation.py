@@ -259,11 +259,12 @@ def write_results(output_dir: Path, results: dict, scores: dict, args: EvalArgum
     from .benchmark import model_index_entries
 
     results_path, index_path = output_dir / "results.json", output_dir / "model_index.json"
-    atomic_write_text(results_path, json.dumps(results, indent=2, ensure_ascii=False) + "\n")
     entries = model_index_entries(scores, dataset_type=args.dataset_type or args.dataset_name,
                                   dataset_name=results["benchmark"], dataset_config=args.dataset_config,
                                   dataset_split=args.dataset_split)
     atomic_write_text(index_path, json.dumps(entries, indent=2, ensure_ascii=False) + "\n")
+    # Last: results.json marks a finished evaluation (`report` reads it), so nothing it goes with may still be missing.
+    atomic_write_text(results_path, json.dumps(results, indent=2, ensure_ascii=False) + "\n")
     judged = [output_dir / name for protocol in scores for name in JUDGE_FILES.get(protocol, ())]
     return [*judged, results_path, index_path]
 

@@ -99,6 +99,8 @@ def run_method(method: str, args: GenerateArguments, backend, concurrency: int =
                                                 prompt_file=args.prompt_file or "biomed_vital", **common)
     run = run_requests(jobs, backend, output_path=responses, concurrency=concurrency, desc=method, progress=progress)
     results = read_results(responses)
+    # report.json, written last, marks a finished run: an earlier run's must not stand beside this run's data files.
+    (out / "report.json").unlink(missing_ok=True)
     if method == "llava-med":
         rows_out, stats = llava_med.self_instruct_rows(records, results, turn_filters=args.turn_filters)
         counts = {"conversations": write_jsonl(out / "data" / "conversations.jsonl", rows_out)}

@@ -154,6 +154,8 @@ def filter_records(args: FilterArguments) -> dict:
     if args.dedup_model and args.dedup_model.lower() != "none":
         records = _stage(report, "dedup", *_dedup_stage(records, args, dropped_rows))
     out = Path(args.output_dir)
+    # report.json, written last, marks a finished run: an earlier run's must not stand beside this run's files.
+    (out / "report.json").unlink(missing_ok=True)
     report["kept"] = write_jsonl(out / "kept.jsonl", (asdict(r) for r in records))
     write_jsonl(out / "dropped.jsonl", dropped_rows)
     report["failed"] = {"count": sum(row.get("failed", False) for row in dropped_rows), "of": report["input"]}
