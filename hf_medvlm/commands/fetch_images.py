@@ -1,15 +1,14 @@
-"""`hf-medvlm fetch-images`: download PMC Open Access tarballs and extract only the figures a dataset needs."""
+"""Download PMC Open Access tarballs and extract only the figures a dataset needs (`images/{pair_id}.jpg`, each
+verified to decode), in parallel, resumably, with a `failures.jsonl` naming every figure that could not be fetched."""
 
 from __future__ import annotations
 
-import argparse
 import sys
 from dataclasses import dataclass
 
-from transformers import HfArgumentParser
-
 from ..data.fetch_images import FetchImagesArguments, fetch_images, read_pair_ids, read_url_records
 from ..outcome import check_failure_rate, failure_exit_code, failure_rate_field
+from .parser import parse
 
 EPILOG = """example:
   hf-medvlm fetch-images --urls_file llava_med_image_urls.jsonl --output_dir pmc \\
@@ -27,9 +26,8 @@ class FetchOutcomeArguments:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = HfArgumentParser((FetchImagesArguments, FetchOutcomeArguments), prog="hf-medvlm fetch-images",
-                              epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    args, outcome = parser.parse_args_into_dataclasses(argv)
+    args, outcome = parse((FetchImagesArguments, FetchOutcomeArguments), argv, prog="hf-medvlm fetch-images",
+                          doc=__doc__, epilog=EPILOG)
     check_failure_rate(outcome.max_failure_rate)
     records = read_url_records(args.urls_file, args.limit)
     if args.pair_ids_file:

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from transformers import AutoConfig, AutoTokenizer
 
-from ..models.llava_med import LlavaMedForConditionalGeneration, LlavaMedProcessor, load_chat_template
+from ..models import llava_med  # its model classes are imported on first use, not by `hf-medvlm train --help`
 
 __all__ = [
     "FREEZABLE_MODULES",
@@ -45,7 +45,7 @@ def load_model_and_processor(model_args, stage_args, *, quantization_config=None
         model, processor = _from_vision_and_text(stage_args, dtype)
     else:
         model, processor = _from_checkpoint(model_args, dtype, quantization_config, device_map)
-    processor.chat_template = load_chat_template(stage_args.chat_template_name)
+    processor.chat_template = llava_med.load_chat_template(stage_args.chat_template_name)
     return model, processor
 
 
@@ -67,8 +67,8 @@ def _from_checkpoint(model_args, dtype, quantization_config, device_map):
     if quantization_config is not None:
         kwargs.update(quantization_config=quantization_config, device_map=device_map)
     # A stock Llava checkpoint loads into LlavaMed unchanged: same modules, and the Llava weight layout is registered.
-    model = LlavaMedForConditionalGeneration.from_pretrained(path, **kwargs)
-    processor = LlavaMedProcessor.from_pretrained(path, revision=model_args.model_revision)
+    model = llava_med.LlavaMedForConditionalGeneration.from_pretrained(path, **kwargs)
+    processor = llava_med.LlavaMedProcessor.from_pretrained(path, revision=model_args.model_revision)
     return model, processor
 
 
@@ -78,14 +78,14 @@ def _from_vision_and_text(stage_args, dtype):
     tokenizer = AutoTokenizer.from_pretrained(stage_args.text_model_name_or_path)
     vision_config = AutoConfig.from_pretrained(stage_args.vision_model_name_or_path)
     vision_config = getattr(vision_config, "vision_config", vision_config)
-    processor = LlavaMedProcessor.from_tokenizer(
+    processor = llava_med.LlavaMedProcessor.from_tokenizer(
         tokenizer,
         image_size=vision_config.image_size,
         patch_size=vision_config.patch_size,
         image_aspect_mode=stage_args.image_aspect_mode,
         chat_template=stage_args.chat_template_name,
     )
-    model = LlavaMedForConditionalGeneration.from_vision_and_text_pretrained(
+    model = llava_med.LlavaMedForConditionalGeneration.from_vision_and_text_pretrained(
         stage_args.vision_model_name_or_path,
         stage_args.text_model_name_or_path,
         tokenizer=processor.tokenizer,
