@@ -63,6 +63,16 @@ class EvalArguments:
     max_failure_rate: float = failure_rate_field(
         0.1, "questions (left out for a missing image under --on_missing_image skip, or not judged because the judge "
              "request failed or its verdict did not parse)")
+    endpoint_base_url: str | None = field(default=None, metadata={
+        "help": "Generate the answers through this OpenAI-compatible chat endpoint (e.g. http://localhost:8000/v1 of "
+                "`vllm serve`) instead of a local generate(); model_name_or_path is then the served model name. "
+                "Images go as base64 PNG data URLs; scoring and output files are the same."})
+    endpoint_api_key_env: str = field(default="OPENAI_API_KEY", metadata={
+        "help": "Environment variable holding the answer endpoint's API key (a server without keys needs none)."})
+    endpoint_concurrency: int = field(default=16, metadata={"help": "Requests in flight at once to endpoint_base_url."})
+    endpoint_cache_dir: str | None = field(default=None, metadata={
+        "help": "On-disk reply cache of the answer endpoint, shared across output folders; resuming within one "
+                "output_dir needs no cache (answers.endpoint.jsonl)."})
 
 
 def validate_args(args: EvalArguments) -> None:
@@ -81,6 +91,8 @@ def validate_args(args: EvalArguments) -> None:
     if args.model_name_or_path is None and args.answers_file is None:
         raise ValueError("give model_name_or_path (to generate answers) or answers_file (to score existing ones)")
     check_failure_rate(args.max_failure_rate)
+    if args.endpoint_base_url and not args.model_name_or_path:
+        raise ValueError("endpoint_base_url needs model_name_or_path: the model name the endpoint serves")
 
 
 def load_model(args: EvalArguments, device):
@@ -110,6 +122,13 @@ def generate_missing(args, questions, answers_path: Path, state) -> None:
     for part in answers_path.parent.glob("answers.rank*.jsonl"):
         # A torn last line is cut off in this process's own file only: another rank may be appending to its file.
         done.update(read_answers(part, repair=part == part_path))
+    if args.endpoint_base_url:  # one client with many requests in flight; other processes have nothing to do
+        todo = [q for q in questions if q.id not in done] if state.is_main_process else []
+        if todo:
+            from .endpoint import generate_with_endpoint
+
+            generate_with_endpoint(args, todo, part_path)  # merged into answers.jsonl like a local rank's file
+        return
     todo = shard([q for q in questions if q.id not in done], state.process_index, state.num_processes)
     if not todo:
         return
