@@ -338,8 +338,8 @@ def _answer_type(value, record_id: str) -> str:
 def convert_llava_vqa(raw: dict, resolve: ImageResolver, source: str) -> dict:
     """LLaVA-Med's VQA files (`data_RAD`, `Slake1.0`, `pvqa`: id, image, answer_type, conversations) -> eval row."""
     record_id = _record_id(raw)
-    turns = _llava_conversations(raw, record_id) or []
-    if len(turns) < 2 or not all(isinstance(t, dict) for t in turns[:2]):
+    turns = _llava_conversations(raw, record_id)
+    if not isinstance(turns, list) or len(turns) < 2 or not all(isinstance(t, dict) for t in turns[:2]):
         raise RecordError("no_conversation", f"record {record_id!r}: field 'conversations' needs a question and an "
                           "answer turn")
     answer = turns[1].get("value")

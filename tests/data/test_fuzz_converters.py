@@ -6,6 +6,7 @@ Every record ends in a row, a deliberate None (filtered by design, e.g. another 
 from __future__ import annotations
 
 import copy
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,7 +40,31 @@ SOURCES = [
     Source("slake", "eval", rf.write_slake),
     Source("path_vqa", "eval", rf.write_path_vqa),
     Source("pmc_vqa", "eval", rf.write_pmc_vqa, "images"),
+    *[Source(name, "eval", lambda folder: _write_llava_med_vqa(folder), "images", raw_format="llava_med")
+      for name in ("vqa_rad", "slake", "path_vqa")],
 ]
+
+
+def _write_llava_med_vqa(folder: Path) -> Path:
+    """LLaVA-Med's own VQA files (`data_RAD`, `Slake1.0`, `pvqa` test.json), as tests/data/test_prepare.py and
+    test_conformance.py copy them: int ids, upper-case or `yes/no` answer types, a numeric answer, and the
+    misspelt `conversatons` key some released records carry."""
+    from tests.data.conftest import write_jpeg
+
+    write_jpeg(folder / "images" / "test" / "test_0001.jpg")
+    rows = [{"id": 11, "image": "test/test_0001.jpg", "answer_type": "CLOSED", "question_type": "PRES",
+             "conversations": [rf.turn("human", "Is there effusion?\n<image>"), rf.turn("gpt", "no")]},
+            {"id": 12, "image": "test/test_0001.jpg", "answer_type": "OPEN", "question_type": "ORGAN",
+             "conversations": [rf.turn("human", "<image>\nWhere is this?"), rf.turn("gpt", "urinary")]},
+            {"id": 13, "image": "test/test_0001.jpg", "answer_type": "number",
+             "conversatons": [rf.turn("human", "How many nuclei?\n<image>"), rf.turn("gpt", 3)]}]
+    path = folder / "test.json"
+    path.write_text(json.dumps(rows))
+    return path
+
+
+def _key(source: Source) -> str:
+    return f"{source.name}/{source.config}" + ("" if source.raw_format == "native" else f"/{source.raw_format}")
 
 
 @dataclass
@@ -65,7 +90,7 @@ def _prepared(source: Source, folder: Path) -> Prepared:
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory):
     """`prepared(key)`: a function, so that a failing example's report does not print every seed record."""
-    sources = {f"{s.name}/{s.config}": _prepared(s, tmp_path_factory.mktemp(s.name)) for s in SOURCES}
+    sources = {_key(s): _prepared(s, tmp_path_factory.mktemp(s.name)) for s in SOURCES}
     return sources.__getitem__
 
 
@@ -124,14 +149,14 @@ def assert_row_skip_or_named_error(convert, record: dict, index: int = 7) -> Non
     assert row is None or isinstance(row, dict)
 
 
-@pytest.mark.parametrize("key", [f"{s.name}/{s.config}" for s in SOURCES])
+@pytest.mark.parametrize("key", [_key(s) for s in SOURCES])
 @given(data=st.data())
 def test_every_record_is_a_row_a_skip_or_a_named_error(prepared, key, data):
     source = prepared(key)
     assert_row_skip_or_named_error(source.convert, data.draw(mutated(source.records)))
 
 
-@pytest.mark.parametrize("key", [f"{s.name}/{s.config}" for s in SOURCES])
+@pytest.mark.parametrize("key", [_key(s) for s in SOURCES])
 def test_the_release_records_themselves_convert(prepared, key):
     """The fuzzing starts from records that convert: the seeds are the releases' own layouts."""
     source = prepared(key)
@@ -163,3 +188,12 @@ def test_an_embedded_image_of_the_wrong_types_is_a_named_skip(prepared, image):
     with pytest.raises(RecordError, match=r"entry 5: .*an embedded image is \{'bytes': bytes, 'path': str\}") as caught:
         source.convert({**source.records[0], "image": image, "_index": 5})
     assert caught.value.reason == "bad_field"
+
+
+@pytest.mark.parametrize("conversations", [1, {"from": "human", "value": "x"}, "ab"])
+def test_llava_med_vqa_conversations_that_are_not_a_list_are_a_named_skip(prepared, conversations):
+    """Was: TypeError from len() (an int) or slicing (a dict) in the `--raw_format llava_med` converter."""
+    source = prepared("vqa_rad/eval/llava_med")
+    with pytest.raises(RecordError, match=r"entry 4: record '11': field 'conversations' needs a question") as caught:
+        source.convert({**source.records[0], "conversations": conversations, "_index": 4})
+    assert caught.value.reason == "no_conversation"
