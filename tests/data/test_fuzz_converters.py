@@ -89,9 +89,22 @@ def _prepared(source: Source, folder: Path) -> Prepared:
 
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory):
-    """`prepared(key)`: a function, so that a failing example's report does not print every seed record."""
+    """`prepared(key)`: the converter and seed records of one source (its repr stays one word, see `_Lookup`)."""
     sources = {_key(s): _prepared(s, tmp_path_factory.mktemp(s.name)) for s in SOURCES}
-    return sources.__getitem__
+    return _Lookup(sources)
+
+
+class _Lookup:
+    """`prepared(key)`, with a one-word repr: hypothesis prints the test's arguments with a failing example."""
+
+    def __init__(self, sources: dict):
+        self.sources = sources
+
+    def __call__(self, key: str) -> Prepared:
+        return self.sources[key]
+
+    def __repr__(self) -> str:
+        return "prepared"
 
 
 # JSON-like values as release files hold them, plus what CSV and Parquet readers hand over (bytes, huge ints).
