@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 
 from ..generation.pubmedvision_filter import FilterArguments, TrainClassifierArguments, filter_records, train_classifier
+from ..outcome import failure_exit_code
 from .parser import SubCommand, parse_subcommand
 
 EPILOG = """examples:
@@ -28,5 +29,10 @@ def main(argv: list[str] | None = None) -> int:
     if step is None:
         return 0
     run = filter_records if step == "pubmedvision" else train_classifier
-    print(json.dumps(run(*parsed), indent=2))
-    return 0
+    report = run(*parsed)
+    print(json.dumps(report, indent=2))
+    if step != "pubmedvision":
+        return 0
+    args = parsed[0]
+    return failure_exit_code("filter", report["failed"]["count"], report["failed"]["of"], args.max_failure_rate,
+                             "records", details=f"reasons in {args.output_dir}/dropped.jsonl")

@@ -8,6 +8,7 @@ import json
 
 from ..generation.pipelines import GenerateArguments, chat_backend, run_method, select_demos
 from ..llm.configuration import ChatEndpointArguments
+from ..outcome import failure_exit_code
 from .parser import SubCommand, parse_subcommand
 
 EPILOG = """examples:
@@ -39,5 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         report = run_method(method, args, chat_backend(args, endpoint), concurrency=endpoint.llm_concurrency)
     print(json.dumps(report, indent=2))
-    failed = report.get("requests", {}).get("failed", 0)
-    return 1 if failed else 0
+    if method == "select-demos":
+        return 0
+    return failure_exit_code("generate", report["failed"]["count"], report["failed"]["of"], args.max_failure_rate,
+                             "records", details=f"counts in {args.output_dir}/report.json",
+                             failed_requests=report["requests"]["failed"])

@@ -13,6 +13,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..outcome import failure_rate_field
+
 __all__ = ["METHODS", "GenerateArguments", "chat_backend", "run_method", "select_demos"]
 
 METHODS = ("llava-med", "pubmedvision", "biomed-vital", "rate", "select-demos")
@@ -45,6 +47,11 @@ class GenerateArguments:
                             metadata={"help": "select-demos: sentence-transformers model for caption + mentions."})
     image_encoder: str | None = field(default=None, metadata={"help": "select-demos: CLIP vision encoder whose "
                                                                        "pooled features are joined to the text ones."})
+    # The turn filters drop some conversations by design; a fifth of the records with nothing is a broken prompt,
+    # model or parser, not filtering.
+    max_failure_rate: float = failure_rate_field(
+        0.2, "input records (conversations, for rate) that yielded no row: no reply, a reply that did not parse, or "
+             "no turn left after the filters")
 
 
 def chat_backend(args: GenerateArguments, endpoint):
@@ -62,6 +69,7 @@ def run_method(method: str, args: GenerateArguments, backend, concurrency: int =
     """Run one method end to end; returns the report (also written to ``<output_dir>/report.json``)."""
     from hf_medvlm.llm import read_results, run_requests
 
+    from ..files import atomic_write_text
     from . import biomed_vital, llava_med, pubmedvision
     from .records import read_figure_records, write_jsonl
 
@@ -91,6 +99,8 @@ def run_method(method: str, args: GenerateArguments, backend, concurrency: int =
                                                 prompt_file=args.prompt_file or "biomed_vital", **common)
     run = run_requests(jobs, backend, output_path=responses, concurrency=concurrency, desc=method, progress=progress)
     results = read_results(responses)
+    # report.json, written last, marks a finished run: an earlier run's must not stand beside this run's data files.
+    (out / "report.json").unlink(missing_ok=True)
     if method == "llava-med":
         rows_out, stats = llava_med.self_instruct_rows(records, results, turn_filters=args.turn_filters)
         counts = {"conversations": write_jsonl(out / "data" / "conversations.jsonl", rows_out)}
@@ -105,15 +115,26 @@ def run_method(method: str, args: GenerateArguments, backend, concurrency: int =
     else:
         rows_out, stats = biomed_vital.rating_rows(rows, results, rating_model=model_name)
         counts = {"ratings": write_jsonl(out / "data" / "ratings.jsonl", rows_out)}
-    report = {"method": method, "backend": model_name, "requests": run.to_dict(), "parsing": stats, "written": counts}
-    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    failed, total = _failed_items(method, stats)
+    report = {"method": method, "backend": model_name, "requests": run.to_dict(), "parsing": stats, "written": counts,
+              "failed": {"count": failed, "of": total}}
+    atomic_write_text(out / "report.json", json.dumps(report, indent=2) + "\n")
     return report
+
+
+def _failed_items(method: str, stats: dict) -> tuple[int, int]:
+    """(items that yielded no row, items in): input records, or conversations for `rate`."""
+    if method == "rate":
+        return sum(stats["unparsed_replies"].values()), stats["conversations_in"]
+    produced = stats["instruct_rows"] if method == "pubmedvision" else stats["rows_out"]
+    return stats["records_in"] - produced, stats["records_in"]
 
 
 def select_demos(args: GenerateArguments) -> dict:
     """BioMed-VITAL demonstration candidates: embed caption+mentions (and images), K-means, sample across clusters."""
     import numpy as np
 
+    from ..files import atomic_write_text
     from .biomed_vital import select_demonstration_candidates
     from .filtering import embed_captions
     from .records import figure_context, read_figure_records, write_jsonl
@@ -129,7 +150,7 @@ def select_demos(args: GenerateArguments) -> dict:
              "context": figure_context(records[i]), "domain": records[i].domain} for i in picked]
     written = write_jsonl(Path(args.output_dir) / "demonstration_candidates.jsonl", rows)
     report = {"method": "select-demos", "records_in": len(records), "clusters": args.num_clusters, "picked": written}
-    (Path(args.output_dir) / "report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    atomic_write_text(Path(args.output_dir) / "report.json", json.dumps(report, indent=2) + "\n")
     return report
 
 

@@ -13,6 +13,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from ..outcome import check_failure_rate, failure_rate_field
+
 __all__ = ["FilterArguments", "TrainClassifierArguments", "filter_records", "train_classifier"]
 
 
@@ -38,6 +40,9 @@ class FilterArguments:
                                                                   "dot product 480 with --dedup_normalize false)."})
     dedup_normalize: bool = field(default=True, metadata={"help": "L2-normalise embeddings (cosine similarity)."})
     dedup_nprobe: int = field(default=8, metadata={"help": "Cells searched per caption above 20,000 captions."})
+    # Records the filters drop are the point of the command; a record whose image is missing or unreadable is not
+    # filtered but lost, and a tenth of them lost means the images are not where the records say.
+    max_failure_rate: float = failure_rate_field(0.1, "input records (those whose image is missing or unreadable)")
 
 
 @dataclass
@@ -75,18 +80,24 @@ def _size_stage(records, args, dropped_rows):
 
     kept, dropped = [], []
     for record in records:
-        reason = "no image" if not record.images else ""
+        reason, failed = "no image" if not record.images else "", False
         for path in record.images:
+            # A missing or unreadable image is lost, not filtered: counted against --max_failure_rate.
             if not Path(path).is_file():
-                reason = f"missing image {path}"
+                reason, failed = f"missing image {path}", True
                 break
-            with Image.open(path) as image:
-                if not image_size_ok(image.size, args.min_width, args.min_height):
-                    reason = f"image {Path(path).name} is {image.size[0]}x{image.size[1]}"
-                    break
+            try:
+                with Image.open(path) as image:
+                    size = image.size
+            except (OSError, ValueError) as err:
+                reason, failed = f"unreadable image {path}: {err}", True
+                break
+            if not image_size_ok(size, args.min_width, args.min_height):
+                reason = f"image {Path(path).name} is {size[0]}x{size[1]}"
+                break
         (dropped if reason else kept).append(record)
         if reason:
-            dropped_rows.append({**asdict(record), "stage": "resolution", "reason": reason})
+            dropped_rows.append({**asdict(record), "stage": "resolution", "reason": reason, "failed": failed})
     return kept, dropped
 
 
@@ -130,8 +141,10 @@ def _dedup_stage(records, args, dropped_rows):
 
 def filter_records(args: FilterArguments) -> dict:
     """Run the stages in the paper's order; returns the report (also written to ``report.json``)."""
+    from ..files import atomic_write_text
     from .records import read_figure_records, write_jsonl
 
+    check_failure_rate(args.max_failure_rate)
     records = read_figure_records(args.input, args.image_root)
     report, dropped_rows = {"input": len(records), "stages": []}, []
     records = _stage(report, "medical_terms", *_text_stage(records, args, dropped_rows))
@@ -141,9 +154,12 @@ def filter_records(args: FilterArguments) -> dict:
     if args.dedup_model and args.dedup_model.lower() != "none":
         records = _stage(report, "dedup", *_dedup_stage(records, args, dropped_rows))
     out = Path(args.output_dir)
+    # report.json, written last, marks a finished run: an earlier run's must not stand beside this run's files.
+    (out / "report.json").unlink(missing_ok=True)
     report["kept"] = write_jsonl(out / "kept.jsonl", (asdict(r) for r in records))
     write_jsonl(out / "dropped.jsonl", dropped_rows)
-    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    report["failed"] = {"count": sum(row.get("failed", False) for row in dropped_rows), "of": report["input"]}
+    atomic_write_text(out / "report.json", json.dumps(report, indent=2) + "\n")
     return report
 
 

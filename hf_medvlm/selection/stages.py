@@ -13,6 +13,7 @@ import numpy as np
 from transformers import AutoConfig, AutoProcessor
 
 from ..models.med_selector import MedSelectorConfig, MedSelectorModel
+from ..outcome import check_failure_rate, failure_exit_code
 from .arguments import PickArguments, ScoreArguments, TrainArguments
 from .data import load_pairs, pairs_from_ratings, validate_pairs
 from .metrics import format_metrics_table, precision_f1_at_k
@@ -138,6 +139,7 @@ def run_train(args, training_args) -> int:
 
 
 def run_score(args) -> int:
+    check_failure_rate(args.max_failure_rate)
     model, processor = load_selector(args.model_name_or_path)
     model.to(args.device)
     dataset = load_rows(args.dataset_name, args.dataset_config, args.dataset_split)
@@ -153,7 +155,8 @@ def run_score(args) -> int:
     write_subsets(scored, {args.output_config: np.arange(len(scored))}, args.output_dir)
     print(f"scored {len(dataset) - report.total} of {len(dataset)} rows -> {args.output_dir} "
           f"(config {args.output_config!r}); {report.summary()}")
-    return 0
+    return failure_exit_code("select score", report.total, len(dataset), args.max_failure_rate, "rows",
+                             details="unscored rows keep a null score")
 
 
 def _good_labels(dataset, args) -> np.ndarray:

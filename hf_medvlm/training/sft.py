@@ -176,9 +176,13 @@ def run_sft(script_args, mixture_args, training_args, model_args, stage_args, re
     from) is copied into the model card.
     """
     from .acceleration import resolve_training_acceleration
-    from .outputs import finish_run, resolved_config, write_resolved_config
+    from .data import check_sources
+    from .outputs import clean_output_dir, finish_run, resolved_config, write_resolved_config
 
     check_quantization_supported(model_args)
+    check_sources(script_args, mixture_args, model_args, stage_args)
+    if training_args.should_save:
+        clean_output_dir(training_args.output_dir, training_args.resume_from_checkpoint)
     # Resolved before the config is recorded, so that it says what ran (auto values, fallbacks); idempotent.
     resolve_training_acceleration(training_args, model_args)
     config = resolved_config(script_args, mixture_args, training_args, model_args, stage_args)
