@@ -191,7 +191,7 @@ def run_sft(script_args, mixture_args, training_args, model_args, stage_args, re
     processor = trainer.processing_class
     if trainer.is_world_process_zero():
         write_resolved_config(training_args.output_dir, config)
-    trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    _train(trainer, training_args.resume_from_checkpoint)
     trainer.save_model(training_args.output_dir)
     trainer.save_state()
     if trainer.is_world_process_zero():
@@ -204,6 +204,31 @@ def run_sft(script_args, mixture_args, training_args, model_args, stage_args, re
             recipe_path=recipe_path, push_to_hub=push_to_hub, hub_model_id=training_args.hub_model_id,
             hub_private=training_args.hub_private_repo, hub_revision=training_args.hub_revision,
         )
+
+
+class _AlreadyAtMaxSteps(Exception):
+    pass
+
+
+def _train(trainer, resume_from_checkpoint):
+    from transformers import TrainerCallback
+
+    class StopAtMaxSteps(TrainerCallback):
+        # transformers' Trainer checks max_steps only after a step, so a resume from the final checkpoint of a run
+        # that ends mid-epoch would train one step more (and save checkpoint-N+1). The checkpoint is loaded by now.
+        def on_step_begin(self, args, state, control, **kwargs):
+            if 0 < state.max_steps <= state.global_step:
+                raise _AlreadyAtMaxSteps
+
+    callback = StopAtMaxSteps()
+    trainer.add_callback(callback)
+    try:
+        trainer.train(resume_from_checkpoint=resume_from_checkpoint)
+    except _AlreadyAtMaxSteps:
+        logger.info("%s is already at max_steps (%d): nothing left to train; writing its model as the result",
+                    resume_from_checkpoint, trainer.state.max_steps)
+    finally:
+        trainer.remove_callback(callback)
 
 
 def _quantization_config(model_args):

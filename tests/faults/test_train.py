@@ -35,15 +35,8 @@ def whole(tmp_path_factory, tiny_checkpoint, tiny_data_dir):
     return out
 
 
-# Resuming from the final checkpoint: transformers' Trainer (5.23) has no check before the first step, so when
-# max_steps ends mid-epoch (6 steps of 4 per epoch here) it trains one step more and saves checkpoint-7 (at learning
-# rate 0 under this cosine schedule, so the weights still match). Open: run_sft should not train past max_steps.
-PAST_MAX_STEPS = pytest.mark.xfail(strict=True, reason="a resume from the final checkpoint trains one step past "
-                                   "max_steps (transformers Trainer) and leaves checkpoint-7")
-
-
 @pytest.mark.parametrize("point,resume_from", [("mid_checkpoint", "checkpoint-2"),
-                                               pytest.param("before_card", "checkpoint-6", marks=PAST_MAX_STEPS)])
+                                               ("before_card", "checkpoint-6")])
 def test_train_killed_then_resumed(whole, tiny_checkpoint, tiny_data_dir, tmp_path, point, resume_from):
     out = tmp_path / "out"
     spec = {

@@ -102,3 +102,19 @@ def test_offline_without_a_cached_copy_is_exit_2_without_a_request(tiny_checkpoi
     assert result.stderr.strip().splitlines()[-1] == (
         "hf-medvlm train: error: dataset_name 'nobody/no-such-dataset' is not a local folder and has no cached copy, "
         "and HF_HUB_OFFLINE=1 keeps it from being downloaded; give a local path or unset HF_HUB_OFFLINE")
+
+
+def test_resume_from_the_final_checkpoint_trains_no_step_past_max_steps(tiny_checkpoint, tiny_data_dir, tmp_path):
+    """max_steps 3 ends mid-epoch (4 steps per epoch): the resume must not take a 4th step (transformers' Trainer
+    checks max_steps only after a step), so the result is checkpoint-3's weights under a constant learning rate."""
+    out = tmp_path / "out"
+    common = ["--config", STAGE2, "--model_name_or_path", str(tiny_checkpoint), "--dataset_name", str(tiny_data_dir),
+              "--max_steps", "3", "--save_steps", "3", "--learning_rate", "1e-2", "--lr_scheduler_type", "constant",
+              "--warmup_steps", "0", "--per_device_train_batch_size", "2", "--output_dir", str(out)]
+    run_cli("train", *common)
+    final = _weights(out / "checkpoint-3")
+    run_cli("train", *common, "--resume_from_checkpoint", str(out / "checkpoint-3"))
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-3"]
+    resumed = _weights(out)
+    for key in final:
+        torch.testing.assert_close(resumed[key], final[key], atol=0, rtol=0)
