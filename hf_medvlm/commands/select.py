@@ -1,5 +1,8 @@
-"""`hf-medvlm select train|score|pick`: the BioMed-VITAL selection stage (seed 002 §3.2, §4.2).
+"""`hf-medvlm select train|score|pick|export-annotations|import-annotations`: the BioMed-VITAL selection stage
+(seed 002 §3.1-3.2, §4.2) and its clinician annotation step.
 
+    hf-medvlm select export-annotations --candidates runs/cand/data/candidates.jsonl --output_dir runs/annotation
+    hf-medvlm select import-annotations --annotations runs/annotation/annotation_tasks.csv --output pairs.parquet
     hf-medvlm select train --config recipes/biomed-vital/selection/train.yaml [--sweep_w 1,10,100]
     hf-medvlm select score --model_name_or_path runs/selector --dataset_name data/generated --output_dir runs/scored
     hf-medvlm select pick --dataset_name runs/scored --percents 10,50,80 --strategy global --output_dir runs/selected
@@ -9,12 +12,19 @@ A recipe names its subcommand with a top-level `command:` key; `parse_args` retu
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 
 import yaml
 from transformers import HfArgumentParser
 
+from ..selection.annotation import (
+    ExportAnnotationsArguments,
+    ImportAnnotationsArguments,
+    export_annotations,
+    import_annotations,
+)
 from ..selection.stages import PickArguments, ScoreArguments, TrainArguments, run_pick, run_score, run_train
 from ..selection.training import SelectorTrainingArguments
 
@@ -22,8 +32,13 @@ COMMANDS = {
     "train": (TrainArguments, SelectorTrainingArguments),
     "score": (ScoreArguments,),
     "pick": (PickArguments,),
+    "export-annotations": (ExportAnnotationsArguments,),
+    "import-annotations": (ImportAnnotationsArguments,),
 }
 EPILOG = """examples:
+  hf-medvlm select export-annotations --candidates runs/cand/data/candidates.jsonl --output_dir runs/annotation
+  hf-medvlm select import-annotations --annotations runs/annotation/annotation_tasks.csv \\
+      --output data/biomed_vital/clinician_pairs.parquet
   hf-medvlm select train --config recipes/biomed-vital/selection/train.yaml --sweep_w 1,10,100,400
   hf-medvlm select score --model_name_or_path runs/selector --dataset_name data/generated --output_dir runs/scored \\
       --save_features true
@@ -94,5 +109,9 @@ def main(argv: list[str] | None = None) -> int:
         return run_train(*parsed)
     if isinstance(parsed[0], ScoreArguments):
         return run_score(parsed[0])
+    if isinstance(parsed[0], (ExportAnnotationsArguments, ImportAnnotationsArguments)):
+        run = export_annotations if isinstance(parsed[0], ExportAnnotationsArguments) else import_annotations
+        print(json.dumps(run(parsed[0]), indent=2))
+        return 0
     return run_pick(parsed[0])
 
