@@ -5,71 +5,82 @@
     push_model("out/model", "me/llava-med-tiny", revision="v0.1")
     push_dataset_folder("out/data", "me/pmc-vqa-parquet")
 
-Both pushes create the repo (and the revision branch) if missing, upload file by file (large files through LFS),
-skip files whose content is already on the Hub, and make no commit at all when nothing changed. Transient network
-errors (connection failures, timeouts, 429/5xx) are retried a bounded number of times, then reported in one sentence.
+Each push first reads the folder the way `from_pretrained` / `load_dataset` will and refuses one that could not load
+(`InvalidFolderError`). It then creates the repo (and the revision branch) if missing and uploads with
+`HfApi.upload_folder`: unchanged files are skipped, an unchanged folder makes no commit, and stale weights or shards
+are deleted in the commit that replaces them. Transient errors are retried by huggingface_hub's own back-off; errors
+that no retry can fix (offline mode, HTTP 401/403/404) end at once in one sentence (`HubAccessError`).
 Command line: `hf-medvlm push --folder FOLDER --repo_id REPO_ID` (`hf_medvlm/commands/push.py`).
 """
 
 from __future__ import annotations
 
 import ast
-import fnmatch
 import json
-import re
-import logging
 import subprocess
-import time
+from contextlib import contextmanager
+from fnmatch import fnmatch
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Iterable
 
 import httpx2
 import yaml
 from huggingface_hub import (
-    CommitOperationAdd,
-    CommitOperationDelete,
+    DatasetCard,
     EvalResult,
     HfApi,
     ModelCard,
     ModelCardData,
     constants,
     get_token,
+    parse_local_safetensors_file_metadata,
 )
-from huggingface_hub.errors import HfHubHTTPError
-
-from .data.card import require_license
+from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled, SafetensorsParsingError
+from safetensors import SafetensorError, safe_open
 
 __all__ = [
     "HubPushError",
+    "HubAccessError",
     "MissingTokenError",
+    "InvalidFolderError",
     "render_model_card",
     "write_model_card",
+    "validate_model_folder",
+    "validate_dataset_folder",
     "push_model",
     "push_dataset_folder",
 ]
 
-logger = logging.getLogger(__name__)
-
 MODEL_CARD_TEMPLATE = Path(__file__).parent / "templates" / "model_card.md.jinja"
-MAX_ATTEMPTS = 3  # per Hub call, on transient errors only
-RETRY_WAIT_S = 1.0  # doubled after each failed attempt
-MAX_FILES_PER_COMMIT = 200  # big dataset folders are committed in batches, README last
-TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
+HIDDEN = [".*", "*/.*", "__pycache__/*", "*.pyc"]  # incl. the data writer's unfinished `.tmp-*` folders
 # Files of a training output folder that are not part of the published model.
-MODEL_IGNORE = [".*", "*/.*", "__pycache__/*", "*.pyc", "checkpoint-*/*", "runs/*", "optimizer.pt", "scheduler.pt",
-                "rng_state*.pth", "training_args.bin"]
+MODEL_IGNORE = HIDDEN + ["checkpoint-*/*", "runs/*", "optimizer.pt", "scheduler.pt", "rng_state*.pth",
+                         "training_args.bin"]
 # Stale weights on the Hub that a new push must remove (a re-sharded model would otherwise load mixed shards).
-MODEL_WEIGHT_PATTERNS = [
-    "*.safetensors", "*.safetensors.index.json", "pytorch_model*.bin", "pytorch_model*.bin.index.json",
-]
+MODEL_WEIGHT_PATTERNS = ["*.safetensors", "*.safetensors.index.json", "pytorch_model*.bin",
+                         "pytorch_model*.bin.index.json"]
+# Weight files in the order transformers / peft look for them.
+MODEL_WEIGHTS = ["model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+                 "pytorch_model.bin.index.json"]
+ADAPTER_WEIGHTS = ["adapter_model.safetensors", "adapter_model.bin"]
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "vocab.txt", "spiece.model")
+AUTO_MAP_FILES = ("config.json", "processor_config.json", "tokenizer_config.json", "preprocessor_config.json")
 
 
 class HubPushError(RuntimeError):
-    """The Hub could not be reached or kept failing after the bounded retries."""
+    """The Hub could not be reached, or kept failing after huggingface_hub's retries: push again later."""
 
 
-class MissingTokenError(ValueError):
+class HubAccessError(ValueError):
+    """A push no retry can fix: offline mode, or the Hub refused it (HTTP 401, 403, 404)."""
+
+
+class MissingTokenError(HubAccessError):
     """No Hugging Face token is configured for a write."""
+
+
+class InvalidFolderError(ValueError):
+    """The folder would not load from the Hub: a missing, empty or truncated file, a bad index, card or module."""
 
 
 # ----------------------------------------------------------------------------------------------------- model card
@@ -169,7 +180,204 @@ def write_model_card(folder, **kwargs) -> Path:
     return path
 
 
+# ----------------------------------------------------------------------------------------------------- validation
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise InvalidFolderError(f"{path} is not readable JSON ({err}).") from err
+
+
+def _check_weight_file(path: Path, named_by: str):
+    """The safetensors header of one weights file (None for a legacy .bin), refused if missing, empty or truncated."""
+    if not path.is_file():
+        raise InvalidFolderError(f"{named_by} names {path.name}, which is missing from {path.parent}.")
+    if path.stat().st_size == 0:
+        raise InvalidFolderError(f"{path} is empty (0 bytes); save the model again.")
+    if path.suffix != ".safetensors":
+        return None
+    try:
+        with safe_open(path, framework="np"):  # checks each dtype x shape against its bytes, and the file's length
+            pass
+        return parse_local_safetensors_file_metadata(path)
+    except (SafetensorError, SafetensorsParsingError) as err:
+        raise InvalidFolderError(f"{path} is not a valid safetensors file ({err}); it is probably truncated, so "
+                                 "save the model again.") from err
+
+
+def _check_index(index_path: Path) -> None:
+    """Every shard the index names is a valid file that holds the tensors the index maps to it."""
+    weight_map = _read_json(index_path).get("weight_map")
+    if not isinstance(weight_map, dict) or not weight_map:
+        raise InvalidFolderError(f"{index_path} has no weight_map naming the shards.")
+    headers = {s: _check_weight_file(index_path.parent / s, index_path.name) for s in sorted(set(weight_map.values()))}
+    for tensor, shard in weight_map.items():
+        if headers[shard] is not None and tensor not in headers[shard].tensors:
+            raise InvalidFolderError(f"{index_path.name} maps {tensor} to {shard}, which has no such tensor (are the "
+                                     "shards from another save?).")
+
+
+def _check_weights(folder: Path, names: list[str]) -> None:
+    name = next((n for n in names if (folder / n).is_file()), None)
+    if name is None:
+        raise InvalidFolderError(f"{folder} has no weights ({' or '.join(names)}); save the model with "
+                                 "save_pretrained first.")
+    if name.endswith(".index.json"):
+        _check_index(folder / name)
+    else:
+        _check_weight_file(folder / name, name)
+
+
+def _check_processor(folder: Path, config: dict) -> None:
+    """A tokenizer for a model with text, an image processor for one with vision, where AutoProcessor looks."""
+    has_tokenizer = (folder / "tokenizer_config.json").is_file() and any(
+        (folder / f).is_file() for f in TOKENIZER_FILES)
+    if ("text_config" in config or "vocab_size" in config) and not has_tokenizer:
+        raise InvalidFolderError(f"{folder} has no tokenizer (tokenizer_config.json with tokenizer.json or "
+                                 "tokenizer.model); save the processor or tokenizer there with save_pretrained.")
+    processor = folder / "processor_config.json"
+    has_images = (folder / "preprocessor_config.json").is_file() or (
+        processor.is_file() and "image_processor" in _read_json(processor))
+    if "vision_config" in config and not has_images:
+        raise InvalidFolderError(f"{folder} has no image processor (preprocessor_config.json, or processor_config.json "
+                                 "with an image_processor); save the processor there with save_pretrained.")
+
+
+def _top_level_names(tree: ast.Module) -> set[str]:
+    names = set()
+    for node in tree.body:
+        if isinstance(node, (ast.ClassDef, ast.FunctionDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names.update((alias.asname or alias.name).split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.Assign):
+            names.update(t.id for t in node.targets if isinstance(t, ast.Name))
+    return names
+
+
+def _check_module(folder: Path, ref: str, named_by: Path) -> None:
+    """`module.Class` from an auto_map: the module is in the folder under an importable name and defines the class;
+    its relative imports are there too and it does not import hf_medvlm (users without the package load it)."""
+    module, class_name = ref.rsplit(".", 1)
+    path = folder / f"{module}.py"
+    if not module.isidentifier() or not path.is_file():
+        raise InvalidFolderError(f"{named_by} maps to remote code {ref!r} but {path.name} is not in {folder}.")
+    try:
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    except SyntaxError as err:
+        raise InvalidFolderError(f"{path} (remote code named in {named_by.name}) does not parse: {err}.") from err
+    if class_name not in _top_level_names(tree):
+        raise InvalidFolderError(f"{named_by} maps to {ref!r} but {path.name} defines no {class_name}.")
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.level:
+            for rel in [node.module] if node.module else [alias.name for alias in node.names]:
+                if not (folder / f"{rel.split('.')[0]}.py").is_file():
+                    raise InvalidFolderError(f"{path} imports .{rel}, which is not in {folder}.")
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names = [node.module or ""] if isinstance(node, ast.ImportFrom) else [a.name for a in node.names]
+            if any(n.split(".")[0] == "hf_medvlm" for n in names):
+                raise InvalidFolderError(f"{path} imports hf_medvlm, so it cannot be loaded with trust_remote_code "
+                                         "where hf_medvlm is not installed; use relative imports.")
+
+
+def _check_remote_code(folder: Path) -> None:
+    for name in AUTO_MAP_FILES:
+        path = folder / name
+        auto_map = (_read_json(path).get("auto_map") or {}) if path.is_file() else {}
+        for target in auto_map.values():
+            for ref in [target] if isinstance(target, str) else [t for t in target if t]:
+                if "--" not in ref:  # `other/repo--module.Class` is code from another repo
+                    _check_module(folder, ref, path)
+
+
+def validate_model_folder(folder) -> None:
+    """Refuse (`InvalidFolderError`) a `save_pretrained` folder that `from_pretrained` could not load from the Hub.
+
+    Checks config.json (or a PEFT adapter's adapter_config.json), the weights (`model.safetensors`, or the index and
+    every shard it names: present, non-empty, header valid, holding the tensors the index maps to it), the tokenizer
+    and image processor files, and every `auto_map` module.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder} is not a directory.")
+    if (folder / "adapter_config.json").is_file():
+        _read_json(folder / "adapter_config.json")
+        _check_weights(folder, ADAPTER_WEIGHTS)
+        return
+    if not (folder / "config.json").is_file():
+        raise InvalidFolderError(f"{folder} is not a saved model folder: config.json (or a PEFT adapter's "
+                                 "adapter_config.json) is missing.")
+    config = _read_json(folder / "config.json")
+    _check_weights(folder, MODEL_WEIGHTS)
+    _check_processor(folder, config)
+    _check_remote_code(folder)
+
+
+def _check_data_file(path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if path.stat().st_size == 0:
+        raise InvalidFolderError(f"{path} is empty (0 bytes).")
+    if path.suffix == ".parquet":
+        try:
+            pq.read_metadata(path)
+        except (pa.ArrowException, OSError) as err:
+            raise InvalidFolderError(f"{path} is not readable Parquet ({err}).") from err
+
+
+def validate_dataset_folder(folder) -> list[str]:
+    """Refuse (`InvalidFolderError`) a dataset folder whose card `load_dataset` could not follow.
+
+    The README needs a licence and `configs:` with at most one default; every `data_files` pattern must match files
+    (resolved as `load_dataset` resolves them), which must be non-empty and, for Parquet, readable. Returns the
+    patterns (remote files matching them that the folder no longer has are stale).
+    """
+    from datasets.data_files import resolve_pattern, sanitize_patterns
+    from datasets.utils.metadata import MetadataConfigs
+
+    from .data.card import require_license
+
+    folder = Path(folder)
+    readme = folder / "README.md"
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder} is not a directory.")
+    if not readme.is_file():
+        raise InvalidFolderError(f"{readme} is missing: a dataset folder needs a card with `license:` and `configs:`.")
+    data = DatasetCard.load(readme).data
+    require_license(data.to_dict(), where=str(readme))
+    try:
+        configs = MetadataConfigs.from_dataset_card_data(data)
+        configs.get_default_config_name()  # refuses several `default: true`
+    except ValueError as err:
+        raise InvalidFolderError(f"{readme}: {str(err).strip().splitlines()[0]}") from err
+    if not configs:
+        raise InvalidFolderError(f"{readme} has no `configs:` list naming each subset's data files.")
+    patterns = []
+    for name, config in configs.items():
+        for split, split_patterns in sanitize_patterns(config.get("data_files") or {}).items():
+            for pattern in split_patterns:
+                try:
+                    files = resolve_pattern(pattern, base_path=str(folder))
+                except FileNotFoundError:
+                    files = []
+                if not files:
+                    raise InvalidFolderError(f"{readme}: config {name!r} (split {split!r}) lists data files "
+                                             f"{pattern!r} but no file in {folder} matches.")
+                for file in files:
+                    _check_data_file(Path(file))
+                patterns.append(pattern)
+    return patterns
+
+
 # ----------------------------------------------------------------------------------------------------- errors
+_REFUSALS = {
+    401: "the Hub did not accept the token (HTTP 401); set HF_TOKEN to a valid token with write access",
+    403: "the token may not write there (HTTP 403); use a token with write access to that namespace",
+    404: "the Hub has no such repo or revision (HTTP 404); check the repo id, repo type and revision",
+}
+
+
 def _resolve_token(token: str | None) -> str:
     token = token or get_token()
     if not token:
@@ -180,197 +388,78 @@ def _resolve_token(token: str | None) -> str:
     return token
 
 
-def _is_transient(err: BaseException) -> bool:
-    if isinstance(err, HfHubHTTPError) and err.response is not None:
-        return err.response.status_code in TRANSIENT_STATUS
-    return isinstance(err, (httpx2.TransportError, ConnectionError, TimeoutError))
-
-
-def _with_retries(what: str, call: Callable[[], Any]) -> Any:
-    """Run one Hub call, retrying transient failures `MAX_ATTEMPTS` times in all, with doubling waits."""
-    for attempt in range(1, MAX_ATTEMPTS + 1):
-        try:
-            return call()
-        except Exception as err:
-            if not _is_transient(err):
-                raise
-            if attempt == MAX_ATTEMPTS:
-                raise HubPushError(
-                    f"{what} failed after {MAX_ATTEMPTS} attempts against {constants.ENDPOINT} "
-                    f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}); check your network "
-                    "connection and HF_ENDPOINT, then push again (files already uploaded are not sent twice)."
-                ) from err
-            wait = RETRY_WAIT_S * 2 ** (attempt - 1)
-            logger.warning("%s failed (%s); retrying in %.1fs (attempt %d/%d)", what, err, wait, attempt + 1,
-                           MAX_ATTEMPTS)
-            time.sleep(wait)
+@contextmanager
+def _hub_errors(repo_id: str):
+    """One sentence per failure. Nothing is retried here: huggingface_hub already retried what can pass on retry."""
+    offline = (f"Cannot push to {repo_id}: offline mode is on (HF_HUB_OFFLINE=1) and publishing needs the Hub at "
+               f"{constants.ENDPOINT}; unset HF_HUB_OFFLINE to push.")
+    if constants.is_offline_mode():
+        raise HubAccessError(offline)
+    try:
+        yield
+    except OfflineModeIsEnabled as err:
+        raise HubAccessError(offline) from err
+    except HfHubHTTPError as err:
+        status = err.response.status_code if err.response is not None else None
+        detail = f" (server: {err.server_message.strip().splitlines()[0]})" if err.server_message else ""
+        if status in _REFUSALS:
+            raise HubAccessError(f"Cannot push to {repo_id}: {_REFUSALS[status]}{detail}.") from err
+        raise HubPushError(f"Pushing to {repo_id} failed: {constants.ENDPOINT} answered HTTP {status}{detail} after "
+                           "huggingface_hub's retries; push again later (files already uploaded are not sent "
+                           "twice).") from err
+    except httpx2.TransportError as err:
+        raise HubPushError(f"Pushing to {repo_id} failed: could not reach the Hub at {constants.ENDPOINT} "
+                           f"({type(err).__name__}: {err}); check your network connection and HF_ENDPOINT, then "
+                           "push again (files already uploaded are not sent twice).") from err
 
 
 # ----------------------------------------------------------------------------------------------------- pushing
-def _local_files(folder: Path, ignore: list[str]) -> list[str]:
-    files = []
-    for path in sorted(folder.rglob("*")):
-        rel = path.relative_to(folder).as_posix()
-        if path.is_file() and not any(fnmatch.fnmatch(rel, pat) for pat in ignore):
-            files.append(rel)
-    return files
-
-
-def _prepare_repo(api: HfApi, repo_id: str, repo_type: str, revision: str | None, private: bool | None) -> None:
-    _with_retries(f"creating {repo_type} repo {repo_id}",
-                  lambda: api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True))
+def _create_repo(api: HfApi, repo_id: str, repo_type: str, revision: str | None, private: bool | None) -> None:
+    api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True)
     if revision and revision != "main":
-        _with_retries(f"creating branch {revision} of {repo_id}",
-                      lambda: api.create_branch(repo_id, branch=revision, repo_type=repo_type, exist_ok=True))
-
-
-def _stale_remote_files(api: HfApi, repo_id: str, repo_type: str, revision: str | None, local: set[str],
-                        patterns: list[str]) -> list[str]:
-    remote = _with_retries(f"listing files of {repo_id}",
-                           lambda: api.list_repo_files(repo_id, repo_type=repo_type, revision=revision))
-    return [f for f in remote if f not in local and any(fnmatch.fnmatch(f, p) for p in patterns)]
-
-
-def _commit(api: HfApi, repo_id: str, repo_type: str, revision: str | None, operations: list, message: str):
-    return _with_retries(
-        f"committing {len(operations)} file(s) to {repo_id}",
-        lambda: api.create_commit(repo_id, operations=operations, commit_message=message, repo_type=repo_type,
-                                  revision=revision),
-    )
-
-
-def _commit_in_batches(api: HfApi, repo_id: str, repo_type: str, revision: str | None, folder: Path,
-                       files: list[str], last: list, message: str):
-    """Upload `files` (paths in `folder`) in commits of at most MAX_FILES_PER_COMMIT, then `last` (card, deletions).
-
-    Each operation only holds a path: files are hashed and uploaded one by one, so memory does not grow with the
-    folder. Unchanged files are skipped by the client; a commit whose files are all unchanged is not sent.
-    """
-    adds = [CommitOperationAdd(path_in_repo=f, path_or_fileobj=str(folder / f)) for f in files]
-    batches = [adds[i:i + MAX_FILES_PER_COMMIT] for i in range(0, len(adds), MAX_FILES_PER_COMMIT)] or [[]]
-    batches[-1] = batches[-1] + last
-    info = None
-    for number, batch in enumerate(batches, start=1):
-        suffix = f" (part {number}/{len(batches)})" if len(batches) > 1 else ""
-        info = _commit(api, repo_id, repo_type, revision, batch, message + suffix)
-    return info
-
-
-def _imports_package(module: Path) -> bool:
-    for node in ast.walk(ast.parse(module.read_text(), filename=str(module))):
-        names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
-            [node.module or ""] if isinstance(node, ast.ImportFrom) and node.level == 0 else [])
-        if any(n == "hf_medvlm" or n.startswith("hf_medvlm.") for n in names):
-            return True
-    return False
-
-
-def _check_remote_code(folder: Path) -> None:
-    """`auto_map` modules must be in the folder and must not import hf_medvlm (users without it load them)."""
-    for name in ("config.json", "processor_config.json", "tokenizer_config.json", "preprocessor_config.json"):
-        path = folder / name
-        if not path.is_file():
-            continue
-        auto_map = json.loads(path.read_text()).get("auto_map") or {}
-        for target in auto_map.values():
-            for ref in [target] if isinstance(target, str) else [t for t in target if t]:
-                module = folder / (ref.split("--")[-1].rsplit(".", 1)[0] + ".py")
-                if not module.is_file():
-                    raise FileNotFoundError(
-                        f"{path} maps to remote code {ref!r} but {module.name} is not in {folder}.")
-                if _imports_package(module):
-                    raise ValueError(f"{module} imports hf_medvlm, so it cannot be loaded with trust_remote_code "
-                                     "where hf_medvlm is not installed; use relative imports.")
+        api.create_branch(repo_id, branch=revision, repo_type=repo_type, exist_ok=True)
 
 
 def push_model(folder, repo_id: str, *, revision: str | None = None, private: bool | None = None,
                token: str | None = None, commit_message: str | None = None, card_kwargs: dict | None = None):
     """Upload a `save_pretrained` folder (weights, processor, chat template, generation config, remote code, card).
 
-    A PEFT adapter folder (`adapter_config.json` + `adapter_model.safetensors`, from LoRA training) works too.
-    Creates the repo and the `revision` branch if missing. Without a README.md in the folder a card is rendered
-    from `card_kwargs` (keywords of `render_model_card`). Returns the `CommitInfo` (a `str`: the commit URL) of the
-    last commit, or of the current head when nothing changed.
+    A PEFT adapter folder (`adapter_config.json` + `adapter_model.safetensors`, from LoRA training) works too. The
+    folder is validated first (`validate_model_folder`). Creates the repo and the `revision` branch if missing.
+    Without a README.md in the folder a card is rendered from `card_kwargs` (keywords of `render_model_card`) and
+    committed after the model. Returns the `CommitInfo` (a `str`: the commit URL) of the last commit, or of the
+    current head when nothing changed.
     """
     folder = Path(folder)
-    if not (folder / "config.json").is_file() and not (folder / "adapter_config.json").is_file():
-        raise FileNotFoundError(f"{folder} is not a saved model folder: config.json (or a PEFT adapter's "
-                                "adapter_config.json) is missing.")
-    files = _local_files(folder, MODEL_IGNORE)
-    if not any(f.endswith((".safetensors", ".bin")) for f in files):
-        raise FileNotFoundError(f"{folder} has no weights (*.safetensors); save the model with save_pretrained first.")
-    _check_remote_code(folder)
-    api = HfApi(token=_resolve_token(token))
-    _prepare_repo(api, repo_id, "model", revision, private)
-    last = []
-    if "README.md" not in files:
-        card = render_model_card(repo_id=repo_id, **(card_kwargs or {}))
-        last.append(CommitOperationAdd(path_in_repo="README.md", path_or_fileobj=card.encode()))
-    stale = _stale_remote_files(api, repo_id, "model", revision, set(files), MODEL_WEIGHT_PATTERNS)
-    last += [CommitOperationDelete(path_in_repo=f) for f in stale]
+    validate_model_folder(folder)
     message = commit_message or f"Upload model from {folder.name} with hf_medvlm"
-    return _commit_in_batches(api, repo_id, "model", revision, folder, files, last, message)
-
-
-def _read_card_metadata(folder: Path) -> dict:
-    readme = folder / "README.md"
-    if not readme.is_file():
-        raise FileNotFoundError(f"{readme} is missing: a dataset folder needs a card with `license:` and `configs:`.")
-    text = readme.read_text(encoding="utf-8")
-    if not text.startswith("---") or "\n---" not in text[3:]:
-        raise ValueError(f"{readme} has no YAML metadata block (--- ... ---) with `license:` and `configs:`.")
-    meta = yaml.safe_load(text[3:].split("\n---", 1)[0]) or {}
-    if not isinstance(meta, dict):
-        raise ValueError(f"{readme}: the YAML metadata block must be a mapping.")
-    return meta
-
-
-def _check_dataset_card(folder: Path, meta: dict, files: list[str]) -> list[str]:
-    """Refuse a card without a licence or with configs whose data files are missing; return all data patterns."""
-    readme = folder / "README.md"
-    require_license(meta, where=str(readme))
-    configs = meta.get("configs")
-    if not configs:
-        raise ValueError(f"{readme} has no `configs:` list naming each subset's data files.")
-    if sum(bool(c.get("default")) for c in configs) > 1:
-        raise ValueError(f"{readme}: more than one config has `default: true`.")
-    patterns = []
-    for config in configs:
-        data_files = config.get("data_files") or []
-        data_files = [data_files] if isinstance(data_files, (str, dict)) else data_files
-        for entry in data_files:
-            for pattern in _entry_patterns(entry):
-                if not any(fnmatch.fnmatch(f, pattern) for f in files):
-                    raise FileNotFoundError(f"{readme}: config {config.get('config_name')!r} lists data files "
-                                            f"{pattern!r} but no file in {folder} matches.")
-                patterns.append(pattern)
-    return patterns
-
-
-def _entry_patterns(entry) -> list[str]:
-    if isinstance(entry, str):
-        return [entry]
-    paths = entry.get("path")
-    return [paths] if isinstance(paths, str) else list(paths or [])
+    with _hub_errors(repo_id):
+        api = HfApi(token=_resolve_token(token))
+        _create_repo(api, repo_id, "model", revision, private)
+        info = api.upload_folder(repo_id=repo_id, folder_path=folder, revision=revision, commit_message=message,
+                                 ignore_patterns=list(MODEL_IGNORE), delete_patterns=list(MODEL_WEIGHT_PATTERNS))
+        if (folder / "README.md").is_file():
+            return info
+        card = render_model_card(repo_id=repo_id, **(card_kwargs or {}))
+        return api.upload_file(path_or_fileobj=card.encode(), path_in_repo="README.md", repo_id=repo_id,
+                               revision=revision, commit_message=f"{message}: model card")
 
 
 def push_dataset_folder(folder, repo_id: str, *, revision: str | None = None, private: bool | None = None,
                         token: str | None = None, commit_message: str | None = None):
     """Upload a Parquet dataset folder (several configs, README with `configs:` and a licence) as a dataset repo.
 
-    Data files go first, in batches, streamed from disk; the card goes in the last commit together with the
-    deletion of stale remote shards of the listed configs. Returns the `CommitInfo` like `push_model`.
+    The folder is validated first (`validate_dataset_folder`). The data go in one `upload_folder` call together
+    with the deletion of stale remote shards of the listed configs; the card, which makes the configs visible, is
+    committed after them. Returns the `CommitInfo` like `push_model`.
     """
     folder = Path(folder)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"{folder} is not a directory.")
-    files = _local_files(folder, [".*", "*/.*", "__pycache__/*"])
-    patterns = _check_dataset_card(folder, _read_card_metadata(folder), files)
-    api = HfApi(token=_resolve_token(token))
-    _prepare_repo(api, repo_id, "dataset", revision, private)
-    stale = _stale_remote_files(api, repo_id, "dataset", revision, set(files), patterns)
-    last = [CommitOperationAdd(path_in_repo="README.md", path_or_fileobj=str(folder / "README.md"))]
-    last += [CommitOperationDelete(path_in_repo=f) for f in stale]
+    stale = [p for p in validate_dataset_folder(folder) if not fnmatch("README.md", p)]
     message = commit_message or f"Upload dataset from {folder.name} with hf_medvlm"
-    data_files = [f for f in files if f != "README.md"]
-    return _commit_in_batches(api, repo_id, "dataset", revision, folder, data_files, last, message)
+    with _hub_errors(repo_id):
+        api = HfApi(token=_resolve_token(token))
+        _create_repo(api, repo_id, "dataset", revision, private)
+        api.upload_folder(repo_id=repo_id, repo_type="dataset", folder_path=folder, revision=revision,
+                          commit_message=message, ignore_patterns=HIDDEN + ["README.md"], delete_patterns=stale or None)
+        return api.upload_file(path_or_fileobj=folder / "README.md", path_in_repo="README.md", repo_id=repo_id,
+                               repo_type="dataset", revision=revision, commit_message=f"{message}: dataset card")

@@ -6,7 +6,13 @@ can call them directly; `hf_medvlm.data.prepare` streams whole files through the
 
 Format facts (field names, quirks) follow the original releases: LLaVA-Med (`conversatons` typo, `<image>` before
 or after the first question), PubMedVision (1..29 images, no `<image>` markers, Chinese file keys), BioMed-VITAL
-(integer ids, LLaVA-Med image names), VQA-RAD / SLAKE / PathVQA / PMC-VQA benchmark files.
+(integer ids, LLaVA-Med image names, no `<image>` markers in its generated conversations), VQA-RAD / SLAKE /
+PathVQA / PMC-VQA benchmark files. Each test fixture in `tests/data/test_conformance.py` names the public file or
+repository it copies.
+
+Every record that names an image either carries it or raises (`missing_image`, `undecodable_image`,
+`image_count_mismatch`): an image is never dropped while the text is kept. A conversation without `<image>` markers
+gets its images in front of the first user turn, as HuatuoGPT-Vision's trainer does for any source.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ __all__ = [
     "convert_llava_med",
     "convert_llava_med_alignment",
     "convert_llava_med_qa50",
+    "in_text_mentions",
     "convert_pubmedvision",
     "convert_biomed_vital",
     "convert_llava_vqa",
@@ -118,10 +125,10 @@ def domain_flags(raw, record_id: str) -> dict | None:
     """LLaVA-Med's `domain` object (five booleans) -> the schema's struct; None when the source has none."""
     if raw is None:
         return None
-    if not isinstance(raw, dict) or any(k not in DOMAINS for k in raw):
-        raise RecordError("bad_field", f"record {record_id!r}: 'domain' must map {list(DOMAINS)} to booleans, got "
-                          f"{raw!r}")
-    return {name: bool(raw.get(name, False)) for name in DOMAINS}
+    if not isinstance(raw, dict) or any(k not in DOMAINS or not isinstance(v, bool) for k, v in raw.items()):
+        raise RecordError("bad_field", f"record {record_id!r}: field 'domain' must map {list(DOMAINS)} to true/false, "
+                          f"got {raw!r}")
+    return {name: raw.get(name, False) for name in DOMAINS}
 
 
 def _record_id(raw: dict, key: str = "id") -> str:
@@ -144,11 +151,28 @@ def _llava_conversations(raw: dict, record_id: str):
     return raw.get("conversations", raw.get("conversatons"))
 
 
-def convert_llava_med(raw: dict, resolve: ImageResolver, source: str = "llava_med_instruct") -> dict:
-    """LLaVA-Med instruct record (`id`, `image`, `domain`, `conversations`/`conversatons`) -> training row."""
+def _image_reference(raw: dict, record_id: str, keys: tuple[str, ...]) -> str:
+    """The one image a single-image record names, under the first of `keys` it has; missing is an error."""
+    refs = {key: raw[key] for key in keys if raw.get(key) not in (None, "")}
+    if not refs:
+        raise RecordError("missing_image", f"record {record_id!r}: no image under {' or '.join(map(repr, keys))} "
+                          f"(keys: {sorted(k for k in raw if k != '_index')})")
+    if len(set(map(str, refs.values()))) > 1:
+        raise RecordError("bad_field", f"record {record_id!r}: fields {sorted(refs)} name different images {refs}")
+    return next(iter(refs.values()))
+
+
+def convert_llava_med(raw: dict, resolve: ImageResolver, source: str = "llava_med_instruct",
+                      image_keys: tuple[str, ...] = ("image",)) -> dict:
+    """LLaVA-Med instruct record (`id`, `image`, `domain`, `conversations`/`conversatons`) -> training row.
+
+    Every released record has an image; one whose conversation lost its `<image>` turn (the original postprocessing
+    drops turns that mention the caption) gets the image in front of its first question.
+    """
     record_id = _record_id(raw)
-    images = [resolve(raw.get("image"), record_id)] if raw.get("image") else []
-    messages = conversations_to_messages(_llava_conversations(raw, record_id), record_id, len(images))
+    images = [resolve(_image_reference(raw, record_id, image_keys), record_id)]
+    messages = conversations_to_messages(_llava_conversations(raw, record_id), record_id, len(images),
+                                         insert_images=True)
     return _training_row(record_id, source, images, messages, domain_flags(raw.get("domain"), record_id))
 
 
@@ -161,22 +185,73 @@ def convert_llava_med_alignment(raw: dict, resolve: ImageResolver, source: str =
     return row
 
 
-def convert_llava_med_qa50(raw: dict, resolve: ImageResolver | None = None) -> dict:
-    """qa50 chat-eval question -> `QA50_FEATURES` row (image only when an image root is given)."""
+_ENTITY_KEYS = {"type", "entity_id", "start_tok", "end_tok"}
+
+
+def _entity_ok(entity) -> bool:
+    return (isinstance(entity, dict) and set(entity) == _ENTITY_KEYS
+            and all(isinstance(entity[k], int) and not isinstance(entity[k], bool) for k in ("start_tok", "end_tok")))
+
+
+def _mention(item, record_id: str, index: int) -> dict:
+    if isinstance(item, str):  # the fig-captions file also has bare sentences; qa50's 193 rows have none
+        return {"tokens": item, "entities": []}
+    entities = (item.get("entities") or []) if isinstance(item, dict) else None
+    if (not isinstance(item, dict) or set(item) - {"tokens", "entities"} or not isinstance(item.get("tokens"), str)
+            or not isinstance(entities, list) or not all(map(_entity_ok, entities))):
+        raise RecordError("bad_field", f"record {record_id!r}: field 'in_text_mention'[{index}] must be a sentence or "
+                          f"{{tokens, entities: [{{type, entity_id, start_tok, end_tok}}]}}, got {item!r}")
+    return {"tokens": item["tokens"], "entities": entities}
+
+
+def in_text_mentions(raw, record_id: str) -> list[dict] | None:
+    """LLaVA-Med's `in_text_mention` (null, or a list of `{tokens, entities}` / sentences) as typed structs."""
+    if raw is None:
+        return None
+    if not isinstance(raw, list):
+        raise RecordError("bad_field", f"record {record_id!r}: field 'in_text_mention' must be a list, got {raw!r}")
+    return [_mention(item, record_id, i) for i, item in enumerate(raw)]
+
+
+QA50_NO_IMAGES = ("qa50 images are not in LLaVA-Med's public release: point --image_root at your copy, or pass "
+                  "--text_only to write the questions without images (enough for the text-only GPT-4 judge)")
+
+
+def _qa50_image(raw: dict, record_id: str, resolve: ImageResolver | None):
+    try:
+        return (resolve or ImageResolver(None))(_image_reference(raw, record_id, ("image",)), record_id)
+    except RecordError as err:
+        if err.reason != "missing_image":
+            raise
+        raise RecordError("missing_image", f"{err}; {QA50_NO_IMAGES}") from None
+
+
+def _qa50_domain(raw, record_id: str) -> dict:
+    flags = domain_flags(raw, record_id)
+    if not flags or not any(flags.values()):
+        raise RecordError("bad_field", f"record {record_id!r}: field 'domain' has no true flag ({raw!r}); the qa50 "
+                          "report groups every question by its first true flag")
+    return flags
+
+
+def convert_llava_med_qa50(raw: dict, resolve: ImageResolver | None = None, *, text_only: bool = False) -> dict:
+    """qa50 chat-eval question -> `QA50_FEATURES` row.
+
+    The image is required (a missing one is a `missing_image` error) unless `text_only`, which writes every row with
+    `image` null on purpose. `domain` and `in_text_mention` keep the release's structure.
+    """
     record_id = _record_id(raw, "question_id")
-    question = str(raw.get("text") or "").replace(IMAGE_TOKEN, "").strip()
+    text = raw.get("text")
+    question = str(text or "").replace(IMAGE_TOKEN, "").strip()
     if not question:
         raise RecordError("empty_turn", f"record {record_id!r}: field 'text' (the question) is empty")
-    image = None
-    if resolve is not None and resolve.root is not None and (resolve.root / str(raw.get("image"))).is_file():
-        image = resolve(raw.get("image"), record_id)  # qa50 images are not public: null unless the user has them
-    mentions = raw.get("in_text_mention")
+    image = None if text_only else _qa50_image(raw, record_id, resolve)
     return {
         "id": record_id, "source": "llava_med_qa50", "image": image, "image_name": raw.get("image"),
-        "pair_id": raw.get("pair_id"), "question": question, "gpt4_answer": raw.get("gpt4_answer"),
+        "pair_id": raw.get("pair_id"), "text": text, "question": question, "gpt4_answer": raw.get("gpt4_answer"),
         "fig_caption": raw.get("fig_caption"), "fig_label": raw.get("fig_label"),
-        "in_text_mention": mentions if isinstance(mentions, str) or mentions is None else json.dumps(mentions),
-        "domain": raw.get("domain"), "type": raw.get("type"),
+        "in_text_mention": in_text_mentions(raw.get("in_text_mention"), record_id),
+        "domain": _qa50_domain(raw.get("domain"), record_id), "type": raw.get("type"),
     }
 
 
@@ -202,8 +277,12 @@ def convert_pubmedvision(raw: dict, resolve: ImageResolver, conversation_key: st
 
 
 def convert_biomed_vital(raw: dict, resolve: ImageResolver) -> dict:
-    """BioMed-VITAL record (integer `id`, `image` = `<pmid>_<fig>.jpg` from the PMC URL list) -> training row."""
-    return convert_llava_med(raw, resolve, source="biomed_vital")
+    """BioMed-VITAL record (integer `id`, `image` = `<pair_id>.jpg` from the PMC URL list) -> training row.
+
+    Its generator writes no `<image>` markers, so the image goes in front of the first question; its clinician
+    demonstrations name the image under `imgs`, which is read as well.
+    """
+    return convert_llava_med(raw, resolve, source="biomed_vital", image_keys=("image", "imgs"))
 
 
 # -------------------------------------------------------------------------------------------- VQA benches
@@ -235,22 +314,28 @@ def vqa_to_training_row(row: dict) -> dict:
     return _training_row(row["id"], row["source"], [row["image"]], messages)
 
 
+# LLaVA-Med's PathVQA files type answers `yes/no`, `number` or `other`; its eval code reads those as below.
+_ANSWER_TYPES = {"open": "open", "closed": "closed", "yes/no": "closed", "number": "open", "other": "open"}
+
+
 def _answer_type(value, record_id: str) -> str:
-    kind = str(value or "").strip().lower()
-    if kind in ("open", "closed"):
-        return kind
-    raise RecordError("bad_field", f"record {record_id!r}: 'answer_type' must be OPEN or CLOSED, got {value!r}")
+    kind = _ANSWER_TYPES.get(str(value or "").strip().lower())
+    if kind is None:
+        raise RecordError("bad_field", f"record {record_id!r}: field 'answer_type' must be one of "
+                          f"{sorted(_ANSWER_TYPES)} (any case), got {value!r}")
+    return kind
 
 
 def convert_llava_vqa(raw: dict, resolve: ImageResolver, source: str) -> dict:
     """LLaVA-Med's VQA files (`data_RAD`, `Slake1.0`, `pvqa`: id, image, answer_type, conversations) -> eval row."""
     record_id = _record_id(raw)
-    turns = raw.get("conversations") or []
-    if len(turns) < 2:
-        raise RecordError("no_conversation", f"record {record_id!r}: needs a question and an answer turn")
+    turns = _llava_conversations(raw, record_id) or []
+    if len(turns) < 2 or not all(isinstance(t, dict) for t in turns[:2]):
+        raise RecordError("no_conversation", f"record {record_id!r}: field 'conversations' needs a question and an "
+                          "answer turn")
     answer = turns[1].get("value")
     kind = raw.get("answer_type")
-    if kind is None or source == "path_vqa":  # PathVQA's closed questions are exactly the yes/no ones
+    if kind is None:  # without a type, closed questions are exactly the yes/no ones
         kind = closed_if_yes_no(str(answer))
     return _eval_row(record_id, source, resolve(raw.get("image"), record_id), turns[0].get("value"), answer,
                      _answer_type(kind, record_id), raw.get("question_type"))

@@ -18,8 +18,8 @@ from pathlib import Path
 from . import converters as cv
 from .card import LLAVA_MED_LICENSE, write_dataset_card
 from .schema import (
-    EVAL_FEATURES, QA50_FEATURES, TRAINING_FEATURES, SkipCounter, iter_valid, validate_eval_record,
-    validate_training_record,
+    EVAL_FEATURES, QA50_FEATURES, TRAINING_FEATURES, RecordError, SkipCounter, check_row_types, iter_valid,
+    validate_eval_record, validate_training_record,
 )
 from .writer import DEFAULT_ROWS_PER_SHARD, write_dataset_folder
 
@@ -202,9 +202,10 @@ class PrepareArguments:
     push_to_hub: bool = field(default=False, metadata={"help": "Upload the folder with hf_medvlm.hub.push_dataset_folder."})
     hub_repo_id: str | None = field(default=None, metadata={"help": "Hub dataset repo for --push_to_hub."})
     hub_private: bool | None = field(default=None, metadata={"help": "Create the Hub repo as private."})
+    text_only: bool = field(default=False, metadata={"help": "llava_med_qa50 only: write the questions without images on purpose (the qa50 images are not public); such a set can be judged from an existing answers file, not used to generate answers. Without it a missing image is a bad record."})
 
 
-def _converter(spec: SourceSpec, args: PrepareArguments, config: str, split: str) -> Callable:
+def _converter(spec: SourceSpec, args: PrepareArguments, config: str, split: str, features) -> Callable:
     resolver = cv.ImageResolver(args.image_root or Path(args.input_path).parent, verify=args.verify_images)
     kwargs, convert_one = dict(spec.configs[config]), spec.convert
     as_training = kwargs.pop("as_training", False)
@@ -214,29 +215,54 @@ def _converter(spec: SourceSpec, args: PrepareArguments, config: str, split: str
         kwargs, convert_one = {"source": next(k for k, v in SOURCES.items() if v is spec)}, cv.convert_llava_vqa
     elif spec.convert is cv.convert_vqa_rad:
         kwargs["split"] = split
+    if args.text_only:
+        if spec.convert is not cv.convert_llava_med_qa50:
+            raise ValueError("--text_only applies to llava_med_qa50 only; every other source needs its images")
+        kwargs["text_only"] = True
 
-    def convert(raw: dict):
+    def convert_checked(raw: dict):
         row = convert_one(raw, resolver, **kwargs)
         row = spec.validate(row) if row is not None and spec.validate else row
-        return validate_training_record(cv.vqa_to_training_row(row)) if row is not None and as_training else row
+        row = validate_training_record(cv.vqa_to_training_row(row)) if row is not None and as_training else row
+        return row if row is None else check_row_types(row, features)
+
+    def convert(raw: dict):
+        try:
+            return convert_checked(raw)
+        except RecordError as err:  # name the file and the record's position, whatever the converter said
+            raise RecordError(err.reason, f"{args.input_path}, entry {raw.get('_index')}: {err}") from None
 
     return convert
 
 
-def _record_skips(output_dir: Path, config: str, split: str, skipped: dict) -> dict:
-    """Keep skip counts of every config/split built into this folder in `build_report.json` (the card lists them)."""
+def _record_skips(output_dir: Path, config: str, split: str, skipped: dict, note: str | None = None) -> dict:
+    """Keep skip counts of every config/split built into this folder in `build_report.json` (the card lists them),
+    and under `_notes` what else a reader must know about a split (e.g. rows written without images)."""
     path = output_dir / "build_report.json"
     report = json.loads(path.read_text()) if path.exists() else {}
     report[f"{config}/{split}"] = skipped
+    notes = report.setdefault("_notes", {})
+    notes.pop(f"{config}/{split}", None)
+    if note:
+        notes[f"{config}/{split}"] = note
     path.write_text(json.dumps(report, indent=1, sort_keys=True))
     return report
 
 
-def _card(output_dir: Path, source: str, spec: SourceSpec, skipped: dict, repo_id: str | None) -> None:
+def _text_only_note(counts: dict) -> str | None:
+    if not counts["without_image"]:
+        return None
+    return (f"{counts['without_image']} rows written without images on purpose (`--text_only`): fit for the "
+            "text-only judge of `hf-medvlm eval --task chat --answers_file ...`, not for generating answers.")
+
+
+def _card(output_dir: Path, source: str, spec: SourceSpec, report: dict, repo_id: str | None) -> None:
     license_ = {k: v for k, v in spec.license.items() if k != "research_only"}
+    skipped = {k: v for k, v in report.items() if not k.startswith("_")}
     write_dataset_card(
         output_dir, **license_, research_only=spec.license.get("research_only", False), pretty_name=source,
         summary=spec.summary, provenance=[spec.provenance], skipped=skipped, repo_id=repo_id,
+        notes=[f"`{part}`: {note}" for part, note in sorted(report.get("_notes", {}).items())],
         how_built=f"`hf-medvlm prepare {source}` (or `dataset_scripts/{source}.py`) from hf_medvlm: records streamed "
                   "through `hf_medvlm.data.converters`, validated, images embedded as bytes.",
         tags=["medical", source], task_categories=list(spec.task_categories),
@@ -256,15 +282,17 @@ def prepare(source: str, args: PrepareArguments) -> dict:
     features = TRAINING_FEATURES if as_training else spec.features
     counter = SkipCounter()
     records = itertools.islice(iter_records(args.input_path), args.limit)
-    rows = iter_valid(records, _converter(spec, args, config, split), on_error=args.on_error, counter=counter)
+    convert = _converter(spec, args, config, split, features)
+    rows = iter_valid(records, convert, on_error=args.on_error, counter=counter)
     try:
         counts = write_dataset_folder(args.output_dir, config, split, rows, features,
                                       rows_per_shard=args.rows_per_shard, default=args.default_config)
     except ValueError as err:
         raise ValueError(f"{err}; {counter.summary()}") from err
     counts["skipped"] = counter.as_dict()
-    report = _record_skips(Path(args.output_dir), config, split, counts["skipped"])
+    counts["without_image"] = counts["num_rows"] if args.text_only else 0
+    report = _record_skips(Path(args.output_dir), config, split, counts["skipped"], _text_only_note(counts))
     _card(Path(args.output_dir), source, spec, report, args.hub_repo_id)
-    print(f"{source}/{config}/{split}: wrote {counts['num_rows']} rows in {counts['num_shards']} shard(s); "
-          f"{counter.summary()}", file=sys.stderr)
+    print(f"{source}/{config}/{split}: wrote {counts['num_rows']} rows in {counts['num_shards']} shard(s)"
+          f"{' without images (--text_only)' if args.text_only else ''}; {counter.summary()}", file=sys.stderr)
     return counts

@@ -8,6 +8,9 @@ Training schema (TRL's vision-conversation format, so `SFTTrainer` needs no glue
 Eval schema (VQA benchmarks): id, image, question, answer, answer_type ("open" | "closed"), question_type,
 options (multiple choice only), answer_label (letter, multiple choice only), source.
 
+Nested release fields keep their structure as typed `Features` (never a Python repr in a string column):
+`check_types` refuses a dict or list bound for a text column.
+
 Bad records are never dropped silently: converters and validators raise `RecordError` carrying one of
 `SKIP_REASONS`; `SkipCounter` counts them and `iter_valid` applies the `--on_error raise|skip` policy.
 """
@@ -24,6 +27,7 @@ from datasets import Features, Image, List, Value
 
 __all__ = [
     "DOMAINS",
+    "MENTION_FEATURE",
     "TRAINING_FEATURES",
     "EVAL_FEATURES",
     "QA50_FEATURES",
@@ -38,6 +42,8 @@ __all__ = [
     "validate_training_record",
     "validate_eval_record",
     "check_image_bytes",
+    "check_types",
+    "check_row_types",
 ]
 
 IMAGE_TOKEN = "<image>"
@@ -73,7 +79,16 @@ EVAL_FEATURES = Features(
     }
 )
 
+# LLaVA-Med's in-text mentions: the sentence (`tokens`) and where the figure is cited in it, as the release has them.
+MENTION_FEATURE = {
+    "tokens": Value("string"),
+    "entities": List({"type": Value("string"), "entity_id": Value("string"), "start_tok": Value("int32"),
+                      "end_tok": Value("int32")}),
+}
+
 # LLaVA-Med's qa50 chat-evaluation set (judged against the GPT-4 answer; images are not in the public URL list).
+# `text` is the release's question verbatim (with its `<image>` marker, which v1.5's judge prompt keeps);
+# `question` is the same without the marker, for generation.
 QA50_FEATURES = Features(
     {
         "id": Value("string"),
@@ -81,12 +96,13 @@ QA50_FEATURES = Features(
         "image": Image(),
         "image_name": Value("string"),
         "pair_id": Value("string"),
+        "text": Value("string"),
         "question": Value("string"),
         "gpt4_answer": Value("string"),
         "fig_caption": Value("string"),
         "fig_label": Value("string"),
-        "in_text_mention": Value("string"),
-        "domain": Value("string"),
+        "in_text_mention": List(MENTION_FEATURE),
+        "domain": {name: Value("bool") for name in DOMAINS},
         "type": Value("string"),
     }
 )
@@ -260,3 +276,38 @@ def check_image_bytes(data: bytes, where: str) -> None:
             image.load()
     except Exception as err:  # noqa: BLE001 - PIL raises many kinds for broken files
         raise RecordError("undecodable_image", f"{where}: image does not decode ({type(err).__name__}: {err})")
+
+
+def _type_error(where: str, value, expected: str) -> RecordError:
+    return RecordError("bad_field", f"{where} is a {type(value).__name__} ({str(value)[:60]!r}); expected {expected}")
+
+
+def check_types(value, feature, where: str) -> None:
+    """Raise `RecordError("bad_field")` where a nested value does not fit its feature.
+
+    `Features.encode_example` turns a dict or list bound for a text column into its Python repr without a word, and
+    a repr cannot be read back; this check names the field instead. `where` prefixes the message, e.g.
+    "record '7': field 'domain'".
+    """
+    if value is None or isinstance(feature, Image):
+        return
+    if isinstance(feature, Value):
+        if isinstance(value, (dict, list, tuple)):
+            raise _type_error(where, value, feature.dtype)
+    elif isinstance(feature, dict):
+        if not isinstance(value, dict):
+            raise _type_error(where, value, f"an object with {sorted(feature)}")
+        for key, sub_feature in feature.items():
+            check_types(value.get(key), sub_feature, f"{where}.{key}")
+    elif isinstance(feature, List):
+        if not isinstance(value, (list, tuple)):
+            raise _type_error(where, value, "a list")
+        for i, item in enumerate(value):
+            check_types(item, feature.feature, f"{where}[{i}]")
+
+
+def check_row_types(row: dict, features: Features) -> dict:
+    """`check_types` on every column of a row; returns the row."""
+    for name, feature in features.items():
+        check_types(row.get(name), feature, f"record {row.get('id') or '?'!r}: field {name!r}")
+    return row

@@ -2,8 +2,9 @@
 
 The layout is what `Dataset.push_to_hub` writes, so `load_dataset(folder, name=config)` works locally and after an
 upload. Rows are encoded and written in small row groups as they arrive (memory stays flat whatever the size), and
-image paths are embedded as bytes so the folder is self-contained. The README's YAML is edited directly instead of
-through `push_to_hub(set_default=...)`, which fails when a second config is made the default (hf_stack notes §3.5).
+image paths are embedded as bytes so the folder is self-contained. The README's YAML is edited with datasets' own
+`MetadataConfigs` / `DatasetInfosDict` helpers instead of through `push_to_hub(set_default=...)`, which fails when a
+second config is made the default (hf_stack notes §3.5).
 """
 
 from __future__ import annotations
@@ -16,10 +17,13 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 from datasets import Features
+from datasets.info import DatasetInfo, DatasetInfosDict
+from datasets.splits import SplitDict, SplitInfo
 from datasets.table import embed_table_storage
+from datasets.utils.metadata import MetadataConfigs
 from tqdm.auto import tqdm
 
-from .card import read_card, write_card
+from .card import load_card
 
 __all__ = ["write_dataset_folder", "DEFAULT_ROWS_PER_SHARD", "ROW_GROUP_SIZE"]
 
@@ -90,42 +94,28 @@ class _ShardedParquetWriter:
         shutil.rmtree(self.tmp_dir, ignore_errors=True)
 
 
-def _update_config_entry(metadata: dict, config_name: str, split: str, default: bool) -> None:
-    configs = metadata.setdefault("configs", [])
-    entry = next((c for c in configs if c.get("config_name") == config_name), None)
-    if entry is None:
-        entry = {"config_name": config_name, "data_files": []}
-        configs.append(entry)
-    files = [f for f in entry.get("data_files") or [] if f.get("split") != split]
-    entry["data_files"] = files + [{"split": split, "path": f"{config_name}/{split}-*"}]
-    if default:
-        for other in configs:
-            other.pop("default", None)
-        entry["default"] = True
-    configs.sort(key=lambda c: (not c.get("default", False), c["config_name"]))
-
-
-def _update_dataset_info(metadata: dict, config_name: str, split: str, features: Features, counts: dict) -> None:
-    infos = metadata.get("dataset_info") or []
-    infos = [infos] if isinstance(infos, dict) else infos
-    info = next((i for i in infos if i.get("config_name") == config_name), None)
-    if info is None:
-        info = {"config_name": config_name}
-        infos.append(info)
-    info["features"] = features._to_yaml_list()
-    splits = [s for s in info.get("splits") or [] if s.get("name") != split]
-    info["splits"] = splits + [{"name": split, "num_bytes": counts["num_bytes"], "num_examples": counts["num_rows"]}]
-    infos.sort(key=lambda i: i["config_name"])
-    metadata["dataset_info"] = infos
-
-
 def update_readme_metadata(output_dir: Path, config_name: str, split: str, features: Features, counts: dict,
                            default: bool = False) -> None:
     """Keep README.md's `configs:` and `dataset_info:` in sync with the shards just written (body untouched)."""
-    metadata, body = read_card(output_dir)
-    _update_config_entry(metadata, config_name, split, default)
-    _update_dataset_info(metadata, config_name, split, features, counts)
-    write_card(output_dir, metadata, body)
+    card = load_card(output_dir)
+    configs = MetadataConfigs.from_dataset_card_data(card.data)
+    entry = configs.setdefault(config_name, {})
+    entry["data_files"] = [f for f in entry.get("data_files") or [] if f.get("split") != split] + [
+        {"split": split, "path": f"{config_name}/{split}-*"}]
+    if default:
+        for other in configs.values():  # pop with a default: datasets' own set_default path raises KeyError here
+            other.pop("default", None)
+        entry["default"] = True
+    infos = DatasetInfosDict.from_dataset_card_data(card.data)
+    info = infos.get(config_name) or DatasetInfo(splits=SplitDict())
+    info.features = features
+    info.splits.pop(split, None)
+    info.splits.add(SplitInfo(name=split, num_bytes=counts["num_bytes"], num_examples=counts["num_rows"]))
+    info.download_size = info.dataset_size = sum(s.num_bytes for s in info.splits.values())
+    DatasetInfosDict({config_name: info}).to_dataset_card_data(card.data)
+    MetadataConfigs(configs).to_dataset_card_data(card.data)
+    card.data["configs"].sort(key=lambda c: not c.get("default", False))  # default first, then by name
+    card.save(output_dir / "README.md")
 
 
 def _validate_names(config_name: str, split: str) -> None:
@@ -144,7 +134,8 @@ def write_dataset_folder(
 
     Rows are plain dicts matching `features` (images as PIL images, file paths or `{"bytes", "path"}`). Existing
     shards of the same config and split are replaced only once the new ones are complete; other configs and splits
-    are kept. An empty `rows` raises `ValueError` (nothing is written). Returns `{"config_name", "split", "num_rows", "num_shards", "num_bytes", "files"}`.
+    are kept. An empty `rows` raises `ValueError` (nothing is written). Returns `{"config_name", "split", "num_rows",
+    "num_shards", "num_bytes", "files"}`.
     """
     _validate_names(config_name, split)
     output_dir = Path(output_dir)

@@ -109,7 +109,8 @@ def _record_id(row: dict) -> str:
     raise ValueError(f"a record has no 'id' field (keys: {sorted(row)})")
 
 
-def _chat_question(row: dict, record_id: str, question_template: str, data_dir: str | None) -> Question:
+def _chat_question(row: dict, record_id: str, question_template: str, data_dir: str | None,
+                   require_images: bool = True) -> Question:
     # qa50 rows carry the question in `text` with a "<image>" marker; the chat template places the image instead.
     question = str(row.get("question") or row.get("text") or "").replace("<image>", "").strip()
     if not question:
@@ -119,14 +120,20 @@ def _chat_question(row: dict, record_id: str, question_template: str, data_dir: 
     q = Question(id=record_id, prompt=question_template.format(question=question), answer=answer, answer_type="open",
                  row={**meta, "id": record_id, "question": question, "answer": answer,
                       "image": row.get("image")})
+    if row.get("images", row.get("image")) is None:
+        if not require_images:
+            return q  # a text-only qa50 set (`prepare llava_med_qa50 --text_only`) judged from an answers file
+        raise FileNotFoundError(f"record {record_id!r}: field 'image' is empty; answers can only be generated with "
+                                "images (a text-only qa50 set can be judged from an existing --answers_file)")
     q.images = _record_images(row, record_id, data_dir)
     return q
 
 
-def _question_from_row(row: dict, task: str, question_template: str, data_dir: str | None) -> Question:
+def _question_from_row(row: dict, task: str, question_template: str, data_dir: str | None,
+                       require_images: bool = True) -> Question:
     record_id = _record_id(row)
     if task in ("chat", "win_rate"):
-        return _chat_question(row, record_id, question_template, data_dir)
+        return _chat_question(row, record_id, question_template, data_dir, require_images or task != "chat")
     text = question_template.format(question=row["question"])
     q = Question(id=record_id, prompt=text, answer=str(row.get("answer") or ""),
                  answer_type=str(row.get("answer_type") or "").lower(),
@@ -147,8 +154,12 @@ def _question_from_row(row: dict, task: str, question_template: str, data_dir: s
 
 
 def questions_from_dataset(dataset, task: str, question_template: str = "{question}", on_missing_image: str = "raise",
-                           data_dir: str | None = None, max_samples: int | None = None) -> tuple[list[Question], Counter]:
-    """Questions in dataset order, and skipped records counted by reason. Duplicate ids are an error."""
+                           data_dir: str | None = None, max_samples: int | None = None,
+                           require_images: bool = True) -> tuple[list[Question], Counter]:
+    """Questions in dataset order, and skipped records counted by reason. Duplicate ids are an error.
+
+    `require_images=False` lets `task="chat"` rows without an image through (the qa50 judge is text-only), for
+    scoring answers that already exist; every other task needs its images."""
     questions, skipped, seen = [], Counter(), set()
     # Medical_Multimodal_Evaluation_Data has no id column: the row position (stable within a file) keys the answers.
     positional_ids = not {"id", "question_id"} & set(dataset.column_names)
@@ -165,7 +176,7 @@ def questions_from_dataset(dataset, task: str, question_template: str = "{questi
             raise ValueError(f"record {record_id!r}: duplicate question id; answers are keyed by id")
         seen.add(record_id)
         try:
-            questions.append(_question_from_row(row, task, question_template, data_dir))
+            questions.append(_question_from_row(row, task, question_template, data_dir, require_images))
         except FileNotFoundError:
             if on_missing_image != "skip":
                 raise

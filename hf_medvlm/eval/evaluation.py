@@ -191,8 +191,10 @@ def run_evaluation(args: EvalArguments, endpoint) -> int:
 
     # ---- questions
     dataset = load_eval_dataset(args.dataset_name, args.dataset_config, args.dataset_split)
+    # The qa50 judge reads text only, so scoring an existing answers file needs no images (a `--text_only` qa50 set).
     questions, skipped = questions_from_dataset(dataset, args.task, args.question_template, args.on_missing_image,
-                                                args.image_dir, args.max_samples)
+                                                args.image_dir, args.max_samples,
+                                                require_images=not (args.task == "chat" and args.answers_file))
     if not questions:
         raise ValueError(f"{args.dataset_name}: no questions to evaluate (skipped: {dict(skipped)})")
 
@@ -220,7 +222,8 @@ def run_evaluation(args: EvalArguments, endpoint) -> int:
     benchmark = args.benchmark_name or args.dataset_name
     results = dict(benchmark=benchmark, dataset=args.dataset_name, dataset_config=args.dataset_config,
                    split=args.dataset_split, task=args.task, model=args.model_name_or_path,
-                   num_questions=len(questions), skipped=dict(skipped), scores=scores, config=asdict(args))
+                   num_questions=len(questions), skipped=dict(skipped), scores=scores, config=asdict(args),
+                   questions_without_image=sum(not q.images for q in questions))
     (output_dir / "results.json").write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
     entries = model_index_entries(scores, dataset_type=args.dataset_type or args.dataset_name, dataset_name=benchmark,
                                   dataset_config=args.dataset_config, dataset_split=args.dataset_split)

@@ -15,7 +15,7 @@ import torch
 from torch.utils.data import Sampler
 from tqdm.auto import tqdm
 
-__all__ = ["ModalityLengthGroupedSampler", "sample_lengths", "padded_tokens"]
+__all__ = ["ModalityLengthGroupedSampler", "sample_lengths", "image_counts", "padded_tokens"]
 
 MAX_WINDOW_STEPS = 50
 
@@ -84,16 +84,18 @@ def sample_lengths(dataset, tokenizer, image_seq_length: int, batch_size: int = 
 
     Reads only the `messages` column and the Arrow list lengths of `images`; no image is decoded.
     """
-    num_images = _image_counts(dataset)
+    num_images = image_counts(dataset)
+    messages = dataset.select_columns(["messages"])
     lengths = []
     for start in tqdm(range(0, len(dataset), batch_size), desc="Measuring sample lengths", unit="batch"):
-        texts = [_message_text(m) for m in dataset[start : start + batch_size]["messages"]]
+        texts = [_message_text(m) for m in messages[start : start + batch_size]["messages"]]
         lengths.extend(len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"])
     lengths = [n + k * image_seq_length for n, k in zip(lengths, num_images)]
     return lengths, [k > 0 for k in num_images]
 
 
-def _image_counts(dataset) -> list[int]:
+def image_counts(dataset) -> list[int]:
+    """Images per row, from the Arrow list lengths of `images` (or 0/1 for a single `image` column); none decoded."""
     if "images" in dataset.column_names:
         table = dataset.with_format("arrow")[:]
         return pc.fill_null(pc.list_value_length(table.column("images")), 0).to_pylist()

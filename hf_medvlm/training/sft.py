@@ -15,6 +15,7 @@ from trl import get_quantization_config
 from ..models.llava_med.modeling_llava_med import PROJECTOR_INITS
 from ..models.llava_med.processing_llava_med import CHAT_TEMPLATE_NAMES
 from .data import load_training_data
+from .length_policy import LENGTH_POLICIES, LengthReportCallback, fit_splits_to_length
 from .model_setup import (
     FREEZABLE_MODULES,
     check_quantization_supported,
@@ -112,6 +113,20 @@ class StageArguments:
         metadata={"help": "Batch samples of similar length and never mix image and text-only samples in one "
                   "optimizer step (LLaVA-1.5's group_by_modality_length, with a wider sort window)."},
     )
+    length_policy: str = field(
+        default="trim_rounds",
+        metadata={"help": "Rows longer than max_length (image placeholders counted: 576 tokens per 336 px image) or "
+                  "with more than max_images_per_sample images, decided before training: 'skip' them, 'trim_rounds' "
+                  "(keep the leading user/assistant rounds that fit, with their images; skip the row if its first "
+                  "round alone does not fit), or 'error' (list them and stop). Counts go to the log and "
+                  "trainer_state.json. Images are never dropped from a round: answers name them by position.",
+                  "choices": list(LENGTH_POLICIES)},
+    )
+    max_images_per_sample: int | None = field(
+        default=None,
+        metadata={"help": "Most images a training row may show (HuatuoGPT-Vision drops rows with more than 8); rows "
+                  "with more are handled by length_policy. Default: no limit besides max_length."},
+    )
 
     def __post_init__(self):
         if self.stage not in STAGES:
@@ -121,6 +136,8 @@ class StageArguments:
             self.freeze_modules = list(frozen)
         if self.chat_template_name is None:
             self.chat_template_name = template
+        if self.max_images_per_sample is not None and self.max_images_per_sample < 1:
+            raise ValueError(f"max_images_per_sample must be at least 1, got {self.max_images_per_sample}")
 
 
 def check_args(training_args, model_args, stage_args) -> None:
@@ -164,6 +181,12 @@ def run_sft(script_args, mixture_args, training_args, model_args, stage_args, re
                 f"training the <im_start>/<im_end> embedding rows masks the gradient of every other row, but "
                 f"weight_decay={training_args.weight_decay} would still shrink them; set weight_decay 0 (LLaVA-Med "
                 "v1.0 used 0) or train_image_start_end_embeddings false")
+    with training_args.main_process_first(desc="length pass"):  # the other ranks read rank 0's cached lengths
+        train_dataset, eval_dataset, length_reports = fit_splits_to_length(
+            train_dataset, eval_dataset, processor, max_length=training_args.max_length,
+            policy=stage_args.length_policy, max_images_per_sample=stage_args.max_images_per_sample,
+            num_proc=training_args.dataset_num_proc,
+        )
 
     trainer = MedVLMSFTTrainer(
         model=model,
@@ -172,9 +195,10 @@ def run_sft(script_args, mixture_args, training_args, model_args, stage_args, re
         eval_dataset=eval_dataset,
         processing_class=processor,
         peft_config=peft_config,
-        callbacks=[ResolvedConfigCallback(config)],
+        callbacks=[ResolvedConfigCallback(config), LengthReportCallback(length_reports)],
         group_by_modality_length=stage_args.group_by_modality_length,
         projector_lr=stage_args.projector_lr,
+        train_lengths=length_reports[0].lengths,
     )
     logger.info("Trainable parameters by part: %s", trainable_parameter_report(trainer.model))
     if trainer.is_world_process_zero():

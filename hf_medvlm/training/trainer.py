@@ -7,7 +7,8 @@ import logging
 from peft import PeftModel
 from trl import SFTTrainer
 
-from .sampler import ModalityLengthGroupedSampler, sample_lengths
+from .length_policy import image_token_count
+from .sampler import ModalityLengthGroupedSampler, image_counts, sample_lengths
 
 __all__ = ["MedVLMSFTTrainer", "image_seq_length"]
 
@@ -22,9 +23,7 @@ def is_peft_model(model) -> bool:
 
 def image_seq_length(processor) -> int:
     """Placeholder tokens one `<image>` expands to (576 for CLIP-336/14 with patch tokens only)."""
-    size = processor.image_processor.crop_size["height"]
-    count = (size // processor.patch_size) ** 2 + processor.num_additional_image_tokens
-    return count - int(processor.vision_feature_select_strategy == "default")
+    return image_token_count(processor)
 
 
 class MedVLMSFTTrainer(SFTTrainer):
@@ -33,20 +32,26 @@ class MedVLMSFTTrainer(SFTTrainer):
     Args:
         group_by_modality_length: sample with `ModalityLengthGroupedSampler` instead of uniformly at random.
         projector_lr: learning rate of the multimodal projector (own optimizer groups); `None` = `learning_rate`.
+        train_lengths: exact token length of every training row (`fit_to_length`'s report); measured here if absent.
     """
 
-    def __init__(self, *args, group_by_modality_length: bool = False, projector_lr: float | None = None, **kwargs):
+    def __init__(self, *args, group_by_modality_length: bool = False, projector_lr: float | None = None,
+                 train_lengths: list[int] | None = None, **kwargs):
         self.group_by_modality_length = group_by_modality_length
         self.projector_lr = projector_lr
+        self.train_lengths = train_lengths or None
         super().__init__(*args, **kwargs)
 
     def _get_train_sampler(self, train_dataset=None):
         dataset = train_dataset if train_dataset is not None else self.train_dataset
         if not self.group_by_modality_length or not hasattr(dataset, "__len__"):
             return super()._get_train_sampler(train_dataset)
-        lengths, has_image = sample_lengths(
-            dataset, self.processing_class.tokenizer, image_seq_length(self.processing_class)
-        )
+        if self.train_lengths is not None and len(self.train_lengths) == len(dataset):
+            lengths, has_image = self.train_lengths, [k > 0 for k in image_counts(dataset)]
+        else:
+            lengths, has_image = sample_lengths(
+                dataset, self.processing_class.tokenizer, image_seq_length(self.processing_class)
+            )
         args = self.args
         step_size = args.per_device_train_batch_size * args.world_size * args.gradient_accumulation_steps
         sampler = ModalityLengthGroupedSampler(lengths, has_image, step_size, seed=args.data_seed or args.seed)

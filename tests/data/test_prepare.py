@@ -110,19 +110,6 @@ def test_llava_med_alignment_fills_missing_instruction(tmp_path):
     assert row["messages"][0]["content"][1]["text"] in load_description_instructions()["brief"]
 
 
-def test_llava_med_qa50(tmp_path):
-    raw = tmp_path / "llava_med_eval_qa50_qa.jsonl"
-    rows = [{"question_id": i, "image": f"{i}_F1.jpg", "pair_id": f"{i}_F1", "text": f"Question {i}?\n<image>",
-             "gpt4_answer": "ref", "fig_caption": "cap", "fig_label": "Fig 1",
-             "in_text_mention": [{"tokens": "t", "entities": []}], "domain": "ct_scan",
-             "type": "conversation" if i else "detailed_description"} for i in range(3)]
-    raw.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
-    main(["llava_med_qa50", "--input_path", str(raw), "--output_dir", str(tmp_path / "out")])
-    ds = load_dataset(str(tmp_path / "out"), name="eval", split="test")
-    assert ds.num_rows == 3 and ds[1]["question"] == "Question 1?" and ds[0]["type"] == "detailed_description"
-    assert json.loads(ds[0]["in_text_mention"]) == [{"tokens": "t", "entities": []}]
-
-
 @pytest.fixture
 def pubmedvision_raw(tmp_path):
     for n in range(3):

@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 from datasets import Features, Value, load_dataset
 
-from hf_medvlm.data.card import read_card, require_license, write_dataset_card
+from datasets.info import DatasetInfosDict
+
+from hf_medvlm.data.card import load_card, require_license, write_dataset_card
 from hf_medvlm.data.schema import (
     RecordError, SkipCounter, TRAINING_FEATURES, iter_valid, text_to_content, validate_training_record,
 )
@@ -29,13 +31,18 @@ def test_shards_rewrites_and_default_config(tmp_path):
     write_dataset_folder(tmp_path, "a", "train", _rows(5, "x"), SIMPLE, rows_per_shard=10, progress=False)
     assert sorted(p.name for p in (tmp_path / "a").glob("*.parquet")) == [
         "test-00000-of-00001.parquet", "train-00000-of-00001.parquet"]
-    metadata, _ = read_card(tmp_path)
+    metadata = load_card(tmp_path).data
     assert [c["config_name"] for c in metadata["configs"]] == ["b", "a"] and metadata["configs"][0]["default"]
+    assert "default" not in metadata["configs"][1]
     assert load_dataset(str(tmp_path), split="train")["id"] == ["r0", "r1", "r2", "r3"]  # default = b
     a = load_dataset(str(tmp_path), name="a")
     assert a["train"]["id"] == [f"x{i}" for i in range(5)] and a["test"].num_rows == 3
-    info = {i["config_name"]: i for i in metadata["dataset_info"]}
-    assert {s["name"]: s["num_examples"] for s in info["a"]["splits"]} == {"test": 3, "train": 5}
+    info = DatasetInfosDict.from_dataset_card_data(metadata)
+    assert {s.name: s.num_examples for s in info["a"].splits.values()} == {"test": 3, "train": 5}
+    assert info["b"].features == SIMPLE
+    write_dataset_folder(tmp_path, "a", "test", _rows(2), SIMPLE, default=True, progress=False)  # default moves back
+    assert [(c["config_name"], c.get("default")) for c in load_card(tmp_path).data["configs"]] == [
+        ("a", True), ("b", None)]
 
 
 def test_empty_split_is_refused_and_nothing_written(tmp_path):
@@ -65,7 +72,8 @@ def test_card_refuses_missing_licence_and_keeps_configs(tmp_path):
         require_license({"license": "other"})
     write_dataset_card(tmp_path, license="cc-by-nc-4.0", research_only=True, pretty_name="x", summary="s",
                        provenance=["raw.json from somewhere"], how_built="h", skipped={"a/train": {"empty_turn": 2}})
-    metadata, body = read_card(tmp_path)
+    card = load_card(tmp_path)
+    metadata, body = card.data, card.text
     assert metadata["license"] == "cc-by-nc-4.0" and metadata["configs"][0]["config_name"] == "a"
     assert "research use only" in body and "raw.json from somewhere" in body and "`empty_turn` 2" in body
     assert "| `a` | `train` | 2 | 1 |" in body

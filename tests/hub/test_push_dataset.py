@@ -7,7 +7,6 @@ import pytest
 from datasets import Dataset, Features, Image, Value, load_dataset
 from huggingface_hub import HfApi
 
-from hf_medvlm import hub
 from hf_medvlm.hub import push_dataset_folder
 
 from ..conftest import make_rgb_image
@@ -84,30 +83,17 @@ def test_repush_no_commit_and_stale_shards_removed(hub_server, repo_name, tmp_pa
     assert len(load_dataset(repo, name="10k", split="train")) == 6
 
 
-def test_large_folders_are_committed_in_batches_card_last(hub_server, repo_name, tmp_path, monkeypatch):
-    monkeypatch.setattr(hub, "MAX_FILES_PER_COMMIT", 2)
-    _write_folder(tmp_path, {"10k": 3, "60k": 2})  # 5 shards -> 3 commits
-    repo = repo_name("dataset-batches")
+def test_card_is_committed_after_the_data_on_a_revision(hub_server, repo_name, tmp_path):
+    _write_folder(tmp_path, {"10k": 3, "60k": 2})
+    repo = repo_name("dataset-card-last")
     push_dataset_folder(tmp_path, repo, revision="v2")
-    commits = HfApi().list_repo_commits(repo, repo_type="dataset", revision="v2")
-    assert [c.title.split(" (part")[1] for c in commits[:3]] == [" 3/3)", " 2/3)", " 1/3)"]
-    last = HfApi().list_repo_files(repo, repo_type="dataset", revision=commits[1].commit_id)
-    assert "README.md" not in last  # the card, which makes the configs visible, comes with the last part
+    api = HfApi()
+    commits = api.list_repo_commits(repo, repo_type="dataset", revision="v2")
+    assert commits[0].title.endswith(": dataset card")
+    before_card = api.list_repo_files(repo, repo_type="dataset", revision=commits[1].commit_id)
+    assert "README.md" not in before_card and len([f for f in before_card if f.endswith(".parquet")]) == 5
     assert len(load_dataset(repo, name="60k", split="train", revision="v2")) == 4
-
-
-def test_refuses_a_card_without_licence(tmp_path):
-    _write_folder(tmp_path, {}, license="''")
-    with pytest.raises(ValueError, match="has no licence"):
-        push_dataset_folder(tmp_path, "hf-medvlm-tester/x", token="t")
-
-
-def test_refuses_configs_without_files(tmp_path):
-    _write_folder(tmp_path, {})
-    for shard in (tmp_path / "60k").iterdir():
-        shard.unlink()
-    with pytest.raises(FileNotFoundError, match="'60k'"):
-        push_dataset_folder(tmp_path, "hf-medvlm-tester/x", token="t")
+    assert "README.md" not in api.list_repo_files(repo, repo_type="dataset")  # main is untouched
 
 
 def test_cli_push_dataset(hub_server, repo_name, tmp_path, monkeypatch, capsys):

@@ -14,7 +14,7 @@ import pytest
 import torch
 from huggingface_hub import HfApi, constants
 
-from hf_medvlm import hub
+from hf_medvlm.cli import main as cli_main
 from hf_medvlm.hub import HubPushError, MissingTokenError, push_model, render_model_card
 
 from ..conftest import make_rgb_image
@@ -96,9 +96,7 @@ def test_repush_makes_no_commit_and_revision_branch_loads(hub_server, repo_name,
     from hf_medvlm.testing import build_tiny_llava_med
 
     model, processor = tiny_llava_med
-    folder = tmp_path / "v0"
-    model.save_pretrained(folder)
-    processor.save_pretrained(folder)
+    folder = _save(tiny_llava_med, tmp_path / "v0")
     repo = repo_name("revisions")
     push_model(folder, repo)
     commits = hub_server.commit_count(repo)
@@ -123,6 +121,7 @@ def test_stale_shards_are_deleted_when_resharded(hub_server, repo_name, tiny_lla
     model, processor = tiny_llava_med
     repo = repo_name("reshard")
     model.save_pretrained(tmp_path / "sharded", max_shard_size="3MB")
+    processor.save_pretrained(tmp_path / "sharded")
     push_model(tmp_path / "sharded", repo)
     assert any(f.startswith("model-0000") for f in HfApi().list_repo_files(repo))
     from hf_medvlm import LlavaMedForConditionalGeneration
@@ -130,6 +129,7 @@ def test_stale_shards_are_deleted_when_resharded(hub_server, repo_name, tiny_lla
     sharded = LlavaMedForConditionalGeneration.from_pretrained(repo)  # index.json + shards resolved from the Hub
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in sharded.state_dict().items())
     model.save_pretrained(tmp_path / "single")
+    processor.save_pretrained(tmp_path / "single")
     push_model(tmp_path / "single", repo)
     weights = sorted(f for f in HfApi().list_repo_files(repo) if "safetensors" in f)
     assert weights == ["model.safetensors"]
@@ -141,40 +141,82 @@ def test_missing_token_is_one_clear_sentence(hub_server, monkeypatch, big_tiny_m
         push_model(big_tiny_model_dir, repo_name("notoken"))
 
 
-def test_transient_errors_are_retried(hub_server, monkeypatch, tiny_llava_med, tmp_path, repo_name):
-    monkeypatch.setattr(hub, "RETRY_WAIT_S", 0.01)
+def _save(tiny_llava_med, folder):
     model, processor = tiny_llava_med
-    model.save_pretrained(tmp_path)
-    hub_server.fail_next(2, status=503, path_contains="/api/repos/create")
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return folder
+
+
+def _sent(hub_server, before, path_part):
+    return [status for _, path, status in hub_server.requests[before:] if path_part in path]
+
+
+def test_transient_errors_are_retried_by_huggingface_hub(hub_server, monkeypatch, tiny_llava_med, tmp_path,
+                                                          repo_name, capsys):
+    folder = _save(tiny_llava_med, tmp_path / "model")
     repo = repo_name("retry")
-    push_model(tmp_path, repo)
+    before = len(hub_server.requests)
+    hub_server.fail_next(1, status=503, path_contains=f"/api/models/{repo}/preupload/")
+    push_model(folder, repo)
     assert "model.safetensors" in HfApi().list_repo_files(repo)
-    # A failed commit request is retried (by the client's own backoff, then ours) without a duplicate commit.
+    assert _sent(hub_server, before, f"/api/models/{repo}/preupload/")[:2] == [503, 200]
+    # huggingface_hub does not retry the commit request itself (a lost reply would duplicate the commit): the push
+    # fails in one sentence, and pushing again finishes it with exactly one new commit.
     commits = hub_server.commit_count(repo)
-    (tmp_path / "extra.txt").write_text("new file")
+    (folder / "extra.txt").write_text("new file")
     hub_server.fail_next(1, status=503, path_contains=f"/api/models/{repo}/commit/")
-    push_model(tmp_path, repo)
+    with pytest.raises(HubPushError, match="answered HTTP 503"):
+        push_model(folder, repo)
+    push_model(folder, repo)
     assert hub_server.commit_count(repo) == commits + 1
 
-    hub_server.fail_next(5, status=500, path_contains="/api/repos/create")
-    before = sum(1 for _, path, _ in hub_server.requests if path == "/api/repos/create")
-    with pytest.raises(HubPushError, match="after 3 attempts"):
-        push_model(tmp_path, repo_name("retry"))
-    assert sum(1 for _, path, _ in hub_server.requests if path == "/api/repos/create") - before == 3
+    # A server that keeps failing: huggingface_hub's back-off gives up, then one sentence and exit code 1.
+    monkeypatch.setattr("huggingface_hub.utils._http.time.sleep", lambda seconds: None)
+    other = repo_name("retry")
+    hub_server.fail_next(100, status=500, path_contains=f"/api/models/{other}/preupload/")
+    before = len(hub_server.requests)
+    assert cli_main(["push", "--folder", str(folder), "--repo_id", other]) == 1
     hub_server.clear_faults()
+    err = capsys.readouterr().err.strip()
+    assert "answered HTTP 500" in err and "push again" in err and len(err.splitlines()) == 1
+    assert len(_sent(hub_server, before, f"/api/models/{other}/preupload/")) > 1
+
+
+@pytest.mark.parametrize("case", ["offline", 401, 403, 404])
+def test_errors_that_cannot_pass_on_retry_end_at_once(case, hub_server, monkeypatch, tiny_llava_med, tmp_path,
+                                                      repo_name, capsys):
+    folder = _save(tiny_llava_med, tmp_path / "model")
+    repo = repo_name(f"refused-{case}")
+    before = len(hub_server.requests)
+    if case == "offline":
+        monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)  # what HF_HUB_OFFLINE=1 sets at import
+    elif case == 401:
+        monkeypatch.setattr(hub_server.hub, "token", "the-only-accepted-token")
+    else:
+        hub_server.fail_next(1, status=case, path_contains=f"/api/models/{repo}/preupload/")
+    assert cli_main(["push", "--folder", str(folder), "--repo_id", repo]) == 2
+    hub_server.clear_faults()
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err and f"Cannot push to {repo}" in err
+    expected = {"offline": "offline mode is on", 401: "HF_TOKEN", 403: "HTTP 403", 404: "HTTP 404"}[case]
+    assert expected in err
+    statuses = [status for _, _, status in hub_server.requests[before:]]
+    if case == "offline":
+        assert statuses == []  # not even one request
+    else:
+        assert statuses.count(case) == 1 and 500 not in statuses  # refused once, never retried
 
 
 def test_unreachable_hub_gives_a_clear_error(hub_server, monkeypatch, tiny_llava_med, tmp_path):
     import socket
 
-    monkeypatch.setattr(hub, "RETRY_WAIT_S", 0.01)
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         dead = f"http://127.0.0.1:{sock.getsockname()[1]}"
     monkeypatch.setattr(constants, "ENDPOINT", dead)
-    tiny_llava_med[0].save_pretrained(tmp_path)
     with pytest.raises(HubPushError, match="check your network"):
-        push_model(tmp_path, "hf-medvlm-tester/unreachable")
+        push_model(_save(tiny_llava_med, tmp_path), "hf-medvlm-tester/unreachable")
 
 
 def test_peft_adapter_folder_is_pushed(hub_server, repo_name, tiny_llava_med, tmp_path):
@@ -189,13 +231,6 @@ def test_peft_adapter_folder_is_pushed(hub_server, repo_name, tiny_llava_med, tm
     loaded = PeftModel.from_pretrained(copy.deepcopy(base), repo)
     key = next(k for k in adapted.state_dict() if "lora_A" in k)
     assert torch.equal(loaded.state_dict()[key], adapted.state_dict()[key])
-
-
-def test_remote_code_importing_the_package_is_refused(tiny_llava_med, tmp_path):
-    tiny_llava_med[0].save_pretrained(tmp_path)
-    (tmp_path / "modeling_llava_med.py").write_text("from hf_medvlm.models import x\n")
-    with pytest.raises(ValueError, match="imports hf_medvlm"):
-        push_model(tmp_path, "hf-medvlm-tester/x", token="t")
 
 
 def test_model_card_contents(tmp_path):

@@ -96,6 +96,15 @@ class LlavaMedProcessor(LlavaProcessor):
         expanded = super().replace_image_token(image_inputs, image_idx, **kwargs)
         return f"{self.image_start_token or ''}{expanded}{self.image_end_token or ''}"
 
+    def _get_num_multimodal_tokens(self, image_sizes=None, **kwargs):
+        # Tokens per image in the output, as `replace_image_token` makes them: the v1.0 wrappers count too.
+        data = super()._get_num_multimodal_tokens(image_sizes=image_sizes, **kwargs)
+        wrappers = [t for t in (self.image_start_token, self.image_end_token) if t]
+        if image_sizes is not None and wrappers:
+            extra = sum(len(self.tokenizer.encode(t, add_special_tokens=False)) for t in wrappers)
+            data.num_image_tokens = [n + extra for n in data.num_image_tokens]
+        return data
+
     def __call__(self, images=None, text=None, **kwargs):
         if text is not None:
             self._check_image_count(images, [text] if isinstance(text, str) else list(text))

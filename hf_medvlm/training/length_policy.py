@@ -1,0 +1,309 @@
+"""Fit training rows to `max_length` before training starts, counting image placeholders as the processor expands them.
+
+TRL's vision collator tokenises on the fly with `truncation=True, max_length`. A row longer than that either loses
+image placeholders, and the processor raises "Mismatch in `image` token count" from the data loader at whichever step
+draws the row (a crash mid-epoch), or loses the end of its answer and its EOS without a word. At 336 px / patch 14 an
+image is 576 tokens, so a PubMedVision row with 4 of its up to 29 images cannot fit 2048 at all.
+
+This module measures every row once, as the collator will build it (chat template rendered, `<image>` expanded by
+the processor's own per-image count), and decides before the first step what happens to rows that do not fit:
+
+- `skip`: the row is left out.
+- `trim_rounds`: the conversation keeps its leading user/assistant rounds, with exactly their images, as far as they
+  fit; a row whose first round alone does not fit is left out. The rest is a real, shorter conversation.
+- `error`: training does not start; the rows are named.
+
+Images are never removed from a round on their own: a multi-image answer refers to its images by position ("Image
+B", "the second image"), so it would then describe images the model was not shown. For the same reason a row is never
+split into several rows: later rounds ask about images and answers of earlier ones. Every row left out or trimmed is
+counted in a `LengthReport`, which is logged and stored in the trainer state.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import datasets
+from tqdm.auto import tqdm
+from transformers import TrainerCallback
+from trl.data_utils import prepare_multimodal_messages
+
+from .sampler import image_counts
+
+__all__ = ["LENGTH_POLICIES", "LengthReport", "LengthReportCallback", "fit_to_length", "fit_splits_to_length",
+           "image_token_count", "token_lengths", "measure"]
+
+logger = logging.getLogger(__name__)
+
+LENGTH_POLICIES = ("skip", "trim_rounds", "error")
+EXAMPLES_KEPT = 5
+
+
+def image_token_count(processor) -> int:
+    """Tokens one image becomes in the processor's output (576 for CLIP-336/14 keeping patch tokens only).
+
+    Asked of the processor (`_get_num_multimodal_tokens`, what serving engines use) for one image of the crop size:
+    LlavaMed resizes every image to it. A processor whose count depends on each image's size would need those sizes.
+    """
+    image_processor = processor.image_processor
+    size = getattr(image_processor, "crop_size", None) or image_processor.size
+    return processor._get_num_multimodal_tokens(image_sizes=[(size["height"], size["width"])]).num_image_tokens[0]
+
+
+def token_lengths(processor, conversations: list[list[dict]], num_images: list[int]) -> list[int]:
+    """Length of each row as `DataCollatorForVisionLanguageModeling` builds it without truncation.
+
+    `conversations` must already hold one image block per image (`prepare_multimodal_messages`). The rendered text is
+    tokenised once with `<image>` as one token, then each image adds the rest of its expansion: no image is decoded.
+    """
+    texts = processor.apply_chat_template(conversations, tokenize=False)
+    ids = processor.tokenizer(texts, add_special_tokens=False)["input_ids"]
+    extra = image_token_count(processor) - 1
+    return [len(row) + count * extra for row, count in zip(ids, num_images)]
+
+
+@dataclass
+class LengthReport:
+    """What the length pass did to one split."""
+
+    split: str
+    policy: str
+    max_length: int | None
+    max_images_per_sample: int | None
+    rows_in: int = 0
+    rows_out: int = 0
+    skipped_over_max_length: int = 0
+    skipped_over_max_images: int = 0
+    trimmed: int = 0
+    rounds_dropped: int = 0
+    images_dropped: int = 0
+    longest: int = 0
+    examples: list[str] = field(default_factory=list)
+    lengths: list[int] = field(default_factory=list, repr=False)
+
+    @property
+    def skipped(self) -> int:
+        return self.skipped_over_max_length + self.skipped_over_max_images
+
+    def metrics(self) -> dict[str, int]:
+        names = ("rows_in", "rows_out", "skipped_over_max_length", "skipped_over_max_images", "trimmed",
+                 "rounds_dropped", "images_dropped", "longest")
+        return {f"length_policy/{self.split}/{name}": getattr(self, name) for name in names}
+
+    def summary(self) -> str:
+        limits = f"max_length {self.max_length}, max_images_per_sample {self.max_images_per_sample}"
+        text = (f"{self.split}: {self.rows_in} rows -> {self.rows_out} ({self.policy}; {limits}): "
+                f"{self.skipped} skipped ({self.skipped_over_max_length} over max_length, "
+                f"{self.skipped_over_max_images} over max_images_per_sample), {self.trimmed} trimmed "
+                f"({self.rounds_dropped} rounds, {self.images_dropped} images dropped); longest kept row "
+                f"{self.longest} tokens")
+        return text + (f"; first affected rows: {self.examples}" if self.examples else "")
+
+
+@dataclass(frozen=True)
+class _Limits:
+    max_length: int | None
+    max_images: int | None
+
+    def fit(self, length: int, num_images: int) -> bool:
+        return (self.max_length is None or length <= self.max_length) and (
+            self.max_images is None or num_images <= self.max_images
+        )
+
+
+@dataclass(frozen=True)
+class _Trim:
+    messages: list[dict]
+    num_images: int
+    length: int
+    rounds_dropped: int
+
+
+def fit_to_length(
+    dataset: datasets.Dataset, processor, *, max_length: int | None, policy: str = "trim_rounds",
+    max_images_per_sample: int | None = None, split: str = "train", batch_size: int = 1000,
+    num_proc: int | None = None,
+) -> tuple[datasets.Dataset, LengthReport]:
+    """Return `dataset` with every row within `max_length` tokens and `max_images_per_sample` images, and a report.
+
+    `processor` must carry the chat template used for training. `report.lengths` holds the kept rows' lengths, in
+    order (empty when there is no limit to check, and so nothing was measured).
+    """
+    if policy not in LENGTH_POLICIES:
+        raise ValueError(f"length_policy must be one of {LENGTH_POLICIES}, got {policy!r}")
+    report = LengthReport(split, policy, max_length, max_images_per_sample, len(dataset), len(dataset))
+    limits = _Limits(max_length, max_images_per_sample)
+    if limits.max_length is None and limits.max_images is None:
+        return dataset, report
+    lengths, counts = measure(dataset, processor, split, batch_size, num_proc)
+    over = [i for i, (n, k) in enumerate(zip(lengths, counts)) if not limits.fit(n, k)]
+    if over and policy == "error":
+        raise ValueError(_error_message(dataset, over, lengths, counts, limits, split))
+    trims = _trim_rows(dataset, over, counts, processor, limits) if policy == "trim_rounds" else {}
+    _count(report, dataset, over, trims, counts, limits)
+    for i, trim in trims.items():
+        lengths[i] = trim.length
+    skipped = set(over) - set(trims)
+    report.lengths = [n for i, n in enumerate(lengths) if i not in skipped]
+    report.rows_out, report.longest = len(report.lengths), max(report.lengths, default=0)
+    (logger.warning if over else logger.info)("Length policy, %s", report.summary())
+    if report.rows_out == 0:
+        raise ValueError(f"{split} data: no row is left after the length pass: {report.summary()}")
+    return _rebuild(dataset, skipped, trims), report
+
+
+def fit_splits_to_length(train: datasets.Dataset, evaluation: datasets.Dataset | None, processor, **limits):
+    """`fit_to_length` on the training split and, if any, the eval split: `(train, eval, reports)`."""
+    train, report = fit_to_length(train, processor, split="train", **limits)
+    if evaluation is None:
+        return train, None, [report]
+    evaluation, eval_report = fit_to_length(evaluation, processor, split="eval", **limits)
+    return train, evaluation, [report, eval_report]
+
+
+def measure(dataset: datasets.Dataset, processor, split: str = "train", batch_size: int = 1000,
+            num_proc: int | None = None) -> tuple[list[int], list[int]]:
+    """(token length, image count) of every row; reads `messages` (and `id`) and the Arrow list lengths of `images`.
+
+    A `datasets` map: `num_proc` workers, and cached beside a dataset loaded from files, so other ranks (under
+    `main_process_first`) and reruns read the lengths back instead of measuring again.
+    """
+    counts = image_counts(dataset)
+    columns = [c for c in ("messages", "id") if c in dataset.column_names]
+    measured = dataset.select_columns(columns).map(
+        _measure_batch, batched=True, batch_size=batch_size, with_indices=True, num_proc=num_proc,
+        remove_columns=columns, fn_kwargs={"processor": processor, "counts": counts, "split": split},
+        desc=f"Measuring {split} rows",
+    )
+    return list(measured["num_tokens"]), counts
+
+
+def _measure_batch(batch: dict, indices: list[int], processor, counts: list[int], split: str) -> dict:
+    num_images = [counts[i] for i in indices]
+    names = batch["id"] if "id" in batch else [f"#{i}" for i in indices]
+    prepared = [_prepared(m, k, name, split) for m, k, name in zip(batch["messages"], num_images, names)]
+    return {"num_tokens": token_lengths(processor, prepared, num_images)}
+
+
+def _prepared(messages: list[dict], num_images: int, name: str, split: str) -> list[dict]:
+    """Messages with one image block per image, as the collator makes them (`images` stand-ins: no decoding)."""
+    try:
+        return prepare_multimodal_messages(messages, images=[None] * num_images)
+    except ValueError as err:
+        raise ValueError(f"{split} data, row {name!r}: {err}") from err
+
+
+def _round_ends(messages: list[dict]) -> list[int]:
+    """Each `k` where `messages[:k]` is whole rounds: it ends with an assistant turn the next turn doesn't extend."""
+    return [i + 1 for i, m in enumerate(messages)
+            if m["role"] == "assistant" and (i + 1 == len(messages) or messages[i + 1]["role"] != "assistant")]
+
+
+def _image_blocks(messages: list[dict]) -> int:
+    return sum(block["type"] == "image" for m in messages for block in m["content"])
+
+
+def _trim_rows(dataset, over: list[int], counts: list[int], processor, limits: _Limits) -> dict[int, _Trim]:
+    # A single `image` column cannot lose its image: only prefixes that keep it count.
+    keep_all = "images" not in dataset.column_names
+    messages = dataset.select_columns(["messages"])
+    trims = {}
+    for i in tqdm(over, desc="Trimming rounds", unit="row", disable=len(over) < 100):
+        trim = _trim(messages[i]["messages"], counts[i], processor, limits, keep_all)
+        if trim is not None:
+            trims[i] = trim
+    return trims
+
+
+def _trim(messages: list[dict], num_images: int, processor, limits: _Limits, keep_all: bool) -> _Trim | None:
+    """The longest prefix of whole rounds that fits, with exactly the images its turns show; None if none does."""
+    prepared = prepare_multimodal_messages(messages, images=[None] * num_images)
+    ends = _round_ends(prepared)
+    total_rounds = len(ends)
+    if ends and ends[-1] == len(prepared):
+        ends = ends[:-1]  # the whole conversation is what did not fit
+    for rounds in range(len(ends), 0, -1):
+        end = ends[rounds - 1]
+        kept = _image_blocks(prepared[:end])
+        if keep_all and kept != num_images:
+            return None
+        length = token_lengths(processor, [prepared[:end]], [kept])[0]
+        if limits.fit(length, kept):
+            return _Trim(messages[:end], kept, length, total_rounds - rounds)
+    return None
+
+
+def _count(report: LengthReport, dataset, over: list[int], trims: dict[int, _Trim], counts, limits: _Limits) -> None:
+    for i in over:
+        if i in trims:
+            report.trimmed += 1
+            report.rounds_dropped += trims[i].rounds_dropped
+            report.images_dropped += counts[i] - trims[i].num_images
+        elif limits.max_images is not None and counts[i] > limits.max_images:
+            report.skipped_over_max_images += 1
+        else:
+            report.skipped_over_max_length += 1
+    report.examples = [_row_name(dataset, i) for i in over[:EXAMPLES_KEPT]]
+
+
+def _row_name(dataset, index: int) -> str:
+    """The row's `id`, or `#<index>` where the data has no `id` column (a `datasets:` mixture keeps none)."""
+    if "id" in dataset.column_names:
+        return str(dataset.select_columns(["id"])[index]["id"])
+    return f"#{index}"
+
+
+def _error_message(dataset, over, lengths, counts, limits: _Limits, split: str) -> str:
+    first = ", ".join(
+        f"{_row_name(dataset, i)!r} ({lengths[i]} tokens, {counts[i]} images)" for i in over[:EXAMPLES_KEPT]
+    )
+    return (f"{split} data: {len(over)} of {len(dataset)} rows exceed max_length {limits.max_length} or "
+            f"max_images_per_sample {limits.max_images} (image placeholders counted): {first}. Set length_policy to "
+            f"'skip' or 'trim_rounds', or raise the limits")
+
+
+def _rebuild(dataset: datasets.Dataset, skipped: set[int], trims: dict[int, _Trim]) -> datasets.Dataset:
+    """`dataset` without the skipped rows and with the trimmed ones replaced, in the original order."""
+    if not skipped and not trims:
+        return dataset
+    num_rows, position = len(dataset), {}
+    if trims:
+        position = {i: num_rows + j for j, i in enumerate(sorted(trims))}
+        dataset = datasets.concatenate_datasets([dataset, _apply_trims(dataset, trims)])
+    return dataset.select([position.get(i, i) for i in range(num_rows) if i not in skipped])
+
+
+def _apply_trims(dataset: datasets.Dataset, trims: dict[int, _Trim]) -> datasets.Dataset:
+    """The trimmed rows (in index order) as a dataset with `dataset`'s features; images are copied, never decoded."""
+    indices = sorted(trims)
+    subset = dataset.select(indices)
+    features = subset.features
+    raw = datasets.Features({name: _without_decoding(f) for name, f in features.items()})
+    subset = subset.cast(raw)
+
+    def trim(row, j):
+        t = trims[indices[j]]
+        return {"messages": t.messages, **({"images": row["images"][: t.num_images]} if "images" in row else {})}
+
+    return subset.map(trim, with_indices=True, features=raw, desc="Trimming rounds").cast(features)
+
+
+def _without_decoding(feature):
+    if isinstance(feature, datasets.Image):
+        return datasets.Image(decode=False)
+    if isinstance(feature, datasets.List):
+        return datasets.List(_without_decoding(feature.feature), length=feature.length)
+    return feature
+
+
+class LengthReportCallback(TrainerCallback):
+    """Adds the length reports' numbers to the trainer state's log history (`trainer_state.json`), once per run."""
+
+    def __init__(self, reports: list[LengthReport]):
+        self.entry = {k: v for report in reports for k, v in report.metrics().items()}
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        # A resumed run reloads the log history, which already holds the entry when the data did not change.
+        if self.entry and not any(self.entry.items() <= logged.items() for logged in state.log_history):
+            state.log_history.append({**self.entry, "step": state.global_step})
