@@ -173,11 +173,14 @@ def _outputs(method: str, args: GenerateArguments, inputs: list, results: dict, 
 
 def write_generation_card(folder: Path, method: str, generator: str, counts: dict[str, int], *, license: str) -> Path:
     """A dataset card for the JSONL outputs of one method: which model produced them, and which the paper used."""
-    from ..data.card import write_card, write_dataset_card
+    from huggingface_hub import DatasetCard, DatasetCardData
+
+    from ..data.card import write_dataset_card
 
     paper_model, where = PAPER_GENERATORS[method]
     configs = [{"config_name": name, "data_files": [{"split": "train", "path": f"{name}.jsonl"}]} for name in counts]
-    write_card(folder, {"configs": configs}, "")
+    folder.mkdir(parents=True, exist_ok=True)
+    DatasetCard(f"---\n{DatasetCardData(configs=configs).to_yaml()}\n---\n").save(folder / "README.md")
     written = ", ".join(f"`{name}` {n} rows" for name, n in counts.items())
     return write_dataset_card(
         folder, license=license, pretty_name=f"hf-medvlm generate {method}",
