@@ -50,7 +50,7 @@ def _parse(argv: list[str]):
     if verb == "generate":
         from hf_medvlm.commands.generate import parse_args
 
-        return parse_args(rest[0], rest[1:])
+        return parse_args(rest)[1]
     if verb == "select":
         from hf_medvlm.commands.select import parse_args
 
@@ -111,11 +111,8 @@ def test_commands_parse_and_chain_data_and_models():
 
 def _recipe_value(rel: str, key: str):
     path = RECIPES / rel
-    text = path.read_text()
-    if "/generate/" in rel:
-        method = re.search(r"hf-medvlm generate ([\w-]+) --config", text).group(1)
-        return _get(_parse(["generate", method, "--config", str(path)]), key)
-    verb = "eval" if "/eval/" in rel else "select" if "/selection/" in rel else "train"
+    verb = "eval" if "/eval/" in rel else "select" if "/selection/" in rel else "generate" if "/generate/" in rel \
+        else "train"
     return _get(_parse([verb, "--config", str(path)]), key)
 
 

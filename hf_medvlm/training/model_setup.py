@@ -14,10 +14,7 @@ import torch
 from torch import nn
 from transformers import AutoConfig, AutoTokenizer
 
-from ..models.llava_med import LlavaMedForConditionalGeneration, LlavaMedProcessor, load_chat_template
-from ..models.llava_med.original_checkpoint import V1_IMAGE_END as IMAGE_END_TOKEN
-from ..models.llava_med.original_checkpoint import V1_IMAGE_START as IMAGE_START_TOKEN
-from ..models.llava_med.processing_llava_med import stop_strings_for_template
+from ..models import llava_med  # its model classes are imported on first use, not by `hf-medvlm train --help`
 
 __all__ = [
     "FREEZABLE_MODULES",
@@ -49,7 +46,9 @@ def load_model_and_processor(model_args, stage_args, *, quantization_config=None
         model, processor = _from_vision_and_text(stage_args, dtype)
     else:
         model, processor = _from_checkpoint(model_args, dtype, quantization_config, device_map)
-    processor.chat_template = load_chat_template(stage_args.chat_template_name)
+    from ..models.llava_med.processing_llava_med import stop_strings_for_template
+
+    processor.chat_template = llava_med.load_chat_template(stage_args.chat_template_name)
     # Saved with the model, so evaluation stops where this template ends an answer ("###" for llava_v0).
     model.generation_config.stop_strings = stop_strings_for_template(stage_args.chat_template_name)
     return model, processor
@@ -73,28 +72,30 @@ def _from_checkpoint(model_args, dtype, quantization_config, device_map):
     if quantization_config is not None:
         kwargs.update(quantization_config=quantization_config, device_map=device_map)
     # A stock Llava checkpoint loads into LlavaMed unchanged: same modules, and the Llava weight layout is registered.
-    model = LlavaMedForConditionalGeneration.from_pretrained(path, **kwargs)
-    processor = LlavaMedProcessor.from_pretrained(path, revision=model_args.model_revision)
+    model = llava_med.LlavaMedForConditionalGeneration.from_pretrained(path, **kwargs)
+    processor = llava_med.LlavaMedProcessor.from_pretrained(path, revision=model_args.model_revision)
     return model, processor
 
 
 def _from_vision_and_text(stage_args, dtype):
+    from ..models.llava_med.original_checkpoint import V1_IMAGE_END, V1_IMAGE_START
+
     if not stage_args.text_model_name_or_path:
         raise ValueError("vision_model_name_or_path needs text_model_name_or_path (the causal LM) as well")
     tokenizer = AutoTokenizer.from_pretrained(stage_args.text_model_name_or_path)
     vision_config = AutoConfig.from_pretrained(stage_args.vision_model_name_or_path)
     vision_config = getattr(vision_config, "vision_config", vision_config)
     wrap = stage_args.image_start_end_tokens
-    processor = LlavaMedProcessor.from_tokenizer(
+    processor = llava_med.LlavaMedProcessor.from_tokenizer(
         tokenizer,
         image_size=vision_config.image_size,
         patch_size=vision_config.patch_size,
         image_aspect_mode=stage_args.image_aspect_mode,
         chat_template=stage_args.chat_template_name,
-        image_start_token=IMAGE_START_TOKEN if wrap else None,
-        image_end_token=IMAGE_END_TOKEN if wrap else None,
+        image_start_token=V1_IMAGE_START if wrap else None,
+        image_end_token=V1_IMAGE_END if wrap else None,
     )
-    model = LlavaMedForConditionalGeneration.from_vision_and_text_pretrained(
+    model = llava_med.LlavaMedForConditionalGeneration.from_vision_and_text_pretrained(
         stage_args.vision_model_name_or_path,
         stage_args.text_model_name_or_path,
         tokenizer=processor.tokenizer,

@@ -12,9 +12,8 @@ from dataclasses import dataclass, field
 from transformers import set_seed
 from trl import get_quantization_config
 
-from ..models.llava_med.modeling_llava_med import PROJECTOR_INITS
+from ..models.llava_med.configuration_llava_med import PROJECTOR_INITS
 from ..models.llava_med.processing_llava_med import CHAT_TEMPLATE_NAMES
-from .data import load_training_data
 from .length_policy import LENGTH_POLICIES, LengthReportCallback, fit_splits_to_length
 from .model_setup import (
     FREEZABLE_MODULES,
@@ -25,8 +24,6 @@ from .model_setup import (
     train_embedding_rows,
     trainable_parameter_report,
 )
-from .outputs import ResolvedConfigCallback, finish_run, resolved_config, write_resolved_config
-from .trainer import MedVLMSFTTrainer
 
 __all__ = ["StageArguments", "STAGE_DEFAULTS", "check_args", "run_sft"]
 
@@ -162,6 +159,12 @@ def run_sft(script_args, mixture_args, training_args, model_args, stage_args, re
     The arguments are those `hf-medvlm train` parses and checks with `check_args`; `recipe_path` (the YAML they came
     from) is copied into the model card.
     """
+    # Imported here, not at the top: TRL's trainer takes seconds to import, and `hf-medvlm train --help` needs only
+    # the arguments above.
+    from .data import load_training_data
+    from .outputs import ResolvedConfigCallback, finish_run, resolved_config, write_resolved_config
+    from .trainer import MedVLMSFTTrainer
+
     check_quantization_supported(model_args)
     set_seed(training_args.seed)  # a fresh model's projector init draws random numbers
     config = resolved_config(script_args, mixture_args, training_args, model_args, stage_args)

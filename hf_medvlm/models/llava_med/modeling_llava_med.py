@@ -17,7 +17,7 @@ from transformers.models.llava.modeling_llava import (
     LlavaPreTrainedModel,
 )
 
-from .configuration_llava_med import LlavaMedConfig
+from .configuration_llava_med import PROJECTOR_INITS, LlavaMedConfig
 
 __all__ = [
     "LlavaMedPreTrainedModel",
@@ -26,10 +26,7 @@ __all__ = [
     "LlavaMedLinearProjector",
     "register_llava_weight_layout",
     "grow_vocab",
-    "PROJECTOR_INITS",
 ]
-
-PROJECTOR_INITS = ("llava_med", "torch")
 
 
 def register_llava_weight_layout() -> None:
