@@ -130,7 +130,30 @@ def test_quoted_recipe_values_are_the_recipes(rel, key, value):
         assert str(actual) == value
 
 
+def _deviation_rows() -> dict[str, list[list[str]]]:
+    """{paper: [[deviation, reason], ...]} from the page's one deviations section."""
+    section = DOC.read_text().split("## Deviations from the papers", 1)[1].split("\n## ", 1)[0]
+    rows = {}
+    for paper, table in re.findall(r"^\*\*([\w-]+)\*\*\n\n(.*?)(?:\n\n|\Z)", section, re.MULTILINE | re.DOTALL):
+        lines = table.strip().splitlines()[2:]  # past the header and its |---| line
+        rows[paper] = [[cell.strip() for cell in re.split(r"(?<!\\)\|", line)[1:-1]] for line in lines]
+    return rows
+
+
 def test_the_values_table_is_not_empty_and_deviations_are_listed_once():
     text = DOC.read_text()
-    assert len(_quoted_values()) >= 20
+    assert len(_quoted_values()) >= 30
     assert text.count("## Deviations from the papers") == 1
+
+
+def test_every_deviation_has_a_reason_and_lives_in_the_one_list():
+    rows = _deviation_rows()
+    assert set(rows) == {"LLaVA-Med", "PubMedVision", "BioMed-VITAL"}
+    for paper, table in rows.items():
+        assert len(table) >= 5, paper
+        for row in table:
+            assert len(row) == 2 and all(len(cell) > 5 for cell in row), (paper, row)
+    # One place: no other deviation table on this page or in the other docs.
+    header = "| deviation | reason |"
+    assert DOC.read_text().count(header) == 3
+    assert not [p.name for p in (ROOT / "docs").glob("*.md") if p != DOC and header in p.read_text()]
