@@ -1,7 +1,8 @@
 """The PubMedVision data filters (Chen et al., 2024, Appendix B): `pubmedvision` keeps figure records with >= 5 medical
-lexicon terms, images >= 336x336, (optionally) a medical-image classifier's approval and no near-duplicate caption,
-writing kept.jsonl, dropped.jsonl (stage and reason per record) and report.json; `train-classifier` fits that
-classifier's head on a frozen CLIP vision encoder."""
+lexicon terms in the caption (`--terms_in caption_and_mentions` also counts inline mentions), images >= 336x336,
+(optionally) a medical-image classifier's approval and no near-duplicate caption, writing kept.jsonl, dropped.jsonl
+(stage and reason per record) and report.json; `train-classifier` fits that classifier's head on a frozen CLIP vision
+encoder (its labels: `hf-medvlm generate image-labels`)."""
 
 from __future__ import annotations
 

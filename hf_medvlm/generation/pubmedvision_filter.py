@@ -1,6 +1,7 @@
 """The PubMedVision data filters (Chen et al., 2024, Appendix B), run by `hf-medvlm filter <step>`.
 
-- ``pubmedvision``: text (>= 5 unique medical-lexicon terms in caption + mentions), image size (>= 336x336), an
+- ``pubmedvision``: text (>= 5 unique medical-lexicon terms in the caption; `--terms_in caption_and_mentions` also
+  counts inline mentions), image size (>= 336x336), an
   optional medical/non-medical image classifier, then caption-embedding near-duplicate removal. Writes
   ``kept.jsonl`` (figure records, ready for ``hf-medvlm generate``), ``dropped.jsonl`` (each with its stage and
   reason) and ``report.json`` with kept/dropped counts per stage.
@@ -15,7 +16,9 @@ from pathlib import Path
 
 from ..outcome import check_failure_rate, failure_rate_field
 
-__all__ = ["FilterArguments", "TrainClassifierArguments", "filter_records", "train_classifier"]
+__all__ = ["FilterArguments", "TrainClassifierArguments", "filter_records", "train_classifier", "term_text"]
+
+TERM_SOURCES = ("caption", "caption_and_mentions")
 
 
 @dataclass
@@ -25,7 +28,11 @@ class FilterArguments:
     image_root: str | None = field(default=None, metadata={"help": "Folder relative image paths resolve against."})
     lexicon: str | None = field(default=None, metadata={"help": "Medical lexicon file, one term per line (default: "
                                                                 "the small packaged one; see docs for UMLS)."})
-    min_terms: int = field(default=5, metadata={"help": "Minimum unique lexicon terms in caption + mentions."})
+    min_terms: int = field(default=5, metadata={"help": "Minimum unique lexicon terms in the text `terms_in` names."})
+    terms_in: str = field(default="caption", metadata={
+        "help": "Where medical terms are counted: 'caption' (the paper, Appendix B: fewer than five medical terms in "
+                "the image caption -> dropped) or 'caption_and_mentions' (caption plus inline mentions, more lenient).",
+        "choices": list(TERM_SOURCES)})
     min_width: int = field(default=336, metadata={"help": "Minimum image width in pixels."})
     min_height: int = field(default=336, metadata={"help": "Minimum image height in pixels."})
     classifier: str | None = field(default=None, metadata={"help": "Folder of a trained medical image classifier "
@@ -60,16 +67,24 @@ def _stage(report: dict, name: str, kept: list, dropped: list) -> list:
     return kept
 
 
+def term_text(record, terms_in: str = "caption") -> str:
+    """The text whose medical terms the text filter counts: the caption (the paper) or caption + inline mentions."""
+    if terms_in not in TERM_SOURCES:
+        raise ValueError(f"terms_in must be one of {TERM_SOURCES}, got {terms_in!r}")
+    return record.caption if terms_in == "caption" else " ".join([record.caption, *record.mentions])
+
+
 def _text_stage(records, args, dropped_rows):
     from .filtering import count_medical_terms, load_lexicon
 
     lexicon = load_lexicon(args.lexicon)
     kept, dropped = [], []
     for record in records:
-        n = count_medical_terms(" ".join([record.caption, *record.mentions]), lexicon)
+        n = count_medical_terms(term_text(record, args.terms_in), lexicon)
         (kept if n >= args.min_terms else dropped).append(record)
         if n < args.min_terms:
-            dropped_rows.append({**asdict(record), "stage": "medical_terms", "reason": f"{n} < {args.min_terms} terms"})
+            dropped_rows.append({**asdict(record), "stage": "medical_terms",
+                                 "reason": f"{n} < {args.min_terms} terms in {args.terms_in}"})
     return kept, dropped
 
 

@@ -45,6 +45,7 @@ from .original_checkpoint import (
     rename_original_key,
     vision_tower_state_dict,
 )
+from .processing_llava_med import stop_strings_for_template
 
 if TYPE_CHECKING:  # `convert(args)` reads the fields of the command's arguments dataclass
     from ...commands.convert import ConvertArguments
@@ -290,6 +291,8 @@ def save_side_files(folder: Path, args: ConvertArguments, config: LlavaMedConfig
     generation = GenerationConfig(
         bos_token_id=config.text_config.bos_token_id, eos_token_id=config.text_config.eos_token_id,
         pad_token_id=config.text_config.pad_token_id,
+        # v1.0 answers end with the next "###", not EOS (its eval stopped on "###"); v1.5's end with EOS.
+        stop_strings=stop_strings_for_template(processor.chat_template),
     )
     generation.save_pretrained(folder)
     if args.to == "llava":
