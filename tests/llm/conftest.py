@@ -7,7 +7,8 @@ import pytest
 
 @pytest.fixture
 def openai_server():
-    # imported here: this conftest loads before tests/conftest.py points the HF libraries at the loopback Hub
+    # Imported here, not at the top: with `pytest tests/llm/...` as an argument this conftest is loaded before
+    # tests/conftest.py's pytest_configure makes the environment hermetic, and huggingface_hub reads HF_ENDPOINT once.
     from hf_medvlm.testing.openai_server import start_openai_server
 
     server = start_openai_server()
