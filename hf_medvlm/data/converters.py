@@ -52,12 +52,14 @@ class ImageResolver:
     """Turns an image reference (relative path, or `{"bytes", "path"}`) into checked `{"bytes", "path"}`.
 
     Missing files raise `RecordError("missing_image")`, files that don't fully decode `"undecodable_image"`, paths
-    that are absolute or leave `root` through `..` `"unsafe_image_path"`.
+    that are absolute or leave `root` through `..` `"unsafe_image_path"` (unless `confine=False`: paths relative to
+    `root`, wherever they lead, as `hf-medvlm generate` writes them relative to its output file's folder).
     """
 
-    def __init__(self, root: str | Path | None, *, verify: bool = True):
+    def __init__(self, root: str | Path | None, *, verify: bool = True, confine: bool = True):
         self.root = Path(root) if root else None
         self.verify = verify
+        self.confine = confine
 
     def __call__(self, ref, record_id: str) -> dict:
         if isinstance(ref, dict) and ref.get("bytes"):
@@ -77,7 +79,7 @@ class ImageResolver:
         if not isinstance(ref, str) or not ref.strip():
             raise RecordError("missing_image", f"record {record_id!r}: no image reference (got {ref!r})")
         try:  # a record never names a file outside the image root: absolute paths and escaping '..' are refused
-            path = Path(ref) if self.root is None else confined_path(self.root, ref)
+            path = Path(ref) if self.root is None else confined_path(self.root, ref) if self.confine else self.root / ref
         except ValueError as err:
             raise RecordError("unsafe_image_path", f"record {record_id!r}: image path {err}") from None
         if not path.is_file():

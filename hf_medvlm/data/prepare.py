@@ -257,6 +257,9 @@ class PrepareArguments:
 
 def _converter(spec: SourceSpec, args: PrepareArguments, config: str, split: str, features) -> Callable:
     resolver = cv.ImageResolver(args.image_root or Path(args.input_path).parent, verify=args.verify_images)
+    # `generate` writes image paths relative to its output file, pointing back at the figures it read (`../..`):
+    # without --image_root those are followed; a release's records stay confined to their folder.
+    handoff = resolver if args.image_root else cv.ImageResolver(resolver.root, verify=args.verify_images, confine=False)
     kwargs, convert_one = dict(spec.configs.get(config, {})), spec.convert
     as_training = kwargs.pop("as_training", False)
     if args.raw_format == "llava_med":
@@ -273,7 +276,7 @@ def _converter(spec: SourceSpec, args: PrepareArguments, config: str, split: str
     def convert_checked(raw: dict):
         if "messages" in raw and spec.features is TRAINING_FEATURES:  # a row `hf-medvlm generate` wrote
             convert.generated += 1
-            row = cv.convert_generated(raw, resolver)
+            row = cv.convert_generated(raw, handoff)
         else:
             row = convert_one(raw, resolver, **kwargs)
         row = spec.validate(row) if row is not None and spec.validate else row
