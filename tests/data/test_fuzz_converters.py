@@ -1,5 +1,5 @@
 """Property-based fuzzing of every raw-format converter, as `prepare` runs it (issue 16): records copied from the
-public releases' layouts (tests/data/release_formats.py), then fields dropped, added, retyped, nested and re-encoded.
+public releases' layouts (hf_medvlm/data/examples.py), then fields dropped, added, retyped, nested and re-encoded.
 Every record ends in a row, a deliberate None (filtered by design, e.g. another language), or a `RecordError`
 (a counted skip) whose one-line message names the file and the entry; never another exception."""
 
@@ -14,9 +14,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from hf_medvlm.data import examples as rf
 from hf_medvlm.data import prepare as prep
 from hf_medvlm.data.schema import RecordError
-from tests.data import release_formats as rf
 
 
 @dataclass
