@@ -49,8 +49,9 @@ def _losses(out: Path) -> list[float]:
 
 # Golden per-step training losses of the tiny runs below (single process, CPU, float32, seeded), as torchtune's recipe
 # tests pin theirs. A change to the data pipeline, chat templates, label masking, model assembly or optimiser setup
-# moves them. If such a change is intended, regenerate: run `python -m pytest tests/training/test_curriculum.py -k golden
-# -p no:cacheprovider` and copy each run's `got` list from the failure messages here. The tolerance is tight because a
+# moves them. If such a change is intended, regenerate: run
+# `python -m pytest tests/training/test_curriculum.py -k golden -p no:cacheprovider` and copy each run's `got` list
+# from the failure messages here. The tolerance is tight because a
 # random 32k-vocabulary model sits near ln(32002) = 10.37 whatever it sees: training on the prompt tokens as well
 # (`assistant_only_loss: false`) moves stage 2's losses by only ~5e-3. CPU float32 runs agree to ~1e-6.
 GOLDEN_LOSSES = {
