@@ -8,7 +8,10 @@ Study/SeriesDescription) read at build time, and the packages' own docstrings, w
 still contain the phrases the facts rest on. Nothing is hand-labelled from looking at pixels.
 
 Three splits: `alignment` (stage-1 captions, training schema), `instruct` (multi-turn conversations, training
-schema) and `eval` (open and closed VQA, eval schema). The eval questions are about the same images as training:
+schema) and `eval` (open and closed VQA, eval schema). The eval split asks only the held-out question types
+(`HELD_OUT_QUESTION_TYPES`: the imaging modality), which no instruct conversation asks in any wording; the modality
+appears in training only inside the image descriptions (stage-1 captions, and the description turn that opens each
+instruct conversation). `eval_mismatched_images` is the image-swap control. The eval images are the training images:
 this is a demo and smoke-test set, not a benchmark.
 """
 
@@ -16,7 +19,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from .imaging import array_to_pil, dicom_to_pil, downscale, encode_image
@@ -26,6 +29,8 @@ from .schema import DOMAINS, EVAL_FEATURES, TRAINING_FEATURES, image_block, text
 __all__ = [
     "DEMO_SOURCE",
     "DEMO_LICENSE",
+    "HELD_OUT_QUESTION_TYPES",
+    "DESCRIBE_REQUEST",
     "DicomSpec",
     "DICOM_SPECS",
     "ImageFacts",
@@ -39,6 +44,11 @@ __all__ = [
 ]
 
 DEMO_SOURCE = "hf_medvlm_demo"
+# Asked only in the eval split, never in the instruct conversations: the modality is the fact most visible in the
+# pixels (CT, MRI, X-ray, ultrasound, microscopy and fundus photographs look nothing alike).
+HELD_OUT_QUESTION_TYPES = ("modality",)
+# The first turn of every instruct conversation. One fixed wording, so that only the image tells the descriptions apart.
+DESCRIBE_REQUEST = "Describe the image briefly."
 DEMO_LICENSE = "other"
 
 # DICOM Modality code -> (short answer, long name, noun phrase for yes/no questions, LLaVA-Med domain)
@@ -57,6 +67,9 @@ OTHER_MODALITY_NOUNS = {
     "quantitative phase imaging": "an ultrasound image",
 }
 VIEWS = {"PA": "posteroanterior (PA)", "AP": "anteroposterior (AP)", "LL": "lateral", "LATERAL": "lateral"}
+# config -> (image column, features, split)
+CONFIGS = {"alignment": ("images", TRAINING_FEATURES, "train"), "instruct": ("images", TRAINING_FEATURES, "train"),
+           "eval": ("image", EVAL_FEATURES, "test"), "eval_mismatched_images": ("image", EVAL_FEATURES, "test")}
 WEIGHTING_RE = re.compile(r"(?<![a-z0-9])(t1|t2|pd)(?![0-9])", re.IGNORECASE)
 
 
@@ -123,7 +136,6 @@ class ImageFacts:
     finding_question: str | None = None
     finding_caption: str = "Finding: {}."
     normal: bool | None = None
-    closed_facts: list[tuple[str, str, str]] = field(default_factory=list)  # (question, "yes"/"no", question_type)
 
 
 @dataclass(frozen=True)
@@ -294,8 +306,8 @@ def _open_questions(f: ImageFacts) -> list[QA]:
         qas.append(QA("Which part of the body is shown?", f.body_part, f"The image shows the {f.body_part}.",
                       "open", "organ"))
     if f.plane:
-        qas.append(QA("In which plane was this image acquired?", f.plane, f"It is an {f.plane} image."
-                      if f.plane[0] in "aeiou" else f"It is a {f.plane} image.", "open", "plane"))
+        qas.append(QA("In which plane was this image acquired?", f.plane, f"It is {_article(f.plane)} {f.plane} image.",
+                      "open", "plane"))
     if f.view:
         qas.append(QA("What is the projection of this radiograph?", f.view.split(" (")[-1].rstrip(")").lower()
                       if "(" in f.view else f.view, f"It is {_article(f.view)} {f.view} projection.", "open", "view"))
@@ -385,9 +397,11 @@ def _alignment_rows(facts: ImageFacts) -> list[dict]:
 
 
 def _instruct_row(facts: ImageFacts) -> dict:
-    qas = questions_for(facts)
-    turns = [(qa.question, qa.long_answer) for qa in qas if qa.answer_type == "open"]
-    turns += [(qa.question, qa.long_answer) for qa in qas if qa.answer_type == "closed"][:2]
+    """One conversation: a description of the image (its caption, the only place the held-out facts appear), then
+    every question that is not held out, open ones first."""
+    qas = [qa for qa in questions_for(facts) if qa.question_type not in HELD_OUT_QUESTION_TYPES]
+    turns = [(DESCRIBE_REQUEST, caption_for(facts))]
+    turns += [(qa.question, qa.long_answer) for qa in sorted(qas, key=lambda qa: qa.answer_type != "open")]
     return _training_row(facts, f"demo-instruct-{facts.key}", turns)
 
 
@@ -398,21 +412,33 @@ def _eval_rows(facts: ImageFacts) -> list[dict]:
             "question": qa.question, "answer": qa.answer, "answer_type": qa.answer_type,
             "question_type": qa.question_type, "options": None, "answer_label": None,
         }
-        for i, qa in enumerate(questions_for(facts))
+        for i, qa in enumerate(questions_for(facts)) if qa.question_type in HELD_OUT_QUESTION_TYPES
     ]
 
 
+def _other_modality(facts: list[ImageFacts]) -> dict[str, ImageFacts]:
+    """For each image, the next image in the list (cyclically) whose modality differs."""
+    swaps = {}
+    for i, f in enumerate(facts):
+        rest = facts[i + 1:] + facts[:i]
+        swaps[f.key] = next(g for g in rest if g.modality != f.modality)
+    return swaps
+
+
 def build_demo_records(max_side: int = 512, facts: list[ImageFacts] | None = None) -> dict[str, list[dict]]:
-    """Plain-Python rows (PIL images) of the three splits."""
+    """Plain-Python rows (PIL images) of the splits: `alignment`, `instruct`, `eval`, and the control
+    `eval_mismatched_images` (the eval questions and answers, each shown another image of a different modality)."""
     facts = load_demo_facts(max_side) if facts is None else facts
+    swaps = _other_modality(facts)
     return {
         "alignment": [row for f in facts for row in _alignment_rows(f)],
         "instruct": [_instruct_row(f) for f in facts],
         "eval": [row for f in facts for row in _eval_rows(f)],
+        "eval_mismatched_images": [dict(row, image=swaps[f.key].image) for f in facts for row in _eval_rows(f)],
     }
 
 
-def _encoded(rows: list[dict], image_keys: tuple[str, ...]) -> list[dict]:
+def _encoded(rows: list[dict], image_key: str) -> list[dict]:
     # PNG-encode each distinct image once (many rows share one image); `datasets` and the writer store these bytes.
     cache: dict[int, dict] = {}
 
@@ -421,14 +447,8 @@ def _encoded(rows: list[dict], image_keys: tuple[str, ...]) -> list[dict]:
             cache[id(image)] = encode_image(image)
         return cache[id(image)]
 
-    out = []
-    for row in rows:
-        row = dict(row)
-        for key in image_keys:
-            value = row[key]
-            row[key] = [encode(im) for im in value] if isinstance(value, list) else encode(value)
-        out.append(row)
-    return out
+    return [{**row, image_key: [encode(im) for im in row[image_key]] if isinstance(row[image_key], list)
+             else encode(row[image_key])} for row in rows]
 
 
 def build_demo_splits(max_side: int = 512) -> dict:
@@ -436,27 +456,22 @@ def build_demo_splits(max_side: int = 512) -> dict:
     from datasets import Dataset
 
     records = build_demo_records(max_side)
-    return {
-        "alignment": Dataset.from_list(_encoded(records["alignment"], ("images",)), features=TRAINING_FEATURES),
-        "instruct": Dataset.from_list(_encoded(records["instruct"], ("images",)), features=TRAINING_FEATURES),
-        "eval": Dataset.from_list(_encoded(records["eval"], ("image",)), features=EVAL_FEATURES),
-    }
+    return {name: Dataset.from_list(_encoded(records[name], key), features=features)
+            for name, (key, features, _) in CONFIGS.items() if name != "eval_mismatched_images"}
 
 
 def write_demo_dataset(output_dir: str | Path, max_side: int = 512) -> Path:
-    """Write the demo set as a Parquet folder (configs alignment/instruct: split train; eval: split test) + card."""
+    """Write the demo set as a Parquet folder (configs alignment/instruct: split train; eval and
+    eval_mismatched_images: split test) + card."""
     from .card import write_dataset_card
     from .writer import write_dataset_folder
 
     output_dir = Path(output_dir)
     facts = load_demo_facts(max_side)
     records = build_demo_records(max_side, facts=facts)
-    write_dataset_folder(output_dir, "alignment", "train", _encoded(records["alignment"], ("images",)),
-                         TRAINING_FEATURES, default=True, progress=False)
-    write_dataset_folder(output_dir, "instruct", "train", _encoded(records["instruct"], ("images",)),
-                         TRAINING_FEATURES, progress=False)
-    write_dataset_folder(output_dir, "eval", "test", _encoded(records["eval"], ("image",)), EVAL_FEATURES,
-                         progress=False)
+    for name, (key, features, split) in CONFIGS.items():
+        write_dataset_folder(output_dir, name, split, _encoded(records[name], key), features,
+                             default=name == "alignment", progress=False)
     write_dataset_card(
         output_dir, pretty_name="hf_medvlm demo set (real DICOM, histology and fundus images)",
         license=DEMO_LICENSE, license_name="mixed-permissive-test-data",
@@ -466,7 +481,10 @@ def write_demo_dataset(output_dir: str | Path, max_side: int = 512) -> Path:
                   "package docstrings; images windowed, MONOCHROME1 inverted, RGB, longest side <= "
                   f"{max_side} px).",
         tags=["medical", "demo"], task_categories=["image-text-to-text", "visual-question-answering"],
-        notes=["The eval split asks about the same images as the training splits; use it to smoke-test pipelines, "
-               "not to measure a model."],
+        notes=[f"The eval split asks only question types never asked in the instruct split "
+               f"({', '.join(HELD_OUT_QUESTION_TYPES)}), about the same images as the training splits; use it to "
+               "smoke-test pipelines, not to measure a model.",
+               "`eval_mismatched_images` is a control: the eval questions and answers with each image replaced by "
+               "one of a different modality. A model whose answers ignore the image scores the same on both."],
     )
     return output_dir

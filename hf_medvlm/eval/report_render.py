@@ -160,13 +160,11 @@ def write_outputs(output_dir: Path, tables: dict[str, list[Row]], inputs: list[I
                   sources: dict, chart: bool = True) -> list[Path]:
     """report.md, one CSV per table and (with `chart`) report.png; returns the paths written."""
     output_dir.mkdir(parents=True, exist_ok=True)
-    written = []
-    for table, rows in tables.items():
-        written.append(output_dir / f"{table}.csv")
-        _write(written[-1], render_csv(table, rows, sources))
+    report = output_dir / "report.md"
+    files = {output_dir / f"{table}.csv": render_csv(table, rows, sources) for table, rows in tables.items()}
     if chart:
-        written.append(output_dir / CHART_NAME)
-        _write(written[-1], draw_chart(tables))
-    written.insert(0, output_dir / "report.md")
-    _write(written[0], render_markdown(tables, inputs, protocols, sources))
-    return written
+        files[output_dir / CHART_NAME] = draw_chart(tables)
+    files[report] = render_markdown(tables, inputs, protocols, sources)  # written last
+    for path, data in files.items():
+        _write(path, data)
+    return [report, *(path for path in files if path != report)]

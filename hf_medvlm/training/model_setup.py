@@ -43,6 +43,8 @@ def load_model_and_processor(model_args, stage_args, *, quantization_config=None
     dtype = _resolve_dtype(model_args.dtype)
     if stage_args.vision_model_name_or_path:
         model, processor = _from_vision_and_text(stage_args, dtype)
+        if model_args.attn_implementation:
+            model.set_attn_implementation(model_args.attn_implementation)  # tower and LM alike
     else:
         model, processor = _from_checkpoint(model_args, dtype, quantization_config, device_map)
     processor.chat_template = llava_med.load_chat_template(stage_args.chat_template_name)
