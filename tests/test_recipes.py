@@ -3,6 +3,7 @@ gives the hardware and an exact launch line naming that command's entry point, t
 
 from __future__ import annotations
 
+import itertools
 import re
 from pathlib import Path
 
@@ -28,6 +29,17 @@ def _header(path: Path) -> str:
     return "\n".join(line for line in lines[: next(i for i, l in enumerate(lines) if not l.startswith("#"))])
 
 
+def _launch_block(header: str) -> str:
+    """The `# Launch:` line and its indented continuation lines (`#   ...`), without the comment marks."""
+    lines = header.splitlines()
+    start = next((i for i, line in enumerate(lines) if line.startswith("# Launch:")), None)
+    if start is None:
+        return ""
+    block = [lines[start].removeprefix("# Launch:")]
+    block += [line[1:] for line in itertools.takewhile(lambda l: re.match(r"#\s{2,}\S", l), lines[start + 1:])]
+    return "\n".join(line.strip() for line in block)
+
+
 def test_recipes_exist():
     assert len(ALL_YAML) >= 19
 
@@ -35,14 +47,18 @@ def test_recipes_exist():
 @pytest.mark.parametrize("path", ALL_YAML, ids=[str(p.relative_to(RECIPES)) for p in ALL_YAML])
 def test_recipe_header_has_hardware_and_an_exact_launch_line(path: Path):
     header, command = _header(path), _command(path)
-    assert "Hardware:" in header and "# Launch:" in header, f"{path}: header needs Hardware and Launch lines"
-    for accelerate_config in re.findall(r"--config_file (\S+)", header):
+    launch = _launch_block(header)
+    assert "Hardware:" in header and launch.strip(), f"{path}: header needs Hardware and Launch lines"
+    accelerate_configs = re.findall(r"--config_file (\S+)", launch)
+    for accelerate_config in accelerate_configs:
         assert (REPO / accelerate_config).is_file(), f"{path}: launch line names missing {accelerate_config}"
     if command == "accelerate":
-        assert re.search(ENTRY.format(verb="train"), header), f"{path}: no launch line through -m hf_medvlm train"
+        assert re.search(r"^accelerate launch --config_file \S+ .*" + ENTRY.format(verb="train"), launch, re.M), (
+            f"{path}: no `accelerate launch --config_file ... -m hf_medvlm train --config ...` launch line")
+        assert [REPO / c for c in accelerate_configs] == [path], f"{path}: launch line names {accelerate_configs}"
         return
     verb = "select " + yaml.safe_load(path.read_text())["command"] if command == "select" else command
-    recipes = [r for r in re.findall(ENTRY.format(verb=verb), header) if not r.startswith("<")]  # `<this file>` notes
+    recipes = [r for r in re.findall(ENTRY.format(verb=verb), launch) if not r.startswith("<")]  # `<this file>` notes
     assert recipes, f"{path}: no `hf-medvlm {verb} --config ...` launch line"
     assert all(REPO / recipe == path for recipe in recipes), f"{path}: launch line names {recipes}"
 
