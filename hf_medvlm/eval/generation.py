@@ -2,7 +2,7 @@
 
 Greedy decoding by default (the same answers on every run; the original eval scripts sampled at T=0.2/0.7), a fixed
 `max_new_tokens`, stop at EOS only (LLaVA-Med v1.5's `mistral_instruct` stop string is empty, which cut answers after
-one token), left padding, any number of images per question. Questions are sorted by prompt length before batching
+one token) or at the stop strings the checkpoint's generation config names (v1.0's "###"), left padding, any number of images per question. Questions are sorted by prompt length before batching
 so that padding stays small; answers come back in the input order.
 """
 
@@ -14,7 +14,7 @@ from typing import Sequence
 import torch
 from tqdm.auto import tqdm
 
-__all__ = ["GenerationSettings", "build_messages", "generate_answers"]
+__all__ = ["GenerationSettings", "build_messages", "generate_answers", "cut_at_stop_strings"]
 
 
 @dataclass
@@ -52,12 +52,21 @@ def _generate_batch(model, processor, questions, images, settings: GenerationSet
     if settings.do_sample:
         kwargs["temperature"] = settings.temperature
     tokenizer = processor.tokenizer
+    # `tokenizer` lets generate honour the checkpoint's stop strings (LLaVA-Med v1.0 answers end with "###").
     output = model.generate(
         **inputs, **kwargs, eos_token_id=model.generation_config.eos_token_id or tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
+        pad_token_id=tokenizer.pad_token_id, tokenizer=tokenizer,
     )
     new_tokens = output[:, inputs["input_ids"].shape[1]:]
-    return [text.strip() for text in tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
+    stops = model.generation_config.stop_strings or []
+    return [cut_at_stop_strings(text, stops) for text in tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
+
+
+def cut_at_stop_strings(text: str, stop_strings) -> str:
+    """The answer before the first stop string (which generation leaves in the output), stripped."""
+    for stop in [stop_strings] if isinstance(stop_strings, str) else stop_strings:
+        text = text.split(stop, 1)[0]
+    return text.strip()
 
 
 def generate_answers(

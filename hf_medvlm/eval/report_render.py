@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 from pathlib import Path
 
+from ..files import atomic_write
 from .report import TABLES, InputFile, Row
 
 __all__ = ["require_matplotlib", "render_markdown", "render_csv", "draw_chart", "write_outputs"]
@@ -28,9 +28,8 @@ def require_matplotlib() -> None:
 
 
 def _write(path: Path, data: str | bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
-    os.replace(tmp, path)
+    with atomic_write(path, "wb") as handle:  # a dead run's temporary is removed by the next write of this file
+        handle.write(data.encode("utf-8") if isinstance(data, str) else data)
 
 
 def _cell(row: Row, key: str, sources: dict) -> str:
