@@ -1,4 +1,4 @@
-"""`hf-medvlm merge-lora`: fold a LoRA adapter (and its fully trained projector) into a full LlavaMed checkpoint.
+"""`hf-medvlm merge-lora`: fold a LoRA adapter (and its fully trained projector) into a full checkpoint.
 
 The result loads with `AutoModelForImageTextToText.from_pretrained` and no PEFT, and its outputs equal the adapter
 model's up to floating-point rounding.
@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 import torch
 from transformers import HfArgumentParser
 
-from ..models.llava_med import LlavaMedProcessor
 from ..training.merge_lora import merge_lora
+from ..training.model_setup import load_processor
 
 EPILOG = """example:
   hf-medvlm merge-lora --adapter_path runs/stage2-lora --output_dir runs/stage2-lora-merged
@@ -26,7 +26,7 @@ class MergeLoraArguments:
     adapter_path: str = field(metadata={"help": "Folder written by a use_peft training run (adapter_config.json)."})
     output_dir: str = field(metadata={"help": "Where the merged full checkpoint and processor are written."})
     base_model_name_or_path: str | None = field(
-        default=None, metadata={"help": "Base LlavaMed checkpoint; default: the one named in adapter_config.json."}
+        default=None, metadata={"help": "Base checkpoint; default: the one named in adapter_config.json."}
     )
     dtype: str = field(default="float32", metadata={"help": "Dtype for merging and saving (float32, bfloat16, ...)."})
 
@@ -37,6 +37,6 @@ def main(argv: list[str] | None = None) -> int:
     (args,) = parser.parse_args_into_dataclasses(args=sys.argv[1:] if argv is None else argv)
     merged = merge_lora(args.adapter_path, args.base_model_name_or_path, getattr(torch, args.dtype))
     merged.save_pretrained(args.output_dir)
-    LlavaMedProcessor.from_pretrained(args.adapter_path).save_pretrained(args.output_dir)
+    load_processor(args.adapter_path).save_pretrained(args.output_dir)  # with the chat template trained with
     print(f"merged {args.adapter_path} into {args.output_dir}")
     return 0

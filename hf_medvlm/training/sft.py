@@ -1,4 +1,8 @@
-"""Supervised fine-tuning of LlavaMed models: LLaVA-Med's two-stage curriculum, LoRA/QLoRA and VQA fine-tunes.
+"""Supervised fine-tuning of vision-language models: LLaVA-Med's two-stage curriculum, LoRA/QLoRA and VQA fine-tunes.
+
+LlavaMed runs the whole curriculum (stage 1 `alignment`, stage 2 `instruct`) with the package's chat templates. Any
+other `AutoModelForImageTextToText` family (Qwen2.5-VL, SmolVLM, Gemma 3, ...) runs stage-2-style instruction tuning
+and the VQA fine-tunes with its own chat template.
 
 `run_sft` takes TRL's `ScriptArguments`, `DatasetMixtureConfig`, `SFTConfig` and `ModelConfig`, plus `StageArguments`
 (what TRL has no key for); the `hf-medvlm train` command (`hf_medvlm/commands/train.py`) parses them from a recipe.
@@ -17,15 +21,17 @@ from .length_policy import LENGTH_POLICIES, LengthReportCallback, fit_splits_to_
 from .model_setup import (
     FREEZABLE_MODULES,
     check_quantization_supported,
+    checkpoint_family,
     freeze_modules,
     load_model_and_processor,
     lora_config_for,
+    quantization_skip_modules,
     trainable_parameter_report,
 )
 from .outputs import ResolvedConfigCallback, finish_run, resolved_config, write_resolved_config
 from .trainer import MedVLMSFTTrainer
 
-__all__ = ["StageArguments", "STAGE_DEFAULTS", "check_args", "run_sft"]
+__all__ = ["StageArguments", "STAGE_DEFAULTS", "check_args", "fit_stage_to_family", "run_sft"]
 
 logger = logging.getLogger(__name__)
 
@@ -44,8 +50,9 @@ class StageArguments:
 
     stage: str = field(
         default="instruct",
-        metadata={"help": "'alignment' (stage 1: projector only, `plain` template) or 'instruct' (stage 2 and VQA "
-                  "fine-tunes: LM + projector, tower frozen, `mistral_instruct`, assistant-only loss).",
+        metadata={"help": "'alignment' (LlavaMed stage 1: projector only, `plain` template) or 'instruct' (stage 2 "
+                  "and VQA fine-tunes: LM + projector, tower frozen, assistant-only loss; LlavaMed with "
+                  "`mistral_instruct`, other families with their own chat template).",
                   "choices": STAGES},
     )
     freeze_modules: list[str] | None = field(
@@ -61,8 +68,9 @@ class StageArguments:
     )
     chat_template_name: str | None = field(
         default=None,
-        metadata={"help": f"Packaged chat template used for training, one of {CHAT_TEMPLATE_NAMES}; default by stage "
-                  "(alignment: plain; instruct: mistral_instruct).", "choices": list(CHAT_TEMPLATE_NAMES)},
+        metadata={"help": f"LlavaMed only: packaged chat template used for training, one of {CHAT_TEMPLATE_NAMES}; "
+                  "default by stage (alignment: plain; instruct: mistral_instruct). Other families train with the "
+                  "chat template their processor carries.", "choices": list(CHAT_TEMPLATE_NAMES)},
     )
     vision_model_name_or_path: str | None = field(
         default=None,
@@ -109,6 +117,8 @@ class StageArguments:
         frozen, template = STAGE_DEFAULTS[self.stage]
         if self.freeze_modules is None:
             self.freeze_modules = list(frozen)
+        # Known only once the checkpoint is: another family than LlavaMed drops a template that came from here.
+        self.template_from_stage = self.chat_template_name is None
         if self.chat_template_name is None:
             self.chat_template_name = template
         if self.max_images_per_sample is not None and self.max_images_per_sample < 1:
@@ -128,6 +138,27 @@ def check_args(training_args, model_args, stage_args) -> None:
         logger.warning("assistant_only_loss is false: user, image and template tokens will be supervised too")
 
 
+def fit_stage_to_family(stage_args, family: str) -> None:
+    """Fit the stage arguments to the model family (`checkpoint_family`): LLaVA-Med's curriculum is LlavaMed's.
+
+    Another family trains stage-2 style with its own chat template: stage `alignment` (which pre-trains the projector
+    of a LlavaMed assembled from a vision encoder and a causal LM) and a LlavaMed template are errors.
+    """
+    if family == "llava_med":
+        return
+    if stage_args.stage == "alignment":
+        raise ValueError(
+            f"stage 'alignment' is LLaVA-Med's stage 1 (projector pre-training of a LlavaMed assembled from a vision "
+            f"encoder and a causal LM); a {family!r} checkpoint comes with its projector trained: use stage 'instruct'"
+        )
+    if not getattr(stage_args, "template_from_stage", True):
+        raise ValueError(
+            f"chat_template_name {stage_args.chat_template_name!r} is a LlavaMed template; a {family!r} checkpoint "
+            "trains with the chat template its processor carries: leave chat_template_name unset"
+        )
+    stage_args.chat_template_name = None
+
+
 def run_sft(script_args, mixture_args, training_args, model_args, stage_args, recipe_path: str | None = None) -> None:
     """Load data and model, train, save model + processor + resolved config, write the card and optionally push.
 
@@ -135,13 +166,16 @@ def run_sft(script_args, mixture_args, training_args, model_args, stage_args, re
     from) is copied into the model card.
     """
     check_quantization_supported(model_args)
+    if not stage_args.vision_model_name_or_path:
+        fit_stage_to_family(stage_args, checkpoint_family(model_args, training_args.trust_remote_code))
     config = resolved_config(script_args, mixture_args, training_args, model_args, stage_args)
     push_to_hub, training_args.push_to_hub = training_args.push_to_hub, False  # pushed by finish_run instead
 
     train_dataset, eval_dataset = load_training_data(script_args, mixture_args)
-    quantization_config = _quantization_config(model_args)
+    quantization_config = _quantization_config(model_args, training_args.trust_remote_code)
     model, processor = load_model_and_processor(
-        model_args, stage_args, quantization_config=quantization_config, device_map=_device_map(quantization_config)
+        model_args, stage_args, quantization_config=quantization_config, device_map=_device_map(quantization_config),
+        trust_remote_code=training_args.trust_remote_code,
     )
     peft_config = lora_config_for(model, model_args) if model_args.use_peft else None
     freeze_modules(model, stage_args.freeze_modules)
@@ -182,11 +216,11 @@ def run_sft(script_args, mixture_args, training_args, model_args, stage_args, re
         )
 
 
-def _quantization_config(model_args):
+def _quantization_config(model_args, trust_remote_code: bool):
     config = get_quantization_config(model_args)
     if config is not None:
         # The tower, projector and head stay in full precision, as in LLaVA's QLoRA (llm_int8_skip_modules).
-        config.llm_int8_skip_modules = ["vision_tower", "multi_modal_projector", "lm_head"]
+        config.llm_int8_skip_modules = quantization_skip_modules(model_args, trust_remote_code)
     return config
 
 

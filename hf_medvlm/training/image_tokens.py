@@ -1,0 +1,128 @@
+"""How many tokens each image becomes in a processor's output, for any processor, without decoding a dataset image.
+
+A processor replaces each image placeholder of the rendered chat (`<image>`, Qwen-VL's `<|image_pad|>`, Gemma 3's
+`<start_of_image>`) by an expansion: 576 `<image>` tokens for CLIP-336/14; for Qwen2-VL one token per 2x2 patches
+of the image resized to its dynamic resolution; for Idefics3/SmolVLM a global image plus one block per tile of the
+split image, with row/column markers; for Gemma 3 `\n\n<start_of_image>` + 256 soft tokens + `<end_of_image>\n\n`.
+`_get_num_multimodal_tokens` does not say this uniformly (Gemma 3's counts only the soft tokens), so the expansion is
+taken from the processor itself: it is run once on a blank image of each size class, and the dataset's images are
+only measured (their header gives the size; EXIF rotation applied, as `datasets` does when decoding).
+
+A processor whose expansion is the same at every probe size (tiny, wide, tall, square, large) is fixed-size: then no
+image size is read at all. Otherwise expansions are cached by the processor's own size count
+(`_get_num_multimodal_tokens`) where that separates the probe sizes correctly, else by image size.
+
+Where every expansion begins and ends with an added token, tokenisation cannot merge it with the text around it and
+a row's length is its rendered text's token count plus each expansion's extra tokens. Otherwise (Gemma 3's newlines)
+the expansions are put into the text and the whole row is tokenised.
+"""
+
+from __future__ import annotations
+
+import io
+
+from PIL import Image
+
+__all__ = ["ImageExpansion", "image_size", "PROBE_SIZES"]
+
+# (height, width): tiny, wide, tall, square, long strip, large.
+PROBE_SIZES = ((32, 32), (224, 448), (448, 224), (1000, 1000), (64, 1024), (1536, 1152))
+_EXIF_ORIENTATION = 0x0112
+_ROTATED = (5, 6, 7, 8)  # EXIF orientations that swap width and height
+
+
+class ImageExpansion:
+    """The token ids `processor` puts in place of one image placeholder, by image size."""
+
+    def __init__(self, processor):
+        self.processor = processor
+        self.tokenizer = processor.tokenizer
+        self.placeholder = _placeholder(processor)
+        probes = {size: self._expand(size) for size in PROBE_SIZES}
+        self.fixed = len(set(probes.values())) == 1
+        self._fixed_ids = probes[PROBE_SIZES[0]] if self.fixed else None
+        self._by_count = not self.fixed and self._counts_separate(probes)
+        self._cache = {self._key(size): ids for size, ids in probes.items()} if not self.fixed else {}
+        added = set(self.tokenizer.added_tokens_decoder)
+        placeholder_id = self.tokenizer.convert_tokens_to_ids(self.placeholder)
+        self.bounded = placeholder_id in added and all(ids[0] in added and ids[-1] in added for ids in probes.values())
+        self._texts: dict[tuple[int, ...], str] = {}
+
+    def ids(self, size: tuple[int, int] | None = None) -> tuple[int, ...]:
+        """The expansion of one image of `size` (height, width); any size for a fixed-size processor."""
+        if self.fixed:
+            return self._fixed_ids
+        if size is None:
+            raise ValueError(f"{type(self.processor).__name__}'s image tokens depend on the image size; give it")
+        key = self._key(size)
+        if key not in self._cache:
+            self._cache[key] = self._expand(size)
+        return self._cache[key]
+
+    def lengths(self, texts: list[str], images: list) -> list[int]:
+        """Token length of each rendered row once its images are expanded.
+
+        `images[i]` is row i's image count (enough when `fixed`) or its list of (height, width) sizes.
+        """
+        rows = [[None] * n if isinstance(n, int) else list(n) for n in images]
+        for text, sizes in zip(texts, rows):
+            if text.count(self.placeholder) != len(sizes):
+                raise ValueError(f"the rendered chat has {text.count(self.placeholder)} {self.placeholder} "
+                                 f"placeholder(s) but the row has {len(sizes)} image(s): {text[:200]!r}")
+        if self.bounded:
+            ids = self.tokenizer(texts, add_special_tokens=False)["input_ids"]
+            return [len(row) + sum(len(self.ids(s)) - 1 for s in sizes) for row, sizes in zip(ids, rows)]
+        expanded = [self._expanded_text(text, sizes) for text, sizes in zip(texts, rows)]
+        return [len(row) for row in self.tokenizer(expanded, add_special_tokens=False)["input_ids"]]
+
+    def _expand(self, size: tuple[int, int]) -> tuple[int, ...]:
+        height, width = size
+        blank = Image.new("RGB", (width, height))
+        output = self.processor(text=[self.placeholder], images=[[blank]], add_special_tokens=False)
+        return tuple(int(i) for i in output["input_ids"][0])
+
+    def _key(self, size: tuple[int, int]):
+        return self._count_key(size) if self._by_count else tuple(size)
+
+    def _count_key(self, size: tuple[int, int]):
+        data = self.processor._get_num_multimodal_tokens(image_sizes=[tuple(size)])
+        return tuple(data.num_image_tokens), tuple(getattr(data, "num_image_patches", None) or ())
+
+    def _counts_separate(self, probes: dict) -> bool:
+        """Whether the processor's own count tells apart every two probe sizes whose expansions differ."""
+        try:
+            keys = {size: self._count_key(size) for size in probes}
+        except (AttributeError, NotImplementedError, TypeError, ValueError):
+            return False
+        return all(probes[a] == probes[b] for a in probes for b in probes if keys[a] == keys[b])
+
+    def _expanded_text(self, text: str, sizes: list) -> str:
+        parts = text.split(self.placeholder)
+        return parts[0] + "".join(self._text(self.ids(s)) + part for s, part in zip(sizes, parts[1:]))
+
+    def _text(self, ids: tuple[int, ...]) -> str:
+        if ids not in self._texts:
+            text = self.tokenizer.decode(list(ids), skip_special_tokens=False, clean_up_tokenization_spaces=False)
+            if tuple(self.tokenizer(text, add_special_tokens=False)["input_ids"]) != ids:
+                raise ValueError(f"cannot measure rows for {type(self.processor).__name__}: its image expansion "
+                                 f"does not survive decoding and re-tokenising ({text[:80]!r}...)")
+            self._texts[ids] = text
+        return self._texts[ids]
+
+
+def _placeholder(processor) -> str:
+    token = getattr(processor, "image_token", None)
+    if not token:
+        raise ValueError(f"{type(processor).__name__} names no image placeholder (processor.image_token), so the "
+                         "length of its rows cannot be measured")
+    return token
+
+
+def image_size(image: dict) -> tuple[int, int]:
+    """(height, width) of an undecoded `datasets.Image` value (`{"bytes", "path"}`), from its header only."""
+    source = io.BytesIO(image["bytes"]) if image.get("bytes") else image["path"]
+    with Image.open(source) as opened:
+        width, height = opened.size
+        if opened.getexif().get(_EXIF_ORIENTATION) in _ROTATED:
+            width, height = height, width
+    return height, width
