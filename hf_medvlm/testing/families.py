@@ -74,7 +74,7 @@ def build_tiny_qwen2_5_vl(seed: int = 0):
     from transformers import Qwen2VLImageProcessorPil
 
     tokenizer = _tokenizer(QWEN_TOKENS, eos_token="<|im_end|>", pad_token="<|endoftext|>")
-    end, im_end, start, vis_start, vis_end, image, video = _ids(tokenizer, *QWEN_TOKENS)
+    end, _, im_end, vis_start, vis_end, image, video = _ids(tokenizer, *QWEN_TOKENS)
     config = Qwen2_5_VLConfig(
         text_config=dict(**TINY_HIDDEN, vocab_size=len(tokenizer), bos_token_id=end, eos_token_id=im_end,
                          pad_token_id=end,

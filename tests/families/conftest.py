@@ -1,26 +1,24 @@
 """Tiny random models of each supported family (hf_medvlm.testing, hf_medvlm.testing.families), built once per session.
 
 `FAMILIES` maps a family name to its builder and to where `resolve_parts` must find its parts: the module names are
-the transformers classes' own, so a change in them (or in the resolution) shows here.
+the transformers classes' own, so a change in them (or in the resolution) shows here. Nothing from the HF libraries is
+imported at module level: this file loads before `tests/conftest.py` points them at the loopback Hub.
 """
 
 from __future__ import annotations
 
 import pytest
 
-from hf_medvlm.testing import build_tiny_llava_med
-from hf_medvlm.testing.families import build_tiny_gemma3, build_tiny_qwen2_5_vl, build_tiny_smolvlm
-
-# family -> (builder, (vision tower, projector, language model) paths, the end-of-turn token the template writes)
+# family -> (builder in hf_medvlm.testing[.families], (vision tower, projector, language model) paths, end-of-turn)
 FAMILIES = {
-    "llava_med": (build_tiny_llava_med, (("model.vision_tower",), ("model.multi_modal_projector",),
-                                         ("model.language_model", "lm_head")), "</s>"),
-    "qwen2_5_vl": (build_tiny_qwen2_5_vl, (("model.visual",), ("model.visual.merger",),
-                                           ("model.language_model", "lm_head")), "<|im_end|>"),
-    "smolvlm": (build_tiny_smolvlm, (("model.vision_model",), ("model.connector",),
-                                     ("model.text_model", "lm_head")), "<end_of_utterance>"),
-    "gemma3": (build_tiny_gemma3, (("model.vision_tower",), ("model.multi_modal_projector",),
-                                   ("model.language_model", "lm_head")), "<end_of_turn>"),
+    "llava_med": ("build_tiny_llava_med", (("model.vision_tower",), ("model.multi_modal_projector",),
+                                           ("model.language_model", "lm_head")), "</s>"),
+    "qwen2_5_vl": ("build_tiny_qwen2_5_vl", (("model.visual",), ("model.visual.merger",),
+                                             ("model.language_model", "lm_head")), "<|im_end|>"),
+    "smolvlm": ("build_tiny_smolvlm", (("model.vision_model",), ("model.connector",),
+                                       ("model.text_model", "lm_head")), "<end_of_utterance>"),
+    "gemma3": ("build_tiny_gemma3", (("model.vision_tower",), ("model.multi_modal_projector",),
+                                     ("model.language_model", "lm_head")), "<end_of_turn>"),
 }
 OTHER_FAMILIES = [name for name in FAMILIES if name != "llava_med"]
 
@@ -30,7 +28,11 @@ _BUILT: dict = {}
 def tiny_family(name: str):
     """`(model, processor)` of a family, shared across the session: copy the model before changing it."""
     if name not in _BUILT:
-        _BUILT[name] = FAMILIES[name][0]()
+        import hf_medvlm.testing
+        import hf_medvlm.testing.families
+
+        module = hf_medvlm.testing if name == "llava_med" else hf_medvlm.testing.families
+        _BUILT[name] = getattr(module, FAMILIES[name][0])()
     return _BUILT[name]
 
 
@@ -78,3 +80,11 @@ def to_dataset(rows: list[dict]):
 
     features = datasets.Features({k: TRAINING_FEATURES[k] for k in ("id", "images", "messages")})
     return datasets.Dataset.from_list(rows, features=features)
+
+
+@pytest.fixture(scope="session")
+def demo_data(tmp_path_factory):
+    """The embedded demo set (real medical images of several sizes): configs `instruct` and `eval`."""
+    from hf_medvlm.data.demo import write_demo_dataset
+
+    return write_demo_dataset(tmp_path_factory.mktemp("demo_data"))
