@@ -131,8 +131,9 @@ def build_tiny_gemma3(seed: int = 0):
     """Gemma 3 (MedGemma's architecture): SigLIP tower at 32 px / patch 8, pooled to 4 soft tokens per image."""
     from transformers import Gemma3Config, Gemma3ForConditionalGeneration, Gemma3ImageProcessorPil, Gemma3Processor
 
-    tokenizer = _tokenizer(GEMMA_TOKENS, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>", extra_special_tokens={
-        "boi_token": "<start_of_image>", "eoi_token": "<end_of_image>", "image_token": "<image_soft_token>"})
+    image_tokens = dict(boi_token="<start_of_image>", eoi_token="<end_of_image>", image_token="<image_soft_token>")
+    tokenizer = _tokenizer(GEMMA_TOKENS, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>",
+                           extra_special_tokens=image_tokens)
     pad, eos, bos, _, end_of_turn, boi, eoi, soft = _ids(tokenizer, *GEMMA_TOKENS)
     config = Gemma3Config(
         text_config=dict(**TINY_HIDDEN, head_dim=8, vocab_size=len(tokenizer), sliding_window=64, bos_token_id=bos,

@@ -57,7 +57,8 @@ def load_model_and_processor(model_args, stage_args, *, quantization_config=None
     if stage_args.vision_model_name_or_path:
         model, processor = _from_vision_and_text(stage_args, dtype)
     elif checkpoint_family(model_args, trust_remote_code) != "llava_med":
-        return _from_any_checkpoint(model_args, dtype, quantization_config, device_map, trust_remote_code)
+        return _from_any_checkpoint(model_args, stage_args.processor_kwargs, dtype, quantization_config, device_map,
+                                    trust_remote_code)
     else:
         model, processor = _from_checkpoint(model_args, dtype, quantization_config, device_map)
     processor.chat_template = load_chat_template(stage_args.chat_template_name)
@@ -105,10 +106,12 @@ def _load_kwargs(model_args, dtype, quantization_config, device_map) -> dict:
     return kwargs
 
 
-def _from_any_checkpoint(model_args, dtype, quantization_config, device_map, trust_remote_code: bool):
+def _from_any_checkpoint(model_args, processor_kwargs, dtype, quantization_config, device_map,
+                         trust_remote_code: bool):
     """Any image-text-to-text checkpoint, with its own processor and the chat template that processor carries."""
     path = model_args.model_name_or_path
-    processor = load_processor(path, revision=model_args.model_revision, trust_remote_code=trust_remote_code)
+    processor = load_processor(path, revision=model_args.model_revision, trust_remote_code=trust_remote_code,
+                               **(processor_kwargs or {}))
     if not processor.chat_template:
         raise ValueError(
             f"{path}: {type(processor).__name__} has no chat template; hf-medvlm trains other families than LlavaMed "
@@ -206,7 +209,7 @@ def freeze_modules(model: nn.Module, names: list[str]) -> None:
 def _set_trainable(model: nn.Module, path: str, trainable: bool) -> None:
     module_path, _, leaf = path.rpartition(".")
     parent = model.get_submodule(module_path)
-    if isinstance(getattr(parent, leaf, None), nn.Parameter):  # a loose parameter, e.g. LLaVA-OneVision's image_newline
+    if isinstance(getattr(parent, leaf, None), nn.Parameter):  # loose, e.g. LLaVA-OneVision's image_newline
         getattr(parent, leaf).requires_grad_(trainable)
     else:
         model.get_submodule(path).requires_grad_(trainable)

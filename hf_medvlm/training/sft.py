@@ -10,6 +10,7 @@ and the VQA fine-tunes with its own chat template.
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field
 
@@ -105,6 +106,13 @@ class StageArguments:
                   "trainer_state.json. Images are never dropped from a round: answers name them by position.",
                   "choices": list(LENGTH_POLICIES)},
     )
+    processor_kwargs: dict | str | None = field(
+        default=None,
+        metadata={"help": "Keyword arguments for AutoProcessor.from_pretrained of another family than LlavaMed, e.g. "
+                  "{\"max_pixels\": 151200} (Qwen2-VL image resolution) or {\"size\": {\"longest_edge\": 1536}} "
+                  "(SmolVLM image splitting); saved with the processor, so evaluation uses them too. A JSON string on "
+                  "the command line."},
+    )
     max_images_per_sample: int | None = field(
         default=None,
         metadata={"help": "Most images a training row may show (HuatuoGPT-Vision drops rows with more than 8); rows "
@@ -121,6 +129,8 @@ class StageArguments:
         self.template_from_stage = self.chat_template_name is None
         if self.chat_template_name is None:
             self.chat_template_name = template
+        if isinstance(self.processor_kwargs, str):
+            self.processor_kwargs = json.loads(self.processor_kwargs)
         if self.max_images_per_sample is not None and self.max_images_per_sample < 1:
             raise ValueError(f"max_images_per_sample must be at least 1, got {self.max_images_per_sample}")
 
@@ -145,6 +155,9 @@ def fit_stage_to_family(stage_args, family: str) -> None:
     of a LlavaMed assembled from a vision encoder and a causal LM) and a LlavaMed template are errors.
     """
     if family == "llava_med":
+        if stage_args.processor_kwargs:
+            raise ValueError("processor_kwargs applies to other families than LlavaMed; a LlavaMed's image "
+                             "processing comes from its checkpoint (image_aspect_mode for a fresh one)")
         return
     if stage_args.stage == "alignment":
         raise ValueError(

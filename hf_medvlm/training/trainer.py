@@ -7,22 +7,17 @@ import logging
 from peft import PeftModel
 from trl import SFTTrainer
 
-from .length_policy import image_token_count, measure
+from .length_policy import measure
 from .model_parts import resolve_parts
 from .sampler import ModalityLengthGroupedSampler, image_counts
 
-__all__ = ["MedVLMSFTTrainer", "image_seq_length"]
+__all__ = ["MedVLMSFTTrainer"]
 
 logger = logging.getLogger(__name__)
 
 
 def is_peft_model(model) -> bool:
     return isinstance(model, PeftModel)
-
-
-def image_seq_length(processor) -> int:
-    """Tokens one `<image>` expands to (576 for CLIP-336/14 with patch tokens only), for fixed-size processors."""
-    return image_token_count(processor)
 
 
 class MedVLMSFTTrainer(SFTTrainer):

@@ -60,7 +60,8 @@ def conversation_rows() -> list[dict]:
         messages, images, sizes = [], [], iter(sizes)
         for r, (count, answer) in enumerate(zip(per_round, answers)):
             images += [make_rgb_image(*next(sizes), seed=len(images) + k) for k in range(count)]
-            user = [{"type": "image", "text": None}] * count + [{"type": "text", "text": f"Question {r}: what is seen?"}]
+            question = {"type": "text", "text": f"Question {r}: what is seen?"}
+            user = [{"type": "image", "text": None}] * count + [question]
             messages += [{"role": "user", "content": user},
                          {"role": "assistant", "content": [{"type": "text", "text": answer}]}]
         return {"id": row_id, "images": images, "messages": messages}

@@ -12,7 +12,7 @@ ARGS = ["--model_name_or_path", "x", "--use_cpu", "true", "--bf16", "false", "--
 
 
 def _trainer_collator(family: str, tmp_path):
-    """The collator `SFTTrainer` builds for this family (TRL swaps in its training variant of the family's template)."""
+    """The collator `SFTTrainer` builds for this family (TRL swaps in the training variant of its own template)."""
     from hf_medvlm.training.trainer import MedVLMSFTTrainer
 
     model, processor = tiny_family(family)
@@ -33,7 +33,8 @@ def test_only_assistant_turns_and_their_end_of_turn_are_supervised(family, tmp_p
         answers = [m["content"][0]["text"] for m in row["messages"] if m["role"] == "assistant"]
         # Exactly each answer with the end-of-turn token (and the newline the template writes after it), in order:
         # no role marker, question, system prompt or image token.
-        assert supervised.replace(" ", "") == "".join(f"{a}{end_of_turn}\n" for a in answers).replace(" ", ""), row["id"]
+        expected = "".join(f"{a}{end_of_turn}\n" for a in answers)
+        assert supervised.replace(" ", "") == expected.replace(" ", ""), row["id"]
         image_ids = {processor.tokenizer.convert_tokens_to_ids(processor.image_token)}
         assert not any(int(t) in image_ids for t in labels[labels != -100])
         assert len(labels) == len(ids)
@@ -120,3 +121,21 @@ def test_stage_one_and_llava_med_templates_are_llava_meds(family):
     *_, stage = parse_args([*ARGS, "--output_dir", "/tmp/unused", "--stage", "alignment"])
     fit_stage_to_family(stage, "llava_med")  # unchanged for LlavaMed
     assert stage.chat_template_name == "plain"
+
+
+def test_processor_kwargs_reach_the_processor(family_checkpoints):
+    """Qwen2-VL's resolution (`max_pixels`) set in a recipe is what the processor, and so the length pass, uses."""
+    from hf_medvlm.training.image_tokens import ImageExpansion
+    from hf_medvlm.training.model_setup import load_model_and_processor
+    from hf_medvlm.training.sft import fit_stage_to_family
+
+    argv = [*ARGS[2:], "--output_dir", "/tmp/unused", "--model_name_or_path", str(family_checkpoints("qwen2_5_vl")),
+            "--processor_kwargs", '{"max_pixels": 1024}']
+    *_, model_args, stage = parse_args(argv)
+    fit_stage_to_family(stage, "qwen2_5_vl")
+    _, processor = load_model_and_processor(model_args, stage)
+    assert processor.image_processor.size.longest_edge == 1024  # transformers 5 keeps max_pixels there
+    default = ImageExpansion(tiny_family("qwen2_5_vl")[1])
+    assert len(ImageExpansion(processor).ids((64, 64))) < len(default.ids((64, 64)))
+    with pytest.raises(ValueError, match="processor_kwargs applies to other families"):
+        fit_stage_to_family(stage, "llava_med")
