@@ -10,7 +10,8 @@ only measured (their header gives the size; EXIF rotation applied, as `datasets`
 
 A processor whose expansion is the same at every probe size (tiny, wide, tall, square, large) is fixed-size: then no
 image size is read at all. Otherwise expansions are cached by the processor's own size count
-(`_get_num_multimodal_tokens`) where that separates the probe sizes correctly, else by image size.
+(`_get_num_multimodal_tokens`) where that separates the probe sizes correctly, else by image size; where every probe
+expansion is the placeholder repeated that count's times (Qwen-VL), a new count needs no run of the processor.
 
 Where every expansion begins and ends with an added token, tokenisation cannot merge it with the text around it and
 a row's length is its rendered text's token count plus each expansion's extra tokens. Otherwise (Gemma 3's newlines)
@@ -42,10 +43,14 @@ class ImageExpansion:
         self.fixed = len(set(probes.values())) == 1
         self._fixed_ids = probes[PROBE_SIZES[0]] if self.fixed else None
         self._by_count = not self.fixed and self._counts_separate(probes)
-        self._cache = {self._key(size): ids for size, ids in probes.items()} if not self.fixed else {}
+        self._cache = dict(zip(self._keys(list(probes)), probes.values())) if not self.fixed else {}
         added = set(self.tokenizer.added_tokens_decoder)
-        placeholder_id = self.tokenizer.convert_tokens_to_ids(self.placeholder)
-        self.bounded = placeholder_id in added and all(ids[0] in added and ids[-1] in added for ids in probes.values())
+        self._placeholder_id = self.tokenizer.convert_tokens_to_ids(self.placeholder)
+        self.bounded = self._placeholder_id in added and all(ids[0] in added and ids[-1] in added
+                                                              for ids in probes.values())
+        # Qwen-VL: the expansion is the placeholder repeated as often as the processor counts; no need to run it.
+        self._repeats = self._by_count and all(ids == (self._placeholder_id,) * key[0]
+                                               for key, ids in self._cache.items())
         self._texts: dict[tuple[int, ...], str] = {}
 
     def ids(self, size: tuple[int, int] | None = None) -> tuple[int, ...]:
@@ -54,10 +59,17 @@ class ImageExpansion:
             return self._fixed_ids
         if size is None:
             raise ValueError(f"{type(self.processor).__name__}'s image tokens depend on the image size; give it")
-        key = self._key(size)
-        if key not in self._cache:
-            self._cache[key] = self._expand(size)
-        return self._cache[key]
+        return self._expansions([size])[0]
+
+    def _expansions(self, sizes: list) -> list[tuple[int, ...]]:
+        """`ids` of many sizes, asking the processor's size count once for all of them."""
+        if self.fixed:
+            return [self._fixed_ids] * len(sizes)
+        keys = self._keys(sizes)
+        for key, size in zip(keys, sizes):
+            if key not in self._cache:
+                self._cache[key] = (self._placeholder_id,) * key[0] if self._repeats else self._expand(size)
+        return [self._cache[key] for key in keys]
 
     def lengths(self, texts: list[str], images: list) -> list[int]:
         """Token length of each rendered row once its images are expanded.
@@ -69,10 +81,12 @@ class ImageExpansion:
             if text.count(self.placeholder) != len(sizes):
                 raise ValueError(f"the rendered chat has {text.count(self.placeholder)} {self.placeholder} "
                                  f"placeholder(s) but the row has {len(sizes)} image(s): {text[:200]!r}")
+        flat = iter(self._expansions([size for sizes in rows for size in sizes]))
+        per_row = [[next(flat) for _ in sizes] for sizes in rows]
         if self.bounded:
             ids = self.tokenizer(texts, add_special_tokens=False)["input_ids"]
-            return [len(row) + sum(len(self.ids(s)) - 1 for s in sizes) for row, sizes in zip(ids, rows)]
-        expanded = [self._expanded_text(text, sizes) for text, sizes in zip(texts, rows)]
+            return [len(row) + sum(len(e) - 1 for e in expansions) for row, expansions in zip(ids, per_row)]
+        expanded = [self._expanded_text(text, expansions) for text, expansions in zip(texts, per_row)]
         return [len(row) for row in self.tokenizer(expanded, add_special_tokens=False)["input_ids"]]
 
     def _expand(self, size: tuple[int, int]) -> tuple[int, ...]:
@@ -81,24 +95,27 @@ class ImageExpansion:
         output = self.processor(text=[self.placeholder], images=[[blank]], add_special_tokens=False)
         return tuple(int(i) for i in output["input_ids"][0])
 
-    def _key(self, size: tuple[int, int]):
-        return self._count_key(size) if self._by_count else tuple(size)
+    def _keys(self, sizes: list) -> list:
+        return self._count_keys(sizes) if self._by_count else [tuple(size) for size in sizes]
 
-    def _count_key(self, size: tuple[int, int]):
-        data = self.processor._get_num_multimodal_tokens(image_sizes=[tuple(size)])
-        return tuple(data.num_image_tokens), tuple(getattr(data, "num_image_patches", None) or ())
+    def _count_keys(self, sizes: list) -> list:
+        if not sizes:
+            return []
+        data = self.processor._get_num_multimodal_tokens(image_sizes=[tuple(size) for size in sizes])
+        patches = getattr(data, "num_image_patches", None) or [None] * len(sizes)
+        return list(zip(data.num_image_tokens, patches))
 
     def _counts_separate(self, probes: dict) -> bool:
         """Whether the processor's own count tells apart every two probe sizes whose expansions differ."""
         try:
-            keys = {size: self._count_key(size) for size in probes}
+            keys = dict(zip(probes, self._count_keys(list(probes))))
         except (AttributeError, NotImplementedError, TypeError, ValueError):
             return False
         return all(probes[a] == probes[b] for a in probes for b in probes if keys[a] == keys[b])
 
-    def _expanded_text(self, text: str, sizes: list) -> str:
+    def _expanded_text(self, text: str, expansions: list) -> str:
         parts = text.split(self.placeholder)
-        return parts[0] + "".join(self._text(self.ids(s)) + part for s, part in zip(sizes, parts[1:]))
+        return parts[0] + "".join(self._text(e) + part for e, part in zip(expansions, parts[1:]))
 
     def _text(self, ids: tuple[int, ...]) -> str:
         if ids not in self._texts:
@@ -119,10 +136,21 @@ def _placeholder(processor) -> str:
 
 
 def image_size(image: dict) -> tuple[int, int]:
-    """(height, width) of an undecoded `datasets.Image` value (`{"bytes", "path"}`), from its header only."""
+    """(height, width) of an undecoded `datasets.Image` value (`{"bytes", "path"}`), from its header only.
+
+    EXIF orientation is read from what the header holds (JPEG's APP1; a PNG eXIf chunk before the pixel data):
+    `getexif()` would decode a PNG to look further.
+    """
     source = io.BytesIO(image["bytes"]) if image.get("bytes") else image["path"]
     with Image.open(source) as opened:
         width, height = opened.size
-        if opened.getexif().get(_EXIF_ORIENTATION) in _ROTATED:
-            width, height = height, width
+        exif = opened.info.get("exif")
+    if exif and _orientation(exif) in _ROTATED:
+        width, height = height, width
     return height, width
+
+
+def _orientation(exif: bytes):
+    parsed = Image.Exif()
+    parsed.load(exif)
+    return parsed.get(_EXIF_ORIENTATION)
