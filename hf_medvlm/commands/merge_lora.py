@@ -11,10 +11,9 @@ import sys
 from dataclasses import dataclass, field
 
 import torch
-from transformers import HfArgumentParser
+from transformers import AutoProcessor, HfArgumentParser
 
 from ..training.merge_lora import merge_lora
-from ..training.model_setup import load_processor
 
 EPILOG = """example:
   hf-medvlm merge-lora --adapter_path runs/stage2-lora --output_dir runs/stage2-lora-merged
@@ -37,6 +36,6 @@ def main(argv: list[str] | None = None) -> int:
     (args,) = parser.parse_args_into_dataclasses(args=sys.argv[1:] if argv is None else argv)
     merged = merge_lora(args.adapter_path, args.base_model_name_or_path, getattr(torch, args.dtype))
     merged.save_pretrained(args.output_dir)
-    load_processor(args.adapter_path).save_pretrained(args.output_dir)  # with the chat template trained with
+    AutoProcessor.from_pretrained(args.adapter_path).save_pretrained(args.output_dir)  # with its chat template
     print(f"merged {args.adapter_path} into {args.output_dir}")
     return 0

@@ -110,8 +110,8 @@ def _from_any_checkpoint(model_args, processor_kwargs, dtype, quantization_confi
                          trust_remote_code: bool):
     """Any image-text-to-text checkpoint, with its own processor and the chat template that processor carries."""
     path = model_args.model_name_or_path
-    processor = load_processor(path, revision=model_args.model_revision, trust_remote_code=trust_remote_code,
-                               **(processor_kwargs or {}))
+    processor = AutoProcessor.from_pretrained(path, revision=model_args.model_revision,
+                                              trust_remote_code=trust_remote_code, **(processor_kwargs or {}))
     if not processor.chat_template:
         raise ValueError(
             f"{path}: {type(processor).__name__} has no chat template; hf-medvlm trains other families than LlavaMed "
@@ -123,25 +123,6 @@ def _from_any_checkpoint(model_args, processor_kwargs, dtype, quantization_confi
         **_load_kwargs(model_args, dtype, quantization_config, device_map),
     )
     return model, processor
-
-
-def load_processor(path, **kwargs):
-    """`AutoProcessor.from_pretrained`, with a clear error where transformers needs torchvision for it.
-
-    transformers 5 builds the Qwen2-VL / Qwen2.5-VL (and SmolVLM2, LLaVA-OneVision) processors with a video processor
-    that exists only with torchvision installed; without it loading fails deep inside transformers.
-    """
-    from transformers.utils import is_torchvision_available
-
-    try:
-        return AutoProcessor.from_pretrained(path, **kwargs)
-    except (ImportError, AttributeError) as err:
-        if is_torchvision_available():
-            raise
-        raise ImportError(
-            f"{path}: its processor needs torchvision in transformers 5 (the video processor of Qwen2-VL-style "
-            f"processors); pip install torchvision matching your torch ({err})"
-        ) from err
 
 
 def _resolve_dtype(dtype):
