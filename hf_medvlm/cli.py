@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "fetch-images": ("hf_medvlm.commands.fetch_images", "download PMC OA tarballs and extract the figures a dataset needs"),
     "prepare": ("hf_medvlm.commands.prepare", "convert a raw release (LLaVA-Med, PubMedVision, BioMed-VITAL, VQA sets) to Parquet"),
     "eval": ("hf_medvlm.commands.eval", "generate and score answers on a medical VQA benchmark (named protocols)"),
+    "report": ("hf_medvlm.commands.report", "the papers' tables from results.json files, published numbers beside yours"),
     "push": ("hf_medvlm.commands.push", "upload a saved model folder or a Parquet dataset folder to the Hub"),
     "convert": (
         "hf_medvlm.commands.convert",

@@ -4,10 +4,16 @@ Input: `llava_med_image_urls.jsonl`-style records `{"pmc_tar_url", "image_file_p
 BioMed-VITAL share this list). Output: `{output_dir}/images/{pair_id}.jpg`, each verified to decode, plus
 `failures.jsonl` naming every record that could not be fetched and why.
 
-- Records are grouped by tarball; tarballs are fetched in parallel threads with retries and exponential backoff.
-- A 404 falls back to `mirror_patterns` (format strings with `{url}`, `{path}` = URL path, `{name}` = file name).
+- Records are grouped by tarball; tarballs are fetched in parallel threads. urllib3's `Retry` retries connection
+  errors and 429/5xx answers with exponential back-off, honouring `Retry-After`; a body cut short is retried here
+  under the same policy. A 404 is final for that URL and falls through to `mirror_patterns` (format strings with
+  `{url}`, `{path}` = URL path, `{name}` = file name).
 - Resumable: an image already in `images/` is never fetched again, and a tarball whose images all exist is not
-  downloaded. Files are written under temporary names and renamed, so an interrupted run leaves no half files.
+  downloaded. Files are written under temporary names (`*.part`, `*.tmp`) and renamed, so an interrupted run leaves
+  nothing that looks complete; a rerun deletes the temporaries a killed run left.
+- Untrusted paths are refused and counted: a `pair_id` that is not a plain file name (`unsafe_path`), and tar members
+  that `tarfile`'s `data` extraction filter refuses: `..`, links pointing out, absolute links (`unsafe_tar_member`).
+  An absolute member name is confined (its `/` stripped), as the filter does.
 - Tarballs are deleted after extraction unless `keep_tarballs`.
 """
 
@@ -17,7 +23,6 @@ import io
 import json
 import tarfile
 import threading
-import time
 from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -25,11 +30,16 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import requests
+from requests.adapters import HTTPAdapter
 from tqdm.auto import tqdm
+from urllib3.exceptions import MaxRetryError
+from urllib3.exceptions import TimeoutError as Urllib3Timeout
+from urllib3.util import Retry
 
 __all__ = ["FetchImagesArguments", "FetchReport", "fetch_images", "read_pair_ids", "read_url_records"]
 
 REQUIRED_KEYS = ("pmc_tar_url", "image_file_path", "pair_id")
+RETRY_STATUSES = (429, 500, 502, 503, 504)
 
 
 @dataclass
@@ -38,8 +48,8 @@ class FetchImagesArguments:
     output_dir: str = field(metadata={"help": "Folder for images/{pair_id}.jpg, tarballs/ and failures.jsonl."})
     pair_ids_file: str | None = field(default=None, metadata={"help": "Optional file of pair ids (one per line, or a dataset JSON with `id`/`image`) to fetch only those."})
     num_workers: int = field(default=8, metadata={"help": "Tarballs downloaded in parallel."})
-    max_retries: int = field(default=3, metadata={"help": "Retries per URL after a network error, 5xx or truncated download."})
-    backoff_seconds: float = field(default=2.0, metadata={"help": "First retry delay; doubles after each retry."})
+    max_retries: int = field(default=3, metadata={"help": "Retries per URL after a connection error, a 429/5xx answer or a truncated download (a 404 is not retried)."})
+    backoff_seconds: float = field(default=2.0, metadata={"help": "urllib3 Retry back-off factor: the k-th consecutive retry waits backoff * 2^(k-1) s (the first retries at once); a Retry-After header overrides it."})
     timeout_seconds: float = field(default=60.0, metadata={"help": "Connect/read timeout per request."})
     mirror_patterns: list[str] = field(default_factory=list, metadata={"help": "URL patterns tried after a 404, e.g. 'https://mirror.example/{path}' ({url}, {path}, {name})."})
     keep_tarballs: bool = field(default=False, metadata={"help": "Keep downloaded tarballs in tarballs/ instead of deleting them."})
@@ -61,29 +71,39 @@ class FetchReport:
 
 
 class _Failure(Exception):
-    def __init__(self, reason: str, detail: str):
+    def __init__(self, reason: str, detail: str, retryable: bool = False):
         super().__init__(detail)
-        self.reason = reason
+        self.reason, self.retryable = reason, retryable
 
 
 # ------------------------------------------------------------------------------------------------ input
 
 
 def read_url_records(path: str | Path, limit: int | None = None) -> list[dict]:
-    """Records of a URL list; a line missing a key is a clear error naming the line."""
+    """Records of a URL list; a malformed line is a `ValueError` naming the file and line number."""
     records = []
-    with Path(path).open(encoding="utf-8") as handle:
-        for line_number, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            record = json.loads(line)
-            missing = [k for k in REQUIRED_KEYS if not record.get(k)]
-            if missing:
-                raise ValueError(f"{path}:{line_number}: record lacks {missing}")
-            records.append(record)
+    with Path(path).open("rb") as handle:  # decoded per line, so that an encoding error has a line number
+        for line_number, raw in enumerate(handle, 1):
+            if raw.strip():
+                records.append(_parse_record(raw, f"{path}: line {line_number}"))
             if limit is not None and len(records) >= limit:
                 break
     return records
+
+
+def _parse_record(raw: bytes, where: str) -> dict:
+    try:
+        record = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{where} is not UTF-8 ({err.reason} at byte {err.start})") from None
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{where} is not valid JSON ({err.msg}, column {err.colno})") from None
+    if not isinstance(record, dict):
+        raise ValueError(f"{where} is a {type(record).__name__}, not an object with {list(REQUIRED_KEYS)}")
+    for key in REQUIRED_KEYS:
+        if not isinstance(record.get(key), str) or not record[key]:
+            raise ValueError(f"{where}: {key} must be a non-empty string, got {record.get(key)!r}")
+    return record
 
 
 def read_pair_ids(path: str | Path) -> set[str]:
@@ -94,80 +114,136 @@ def read_pair_ids(path: str | Path) -> set[str]:
     return {line.strip() for line in text.splitlines() if line.strip()}
 
 
+def _tarball_name(url: str) -> str:
+    return Path(urlparse(url).path).name
+
+
+def _unsafe_path(record: dict) -> _Failure | None:
+    """A pair_id or tarball name that is not a plain file name would write outside images/ or tarballs/."""
+    for key, name in (("pair_id", record["pair_id"]), ("pmc_tar_url", _tarball_name(record["pmc_tar_url"]))):
+        if name in ("", ".", "..") or any(c in name for c in "/\\\0"):
+            return _Failure("unsafe_path", f"{key} {record[key]!r} does not give a plain file name; not fetched")
+    return None
+
+
 # --------------------------------------------------------------------------------------------- download
 
 
+def _session(args: FetchImagesArguments) -> requests.Session:
+    session = requests.Session()
+    adapter = HTTPAdapter(max_retries=_retry_policy(args), pool_maxsize=max(10, args.num_workers))
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
+
+
+def _retry_policy(args: FetchImagesArguments) -> Retry:
+    return Retry(total=args.max_retries, backoff_factor=args.backoff_seconds, status_forcelist=RETRY_STATUSES,
+                 allowed_methods={"GET"}, raise_on_status=False)  # the last 5xx answer is reported, not raised
+
+
 def _candidate_urls(url: str, mirror_patterns: list[str]) -> list[str]:
-    parsed = urlparse(url)
-    path = parsed.path.lstrip("/")
+    path = urlparse(url).path.lstrip("/")
     return [url] + [p.format(url=url, path=path, name=Path(path).name) for p in mirror_patterns]
 
 
-def _download_once(session: requests.Session, url: str, target: Path, timeout: float) -> None:
-    part = target.with_name(target.name + ".part")
-    try:
-        _stream_to(session, url, part, timeout)
-    except BaseException:
-        part.unlink(missing_ok=True)  # never leave half a tarball behind
-        raise
-    part.replace(target)
+def _network_failure(err: requests.RequestException, url: str, retryable: bool) -> _Failure:
+    cause = getattr(err.args[0], "reason", err.args[0]) if err.args else err  # what urllib3's last retry hit
+    if isinstance(err, requests.Timeout) or isinstance(cause, Urllib3Timeout):
+        return _Failure("timeout", f"{url}: {cause}", retryable)
+    if isinstance(err, requests.exceptions.ChunkedEncodingError):  # body ended before Content-Length
+        return _Failure("truncated_download", f"{url}: {cause}", retryable)
+    return _Failure("connection_error", f"{url}: {cause}", retryable)
 
 
 def _stream_to(session: requests.Session, url: str, part: Path, timeout: float) -> None:
-    with session.get(url, stream=True, timeout=timeout) as response:
-        if response.status_code == 404:
-            raise _Failure("http_404", f"{url} returned 404")
+    try:
+        response = session.get(url, stream=True, timeout=timeout)  # urllib3 has already retried what it can
+    except requests.RequestException as err:
+        raise _network_failure(err, url, retryable=False) from None
+    with response:
         if response.status_code >= 400:
             raise _Failure(f"http_{response.status_code}", f"{url} returned {response.status_code}")
-        expected = int(response.headers.get("Content-Length") or -1)
-        received = 0
-        with part.open("wb") as handle:
-            for chunk in response.iter_content(chunk_size=1 << 16):
-                handle.write(chunk)
-                received += len(chunk)
-    if expected >= 0 and received != expected:
-        raise _Failure("truncated_download", f"{url}: got {received} of {expected} bytes")
+        try:
+            with part.open("wb") as handle:
+                for chunk in response.iter_content(chunk_size=1 << 16):
+                    handle.write(chunk)
+        except requests.RequestException as err:  # urllib3 enforces Content-Length: a short body raises here
+            raise _network_failure(err, url, retryable=True) from None
+
+
+def _download_url(session, url: str, target: Path, args: FetchImagesArguments) -> Path:
+    """One URL to `target` via `target.part`; a body cut short is retried under the same urllib3 Retry policy."""
+    part, retry = target.with_name(target.name + ".part"), _retry_policy(args)
+    while True:
+        try:
+            _stream_to(session, url, part, args.timeout_seconds)
+            return part.replace(target)
+        except BaseException as err:
+            part.unlink(missing_ok=True)  # never leave half a tarball behind
+            if not getattr(err, "retryable", False):
+                raise
+            try:
+                retry = retry.increment(method="GET", url=url, error=err)
+            except MaxRetryError:
+                raise err from None
+        retry.sleep()
 
 
 def _download(session, url: str, target: Path, args: FetchImagesArguments) -> str:
-    """Try the URL then its mirrors; retry transient failures with backoff. Returns the URL that worked."""
+    """Try the URL, then its mirrors. Returns the URL that worked."""
     last: _Failure | None = None
     for candidate in _candidate_urls(url, args.mirror_patterns):
-        delay = args.backoff_seconds
-        for attempt in range(args.max_retries + 1):
-            try:
-                _download_once(session, candidate, target, args.timeout_seconds)
-                return candidate
-            except _Failure as err:
-                last = err
-                if err.reason == "http_404" or err.reason.startswith("http_4"):
-                    break  # not transient: go to the next mirror
-            except requests.Timeout as err:
-                last = _Failure("timeout", f"{candidate}: {err}")
-            except requests.exceptions.ChunkedEncodingError as err:  # body ended before Content-Length
-                last = _Failure("truncated_download", f"{candidate}: {err}")
-            except requests.ConnectionError as err:
-                last = _Failure("connection_error", f"{candidate}: {err}")
-            if attempt < args.max_retries:
-                time.sleep(delay)
-                delay *= 2
+        try:
+            _download_url(session, candidate, target, args)
+            return candidate
+        except _Failure as err:
+            last = err
     raise last or _Failure("download_failed", url)
 
 
 # ---------------------------------------------------------------------------------------------- extract
 
 
-def _write_image(data: bytes, target: Path) -> None:
-    from PIL import Image
+def _check_image(data: bytes, source: str) -> None:
+    from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(io.BytesIO(data)) as image:
             image.load()
+    except UnidentifiedImageError:  # its message names only the in-memory buffer
+        raise _Failure("undecodable_image", f"{source}: not an image format Pillow can identify") from None
     except Exception as err:  # noqa: BLE001
-        raise _Failure("undecodable_image", f"{target.name}: {type(err).__name__}: {err}") from None
-    tmp = target.with_name(target.name + ".tmp")
-    tmp.write_bytes(data)
-    tmp.replace(target)
+        raise _Failure("undecodable_image", f"{source}: {type(err).__name__}: {err}") from None
+
+
+def _member_bytes(archive: tarfile.TarFile, name: str, images_dir: Path) -> bytes:
+    """A member's bytes, if `tarfile.data_filter` would extract it into `images_dir` (KeyError if absent)."""
+    member = archive.getmember(name)
+    tarfile.data_filter(member, str(images_dir))  # raises tarfile.FilterError for absolute, `..`, links out
+    handle = archive.extractfile(member)
+    if handle is None:
+        raise KeyError(name)  # a directory or special file
+    return handle.read()
+
+
+def _extract_one(archive, tarball: Path, record: dict, images_dir: Path) -> _Failure | None:
+    source = f"{record['image_file_path']} in {tarball.name}"
+    try:
+        data = _member_bytes(archive, record["image_file_path"], images_dir)
+        _check_image(data, f"{source} (pair_id {record['pair_id']})")
+        tmp = images_dir / f"{record['pair_id']}.jpg.tmp"
+        tmp.write_bytes(data)
+        tmp.replace(tmp.with_suffix(""))
+    except KeyError:
+        return _Failure("missing_in_tarball", f"{source}: no such member")
+    except tarfile.FilterError as err:
+        return _Failure("unsafe_tar_member", f"{source}: refused: {err}")
+    except (tarfile.TarError, OSError, EOFError) as err:
+        return _Failure("corrupt_tarball", f"{tarball.name}: {err}")
+    except _Failure as err:
+        return err
+    return None
 
 
 def _extract(tarball: Path, records: list[dict], images_dir: Path) -> list[tuple[dict, _Failure | None]]:
@@ -175,27 +251,12 @@ def _extract(tarball: Path, records: list[dict], images_dir: Path) -> list[tuple
         archive = tarfile.open(tarball, "r:*")
     except (tarfile.TarError, OSError, EOFError) as err:
         raise _Failure("corrupt_tarball", f"{tarball.name}: {err}") from None
-    results = []
     with archive:
-        for record in records:
-            try:
-                member = archive.extractfile(record["image_file_path"])
-                if member is None:
-                    raise KeyError(record["image_file_path"])
-                _write_image(member.read(), images_dir / f"{record['pair_id']}.jpg")
-                results.append((record, None))
-            except KeyError:
-                results.append((record, _Failure("missing_in_tarball", f"{record['image_file_path']} not in "
-                                                 f"{tarball.name}")))
-            except (tarfile.TarError, OSError, EOFError) as err:
-                results.append((record, _Failure("corrupt_tarball", f"{tarball.name}: {err}")))
-            except _Failure as err:
-                results.append((record, err))
-    return results
+        return [(record, _extract_one(archive, tarball, record, images_dir)) for record in records]
 
 
 def _fetch_tarball(session, url: str, records: list[dict], out: Path, args) -> tuple[list, bool]:
-    tarball = out / "tarballs" / Path(urlparse(url).path).name
+    tarball = out / "tarballs" / _tarball_name(url)
     downloaded = False
     if not tarball.exists():  # a kept tarball from an earlier run is reused
         _download(session, url, tarball, args)
@@ -210,21 +271,31 @@ def _fetch_tarball(session, url: str, records: list[dict], out: Path, args) -> t
 # -------------------------------------------------------------------------------------------------- run
 
 
-def _pending_by_tarball(records: list[dict], images_dir: Path, report: FetchReport) -> dict[str, list[dict]]:
+def _remove_stale_temporaries(out: Path) -> None:
+    """`*.part` / `*.tmp` are only ever a killed run's leftovers: finished files are renamed away from them."""
+    for stale in [*(out / "tarballs").glob("*.part"), *(out / "images").glob("*.tmp")]:
+        stale.unlink(missing_ok=True)
+
+
+def _plan(records: list[dict], images_dir: Path, report: FetchReport) -> tuple[dict[str, list[dict]], list]:
+    """Pending records grouped by tarball, and the refused ones with their failure."""
     groups: dict[str, list[dict]] = defaultdict(list)
+    refused = []
     for record in records:
-        if (images_dir / f"{record['pair_id']}.jpg").exists():
+        unsafe = _unsafe_path(record)
+        if unsafe is not None:
+            refused.append((record, unsafe))
+        elif (images_dir / f"{record['pair_id']}.jpg").exists():
             report.already_present += 1
         else:
             groups[record["pmc_tar_url"]].append(record)
-    return groups
+    return groups, refused
 
 
 def _write_manifest(out: Path, failures: list[dict]) -> Path:
-    path = out / "failures.jsonl"
-    with path.open("w", encoding="utf-8") as handle:
-        for failure in failures:
-            handle.write(json.dumps(failure) + "\n")
+    path, tmp = out / "failures.jsonl", out / "failures.jsonl.tmp"
+    tmp.write_text("".join(json.dumps(failure) + "\n" for failure in failures), encoding="utf-8")
+    tmp.replace(path)
     return path
 
 
@@ -239,10 +310,12 @@ def fetch_images(records, output_dir: str | Path, args: FetchImagesArguments | N
     out = Path(output_dir)
     (out / "images").mkdir(parents=True, exist_ok=True)
     (out / "tarballs").mkdir(exist_ok=True)
+    _remove_stale_temporaries(out)
     report, failures, lock = FetchReport(), [], threading.Lock()
-    groups = _pending_by_tarball(records, out / "images", report)
-    session = requests.Session()
-    bar = tqdm(total=sum(map(len, groups.values())), desc="fetching PMC images", unit="img", disable=not progress)
+    groups, refused = _plan(records, out / "images", report)
+    session = _session(args)
+    bar = tqdm(total=len(refused) + sum(map(len, groups.values())), desc="fetching PMC images", unit="img",
+               disable=not progress)
 
     def record_outcome(record, failure):
         with lock:
@@ -264,6 +337,8 @@ def fetch_images(records, output_dir: str | Path, args: FetchImagesArguments | N
         for record, failure in results:
             record_outcome(record, failure)
 
+    for record, failure in refused:
+        record_outcome(record, failure)
     with ThreadPoolExecutor(max_workers=max(1, args.num_workers)) as pool:
         for future in as_completed([pool.submit(work, url, group) for url, group in groups.items()]):
             future.result()

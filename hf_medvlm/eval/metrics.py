@@ -11,9 +11,9 @@ so that numbers can be compared with the paper:
 - the paper's "open" number is token recall: `tp` counts the prediction's occurrences of each word shared with the
   ground truth, `fn` the ground truth's occurrences of each word missing from the prediction, recall = tp / (tp + fn);
 - "exact match" is the original's: distinct ground-truth words found in the prediction / number of prediction words;
-- BLEU is NLTK's `sentence_bleu` without smoothing (re-implemented here: no nltk download): `bleu` is the cumulative
-  4-gram score, `bleu_1..bleu_4` the single-order scores with weights (1,0,0,0) ... (0,0,0,1) as the original's
-  `bleu_score_1..3`.
+- BLEU is NLTK's `sentence_bleu`, called as the original does: one reference, whitespace tokens of the normalised
+  texts, no smoothing. `bleu` is the cumulative 4-gram score, `bleu_1..bleu_4` the single-order scores with weights
+  (1,0,0,0) ... (0,0,0,1) as the original's `bleu_score_1..3`.
 
 One deviation, because it is a bug that silently inflates the score: an early `run_eval.py` appended nothing for a
 closed question whose prediction contained yes/no but not the ground truth, dropping that miss from the denominator
@@ -36,8 +36,8 @@ import functools
 import json
 import math
 import re
-import sys
 import unicodedata
+import warnings
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -50,7 +50,7 @@ __all__ = [
     "normalize_llava_med",
     "normalize_strict",
     "ngram_counts",
-    "sentence_bleu",
+    "bleu_scores",
     "llava_med_closed_hit",
     "llava_med_open_scores",
     "strict_closed_hit",
@@ -113,33 +113,7 @@ def ngram_counts(text: str, n: int) -> Counter:
 
 
 # ----------------------------------------------------------------------------------------------------------------------
-# BLEU, as nltk.translate.bleu_score.sentence_bleu(references=[ref], hypothesis=hyp, weights=w) with no smoothing
-
-
-def _modified_precision(reference: Sequence[str], hypothesis: Sequence[str], n: int) -> tuple[int, int]:
-    hyp = Counter(tuple(hypothesis[i : i + n]) for i in range(len(hypothesis) - n + 1))
-    ref = Counter(tuple(reference[i : i + n]) for i in range(len(reference) - n + 1))
-    clipped = sum(min(count, ref[gram]) for gram, count in hyp.items())
-    return clipped, max(1, sum(hyp.values()))
-
-
-def sentence_bleu(
-    reference: Sequence[str], hypothesis: Sequence[str], weights: Sequence[float] = (0.25, 0.25, 0.25, 0.25)
-) -> float:
-    """NLTK's unsmoothed sentence BLEU for one reference (token lists).
-
-    NLTK returns 0 when no unigram matches; a zero higher-order precision becomes `sys.float_info.min` before the log
-    ("method0"), so a cumulative score with a missing n-gram order is vanishingly small (1e-154 with two orders
-    missing) rather than exactly 0.
-    """
-    counts = [_modified_precision(reference, hypothesis, n) for n in range(1, len(weights) + 1)]
-    if counts[0][0] == 0:
-        return 0.0
-    precisions = [num / den if num else sys.float_info.min for num, den in counts]
-    hyp_len, ref_len = len(hypothesis), len(reference)
-    penalty = 1.0 if hyp_len > ref_len else math.exp(1 - ref_len / hyp_len)
-    return penalty * math.exp(math.fsum(w * math.log(p) for w, p in zip(weights, precisions)))
-
+# BLEU
 
 _BLEU_WEIGHTS = {
     "bleu": (0.25, 0.25, 0.25, 0.25),
@@ -148,6 +122,22 @@ _BLEU_WEIGHTS = {
     "bleu_3": (0, 0, 1, 0),
     "bleu_4": (0, 0, 0, 1),
 }
+
+
+def bleu_scores(reference: Sequence[str], hypothesis: Sequence[str]) -> dict[str, float]:
+    """NLTK's unsmoothed `sentence_bleu` of one reference, for every weighting in `_BLEU_WEIGHTS` (token lists).
+
+    NLTK returns 0 when no unigram matches; a zero higher-order precision becomes `sys.float_info.min` ("method0"),
+    so a cumulative score with two orders missing is about 1e-154 rather than 0. Its warning for that case fires on
+    most short answers, and the original silenced all warnings, so it is silenced here too. nltk is imported here
+    because importing it takes over a second, which `eval --help` should not pay.
+    """
+    from nltk.translate.bleu_score import sentence_bleu
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="\\nThe hypothesis contains 0 counts")
+        scores = sentence_bleu([list(reference)], list(hypothesis), weights=list(_BLEU_WEIGHTS.values()))
+    return {name: float(score) for name, score in zip(_BLEU_WEIGHTS, scores)}
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -186,8 +176,7 @@ def llava_med_open_scores(prediction: str, reference: str) -> dict[str, float]:
     scores = {"recall": recall, "precision": precision, "f1": f1, "exact_match": _llava_med_exact(pred, ref)}
     # run_eval_batch.py's "open accuracy": the whole normalised reference appears in the prediction.
     scores["substring_hit"] = float(ref in pred)
-    ref_tokens, pred_tokens = ref.lower().split(), pred.lower().split()
-    scores.update({name: sentence_bleu(ref_tokens, pred_tokens, w) for name, w in _BLEU_WEIGHTS.items()})
+    scores.update(bleu_scores(ref.lower().split(), pred.lower().split()))
     return scores
 
 

@@ -14,6 +14,7 @@ from importlib import resources
 from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
 
 __all__ = [
     "DEFAULT_LEXICON",
@@ -81,92 +82,82 @@ def embed_captions(
     return np.asarray(vectors, dtype=np.float32)
 
 
-def _coarse_centroids(embeddings: np.ndarray, num_cells: int, seed: int, iterations: int = 4) -> np.ndarray:
-    """A few Lloyd iterations on a sample, seeded with random rows: cheap (sklearn's k-means on a million 768-d
-    vectors takes minutes) and good enough for bucketing, since recall comes from probing several cells."""
-    rng = np.random.default_rng(seed)
-    sample = embeddings[rng.choice(len(embeddings), size=min(len(embeddings), 20 * num_cells), replace=False)]
-    centroids = sample[rng.choice(len(sample), size=num_cells, replace=False)].copy()
-    for _ in range(iterations):
-        assignment = (sample @ centroids.T).argmax(axis=1)
-        for cell in np.unique(assignment):
-            centroids[cell] = sample[assignment == cell].mean(axis=0)
-    return centroids
+def _build_index(embeddings: np.ndarray, num_cells: int, nprobe: int, seed: int):
+    """An empty faiss inner-product index: exact (`Flat`) for one cell, else IVF trained on a sample of the rows."""
+    import faiss
 
-
-def _assign_cells(embeddings: np.ndarray, num_cells: int, nprobe: int, seed: int) -> np.ndarray:
-    """IVF-style coarse quantiser: each vector's ``nprobe`` most similar centroids (its home cell first)."""
+    dim = embeddings.shape[1]
     if num_cells <= 1:
-        return np.zeros((len(embeddings), 1), dtype=np.int64)
-    centroids = _coarse_centroids(embeddings, num_cells, seed)
-    nprobe = min(nprobe, num_cells)
-    probes = np.empty((len(embeddings), nprobe), dtype=np.int64)
-    for start in range(0, len(embeddings), 8192):
-        sims = embeddings[start:start + 8192] @ centroids.T
-        top = np.argpartition(-sims, nprobe - 1, axis=1)[:, :nprobe]
-        order = np.argsort(-np.take_along_axis(sims, top, axis=1), axis=1)
-        probes[start:start + 8192] = np.take_along_axis(top, order, axis=1)
-    return probes
+        return faiss.IndexFlatIP(dim)
+    index = faiss.index_factory(dim, f"IVF{num_cells},Flat", faiss.METRIC_INNER_PRODUCT)
+    index.cp.seed = seed
+    index.cp.min_points_per_centroid = 1  # the sample below is deliberately small: training cost grows as cells^2
+    rng = np.random.default_rng(seed)
+    index.train(embeddings[rng.choice(len(embeddings), min(len(embeddings), 20 * num_cells), replace=False)])
+    index.nprobe = nprobe
+    return index
 
 
-def _inverted_lists(probes: np.ndarray, num_cells: int) -> tuple[np.ndarray, np.ndarray]:
-    """Rows probing each cell, as one sorted index array plus per-cell offsets (CSR layout)."""
-    flat = probes.ravel()
-    order = np.argsort(flat, kind="stable")
-    offsets = np.searchsorted(flat[order], np.arange(num_cells + 1))
-    return order // probes.shape[1], offsets
+def _earliest_hits(index, queries: np.ndarray, threshold: float) -> np.ndarray:
+    """Per query, the smallest index label whose similarity is > threshold, or -1."""
+    if index.ntotal == 0:
+        return np.full(len(queries), -1, dtype=np.int64)
+    lims, _, labels = index.range_search(queries, threshold)
+    lims = lims.astype(np.int64)
+    hits = np.full(len(queries), -1, dtype=np.int64)
+    found = np.flatnonzero(lims[1:] > lims[:-1])
+    if len(found):
+        hits[found] = np.minimum.reduceat(labels, lims[found])
+    return hits
 
 
-def _candidate_edges(embeddings, probes, num_cells, threshold, block_size):
-    """Pairs (later row i, earlier row j) with similarity > threshold, where j's home cell is probed by i."""
-    homes, home_offsets = _inverted_lists(probes[:, :1], num_cells)
-    queries, query_offsets = _inverted_lists(probes, num_cells)
-    edges_i, edges_j = [], []
-    for cell in range(num_cells):
-        members = homes[home_offsets[cell]:home_offsets[cell + 1]]
-        if not len(members):
-            continue
-        member_vectors = embeddings[members]
-        cell_queries = queries[query_offsets[cell]:query_offsets[cell + 1]]
-        for start in range(0, len(cell_queries), block_size):
-            rows = cell_queries[start:start + block_size]
-            ii, jj = np.nonzero((embeddings[rows] @ member_vectors.T) > threshold)
-            earlier = members[jj] < rows[ii]
-            edges_i.append(rows[ii[earlier]])
-            edges_j.append(members[jj[earlier]])
-    if not edges_i:
-        return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
-    return np.concatenate(edges_i), np.concatenate(edges_j)
+def _greedy_within(vectors: np.ndarray, threshold: float) -> np.ndarray:
+    """Greedy dedup inside one batch, exactly: per row, the earlier kept row it duplicates, or -1."""
+    import faiss
+
+    duplicate_of = np.full(len(vectors), -1, dtype=np.int64)
+    flat = faiss.IndexFlatIP(vectors.shape[1])
+    flat.add(vectors)
+    lims, _, labels = flat.range_search(vectors, threshold)
+    lims = lims.astype(np.int64)
+    for row in np.flatnonzero(np.diff(lims)):  # a row's own match is not guaranteed: |x|^2 may be <= threshold
+        earlier = np.sort(labels[lims[row]:lims[row + 1]])
+        earlier = earlier[(earlier < row) & (duplicate_of[earlier] < 0)]  # rows before are already resolved
+        if len(earlier):
+            duplicate_of[row] = earlier[0]
+    return duplicate_of
 
 
 def find_near_duplicates(
     embeddings: np.ndarray, threshold: float, *, num_cells: int | None = None, nprobe: int = 8,
-    block_size: int = 1024, seed: int = 0,
+    batch_size: int = 4096, seed: int = 0, show_progress_bar: bool = False,
 ) -> np.ndarray:
     """Greedy near-duplicate removal in input order: returns, per row, the index of the earlier kept row it
     duplicates (similarity ``> threshold``, dot product), or -1 if it is kept.
 
-    Scales without an N x N matrix. Rows are bucketed by a coarse quantiser (``num_cells``, default ~sqrt(N); one
-    cell, i.e. exact search, below 20,000 rows). Each row is compared, in blocks of ``block_size``, only with the rows
-    whose home cell is among its ``nprobe`` nearest cells; the pairs above the threshold are then resolved greedily
-    in input order. Memory is O(N x dim + block x cell); compute is about N x nprobe x N / num_cells dot products.
-    Approximate above one cell: a duplicate whose nearest cells miss its original's home cell is not found (raise
-    ``nprobe`` to trade speed for recall).
+    Rows go through in batches of ``batch_size``. Each batch is searched (faiss range search) against an index that
+    holds only the rows kept so far, then deduplicated within itself exactly, and its kept rows are added. So memory
+    is O(N x dim) whatever the duplicates (a caption repeated 10,000 times costs one index entry, not 10^8 pairs), and
+    no N x N matrix is ever formed. The index is exact (``IndexFlatIP``) below 20,000 rows or with ``num_cells=1``;
+    otherwise IVF with ``num_cells`` cells (default 4 x sqrt(N), trained on 20 rows per cell), of which each row
+    searches its ``nprobe`` nearest: a duplicate whose original lies in none of them is missed (raise ``nprobe`` to
+    trade speed for recall).
     """
     embeddings = np.ascontiguousarray(embeddings, dtype=np.float32)
     n = len(embeddings)
     if num_cells is None:
-        num_cells = 1 if n < 20_000 else int(math.sqrt(n))
-    probes = _assign_cells(embeddings, num_cells, nprobe, seed)
-    edges_i, edges_j = _candidate_edges(embeddings, probes, max(num_cells, 1), threshold, block_size)
+        num_cells = 1 if n < 20_000 else int(4 * math.sqrt(n))
+    index = _build_index(embeddings, num_cells, nprobe, seed)
     duplicate_of = np.full(n, -1, dtype=np.int64)
-    order = np.lexsort((edges_j, edges_i))  # by later row, then earliest original first
-    edges_i, edges_j = edges_i[order], edges_j[order]
-    bounds = np.flatnonzero(np.diff(edges_i)) + 1
-    for group_i, group_j in zip(np.split(edges_i, bounds), np.split(edges_j, bounds)):
-        if not len(group_i):
-            continue
-        originals = group_j[duplicate_of[group_j] < 0]  # rows before i are already resolved
-        if len(originals):
-            duplicate_of[group_i[0]] = originals[0]
+    kept = np.empty(0, dtype=np.int64)  # the row of each index label, in the order they were added
+    for start in tqdm(range(0, n, batch_size), desc="caption dedup", unit="batch", disable=not show_progress_bar):
+        rows = np.arange(start, min(start + batch_size, n))
+        hits = _earliest_hits(index, embeddings[rows], threshold)
+        duplicate_of[rows[hits >= 0]] = kept[hits[hits >= 0]]
+        rest = rows[hits < 0]
+        within = _greedy_within(embeddings[rest], threshold)
+        duplicate_of[rest[within >= 0]] = rest[within[within >= 0]]
+        new = rest[within < 0]
+        index.add(embeddings[new])
+        kept = np.concatenate([kept, new])
     return duplicate_of

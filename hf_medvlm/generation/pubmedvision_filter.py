@@ -118,7 +118,8 @@ def _dedup_stage(records, args, dropped_rows):
     if not records:
         return [], []
     embeddings = embed_captions([r.caption for r in records], args.dedup_model, normalize=args.dedup_normalize)
-    duplicate_of = find_near_duplicates(embeddings, args.dedup_threshold, nprobe=args.dedup_nprobe)
+    duplicate_of = find_near_duplicates(embeddings, args.dedup_threshold, nprobe=args.dedup_nprobe,
+                                        show_progress_bar=True)
     kept, dropped = [], []
     for record, dup in zip(records, duplicate_of):
         (kept if dup < 0 else dropped).append(record)

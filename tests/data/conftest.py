@@ -51,11 +51,15 @@ class _PMCServer:
     """A loopback HTTP server serving tarballs with scripted behaviour; counts requests per path.
 
     routes: path -> ("ok", body) | ("404",) | ("truncated", body) | ("slow", body, seconds)
+      | ("status", code, headers)  an empty answer with that status, e.g. (429, {"Retry-After": "7"})
+      | ("stall", body, seconds)   headers and half the body, then silence for `seconds`
+      | [route, route, ...]        answered in turn, the last one from then on
     """
 
     def __init__(self):
         import http.server
         import threading
+        import time
         from collections import Counter
 
         self.routes: dict = {}
@@ -69,21 +73,26 @@ class _PMCServer:
             def do_GET(self):
                 server.requests[self.path] += 1
                 route = server.routes.get(self.path, ("404",))
-                if route[0] == "404":
-                    self.send_response(404)
+                if isinstance(route, list):
+                    route = route.pop(0) if len(route) > 1 else route[0]
+                if route[0] in ("404", "status"):
+                    self.send_response(404 if route[0] == "404" else route[1])
+                    for name, value in (route[2] if route[0] == "status" else {}).items():
+                        self.send_header(name, value)
                     self.send_header("Content-Length", "0")
                     self.end_headers()
                     return
                 body = route[1]
                 if route[0] == "slow":
-                    import time
-
                     time.sleep(route[2])
                 self.send_response(200)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 try:
-                    self.wfile.write(body if route[0] != "truncated" else body[: len(body) // 2])
+                    self.wfile.write(body if route[0] not in ("truncated", "stall") else body[: len(body) // 2])
+                    if route[0] == "stall":
+                        self.wfile.flush()
+                        time.sleep(route[2])
                 except (BrokenPipeError, ConnectionResetError):
                     pass
                 if route[0] == "truncated":
@@ -107,8 +116,11 @@ def pmc_server():
     server.stop()
 
 
-def make_tarball(members: dict[str, bytes]) -> bytes:
-    """A .tar.gz holding `members` (name -> bytes), as PMC OA packages are."""
+def make_tarball(members: dict[str, bytes], symlinks: dict[str, str] | None = None) -> bytes:
+    """A .tar.gz holding `members` (name -> bytes) and `symlinks` (name -> link target), as PMC OA packages are.
+
+    Names are stored as given, so a test can plant absolute or `..` names as a hostile archive would.
+    """
     import io
     import tarfile
 
@@ -118,6 +130,10 @@ def make_tarball(members: dict[str, bytes]) -> bytes:
             info = tarfile.TarInfo(name)
             info.size = len(data)
             archive.addfile(info, io.BytesIO(data))
+        for name, target in (symlinks or {}).items():
+            info = tarfile.TarInfo(name)
+            info.type, info.linkname = tarfile.SYMTYPE, target
+            archive.addfile(info)
     return buffer.getvalue()
 
 

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
+import types
 
 import pytest
+import urllib3.util.retry
 from PIL import Image
 
-from hf_medvlm.data.fetch_images import fetch_images
+from hf_medvlm.data.fetch_images import fetch_images, read_url_records
 from tests.data.conftest import jpeg_bytes, make_tarball
 
 FAST = dict(max_retries=1, backoff_seconds=0.01, timeout_seconds=5, num_workers=4, progress=False)
@@ -97,3 +101,116 @@ def test_interrupted_run_resumes_without_redownloading(pmc_server, tmp_path):
     assert report.already_present == 3 and report.done == 1 and report.downloads == 1
     for i in range(3):
         assert s.requests[f"/pub/pmc/oa_package/aa/bb/PMC{i}.tar.gz"] == 1
+
+
+def _manifest(out):
+    return {m["pair_id"]: m for m in map(json.loads, (out / "failures.jsonl").read_text().splitlines())}
+
+
+def test_retry_after_is_honoured_and_5xx_retried_but_404_is_not(pmc_server, tmp_path, monkeypatch):
+    s = pmc_server
+    slept = []  # urllib3's own sleeps, recorded instead of waited for
+    monkeypatch.setattr(urllib3.util.retry, "time", types.SimpleNamespace(sleep=slept.append, time=time.time))
+    path = _serve(s, "PMC10", {"f1.jpg": jpeg_bytes(10)})
+    s.routes[path] = [("status", 429, {"Retry-After": "7"}), s.routes[path]]
+    s.routes["/pub/pmc/oa_package/aa/bb/PMC11.tar.gz"] = ("status", 503, {})
+    records = [_record(s, "PMC10", "f1.jpg", "10_F1"), _record(s, "PMC11", "f1.jpg", "11_F1"),
+               _record(s, "PMC12", "f1.jpg", "12_F1")]  # PMC12 is not served: 404
+    report = fetch_images(records, tmp_path, **dict(FAST, max_retries=2))
+    assert report.done == 1 and dict(report.failed) == {"http_503": 1, "http_404": 1}
+    assert 7 in slept  # the server's Retry-After, not the 0.01 s back-off
+    assert s.requests[path] == 2
+    assert s.requests["/pub/pmc/oa_package/aa/bb/PMC11.tar.gz"] == 3  # first try + max_retries
+    assert s.requests["/pub/pmc/oa_package/aa/bb/PMC12.tar.gz"] == 1  # a 404 is final
+
+
+def test_pair_ids_that_would_escape_output_dir_are_refused_and_counted(pmc_server, tmp_path):
+    s = pmc_server
+    _serve(s, "PMC13", {"f1.jpg": jpeg_bytes(13)})
+    out = tmp_path / "a" / "b" / "out"
+    escapes = ["../../escaped", str(tmp_path / "absolute_escape"), "..", "sub/dir"]
+    records = [_record(s, "PMC13", "f1.jpg", pair_id) for pair_id in ["13_F1", *escapes]]
+    report = fetch_images(records, out, **FAST)
+    assert report.done == 1 and dict(report.failed) == {"unsafe_path": 4}
+    assert sorted(p.name for p in tmp_path.rglob("*.jpg")) == ["13_F1.jpg"]
+    manifest = _manifest(out)
+    assert {pair_id: manifest[pair_id]["reason"] for pair_id in escapes} == dict.fromkeys(escapes, "unsafe_path")
+    assert "../../escaped" in manifest["../../escaped"]["detail"]
+
+
+def test_tar_members_are_read_under_the_data_filter_rules(pmc_server, tmp_path):
+    s = pmc_server
+    body = make_tarball({"PMC14/real.jpg": jpeg_bytes(14), "/PMC14/absolute.jpg": jpeg_bytes(15),
+                         "PMC14/../../up.jpg": jpeg_bytes(16)},
+                        symlinks={"PMC14/alias.jpg": "real.jpg", "PMC14/out.jpg": "../../../etc/hosts",
+                                  "PMC14/abslink.jpg": "/etc/hosts"})
+    s.routes["/pub/pmc/oa_package/aa/bb/PMC14.tar.gz"] = ("ok", body)
+    members = {"14_real": "PMC14/real.jpg", "14_alias": "PMC14/alias.jpg", "14_abs": "/PMC14/absolute.jpg",
+               "14_up": "PMC14/../../up.jpg", "14_out": "PMC14/out.jpg", "14_abslink": "PMC14/abslink.jpg"}
+    records = [dict(_record(s, "PMC14", "x", pair_id), image_file_path=m) for pair_id, m in members.items()]
+    report = fetch_images(records, tmp_path, **FAST)
+    # The data filter confines an absolute name (strips its "/"), so that member is read like any other; it refuses
+    # "..", a link pointing out and an absolute link.
+    assert report.done == 3 and dict(report.failed) == {"unsafe_tar_member": 3}
+    assert sorted(p.name for p in (tmp_path / "images").iterdir()) == ["14_abs.jpg", "14_alias.jpg", "14_real.jpg"]
+    details = {k: v["detail"] for k, v in _manifest(tmp_path).items()}
+    assert set(details) == {"14_up", "14_out", "14_abslink"}
+    assert "PMC14/../../up.jpg in PMC14.tar.gz" in details["14_up"] and "outside" in details["14_out"]
+
+
+def test_undecodable_image_error_names_the_member_and_tarball(pmc_server, tmp_path):
+    _serve(pmc_server, "PMC5", {"f1.jpg": b"\xff\xd8 not really a jpeg"})
+    report = fetch_images([_record(pmc_server, "PMC5", "f1.jpg", "5_F1")], tmp_path, **FAST)
+    assert dict(report.failed) == {"undecodable_image": 1}
+    detail = _manifest(tmp_path)["5_F1"]["detail"]
+    assert "PMC5/f1.jpg" in detail and "PMC5.tar.gz" in detail and "BytesIO" not in detail
+
+
+def test_malformed_url_list_lines_are_named_with_file_and_line(tmp_path):
+    good = json.dumps({"pmc_tar_url": "http://x/PMC1.tar.gz", "image_file_path": "PMC1/a.jpg", "pair_id": "1_A"})
+    urls = tmp_path / "urls.jsonl"
+    for bad, message in [("{not json", "line 4 is not valid JSON"), ("[1, 2]", "line 4 is a list, not an object"),
+                         (json.dumps({"pmc_tar_url": "u", "image_file_path": "p", "pair_id": 5}),
+                          "line 4: pair_id must be a non-empty string")]:
+        urls.write_text(f"{good}\n{good}\n\n{bad}\n{good}\n")
+        with pytest.raises(ValueError, match=f"^{urls}: {message}"):
+            read_url_records(urls)
+    urls.write_bytes(f"{good}\n".encode() + b'{"pair_id": "caf\xe9"}\n')
+    with pytest.raises(ValueError, match=f"^{urls}: line 2 is not UTF-8"):
+        read_url_records(urls)
+
+
+def test_stale_temporaries_of_a_killed_run_are_removed(tmp_path):
+    (tmp_path / "tarballs").mkdir()
+    (tmp_path / "images").mkdir()
+    (tmp_path / "tarballs" / "PMC1.tar.gz.part").write_bytes(b"half")
+    (tmp_path / "images" / "1_F1.jpg.tmp").write_bytes(b"half")
+    fetch_images([], tmp_path, **FAST)
+    assert not list(tmp_path.rglob("*.part")) and not list(tmp_path.rglob("*.tmp"))
+
+
+@pytest.mark.integration
+def test_kill_9_mid_download_leaves_nothing_complete_looking_and_rerun_cleans_up(pmc_server, tmp_path):
+    s = pmc_server
+    path = _serve(s, "PMC15", {"f1.jpg": jpeg_bytes(15), "big.bin": os.urandom(1 << 20)})
+    s.routes[path] = ("stall", s.routes[path][1], 60)  # half the body, then nothing
+    urls = tmp_path / "urls.jsonl"
+    urls.write_text(json.dumps(_record(s, "PMC15", "f1.jpg", "15_F1")) + "\n")
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "hf_medvlm", "fetch-images", "--urls_file", str(urls),
+                             "--output_dir", str(out), "--max_retries", "0"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    part = out / "tarballs" / "PMC15.tar.gz.part"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (part.exists() and part.stat().st_size > 0):
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert part.exists()  # killed mid-download: only the temporary name exists
+    assert not (out / "tarballs" / "PMC15.tar.gz").exists() and not list((out / "images").iterdir())
+    assert not (out / "failures.jsonl").exists()
+    # The rerun asks for another figure only (as with a narrower --pair_ids_file): the stale part must go all the same.
+    _serve(s, "PMC16", {"f1.jpg": jpeg_bytes(16)})
+    report = fetch_images([_record(s, "PMC16", "f1.jpg", "16_F1")], out, **FAST)
+    assert report.done == 1 and not report.failed
+    assert not list((out / "tarballs").iterdir())

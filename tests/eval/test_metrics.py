@@ -2,11 +2,13 @@
 
 import math
 import sys
+import warnings
 
 import pytest
 
 from hf_medvlm.eval.metrics import (
     MC_INSTRUCTION,
+    bleu_scores,
     build_mc_prompt,
     compute_mc_metrics,
     compute_vqa_metrics,
@@ -17,7 +19,6 @@ from hf_medvlm.eval.metrics import (
     normalize_llava_med,
     normalize_strict,
     score_vqa_item,
-    sentence_bleu,
     strict_closed_hit,
     strict_open_scores,
 )
@@ -110,15 +111,28 @@ def test_llava_med_open_substring_hit_is_a_trap_for_short_answers():
 # --- BLEU ---------------------------------------------------------------------------------------------------------------
 
 
-def test_sentence_bleu_perfect_and_brevity_penalty():
+def test_bleu_scores_hand_checked():
     ref = "the cat sat on the mat".split()
-    assert sentence_bleu(ref, ref) == pytest.approx(1.0)
-    # hypothesis of 3 tokens, all matching, reference 6: BP = exp(1 - 6/3) = e^-1
-    assert sentence_bleu(ref, "the cat sat".split(), (1, 0, 0, 0)) == pytest.approx(math.exp(-1))
-    assert sentence_bleu(ref, [], (1, 0, 0, 0)) == 0.0
-    assert sentence_bleu(ref, "dog".split()) == 0.0  # no unigram match -> exactly 0, as NLTK
-    # clipping: "the the the" against one "the"... reference has two "the" -> 2/3
-    assert sentence_bleu(ref, "the the the".split(), (1, 0, 0, 0)) == pytest.approx(2 / 3 * math.exp(1 - 6 / 3))
+    assert bleu_scores(ref, ref) == pytest.approx(dict(bleu=1, bleu_1=1, bleu_2=1, bleu_3=1, bleu_4=1))
+    # one word changed: n-gram precisions 5/6, 3/5, 2/4, 1/3, equal lengths -> BP 1, geometric mean (1/12)^(1/4)
+    scores = bleu_scores(ref, "the cat sat on a mat".split())
+    assert [scores[f"bleu_{n}"] for n in range(1, 5)] == pytest.approx([5 / 6, 3 / 5, 2 / 4, 1 / 3])
+    assert scores["bleu"] == pytest.approx((1 / 12) ** 0.25)
+    # 3 matching tokens against 6: BP = exp(1 - 6/3) = e^-1; no 4-gram -> float min, not 0
+    scores = bleu_scores(ref, "the cat sat".split())
+    assert scores["bleu_1"] == pytest.approx(math.exp(-1))
+    assert scores["bleu_4"] == pytest.approx(sys.float_info.min * math.exp(-1))
+    # clipping: "the" occurs twice in the reference, so 2 of 3 count
+    assert bleu_scores(ref, "the the the".split())["bleu_1"] == pytest.approx(2 / 3 * math.exp(1 - 6 / 3))
+    # no unigram match or an empty hypothesis: exactly 0 for every weighting, as NLTK
+    assert set(bleu_scores(ref, ["dog"]).values()) == {0.0}
+    assert set(bleu_scores(ref, []).values()) == {0.0}
+
+
+def test_bleu_scores_silence_nltk_zero_count_warning():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert bleu_scores(["a", "b"], ["a", "c"])["bleu_2"] == pytest.approx(sys.float_info.min)
 
 
 # --- strict -------------------------------------------------------------------------------------------------------------

@@ -39,7 +39,52 @@ def test_image_size_threshold():
     assert not image_size_ok((335, 900)) and not image_size_ok((900, 300))
 
 
-def test_near_duplicates_exact_and_blocked_ivf_agree_on_planted_duplicates():
+def _greedy_reference(vectors, threshold):
+    """The definition, by brute force: each row duplicates the earliest earlier *kept* row above the threshold."""
+    sims = vectors @ vectors.T
+    duplicate_of = np.full(len(vectors), -1)
+    for i in range(len(vectors)):
+        earlier = [j for j in range(i) if duplicate_of[j] < 0 and sims[i, j] > threshold]
+        duplicate_of[i] = earlier[0] if earlier else -1
+    return duplicate_of
+
+
+def _clustered(rng, n, dim, spread):
+    centers = rng.normal(size=(n // 20, dim))
+    vectors = centers[rng.integers(0, len(centers), n)] + spread * rng.normal(size=(n, dim))
+    return (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
+
+
+def test_near_duplicates_match_the_greedy_definition_across_batches_and_index_types():
+    rng = np.random.default_rng(0)
+    vectors = _clustered(rng, 600, 16, spread=0.25)  # dense clusters: chains where a~b, b~c but not a~c
+    expected = _greedy_reference(vectors, 0.9)
+    assert 100 < (expected >= 0).sum() < 550  # both duplicates and kept rows, so the comparison means something
+    for batch_size in (7, 64, 4096):
+        assert find_near_duplicates(vectors, 0.9, batch_size=batch_size).tolist() == expected.tolist()
+    # IVF probing every cell is exact too
+    ivf = find_near_duplicates(vectors, 0.9, num_cells=8, nprobe=8, batch_size=50)
+    assert ivf.tolist() == expected.tolist()
+
+
+def test_raw_dot_product_threshold_as_in_the_paper():
+    rng = np.random.default_rng(1)
+    vectors = _clustered(rng, 300, 16, spread=0.3) * rng.uniform(18, 26, size=(300, 1)).astype(np.float32)
+    assert ((vectors**2).sum(axis=1) <= 480).any()  # rows that do not even match themselves
+    expected = _greedy_reference(vectors, 480)
+    assert (expected >= 0).sum() > 20
+    assert find_near_duplicates(vectors, 480, batch_size=32).tolist() == expected.tolist()
+
+
+def test_a_caption_repeated_many_times_keeps_its_first_occurrence():
+    rng = np.random.default_rng(2)
+    vectors = _clustered(rng, 200, 16, spread=1.0)
+    vectors[50:] = vectors[7]  # 150 identical copies of row 7, across several batches
+    duplicate_of = find_near_duplicates(vectors, 0.99, batch_size=32)
+    assert (duplicate_of[50:] == 7).all() and duplicate_of[7] == -1
+
+
+def test_ivf_finds_planted_duplicates():
     rng = np.random.default_rng(0)
     base = rng.normal(size=(3000, 32)).astype(np.float32)
     base /= np.linalg.norm(base, axis=1, keepdims=True)
@@ -49,8 +94,8 @@ def test_near_duplicates_exact_and_blocked_ivf_agree_on_planted_duplicates():
         noisy = base[source] + 0.02 * rng.normal(size=32)
         base[dup_row] = noisy / np.linalg.norm(noisy)
         planted[dup_row] = source
-    exact = find_near_duplicates(base, 0.95, num_cells=1, block_size=256)
-    approx = find_near_duplicates(base, 0.95, num_cells=16, nprobe=4, block_size=256)
+    exact = find_near_duplicates(base, 0.95, num_cells=1, batch_size=256)
+    approx = find_near_duplicates(base, 0.95, num_cells=16, nprobe=4, batch_size=256)
     for result in (exact, approx):
         flagged = {int(i): int(j) for i, j in enumerate(result) if j >= 0}
         assert flagged == planted
