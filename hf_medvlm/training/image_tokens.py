@@ -71,16 +71,18 @@ class ImageExpansion:
                 self._cache[key] = (self._placeholder_id,) * key[0] if self._repeats else self._expand(size)
         return [self._cache[key] for key in keys]
 
-    def lengths(self, texts: list[str], images: list) -> list[int]:
+    def lengths(self, texts: list[str], images: list, names: list[str] | None = None) -> list[int]:
         """Token length of each rendered row once its images are expanded.
 
-        `images[i]` is row i's image count (enough when `fixed`) or its list of (height, width) sizes.
+        `images[i]` is row i's image count (enough when `fixed`) or its list of (height, width) sizes; `names[i]`
+        names the row in errors.
         """
         rows = [[None] * n if isinstance(n, int) else list(n) for n in images]
-        for text, sizes in zip(texts, rows):
-            if text.count(self.placeholder) != len(sizes):
-                raise ValueError(f"the rendered chat has {text.count(self.placeholder)} {self.placeholder} "
-                                 f"placeholder(s) but the row has {len(sizes)} image(s): {text[:200]!r}")
+        for i, (text, sizes) in enumerate(zip(texts, rows)):
+            if text.count(self.placeholder) != len(sizes):  # e.g. a literal placeholder typed in a question
+                raise ValueError(f"row {names[i] if names else i!r}: the rendered chat has "
+                                 f"{text.count(self.placeholder)} {self.placeholder} placeholder(s) but the row has "
+                                 f"{len(sizes)} image(s): {text[:200]!r}")
         flat = iter(self._expansions([size for sizes in rows for size in sizes]))
         per_row = [[next(flat) for _ in sizes] for sizes in rows]
         if self.bounded:

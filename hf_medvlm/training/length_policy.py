@@ -54,16 +54,18 @@ def image_token_count(processor) -> int:
     return len(expansion.ids())
 
 
-def token_lengths(processor, conversations: list[list[dict]], images: list, expansion=None) -> list[int]:
+def token_lengths(processor, conversations: list[list[dict]], images: list, expansion=None,
+                  names: list[str] | None = None) -> list[int]:
     """Length of each row as `DataCollatorForVisionLanguageModeling` builds it without truncation.
 
     `conversations` must already hold one image block per image (`prepare_multimodal_messages`); `images[i]` is row
     i's image count, or its list of (height, width) sizes where the processor's count depends on them. No image is
-    decoded. `expansion` (an `ImageExpansion` of `processor`) saves probing the processor again.
+    decoded. `expansion` (an `ImageExpansion` of `processor`) saves probing the processor again; `names` name the
+    rows in errors.
     """
     expansion = expansion or ImageExpansion(processor)
     texts = processor.apply_chat_template(conversations, tokenize=False)
-    return expansion.lengths(texts, images)
+    return expansion.lengths(texts, images, names)
 
 
 @dataclass
@@ -191,7 +193,10 @@ def _measure_batch(batch: dict, indices: list[int], processor, expansion, counts
     num_images = [counts[i] for i in indices]
     names = batch["id"] if "id" in batch else [f"#{i}" for i in indices]
     prepared = [_prepared(m, k, name, split) for m, k, name in zip(batch["messages"], num_images, names)]
-    return {"num_tokens": token_lengths(processor, prepared, _sizes(batch) or num_images, expansion)}
+    try:
+        return {"num_tokens": token_lengths(processor, prepared, _sizes(batch) or num_images, expansion, names)}
+    except ValueError as err:
+        raise ValueError(f"{split} data, {err}") from err
 
 
 def _undecoded(dataset: datasets.Dataset) -> datasets.Dataset:

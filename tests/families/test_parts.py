@@ -151,3 +151,24 @@ def test_projector_learning_rate_finds_each_familys_projector(tmp_path):
         assert group["lr"] == (2e-3 if ids <= merger else 1e-5)
         in_projector_groups |= ids & merger
     assert in_projector_groups == merger
+
+
+def test_checkpoints_that_cannot_train_are_named(tmp_path, family_checkpoints):
+    import shutil
+
+    from transformers import LlamaConfig
+
+    from hf_medvlm.training.model_setup import checkpoint_family, load_model_and_processor
+
+    LlamaConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2).save_pretrained(
+        tmp_path / "text_only")
+    *_, model_args, stage = parse_args([*BASE[:1], str(tmp_path / "text_only"), *BASE[2:]])
+    with pytest.raises(ValueError, match="'llama' checkpoint \\(LlamaConfig\\), which AutoModelForImageTextToText"):
+        checkpoint_family(model_args)
+    # A processor without a chat template: the family's own template is what training uses.
+    folder = shutil.copytree(family_checkpoints("smolvlm"), tmp_path / "no_template")
+    (folder / "chat_template.jinja").unlink()
+    *_, model_args, stage = parse_args([*BASE[:1], str(folder), *BASE[2:]])
+    assert checkpoint_family(model_args) == "idefics3"
+    with pytest.raises(ValueError, match="Idefics3Processor has no chat template"):
+        load_model_and_processor(model_args, stage)

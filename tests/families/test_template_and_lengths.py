@@ -139,3 +139,14 @@ def test_processor_kwargs_reach_the_processor(family_checkpoints):
     assert len(ImageExpansion(processor).ids((64, 64))) < len(default.ids((64, 64)))
     with pytest.raises(ValueError, match="processor_kwargs applies to other families"):
         fit_stage_to_family(stage, "llava_med")
+
+
+def test_a_typed_placeholder_is_named_before_training(family_checkpoints):
+    """A question with a literal image placeholder would crash the collator mid-epoch; the length pass names it."""
+    from hf_medvlm.training.length_policy import measure
+
+    processor = tiny_family("qwen2_5_vl")[1]
+    rows = conversation_rows()
+    rows[1]["messages"][0]["content"][-1]["text"] = "Compare <|image_pad|> with the other one."
+    with pytest.raises(ValueError, match="train data, row 'two-sizes': the rendered chat has 3 <\\|image_pad\\|>"):
+        measure(to_dataset(rows), processor)
