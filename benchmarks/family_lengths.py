@@ -53,9 +53,9 @@ def processors() -> dict:
                           chat_template=qwen.chat_template)
         found[f"Qwen2.5-VL, max_pixels {max_pixels:,}"] = copy
     for edge in (768, 1536):
-        found[f"SmolVLM, longest edge {edge}"] = Idefics3Processor(
-            image_processor=Idefics3ImageProcessorPil(size={"longest_edge": edge}, max_image_size={"longest_edge": 384}),
-            tokenizer=smol.tokenizer, image_seq_len=81, chat_template=smol.chat_template)
+        image_processor = Idefics3ImageProcessorPil(size={"longest_edge": edge}, max_image_size={"longest_edge": 384})
+        found[f"SmolVLM, longest edge {edge}"] = Idefics3Processor(image_processor=image_processor, tokenizer=smol.tokenizer,
+                                                                   image_seq_len=81, chat_template=smol.chat_template)
     found["Gemma 3 / MedGemma (896 px)"] = Gemma3Processor(
         image_processor=Gemma3ImageProcessorPil(size={"height": 896, "width": 896}), tokenizer=gemma.tokenizer,
         image_seq_length=256, chat_template=gemma.chat_template)
@@ -80,8 +80,9 @@ def stand_in_rows(n: int, seed: int = 0) -> datasets.Dataset:
         images = [{"bytes": png(int(x), int(y), cache), "path": None} for x, y in sizes]
         question = [{"type": "image", "text": None}] * k + [{"type": "text", "text": "Describe the images."}]
         answer = " ".join(WORDS[j % len(WORDS)] for j in range(w))
-        rows.append({"id": f"row-{i}", "images": images, "messages": [
-            {"role": "user", "content": question}, {"role": "assistant", "content": [{"type": "text", "text": answer}]}]})
+        messages = [{"role": "user", "content": question},
+                    {"role": "assistant", "content": [{"type": "text", "text": answer}]}]
+        rows.append({"id": f"row-{i}", "images": images, "messages": messages})
     features = datasets.Features({k: TRAINING_FEATURES[k] for k in ("id", "images", "messages")})
     return datasets.Dataset.from_list(rows, features=features)
 
