@@ -54,8 +54,9 @@ def processors() -> dict:
         found[f"Qwen2.5-VL, max_pixels {max_pixels:,}"] = copy
     for edge in (768, 1536):
         image_processor = Idefics3ImageProcessorPil(size={"longest_edge": edge}, max_image_size={"longest_edge": 384})
-        found[f"SmolVLM, longest edge {edge}"] = Idefics3Processor(image_processor=image_processor, tokenizer=smol.tokenizer,
-                                                                   image_seq_len=81, chat_template=smol.chat_template)
+        found[f"SmolVLM, longest edge {edge}"] = Idefics3Processor(
+            image_processor=image_processor, tokenizer=smol.tokenizer, image_seq_len=81,
+            chat_template=smol.chat_template)
     found["Gemma 3 / MedGemma (896 px)"] = Gemma3Processor(
         image_processor=Gemma3ImageProcessorPil(size={"height": 896, "width": 896}), tokenizer=gemma.tokenizer,
         image_seq_length=256, chat_template=gemma.chat_template)
