@@ -25,6 +25,7 @@ from safetensors.torch import save_file
 HIDDEN, INTER, KV, VOCAB = 1024, 3584, 256, 32000
 CHILD = r"""
 import sys, threading, time, psutil
+import hf_medvlm.models.llava_med.convert_llava_med_to_hf  # the converter and its imports count in the baseline
 from hf_medvlm.commands.convert import main
 proc = psutil.Process()
 baseline = proc.memory_info().rss

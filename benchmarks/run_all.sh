@@ -25,6 +25,7 @@ args_for() {
     eval_generation) echo "--num_questions 64 --batch_size 16 --max_new_tokens 32" ;;
     generate_overhead) echo "--requests 2000 --sleep_ms 50" ;;
     prepare_throughput) echo "--sizes 10000 50000" ;;
+    startup) echo "--runs 3" ;;
     train_throughput) echo "--samples 48 --batch_size 4" ;;  # the default 256 samples takes over 20 minutes on 2 cores
     *) echo "" ;;
   esac

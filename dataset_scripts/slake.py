@@ -1,15 +1,22 @@
-"""Raw `slake` release files -> Hub-ready Parquet folder with a dataset card (optionally pushed).
+r"""SLAKE: bilingual (English / Chinese) medical VQA; the English questions are kept (4,919 / 1,053 / 1,061 in train /
+validation / test). Licence CC BY 4.0.
 
-The arguments dataclass (`hf_medvlm.data.prepare.PrepareArguments`), the per-record converter
-(`hf_medvlm.data.prepare.SOURCES["slake"]`) and the card live in the package, so training and evaluation use the
-same code; `hf-medvlm prepare slake ...` is equivalent. See dataset_scripts/README.md.
+Raw files, from the Hub dataset https://huggingface.co/datasets/BoKelvin/SLAKE: `train.json`, `validate.json`,
+`test.json` and `imgs.zip` extracted next to them (images at `imgs/<img_name>`). LLaVA-Med's own VQA files work too
+with --raw_format llava_med.
 
-    python dataset_scripts/slake.py --help
+Configs written: `eval` (eval schema, split `test`) and `train_sft` (the train split as training conversations).
+
+    python dataset_scripts/slake.py --input_path slake/test.json --config_name eval --output_dir data/slake
+
+Every option: `python dataset_scripts/slake.py --help`. This runs `hf-medvlm prepare slake` (the same arguments,
+converter, validation and card as every other source: `hf_medvlm.data.prepare`); add --push_to_hub --hub_repo_id
+you/name to upload the folder.
 """
 
 import sys
 
-from hf_medvlm.commands.prepare import main
+from hf_medvlm.cli import main
 
 if __name__ == "__main__":
-    sys.exit(main(["slake", *sys.argv[1:]]))
+    sys.exit(main(["prepare", "slake", *sys.argv[1:]]))

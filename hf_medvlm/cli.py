@@ -10,6 +10,7 @@ Errors are printed as one sentence; pass ``--debug`` to see the traceback.
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import sys
 
@@ -59,10 +60,10 @@ def _usage() -> str:
 
 
 def _run(name: str, argv: list[str]) -> int:
-    module = importlib.import_module(COMMANDS[name][0])
-    # argparse names the program after sys.argv[0]; make usage lines read `hf-medvlm <command>`.
-    sys.argv[0] = f"hf-medvlm {name}"
-    return int(module.main(argv) or 0)
+    try:
+        return int(importlib.import_module(COMMANDS[name][0]).main(argv) or 0)
+    except SystemExit as exit:  # `--help` (0) and argument errors (2), already printed as one line
+        return exit.code if isinstance(exit.code, int) else int(exit.code is not None)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -79,7 +80,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     name, rest = argv[0], argv[1:]
     if name not in COMMANDS:
-        print(f"hf-medvlm: unknown command {name!r}; run `hf-medvlm --help` to list commands.", file=sys.stderr)
+        match = difflib.get_close_matches(name, list(COMMANDS), n=1)
+        hint = f" (did you mean {match[0]!r}?)" if match else ""
+        print(f"hf-medvlm: unknown command {name!r}{hint}; run `hf-medvlm --help` to list commands.", file=sys.stderr)
         return 2
     if debug:
         return _run(name, rest)

@@ -1,25 +1,31 @@
-"""Every YAML under recipes/ parses with the real parser of its folder (CONTRACTS.md, Training)."""
+"""Every YAML under recipes/ parses with the real parser of the command it belongs to, and opens with a comment that
+gives the hardware and an exact launch line naming that command's entry point, this recipe and existing files."""
 
 from __future__ import annotations
 
-import importlib
+import re
 from pathlib import Path
 
 import pytest
+import yaml
 
-RECIPES = Path(__file__).resolve().parent.parent / "recipes"
+REPO = Path(__file__).resolve().parent.parent
+RECIPES = REPO / "recipes"
 ALL_YAML = sorted(RECIPES.rglob("*.yaml"))
+# `hf-medvlm <verb>` or `[accelerate launch | torchrun] ... -m hf_medvlm <verb>`, then `--config <path>`.
+ENTRY = r"(?:hf-medvlm|-m hf_medvlm) {verb} --config (\S+)"
 
 
-def _parser_for(path: Path):
-    parts = path.relative_to(RECIPES).parts
+def _command(path: Path) -> str:
+    parts = path.relative_to(RECIPES).parts[:-1]
     if parts[0] == "accelerate_configs":
         return "accelerate"
-    if "eval" in parts[:-1]:
-        return "hf_medvlm.commands.eval"
-    if "selection" in parts[:-1]:
-        return "hf_medvlm.commands.select"
-    return "hf_medvlm.commands.train"
+    return "eval" if "eval" in parts else "select" if "selection" in parts else "train"
+
+
+def _header(path: Path) -> str:
+    lines = path.read_text().splitlines()
+    return "\n".join(line for line in lines[: next(i for i, l in enumerate(lines) if not l.startswith("#"))])
 
 
 def test_recipes_exist():
@@ -27,27 +33,41 @@ def test_recipes_exist():
 
 
 @pytest.mark.parametrize("path", ALL_YAML, ids=[str(p.relative_to(RECIPES)) for p in ALL_YAML])
-def test_recipe_parses(path: Path):
-    text = path.read_text()
-    assert text.startswith("#") and "Launch" in text.split("\n\n")[0] or "Launch" in "".join(
-        line for line in text.splitlines() if line.startswith("#")
-    ), f"{path} must open with a comment giving hardware and launch command"
-    assert "Hardware" in text.split("\n", 3)[1] or "Hardware" in text[:600]
-    parser = _parser_for(path)
-    if parser == "accelerate":
+def test_recipe_header_has_hardware_and_an_exact_launch_line(path: Path):
+    header, command = _header(path), _command(path)
+    assert "Hardware:" in header and "# Launch:" in header, f"{path}: header needs Hardware and Launch lines"
+    for accelerate_config in re.findall(r"--config_file (\S+)", header):
+        assert (REPO / accelerate_config).is_file(), f"{path}: launch line names missing {accelerate_config}"
+    if command == "accelerate":
+        assert re.search(ENTRY.format(verb="train"), header), f"{path}: no launch line through -m hf_medvlm train"
+        return
+    verb = "select " + yaml.safe_load(path.read_text())["command"] if command == "select" else command
+    recipes = [r for r in re.findall(ENTRY.format(verb=verb), header) if not r.startswith("<")]  # `<this file>` notes
+    assert recipes, f"{path}: no `hf-medvlm {verb} --config ...` launch line"
+    assert all(REPO / recipe == path for recipe in recipes), f"{path}: launch line names {recipes}"
+
+
+@pytest.mark.parametrize("path", ALL_YAML, ids=[str(p.relative_to(RECIPES)) for p in ALL_YAML])
+def test_recipe_parses_with_its_command(path: Path):
+    command = _command(path)
+    if command == "accelerate":
         from accelerate.commands.config.config_args import load_config_from_file
 
-        config = load_config_from_file(str(path))
-        assert config.num_processes >= 1
+        assert load_config_from_file(str(path)).num_processes >= 1
         return
-    try:
-        module = importlib.import_module(parser)
-    except ImportError:
-        pytest.skip(f"{parser} is not in this checkout")
-    # CPU-only parsing: GPU recipes ask for bf16, whose validation needs a GPU unless use_cpu is set.
-    parsed = module.parse_args(["--config", str(path), "--use_cpu", "true"] if parser == "hf_medvlm.commands.train"
-                               else ["--config", str(path)])
-    assert parsed
+    if command == "train":
+        from hf_medvlm.commands.train import parse_args
+
+        # CPU-only parsing: GPU recipes ask for bf16, whose validation needs a GPU unless use_cpu is set.
+        assert parse_args(["--config", str(path), "--use_cpu", "true"])
+    elif command == "eval":
+        from hf_medvlm.commands.eval import parse_args
+
+        assert parse_args(["--config", str(path)])
+    else:
+        from hf_medvlm.commands.select import parse_args
+
+        assert parse_args(["--config", str(path)])
 
 
 def test_sft_recipes_follow_the_papers():

@@ -23,6 +23,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .parser import parse
+
 __all__ = ["DemoArguments", "main"]
 
 EPILOG = """examples:
@@ -54,13 +56,7 @@ class DemoArguments:
 
 
 def parse_args(argv: list[str] | None = None) -> DemoArguments:
-    import argparse
-
-    from transformers import HfArgumentParser
-
-    parser = HfArgumentParser(DemoArguments, description=__doc__.split("\n\n")[0], epilog=EPILOG,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
-    (args,) = parser.parse_args_into_dataclasses(args=argv)
+    (args,) = parse((DemoArguments,), argv, prog="hf-medvlm demo", doc=__doc__, epilog=EPILOG)
     return args
 
 

@@ -1,34 +1,26 @@
-"""`hf-medvlm eval`: generate answers on a medical VQA benchmark, score them under named protocols, write results.
-
-    hf-medvlm eval --config recipes/llava-med-v1.5-mistral-7b/eval/vqa_rad.yaml
-    accelerate launch -m hf_medvlm eval --config recipes/llava-med-v1.5-mistral-7b/eval/slake.yaml   # sharded
-    hf-medvlm eval --config ... --answers_file answers.jsonl   # score an existing answers file
-"""
+"""Generate answers on a medical VQA benchmark, score them under named protocols (`llava_med`, `strict`, multiple
+choice, LLM-judged chat / win rate) and write answers.jsonl, results.json and model_index.json to `output_dir`.
+`accelerate launch -m hf_medvlm eval ...` shards the questions over processes; rerunning resumes."""
 
 from __future__ import annotations
 
-import argparse
-
-from trl import TrlParser
-
 from ..eval.evaluation import EvalArguments, run_evaluation, validate_args
 from ..llm.configuration import ChatEndpointArguments
+from .parser import parse
 
-EPILOG = """example:
+EPILOG = """examples:
   hf-medvlm eval --config recipes/tiny/eval/demo.yaml --output_dir /tmp/demo-eval
   hf-medvlm eval --config recipes/llava-med-v1.5-mistral-7b/eval/vqa_rad.yaml --max_samples 20
+  accelerate launch --num_processes 8 -m hf_medvlm eval --config recipes/llava-med-v1.5-mistral-7b/eval/slake.yaml
+  hf-medvlm eval --config recipes/llava-med-v1.5-mistral-7b/eval/vqa_rad.yaml --answers_file answers.jsonl
 """
 
 
-def parse_args(argv: list[str] | None = None):
-    """Parse `--config recipe.yaml` (defaults) and overrides into `(EvalArguments, ChatEndpointArguments)`.
-
-    The endpoint arguments (`llm_base_url`, `llm_model`, ...) configure the LLM judge of the chat and win-rate tasks.
-    """
-    parser = TrlParser((EvalArguments, ChatEndpointArguments), epilog=EPILOG,
-                       formatter_class=argparse.RawDescriptionHelpFormatter,
-                       description="Generate and score answers on a medical VQA benchmark.")
-    args, endpoint = parser.parse_args_and_config(args=argv)
+def parse_args(argv: list[str] | None = None) -> tuple[EvalArguments, ChatEndpointArguments]:
+    """`--config recipe.yaml` plus overrides -> (EvalArguments, ChatEndpointArguments); the endpoint (`llm_*` keys)
+    is the LLM judge of the chat and win-rate tasks."""
+    args, endpoint = parse((EvalArguments, ChatEndpointArguments), argv, prog="hf-medvlm eval", doc=__doc__,
+                           epilog=EPILOG)
     validate_args(args)
     return args, endpoint
 

@@ -1,13 +1,12 @@
-"""`hf-medvlm fetch-images`: download PMC Open Access tarballs and extract only the figures a dataset needs."""
+"""Download PMC Open Access tarballs and extract only the figures a dataset needs (`images/{pair_id}.jpg`, each
+verified to decode), in parallel, resumably, with a `failures.jsonl` naming every figure that could not be fetched."""
 
 from __future__ import annotations
 
-import argparse
 import sys
 
-from transformers import HfArgumentParser
-
 from ..data.fetch_images import FetchImagesArguments, fetch_images, read_pair_ids, read_url_records
+from .parser import parse
 
 EPILOG = """example:
   hf-medvlm fetch-images --urls_file llava_med_image_urls.jsonl --output_dir pmc \\
@@ -17,9 +16,7 @@ EPILOG = """example:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = HfArgumentParser(FetchImagesArguments, prog="hf-medvlm fetch-images", epilog=EPILOG,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
-    (args,) = parser.parse_args_into_dataclasses(argv)
+    (args,) = parse((FetchImagesArguments,), argv, prog="hf-medvlm fetch-images", doc=__doc__, epilog=EPILOG)
     records = read_url_records(args.urls_file, args.limit)
     if args.pair_ids_file:
         wanted = read_pair_ids(args.pair_ids_file)

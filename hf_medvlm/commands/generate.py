@@ -1,21 +1,14 @@
-"""`hf-medvlm generate <method>`: run a data-generation method against an OpenAI-compatible endpoint or a local
-transformers model, resumably, and write training-schema rows.
-
-Methods: ``llava-med`` (self-instruct, text-only), ``pubmedvision`` (reformatting), ``biomed-vital`` (generation
-with demonstrations), ``rate`` (BioMed-VITAL model-based rating), ``select-demos`` (BioMed-VITAL demonstration
-candidates). Replies go to ``<output_dir>/responses.jsonl`` keyed by record id: rerunning the same command after a
-crash sends only the requests that have no reply yet.
-"""
+"""Run a data-generation method against an OpenAI-compatible endpoint (`--llm_base_url`) or a local transformers model
+(`--local_model`), resumably, and write training-schema rows. Replies go to `<output_dir>/responses.jsonl` keyed by
+record id: rerunning the same command after a crash sends only the requests that have no reply yet."""
 
 from __future__ import annotations
 
 import json
-import sys
-from argparse import ArgumentDefaultsHelpFormatter, RawDescriptionHelpFormatter
 
-from transformers import HfArgumentParser
-
-from ..generation.pipelines import METHODS, GenerateArguments, chat_backend, run_method, select_demos
+from ..generation.pipelines import GenerateArguments, chat_backend, run_method, select_demos
+from ..llm.configuration import ChatEndpointArguments
+from .parser import SubCommand, parse_subcommand
 
 EPILOG = """examples:
   hf-medvlm generate llava-med --input figures.jsonl --output_dir out/llava_med \\
@@ -26,23 +19,21 @@ EPILOG = """examples:
   hf-medvlm generate select-demos --input figures.jsonl --output_dir out/demos --num_clusters 60 --num_samples 120
 """
 
-
-class _HelpFormatter(ArgumentDefaultsHelpFormatter, RawDescriptionHelpFormatter):
-    """Show defaults and keep the example epilog's line breaks."""
+_ARGUMENTS = (GenerateArguments, ChatEndpointArguments)
+SUBCOMMANDS = {
+    "llava-med": SubCommand(_ARGUMENTS, "LLaVA-Med self-instruct conversations from captions and mentions (text-only)"),
+    "pubmedvision": SubCommand(_ARGUMENTS, "PubMedVision reformatting of figure records into VQA with a multimodal LLM"),
+    "biomed-vital": SubCommand(_ARGUMENTS, "BioMed-VITAL generation with clinician-selected demonstrations"),
+    "rate": SubCommand(_ARGUMENTS, "BioMed-VITAL model-based rating of generated conversations"),
+    "select-demos": SubCommand(_ARGUMENTS, "BioMed-VITAL demonstration candidates (K-means over caption embeddings)"),
+}
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] not in METHODS:
-        print(f"usage: hf-medvlm generate {{{','.join(METHODS)}}} [options]   (--help after a method)\n\n{EPILOG}")
-        return 0 if argv[:1] in ([], ["-h"], ["--help"]) else 2
-    method, rest = argv[0], argv[1:]
-    from ..llm import ChatEndpointArguments
-
-    parser = HfArgumentParser((GenerateArguments, ChatEndpointArguments), prog=f"hf-medvlm generate {method}",
-                              epilog=EPILOG, description=__doc__,
-                              formatter_class=_HelpFormatter)
-    args, endpoint = parser.parse_args_into_dataclasses(rest)
+    method, parsed = parse_subcommand(SUBCOMMANDS, argv, prog="hf-medvlm generate", doc=__doc__, epilog=EPILOG)
+    if method is None:
+        return 0
+    args, endpoint = parsed
     if method == "select-demos":
         report = select_demos(args)
     else:

@@ -1,41 +1,33 @@
-"""`hf-medvlm prepare <source>`: raw release files -> Hub-ready Parquet folder (+ dataset card), optionally pushed."""
+"""Convert a source's raw release files (LLaVA-Med, PubMedVision, BioMed-VITAL, VQA-RAD, SLAKE, PathVQA, PMC-VQA) into
+a Hub-ready Parquet folder with a dataset card, optionally pushed. The same code runs behind every
+`dataset_scripts/<source>.py`."""
 
 from __future__ import annotations
 
-import argparse
 import sys
 
-from transformers import HfArgumentParser
-
 from ..data.prepare import SOURCES, PrepareArguments, prepare
+from .parser import SubCommand, parse_subcommand
 
 EPILOG = """example:
   hf-medvlm prepare llava_med_instruct --input_path llava_med_instruct_60k_inline_mention.json \\
       --image_root images --config_name 60k_inline_mention --output_dir llava_med_instruct --on_error skip
+"""
 
-sources: """ + ", ".join(SOURCES)
-
-
-def _push(args: PrepareArguments) -> str:
-    if not args.hub_repo_id:
-        raise ValueError("--push_to_hub needs --hub_repo_id")
-    from ..hub import push_dataset_folder
-
-    return push_dataset_folder(args.output_dir, args.hub_repo_id, private=args.hub_private)
+SUBCOMMANDS = {name: SubCommand((PrepareArguments,), spec.summary) for name, spec in SOURCES.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0].startswith("-"):
-        print(f"usage: hf-medvlm prepare <source> --input_path RAW --output_dir DIR [options]\n\n{EPILOG}")
-        return 0 if argv and argv[0] in ("-h", "--help") else 2
-    source, rest = argv[0], argv[1:]
-    if source not in SOURCES:
-        raise ValueError(f"unknown source {source!r}; expected one of {sorted(SOURCES)}")
-    parser = HfArgumentParser(PrepareArguments, prog=f"hf-medvlm prepare {source}", epilog=EPILOG,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
-    (args,) = parser.parse_args_into_dataclasses(rest)
+    source, parsed = parse_subcommand(SUBCOMMANDS, argv, prog="hf-medvlm prepare", doc=__doc__, epilog=EPILOG)
+    if source is None:
+        return 0
+    (args,) = parsed
+    if args.push_to_hub and not args.hub_repo_id:
+        raise ValueError("--push_to_hub needs --hub_repo_id")
     prepare(source, args)
     if args.push_to_hub:
-        print(f"pushed to {_push(args)}", file=sys.stderr)
+        from ..hub import push_dataset_folder
+
+        url = push_dataset_folder(args.output_dir, args.hub_repo_id, private=args.hub_private)
+        print(f"pushed to {url}", file=sys.stderr)
     return 0

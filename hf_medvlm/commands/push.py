@@ -1,14 +1,18 @@
-"""`hf-medvlm push`: upload a saved model folder or a Parquet dataset folder to the Hugging Face Hub."""
+"""Upload a saved model folder (weights, processor, remote code, card) or a Parquet dataset folder (subsets + card)
+to the Hugging Face Hub. Needs a token with write access in HF_TOKEN (or `hf auth login`); HF_ENDPOINT selects another
+Hub server."""
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from transformers import HfArgumentParser
+from .parser import parse
 
-from ..hub import push_dataset_folder, push_model
+EPILOG = """examples:
+  hf-medvlm push --folder out/llava-med-tiny --repo_id me/llava-med-tiny --revision v0.1
+  hf-medvlm push --folder data/pmc_vqa_parquet --repo_id me/pmc-vqa --repo_type dataset
+"""
 
 
 @dataclass
@@ -23,18 +27,10 @@ class PushArguments:
     commit_message: str | None = field(default=None, metadata={"help": "commit message"})
 
 
-EPILOG = """examples:
-  hf-medvlm push --folder out/llava-med-tiny --repo_id me/llava-med-tiny --revision v0.1
-  hf-medvlm push --folder data/pmc_vqa_parquet --repo_id me/pmc-vqa --repo_type dataset
-
-Needs a token with write access in HF_TOKEN (or `hf auth login`); HF_ENDPOINT selects another Hub server."""
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = HfArgumentParser(PushArguments, prog="hf-medvlm push", epilog=EPILOG,
-                              description="Upload a model or dataset folder to the Hugging Face Hub.",
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
-    (args,) = parser.parse_args_into_dataclasses(args=argv)
+    (args,) = parse((PushArguments,), argv, prog="hf-medvlm push", doc=__doc__, epilog=EPILOG)
+    from ..hub import push_dataset_folder, push_model
+
     folder = Path(args.folder)
     repo_type = args.repo_type
     if repo_type == "auto":

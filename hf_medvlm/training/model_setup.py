@@ -20,7 +20,7 @@ from torch import nn
 from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor, AutoTokenizer
 from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING
 
-from ..models.llava_med import LlavaMedForConditionalGeneration, LlavaMedProcessor, load_chat_template
+from ..models import llava_med  # its model classes are imported on first use, not by `hf-medvlm train --help`
 from .model_parts import PART_NAMES, resolve_parts
 
 __all__ = [
@@ -61,7 +61,7 @@ def load_model_and_processor(model_args, stage_args, *, quantization_config=None
                                     trust_remote_code)
     else:
         model, processor = _from_checkpoint(model_args, dtype, quantization_config, device_map)
-    processor.chat_template = load_chat_template(stage_args.chat_template_name)
+    processor.chat_template = llava_med.load_chat_template(stage_args.chat_template_name)
     return model, processor
 
 
@@ -90,7 +90,7 @@ def checkpoint_family(model_args, trust_remote_code: bool = False) -> str:
 def model_class_for(config):
     """LlavaMed for LlavaMed and stock Llava configs (as training loads them), else the Auto class's choice."""
     if config.model_type in LLAVA_MED_MODEL_TYPES:
-        return LlavaMedForConditionalGeneration
+        return llava_med.LlavaMedForConditionalGeneration
     return AutoModelForImageTextToText
 
 
@@ -135,10 +135,10 @@ def _resolve_dtype(dtype):
 def _from_checkpoint(model_args, dtype, quantization_config, device_map):
     path = model_args.model_name_or_path
     # A stock Llava checkpoint loads into LlavaMed unchanged: same modules, and the Llava weight layout is registered.
-    model = LlavaMedForConditionalGeneration.from_pretrained(
+    model = llava_med.LlavaMedForConditionalGeneration.from_pretrained(
         path, **_load_kwargs(model_args, dtype, quantization_config, device_map)
     )
-    processor = LlavaMedProcessor.from_pretrained(path, revision=model_args.model_revision)
+    processor = llava_med.LlavaMedProcessor.from_pretrained(path, revision=model_args.model_revision)
     return model, processor
 
 
@@ -148,14 +148,14 @@ def _from_vision_and_text(stage_args, dtype):
     tokenizer = AutoTokenizer.from_pretrained(stage_args.text_model_name_or_path)
     vision_config = AutoConfig.from_pretrained(stage_args.vision_model_name_or_path)
     vision_config = getattr(vision_config, "vision_config", vision_config)
-    processor = LlavaMedProcessor.from_tokenizer(
+    processor = llava_med.LlavaMedProcessor.from_tokenizer(
         tokenizer,
         image_size=vision_config.image_size,
         patch_size=vision_config.patch_size,
         image_aspect_mode=stage_args.image_aspect_mode,
         chat_template=stage_args.chat_template_name,
     )
-    model = LlavaMedForConditionalGeneration.from_vision_and_text_pretrained(
+    model = llava_med.LlavaMedForConditionalGeneration.from_vision_and_text_pretrained(
         stage_args.vision_model_name_or_path,
         stage_args.text_model_name_or_path,
         tokenizer=processor.tokenizer,

@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from trl import get_quantization_config
 
 from ..models.llava_med.processing_llava_med import CHAT_TEMPLATE_NAMES
-from .data import load_training_data
 from .length_policy import LENGTH_POLICIES, LengthReportCallback, fit_splits_to_length
 from .model_setup import (
     FREEZABLE_MODULES,
@@ -29,8 +28,6 @@ from .model_setup import (
     quantization_skip_modules,
     trainable_parameter_report,
 )
-from .outputs import ResolvedConfigCallback, finish_run, resolved_config, write_resolved_config
-from .trainer import MedVLMSFTTrainer
 
 __all__ = ["StageArguments", "STAGE_DEFAULTS", "check_args", "fit_stage_to_family", "run_sft"]
 
@@ -178,6 +175,12 @@ def run_sft(script_args, mixture_args, training_args, model_args, stage_args, re
     The arguments are those `hf-medvlm train` parses and checks with `check_args`; `recipe_path` (the YAML they came
     from) is copied into the model card.
     """
+    # Imported here, not at the top: TRL's trainer takes seconds to import, and `hf-medvlm train --help` needs only
+    # the arguments above.
+    from .data import load_training_data
+    from .outputs import ResolvedConfigCallback, finish_run, resolved_config, write_resolved_config
+    from .trainer import MedVLMSFTTrainer
+
     check_quantization_supported(model_args)
     if not stage_args.vision_model_name_or_path:
         fit_stage_to_family(stage_args, checkpoint_family(model_args, training_args.trust_remote_code))

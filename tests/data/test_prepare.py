@@ -276,3 +276,17 @@ def test_push_to_hub_and_load_back(llava_instruct_raw, tmp_path, hub_server):
           "--hub_repo_id", "tester/llava-med-instruct"])
     ds = load_dataset("tester/llava-med-instruct", name="10k", split="train")
     assert sorted(ds["id"]) == ["1000_F0", "1000_F1", "1000_F2"]
+
+
+def test_every_source_has_a_dataset_script_saying_where_its_files_come_from(repo_root):
+    import ast
+
+    from hf_medvlm.data.prepare import SOURCES
+
+    scripts = {path.stem: path.read_text() for path in (repo_root / "dataset_scripts").glob("*.py")}
+    assert set(scripts) == set(SOURCES)
+    for source, text in scripts.items():
+        doc = ast.get_docstring(ast.parse(text))
+        assert "Raw file" in doc and "https://" in doc, source
+        assert all(f"`{config}`" in doc for config in SOURCES[source].configs), source
+        assert f'main(["prepare", "{source}", *sys.argv[1:]])' in text, source

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from hf_medvlm.commands.select import main, parse_args
-from hf_medvlm.selection.stages import PickArguments, ScoreArguments, TrainArguments
+from hf_medvlm.selection.arguments import PickArguments, ScoreArguments, TrainArguments
 from hf_medvlm.selection.data import PAIR_FEATURES
 from hf_medvlm.selection.selection import _cluster_quotas, pick_indices
 from hf_medvlm.testing.tiny_selector import build_tiny_selector
@@ -16,16 +16,20 @@ from hf_medvlm.testing.tiny_selector import build_tiny_selector
 from .conftest import make_pairs, rated_row
 
 
-def test_parse_args_takes_the_command_from_the_recipe(tmp_path):
+def test_parse_args_takes_the_command_from_the_recipe(tmp_path, capsys):
     recipe = tmp_path / "pick.yaml"
     recipe.write_text("command: pick\ndataset_name: data\noutput_dir: out\nstrategy: clusters\n")
     (args,) = parse_args(["--config", str(recipe), "--num_clusters", "3"])
     assert isinstance(args, PickArguments) and args.strategy == "clusters" and args.num_clusters == 3
-    with pytest.raises(ValueError, match="not `select score`"):
+    with pytest.raises(SystemExit) as exit_info:
         parse_args(["score", "--config", str(recipe)])
+    assert exit_info.value.code == 2
+    assert "the recipe is for `hf-medvlm select pick`, not `hf-medvlm select score`" in capsys.readouterr().err
     recipe.write_text("command: pick\ndataset_name: d\noutput_dir: o\nstratgy: global\n")
-    with pytest.raises(ValueError, match="unknown keys.*stratgy"):
+    with pytest.raises(SystemExit) as exit_info:
         parse_args(["--config", str(recipe)])
+    assert exit_info.value.code == 2
+    assert f"{recipe}: unknown key 'stratgy' (did you mean 'strategy'?)" in capsys.readouterr().err
 
 
 def test_pick_global_and_cluster_balanced():

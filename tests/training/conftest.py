@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
+import os
 from pathlib import Path
+from unittest import mock
 
 import pytest
 
@@ -111,9 +111,13 @@ def tiny_parts(tmp_path_factory) -> tuple[Path, Path]:
     return folder / "vision", folder / "lm"
 
 
-def run_cli(*args: str, timeout: int = 600, env: dict | None = None) -> subprocess.CompletedProcess:
-    """`python -m hf_medvlm <args>` in a subprocess; fails the test with its output on a non-zero exit."""
-    result = subprocess.run([sys.executable, "-m", "hf_medvlm", *args], capture_output=True, text=True,
-                            timeout=timeout, env=env)
-    assert result.returncode == 0, f"exit {result.returncode}\nSTDOUT:\n{result.stdout[-3000:]}\nSTDERR:\n{result.stderr[-6000:]}"
-    return result
+def run_cli(*args: str, env: dict | None = None) -> None:
+    """`hf-medvlm <args>` in process, with `env` as the whole environment if given; fails the test on a non-zero exit.
+
+    The console entry itself is smoke-tested once per command in tests/test_cli_commands.py.
+    """
+    from hf_medvlm.cli import main
+
+    with mock.patch.dict(os.environ, env or {}, clear=env is not None):
+        code = main(list(args))
+    assert code == 0, f"hf-medvlm {' '.join(args)} exited {code} (its error is in the captured stderr)"

@@ -18,11 +18,13 @@ def test_stage_defaults():
     assert stage2.freeze_modules == ["vision_tower"] and stage2.chat_template_name == "mistral_instruct"
 
 
-def test_unknown_yaml_key_is_an_error(tmp_path):
+def test_unknown_yaml_key_is_an_error(tmp_path, capsys):
     recipe = tmp_path / "r.yaml"
     recipe.write_text("model_name_or_path: x\nuse_cpu: true\nbf16: false\nmax_seq_length: 2048\n")
-    with pytest.raises(ValueError, match="max_seq_length"):
+    with pytest.raises(SystemExit) as exit_info:
         parse_args(["--config", str(recipe)])
+    assert exit_info.value.code == 2
+    assert "unknown key 'max_seq_length' (did you mean 'max_length'?)" in capsys.readouterr().err
 
 
 def test_bad_stage_and_missing_model_are_errors():

@@ -20,8 +20,9 @@ import secrets
 import shutil
 import socket
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from huggingface_hub import split_torch_state_dict_into_shards
@@ -46,32 +47,15 @@ from .original_checkpoint import (
     vision_tower_state_dict,
 )
 
-__all__ = ["ConvertArguments", "convert", "CheckpointReader", "remove_stale_temporaries", "print_summary"]
+if TYPE_CHECKING:  # `convert(args)` reads the fields of the command's arguments dataclass
+    from ...commands.convert import ConvertArguments
+
+__all__ = ["convert", "CheckpointReader", "remove_stale_temporaries", "print_summary"]
 
 logger = logging.getLogger(__name__)
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 VOCAB_KEYS = ("model.language_model.embed_tokens.weight", "lm_head.weight")
-
-
-@dataclass
-class ConvertArguments:
-    input_dir: str = field(metadata={"help": "Original checkpoint directory (config.json, shards, tokenizer); the delta "
-                                             "directory with --delta."})
-    output_dir: str = field(metadata={"help": "Where the converted checkpoint is written (must not exist unless "
-                                              "--overwrite)."})
-    to: str = field(default="llava_med", metadata={"help": "Output format: `llava_med` (LlavaMed classes) or `llava` "
-                                                           "(stock LlavaForConditionalGeneration; v1.5 only)."})
-    vision_tower: str | None = field(default=None, metadata={"help": "CLIP directory to take the vision tower from. "
-                                     "Required for v1.0 (its tower is not in the state dict); for v1.5 it replaces "
-                                     "the tower stored in the checkpoint, as the official loader does."})
-    delta: bool = field(default=False, metadata={"help": "input_dir holds v1.0 delta weights: add them to --base_dir."})
-    base_dir: str | None = field(default=None, metadata={"help": "Base LLaMA checkpoint for --delta (HF layout)."})
-    dtype: str = field(default="auto", metadata={"help": "Output dtype: auto (as stored), float32, bfloat16, float16."})
-    max_shard_size: str = field(default="5GB", metadata={"help": "Largest output shard, e.g. 5GB or 500MB."})
-    overwrite: bool = field(default=False, metadata={"help": "Replace output_dir if it exists."})
-    push_to_hub: str | None = field(default=None, metadata={"help": "Upload the result to this Hub repo id "
-                                                                    "(hf_medvlm.hub.push_model)."})
 
 
 # --------------------------------------------------------------------------------------------- reading

@@ -19,6 +19,7 @@ from transformers.core_model_loading import WeightRenaming, apply_renamings
 from transformers.utils import cached_file
 
 from .configuration_llava_med import LlavaMedConfig
+from .configuration_llava_mistral import LlavaMedOriginalConfig
 from .modeling_llava_med import LlavaMedForConditionalGeneration, _load_vision_encoder, grow_vocab
 from .processing_llava_med import LlavaMedProcessor
 
@@ -239,23 +240,6 @@ def _conventional_added_tokens(original: dict) -> dict[str, int]:
     # The Mistral vocabulary has neither `<image>` nor a dedicated pad token; they go right after it.
     vocab = original["vocab_size"]
     return {IMAGE_TOKEN: vocab, PAD_TOKEN: vocab + 1}
-
-
-class LlavaMedOriginalConfig(LlavaMedConfig):
-    """What `AutoConfig` returns for an original v1.5 `config.json` (`model_type "llava_mistral"`), already mapped."""
-
-    model_type = "llava_mistral"
-
-    @classmethod
-    def from_dict(cls, config_dict: dict, **kwargs):
-        if "text_config" in config_dict:  # already mapped (e.g. a re-saved config)
-            return super().from_dict(config_dict, **kwargs)
-        added = _conventional_added_tokens(config_dict)
-        mapped = llava_med_config_from_original(
-            config_dict, added, config_dict.get("bos_token_id", 1), config_dict.get("eos_token_id", 2),
-            added[PAD_TOKEN], vision_tower=kwargs.get("vision_tower"),
-        )
-        return super().from_dict(mapped, **kwargs)
 
 
 def as_llava_med_config(config: LlavaMedConfig) -> LlavaMedConfig:
