@@ -13,6 +13,8 @@ EPILOG = """examples:
   hf-medvlm eval --config recipes/llava-med-v1.5-mistral-7b/eval/vqa_rad.yaml --max_samples 20
   accelerate launch --num_processes 8 -m hf_medvlm eval --config recipes/llava-med-v1.5-mistral-7b/eval/slake.yaml
   hf-medvlm eval --config recipes/llava-med-v1.5-mistral-7b/eval/vqa_rad.yaml --answers_file answers.jsonl
+  hf-medvlm eval --config recipes/llava-med-v1.5-mistral-7b/eval/vqa_rad.yaml --model_name_or_path llava-med-v1.5 \
+      --endpoint_base_url http://localhost:8000/v1   # answers from vLLM/TGI serving the model
 """
 
 

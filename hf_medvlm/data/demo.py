@@ -8,7 +8,10 @@ Study/SeriesDescription) read at build time, and the packages' own docstrings, w
 still contain the phrases the facts rest on. Nothing is hand-labelled from looking at pixels.
 
 Three splits: `alignment` (stage-1 captions, training schema), `instruct` (multi-turn conversations, training
-schema) and `eval` (open and closed VQA, eval schema). The eval questions are about the same images as training:
+schema) and `eval` (open and closed VQA, eval schema). The eval split asks only the held-out question types
+(`HELD_OUT_QUESTION_TYPES`: the imaging modality), which no instruct conversation asks in any wording; the modality
+appears in training only inside the image descriptions (stage-1 captions, and the description turn that opens each
+instruct conversation). `eval_mismatched_images` is the image-swap control. The eval images are the training images:
 this is a demo and smoke-test set, not a benchmark.
 """
 
@@ -26,6 +29,8 @@ from .schema import DOMAINS, EVAL_FEATURES, TRAINING_FEATURES, image_block, text
 __all__ = [
     "DEMO_SOURCE",
     "DEMO_LICENSE",
+    "HELD_OUT_QUESTION_TYPES",
+    "DESCRIBE_REQUEST",
     "DicomSpec",
     "DICOM_SPECS",
     "ImageFacts",
@@ -39,6 +44,11 @@ __all__ = [
 ]
 
 DEMO_SOURCE = "hf_medvlm_demo"
+# Asked only in the eval split, never in the instruct conversations: the modality is the fact most visible in the
+# pixels (CT, MRI, X-ray, ultrasound, microscopy and fundus photographs look nothing alike).
+HELD_OUT_QUESTION_TYPES = ("modality",)
+# The first turn of every instruct conversation. One fixed wording, so that only the image tells the descriptions apart.
+DESCRIBE_REQUEST = "Describe the image briefly."
 DEMO_LICENSE = "other"
 
 # DICOM Modality code -> (short answer, long name, noun phrase for yes/no questions, LLaVA-Med domain)
@@ -385,9 +395,11 @@ def _alignment_rows(facts: ImageFacts) -> list[dict]:
 
 
 def _instruct_row(facts: ImageFacts) -> dict:
-    qas = questions_for(facts)
-    turns = [(qa.question, qa.long_answer) for qa in qas if qa.answer_type == "open"]
-    turns += [(qa.question, qa.long_answer) for qa in qas if qa.answer_type == "closed"][:2]
+    """One conversation: a description of the image (its caption, the only place the held-out facts appear), then
+    every question that is not held out, open ones first."""
+    qas = [qa for qa in questions_for(facts) if qa.question_type not in HELD_OUT_QUESTION_TYPES]
+    turns = [(DESCRIBE_REQUEST, caption_for(facts))]
+    turns += [(qa.question, qa.long_answer) for qa in sorted(qas, key=lambda qa: qa.answer_type != "open")]
     return _training_row(facts, f"demo-instruct-{facts.key}", turns)
 
 
@@ -398,17 +410,29 @@ def _eval_rows(facts: ImageFacts) -> list[dict]:
             "question": qa.question, "answer": qa.answer, "answer_type": qa.answer_type,
             "question_type": qa.question_type, "options": None, "answer_label": None,
         }
-        for i, qa in enumerate(questions_for(facts))
+        for i, qa in enumerate(questions_for(facts)) if qa.question_type in HELD_OUT_QUESTION_TYPES
     ]
 
 
+def _other_modality(facts: list[ImageFacts]) -> dict[str, ImageFacts]:
+    """For each image, the next image in the list (cyclically) whose modality differs."""
+    swaps = {}
+    for i, f in enumerate(facts):
+        rest = facts[i + 1:] + facts[:i]
+        swaps[f.key] = next(g for g in rest if g.modality != f.modality)
+    return swaps
+
+
 def build_demo_records(max_side: int = 512, facts: list[ImageFacts] | None = None) -> dict[str, list[dict]]:
-    """Plain-Python rows (PIL images) of the three splits."""
+    """Plain-Python rows (PIL images) of the splits: `alignment`, `instruct`, `eval`, and the control
+    `eval_mismatched_images` (the eval questions and answers, each shown another image of a different modality)."""
     facts = load_demo_facts(max_side) if facts is None else facts
+    swaps = _other_modality(facts)
     return {
         "alignment": [row for f in facts for row in _alignment_rows(f)],
         "instruct": [_instruct_row(f) for f in facts],
         "eval": [row for f in facts for row in _eval_rows(f)],
+        "eval_mismatched_images": [dict(row, image=swaps[f.key].image) for f in facts for row in _eval_rows(f)],
     }
 
 
@@ -444,7 +468,8 @@ def build_demo_splits(max_side: int = 512) -> dict:
 
 
 def write_demo_dataset(output_dir: str | Path, max_side: int = 512) -> Path:
-    """Write the demo set as a Parquet folder (configs alignment/instruct: split train; eval: split test) + card."""
+    """Write the demo set as a Parquet folder (configs alignment/instruct: split train; eval and
+    eval_mismatched_images: split test) + card."""
     from .card import write_dataset_card
     from .writer import write_dataset_folder
 
@@ -455,8 +480,9 @@ def write_demo_dataset(output_dir: str | Path, max_side: int = 512) -> Path:
                          TRAINING_FEATURES, default=True, progress=False)
     write_dataset_folder(output_dir, "instruct", "train", _encoded(records["instruct"], ("images",)),
                          TRAINING_FEATURES, progress=False)
-    write_dataset_folder(output_dir, "eval", "test", _encoded(records["eval"], ("image",)), EVAL_FEATURES,
-                         progress=False)
+    for name in ("eval", "eval_mismatched_images"):
+        write_dataset_folder(output_dir, name, "test", _encoded(records[name], ("image",)), EVAL_FEATURES,
+                             progress=False)
     write_dataset_card(
         output_dir, pretty_name="hf_medvlm demo set (real DICOM, histology and fundus images)",
         license=DEMO_LICENSE, license_name="mixed-permissive-test-data",
@@ -466,7 +492,10 @@ def write_demo_dataset(output_dir: str | Path, max_side: int = 512) -> Path:
                   "package docstrings; images windowed, MONOCHROME1 inverted, RGB, longest side <= "
                   f"{max_side} px).",
         tags=["medical", "demo"], task_categories=["image-text-to-text", "visual-question-answering"],
-        notes=["The eval split asks about the same images as the training splits; use it to smoke-test pipelines, "
-               "not to measure a model."],
+        notes=[f"The eval split asks only question types never asked in the instruct split "
+               f"({', '.join(HELD_OUT_QUESTION_TYPES)}), about the same images as the training splits; use it to "
+               "smoke-test pipelines, not to measure a model.",
+               "`eval_mismatched_images` is a control: the eval questions and answers with each image replaced by "
+               "one of a different modality. A model whose answers ignore the image scores the same on both."],
     )
     return output_dir

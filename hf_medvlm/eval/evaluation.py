@@ -57,6 +57,16 @@ class EvalArguments:
     dtype: str = field(default="auto", metadata={"help": "Model dtype: auto, float32, bfloat16 or float16."})
     trust_remote_code: bool = field(default=False, metadata={"help": "Allow checkpoints that ship their own code."})
     save_every: int = field(default=64, metadata={"help": "Append answers to disk every N questions (resume unit)."})
+    endpoint_base_url: str | None = field(default=None, metadata={
+        "help": "Generate the answers through this OpenAI-compatible chat endpoint (e.g. http://localhost:8000/v1 of "
+                "`vllm serve`) instead of a local generate(); model_name_or_path is then the served model name. "
+                "Images go as base64 PNG data URLs; scoring and output files are the same."})
+    endpoint_api_key_env: str = field(default="OPENAI_API_KEY", metadata={
+        "help": "Environment variable holding the answer endpoint's API key (a server without keys needs none)."})
+    endpoint_concurrency: int = field(default=16, metadata={"help": "Requests in flight at once to endpoint_base_url."})
+    endpoint_cache_dir: str | None = field(default=None, metadata={
+        "help": "On-disk reply cache of the answer endpoint, shared across output folders; resuming within one "
+                "output_dir needs no cache (answers.endpoint.jsonl)."})
 
 
 def validate_args(args: EvalArguments) -> None:
@@ -74,6 +84,8 @@ def validate_args(args: EvalArguments) -> None:
         raise ValueError(f"on_missing_image must be 'raise' or 'skip', got {args.on_missing_image!r}")
     if args.model_name_or_path is None and args.answers_file is None:
         raise ValueError("give model_name_or_path (to generate answers) or answers_file (to score existing ones)")
+    if args.endpoint_base_url and not args.model_name_or_path:
+        raise ValueError("endpoint_base_url needs model_name_or_path: the model name the endpoint serves")
 
 
 def load_model(args: EvalArguments, device):
@@ -97,6 +109,13 @@ def generate_missing(args, questions, answers_path: Path, state) -> None:
     done = read_answers(answers_path)
     for part in answers_path.parent.glob("answers.rank*.jsonl"):
         done.update(read_answers(part))
+    if args.endpoint_base_url:  # one client with many requests in flight; other processes have nothing to do
+        todo = [q for q in questions if q.id not in done] if state.is_main_process else []
+        if todo:
+            from .endpoint import generate_with_endpoint
+
+            generate_with_endpoint(args, todo, answers_path)
+        return
     todo = shard([q for q in questions if q.id not in done], state.process_index, state.num_processes)
     if not todo:
         return

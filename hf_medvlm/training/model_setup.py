@@ -56,6 +56,8 @@ def load_model_and_processor(model_args, stage_args, *, quantization_config=None
     dtype = _resolve_dtype(model_args.dtype)
     if stage_args.vision_model_name_or_path:
         model, processor = _from_vision_and_text(stage_args, dtype)
+        if model_args.attn_implementation:
+            model.set_attn_implementation(model_args.attn_implementation)  # tower and LM alike
     elif checkpoint_family(model_args, trust_remote_code) != "llava_med":
         return _from_any_checkpoint(model_args, stage_args.processor_kwargs, dtype, quantization_config, device_map,
                                     trust_remote_code)

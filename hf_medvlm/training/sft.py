@@ -29,7 +29,7 @@ from .model_setup import (
     trainable_parameter_report,
 )
 
-__all__ = ["StageArguments", "STAGE_DEFAULTS", "check_args", "fit_stage_to_family", "run_sft"]
+__all__ = ["StageArguments", "STAGE_DEFAULTS", "check_args", "fit_stage_to_family", "build_trainer", "run_sft"]
 
 logger = logging.getLogger(__name__)
 
@@ -169,24 +169,22 @@ def fit_stage_to_family(stage_args, family: str) -> None:
     stage_args.chat_template_name = None
 
 
-def run_sft(script_args, mixture_args, training_args, model_args, stage_args, recipe_path: str | None = None) -> None:
-    """Load data and model, train, save model + processor + resolved config, write the card and optionally push.
+def build_trainer(script_args, mixture_args, training_args, model_args, stage_args, config: dict | None = None):
+    """Resolve the throughput keys for this machine, load data and model, and return the `MedVLMSFTTrainer`.
 
-    The arguments are those `hf-medvlm train` parses and checks with `check_args`; `recipe_path` (the YAML they came
-    from) is copied into the model card.
+    `config` (the `resolved_config` mapping) is written next to every checkpoint when given.
     """
     # Imported here, not at the top: TRL's trainer takes seconds to import, and `hf-medvlm train --help` needs only
     # the arguments above.
+    from .acceleration import resolve_training_acceleration
     from .data import load_training_data
-    from .outputs import ResolvedConfigCallback, finish_run, resolved_config, write_resolved_config
+    from .outputs import ResolvedConfigCallback
     from .trainer import MedVLMSFTTrainer
 
-    check_quantization_supported(model_args)
+    for key, decision in resolve_training_acceleration(training_args, model_args).items():
+        logger.info("%s resolved to %s", key, decision)
     if not stage_args.vision_model_name_or_path:
         fit_stage_to_family(stage_args, checkpoint_family(model_args, training_args.trust_remote_code))
-    config = resolved_config(script_args, mixture_args, training_args, model_args, stage_args)
-    push_to_hub, training_args.push_to_hub = training_args.push_to_hub, False  # pushed by finish_run instead
-
     train_dataset, eval_dataset = load_training_data(script_args, mixture_args)
     quantization_config = _quantization_config(model_args, training_args.trust_remote_code)
     model, processor = load_model_and_processor(
@@ -209,12 +207,33 @@ def run_sft(script_args, mixture_args, training_args, model_args, stage_args, re
         eval_dataset=eval_dataset,
         processing_class=processor,
         peft_config=peft_config,
-        callbacks=[ResolvedConfigCallback(config), LengthReportCallback(length_reports)],
+        callbacks=[LengthReportCallback(length_reports)] + ([ResolvedConfigCallback(config)] if config else []),
         group_by_modality_length=stage_args.group_by_modality_length,
         projector_lr=stage_args.projector_lr,
         train_lengths=length_reports[0].lengths,
     )
     logger.info("Trainable parameters by part: %s", trainable_parameter_report(trainer.model))
+    return trainer
+
+
+def run_sft(script_args, mixture_args, training_args, model_args, stage_args, recipe_path: str | None = None) -> None:
+    """Load data and model, train, save model + processor + resolved config, write the card and optionally push.
+
+    The arguments are those `hf-medvlm train` parses and checks with `check_args`; `recipe_path` (the YAML they came
+    from) is copied into the model card.
+    """
+    from .acceleration import resolve_training_acceleration
+    from .outputs import finish_run, resolved_config, write_resolved_config
+
+    check_quantization_supported(model_args)
+    # Resolved before the config is recorded, so that it says what ran (auto values, fallbacks); idempotent.
+    resolve_training_acceleration(training_args, model_args)
+    if not stage_args.vision_model_name_or_path:  # before the config is recorded too: it clears chat_template_name
+        fit_stage_to_family(stage_args, checkpoint_family(model_args, training_args.trust_remote_code))
+    config = resolved_config(script_args, mixture_args, training_args, model_args, stage_args)
+    push_to_hub, training_args.push_to_hub = training_args.push_to_hub, False  # pushed by finish_run instead
+    trainer = build_trainer(script_args, mixture_args, training_args, model_args, stage_args, config)
+    processor = trainer.processing_class
     if trainer.is_world_process_zero():
         write_resolved_config(training_args.output_dir, config)
     trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)

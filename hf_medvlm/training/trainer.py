@@ -7,6 +7,7 @@ import logging
 from peft import PeftModel
 from trl import SFTTrainer
 
+from .acceleration import apply_liger_kernels
 from .length_policy import measure
 from .model_parts import resolve_parts
 from .sampler import ModalityLengthGroupedSampler, image_counts
@@ -21,20 +22,28 @@ def is_peft_model(model) -> bool:
 
 
 class MedVLMSFTTrainer(SFTTrainer):
-    """`SFTTrainer` plus two LLaVA-1.5 training options TRL lacks.
+    """`SFTTrainer` plus two LLaVA-1.5 training options TRL lacks, and Liger kernels that reach a LlavaMed.
 
     Args:
         group_by_modality_length: sample with `ModalityLengthGroupedSampler` instead of uniformly at random.
         projector_lr: learning rate of the multimodal projector (own optimizer groups); `None` = `learning_rate`.
         train_lengths: exact token length of every training row (`fit_to_length`'s report); measured here if absent.
+
+    With `args.use_liger_kernel`, the kernels are applied here to the language model (`apply_liger_kernels`), and the
+    flag is cleared so that `Trainer` does not look them up again by `llava_med` (which Liger does not know);
+    `self.liger_kernels_applied` records it.
     """
 
-    def __init__(self, *args, group_by_modality_length: bool = False, projector_lr: float | None = None,
-                 train_lengths: list[int] | None = None, **kwargs):
+    def __init__(self, model=None, args=None, *rest, group_by_modality_length: bool = False,
+                 projector_lr: float | None = None, train_lengths: list[int] | None = None, **kwargs):
         self.group_by_modality_length = group_by_modality_length
         self.projector_lr = projector_lr
         self.train_lengths = train_lengths or None
-        super().__init__(*args, **kwargs)
+        self.liger_kernels_applied = bool(args is not None and args.use_liger_kernel)
+        if self.liger_kernels_applied:
+            apply_liger_kernels(model, args.liger_kernel_config)
+            args.use_liger_kernel = False
+        super().__init__(model, args, *rest, **kwargs)
 
     def _get_train_sampler(self, train_dataset=None):
         dataset = train_dataset if train_dataset is not None else self.train_dataset

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from datasets import load_dataset
@@ -20,13 +22,24 @@ def _header(spec):
     return pydicom.dcmread(get_testdata_file(spec.file), stop_before_pixels=True)
 
 
-def _eval_answers(records, key):
-    return {(r["question_type"], r["answer_type"], r["question"]): r["answer"] for r in records["eval"]
-            if r["id"].startswith(f"demo-eval-{key}-")}
+def _answers(facts, key):
+    """Every question the facts of image `key` support (eval split or instruct conversations), with its answer."""
+    from hf_medvlm.data.demo import questions_for
+
+    qas = questions_for(next(f for f in facts if f.key == key))
+    return {(qa.question_type, qa.answer_type, qa.question): qa.answer for qa in qas}
+
+
+def _texts(records) -> list[str]:
+    texts = [r[k] for r in records["eval"] for k in ("question", "answer")]
+    for row in records["alignment"] + records["instruct"]:
+        texts += [b["text"] for m in row["messages"] for b in m["content"] if b.get("text")]
+    return texts
 
 
 def test_demo_has_three_splits_with_real_images(demo_records):
-    assert {k: len(v) > 0 for k, v in demo_records.items()} == {"alignment": True, "instruct": True, "eval": True}
+    assert {k: len(v) > 0 for k, v in demo_records.items()} == {
+        "alignment": True, "instruct": True, "eval": True, "eval_mismatched_images": True}
     keys = {r["id"].removeprefix("demo-instruct-") for r in demo_records["instruct"]}
     assert len(keys) >= 14  # 10 DICOM + 4 scikit-image images
     for row in demo_records["instruct"]:
@@ -49,10 +62,41 @@ def test_eval_has_open_and_closed_questions_with_both_yes_and_no(demo_records):
     assert set(closed) == {"yes", "no"}
 
 
+def test_eval_asks_only_held_out_question_types_that_no_conversation_asks(demo_records, demo_facts):
+    from hf_medvlm.data.demo import HELD_OUT_QUESTION_TYPES, questions_for
+
+    assert {r["question_type"] for r in demo_records["eval"]} == set(HELD_OUT_QUESTION_TYPES)
+    held_out = {qa.question for f in demo_facts for qa in questions_for(f)
+                if qa.question_type in HELD_OUT_QUESTION_TYPES}
+    asked = {b["text"] for row in demo_records["instruct"] for m in row["messages"] if m["role"] == "user"
+             for b in m["content"] if b.get("text")}
+    assert held_out and not held_out & asked
+    assert not any("modality" in q.lower() or "this a" in q.lower() and "scan" in q.lower() for q in asked)
+    assert len(demo_records["instruct"]) == len(demo_facts)  # every image still has a conversation
+
+
+def test_mismatched_image_control_shows_each_question_an_image_of_another_modality(demo_records, demo_facts):
+    modality_of = {id(f.image): f.modality for f in demo_facts}
+    control = demo_records["eval_mismatched_images"]
+    assert [(r["id"], r["question"], r["answer"]) for r in control] == [
+        (r["id"], r["question"], r["answer"]) for r in demo_records["eval"]]
+    for real, swapped in zip(demo_records["eval"], control):
+        assert modality_of[id(swapped["image"])] != modality_of[id(real["image"])]
+
+
+def test_demo_texts_use_the_right_indefinite_article(demo_records):
+    # "an" before a vowel sound: vowel letters, and the letter names of MRI / X-ray (em, ex); "a" otherwise.
+    wrong_a = re.compile(r"\ba (?:[aeiouAEIOU]|MR|X-)")
+    wrong_an = re.compile(r"\ban (?![aeiouAEIOU]|MR|X-)", re.IGNORECASE)
+    bad = [t for t in _texts(demo_records) if wrong_a.search(t) or wrong_an.search(t)]
+    assert not bad, bad
+    assert any(" an " in t for t in _texts(demo_records)) and any(" a " in t for t in _texts(demo_records))
+
+
 @pytest.mark.parametrize("spec", DICOM_SPECS, ids=lambda s: s.key)
-def test_demo_answers_agree_with_the_dicom_header(demo_records, spec):
+def test_demo_answers_agree_with_the_dicom_header(demo_facts, spec):
     ds = _header(spec)
-    answers = _eval_answers(demo_records, spec.key)
+    answers = _answers(demo_facts, spec.key)
     assert answers[("modality", "open", "What imaging modality was used?")] == EXPECTED_MODALITY[ds.Modality]
     organ = [a for (qt, at, _), a in answers.items() if qt == "organ"]
     if spec.body_part_field and ds.get(spec.body_part_field):
@@ -65,8 +109,8 @@ def test_demo_answers_agree_with_the_dicom_header(demo_records, spec):
     assert contrast == ([ds.ContrastBolusAgent.lower()] if ds.get("ContrastBolusAgent") else [])
 
 
-def test_specific_header_facts(demo_records):
-    by_key = {spec.key: _eval_answers(demo_records, spec.key) for spec in DICOM_SPECS}
+def test_specific_header_facts(demo_facts):
+    by_key = {spec.key: _answers(demo_facts, spec.key) for spec in DICOM_SPECS}
     assert by_key["cr_tibia"][("finding", "open", "What lesion does the study description report?")] == \
         "non-ossifying fibroma of distal tibia"
     assert by_key["cr_chest"][("organ", "open", "Which part of the body is shown?")] == "chest"

@@ -1,0 +1,77 @@
+"""Answers from an OpenAI-compatible chat endpoint instead of a local `generate`: vLLM, TGI or SGLang serving the
+`hf-medvlm convert --to llava` export (docs/evaluation.md has the `vllm serve` command).
+
+Each question becomes one chat request shaped like the local prompt: one user turn, the images first (base64 PNG data
+URLs, lossless) and then the question text; greedy (`temperature: 0`) unless sampling is asked for, `max_tokens` =
+`max_new_tokens`. `hf_medvlm.llm.run_requests` sends them with `endpoint_concurrency` requests in flight into
+`answers.endpoint.jsonl` (one row per reply, written as it arrives, with token counts; `answers.endpoint.report.json`
+sums them up), so a killed run resends nothing it already received; `endpoint_cache_dir` adds the on-disk reply cache.
+The replies then go into `answers.jsonl` exactly as local answers do, and are scored the same way.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ..llm import ChatRequest, OpenAIChatBackend, image_to_data_url, read_results, run_requests
+from .benchmark import append_answers
+
+__all__ = ["answer_request", "generate_with_endpoint"]
+
+RAW_NAME = "answers.endpoint.jsonl"
+
+
+def answer_request(question, *, max_new_tokens: int, do_sample: bool = False, temperature: float = 1.0) -> ChatRequest:
+    """The chat request for one `Question`: its images as data URLs, then its prompt."""
+    parts = [{"type": "image_url", "image_url": {"url": image_to_data_url(image)}} for image in question.load_images()]
+    parts.append({"type": "text", "text": question.prompt})
+    return ChatRequest(messages=[{"role": "user", "content": parts}], max_tokens=max_new_tokens,
+                       temperature=temperature if do_sample else 0.0)
+
+
+class _Jobs:
+    """`(id, ChatRequest)` pairs built one at a time (each holds its images inline), with a length for the progress
+    bar; `run_requests` keeps at most twice the concurrency of them alive."""
+
+    def __init__(self, questions, args):
+        self.questions, self.args = questions, args
+
+    def __len__(self) -> int:
+        return len(self.questions)
+
+    def __iter__(self):
+        for q in self.questions:
+            yield q.id, answer_request(q, max_new_tokens=self.args.max_new_tokens, do_sample=self.args.do_sample,
+                                       temperature=self.args.temperature)
+
+
+def _backend(args) -> OpenAIChatBackend:
+    return OpenAIChatBackend(base_url=args.endpoint_base_url, model=args.model_name_or_path,
+                             api_key=os.environ.get(args.endpoint_api_key_env) or None,
+                             cache_dir=args.endpoint_cache_dir)
+
+
+def generate_with_endpoint(args, questions, answers_path: Path) -> None:
+    """Answer `questions` (those not yet in `answers_path`) through `args.endpoint_base_url`; append them there.
+
+    Raises `RuntimeError` when some requests failed for good: the answers received are kept, a rerun retries the rest.
+    """
+    raw_path = answers_path.with_name(RAW_NAME)
+    backend = _backend(args)
+    try:
+        report = run_requests(_Jobs(questions, args), backend, output_path=raw_path,
+                              concurrency=args.endpoint_concurrency, desc=f"answering ({backend.base_url})")
+    finally:
+        backend.close()
+    replies = read_results(raw_path)
+    append_answers(answers_path, [
+        dict(question_id=q.id, prompt=q.prompt, text=str(replies[q.id]["text"]).strip(),
+             model_id=args.model_name_or_path)
+        for q in questions if q.id in replies
+    ])
+    if report.failed:
+        first = report.failures[0]
+        raise RuntimeError(f"{report.failed} of {report.total} requests to {backend.base_url} failed (first: "
+                           f"{first['id']}: {first['error']}); rerun to retry them, the {report.done} answers "
+                           "received are kept")

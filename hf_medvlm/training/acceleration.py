@@ -1,0 +1,121 @@
+"""The GPU throughput keys of the training recipes, resolved once against what this machine has.
+
+Every key is a TRL / transformers one; the only value of ours is `attn_implementation: auto`. What each does here:
+
+| key | on a CUDA machine with the packages | fallback (logged warning) |
+|---|---|---|
+| `attn_implementation: auto` | `flash_attention_2` when flash-attn imports | `sdpa` |
+| `use_liger_kernel` | Liger's RMSNorm / SwiGLU / RoPE kernels on the language model | off without liger-kernel or CUDA |
+| `optim: adamw_torch_fused` | fused AdamW | `adamw_torch` where torch has no fused kernel for the device |
+| `torch_compile` | the model compiled by accelerate (inductor) | off when inductor would need a C++ compiler that is absent |
+| `activation_checkpointing(_kwargs)`, `bf16` | transformers' own | transformers' own (`use_cpu: true` for bf16 without a GPU) |
+
+Liger and the 32k-vocabulary logits: TRL 1.16's `SFTTrainer` computes the loss with its own tiled LM head (only the
+supervised positions, never the full `(batch, length, vocab)` logits) and refuses Liger's fused linear cross-entropy,
+which would replace that forward. It also hands `use_liger_kernel` to transformers, which looks the kernels up by the
+top-level `model_type`, and Liger knows no `llava_med`, so nothing would be applied. `apply_liger_kernels` therefore
+patches the language model by its own `model_type` (`mistral`, `llama`), with the loss kernels off.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+
+import torch
+
+__all__ = ["resolve_attn_implementation", "resolve_training_acceleration", "apply_liger_kernels"]
+
+logger = logging.getLogger(__name__)
+
+FUSED_ADAMW = "adamw_torch_fused"
+
+
+def resolve_attn_implementation(value: str | None) -> str | None:
+    """`"auto"` -> `"flash_attention_2"` if flash-attn is installed and usable (CUDA), else `"sdpa"`; other values
+    (including None, transformers' own default) are returned unchanged."""
+    if value != "auto":
+        return value
+    from transformers.utils import is_flash_attn_2_available
+
+    return "flash_attention_2" if is_flash_attn_2_available() else "sdpa"
+
+
+def resolve_training_acceleration(training_args, model_args) -> dict[str, str]:
+    """Resolve `attn_implementation: auto` and turn off, with a warning, what this machine cannot run.
+
+    Mutates `training_args` (TRL `SFTConfig`) and `model_args` (TRL `ModelConfig`) in place; returns what it decided,
+    `{key: "value (reason)"}`, for the log.
+    """
+    decisions = {}
+    if model_args.attn_implementation == "auto":
+        model_args.attn_implementation = resolve_attn_implementation("auto")
+        decisions["attn_implementation"] = f"{model_args.attn_implementation} (auto)"
+    liger_problem = _liger_problem() if training_args.use_liger_kernel else None
+    if liger_problem:
+        _fall_back("use_liger_kernel", liger_problem, "the model's own RMSNorm/SwiGLU/RoPE")
+        training_args.use_liger_kernel = False
+        decisions["use_liger_kernel"] = f"False ({liger_problem})"
+    if str(getattr(training_args.optim, "value", training_args.optim)) == FUSED_ADAMW:
+        device = training_args.device
+        if not fused_adamw_supported(device):
+            _fall_back("optim: adamw_torch_fused", f"torch has no fused AdamW kernel for {device.type}", "adamw_torch")
+            training_args.optim = "adamw_torch"
+            decisions["optim"] = f"adamw_torch (no fused kernel for {device.type})"
+    compile_problem = _compile_problem(training_args) if training_args.torch_compile else None
+    if compile_problem:
+        _fall_back("torch_compile", compile_problem, "eager mode")
+        training_args.torch_compile = False
+        training_args.torch_compile_backend = training_args.torch_compile_mode = None
+        decisions["torch_compile"] = f"False ({compile_problem})"
+    return decisions
+
+
+def _fall_back(key: str, reason: str, instead: str) -> None:
+    logger.warning("%s is set but %s: training continues with %s.", key, reason, instead)
+
+
+def _liger_problem() -> str | None:
+    from transformers.utils import is_liger_kernel_available
+
+    if not is_liger_kernel_available():
+        return "liger-kernel is not installed (pip install 'hf_medvlm[gpu]')"
+    if not torch.cuda.is_available():
+        return "Liger's Triton kernels need a CUDA GPU and none is visible"
+    return None
+
+
+def fused_adamw_supported(device: torch.device | str) -> bool:
+    """Whether `torch.optim.AdamW(fused=True)` accepts parameters on `device` (CUDA, CPU, XPU, MPS in torch 2.4+)."""
+    param = torch.nn.Parameter(torch.zeros(1, device=device))
+    param.grad = torch.zeros_like(param)
+    try:
+        torch.optim.AdamW([param], fused=True).step()  # torch checks the device at the first step
+    except (RuntimeError, ValueError):
+        return False
+    return True
+
+
+def _compile_problem(training_args) -> str | None:
+    # Inductor writes C++ for CPU graphs; without a compiler the first step fails deep inside torch.
+    if training_args.torch_compile_backend not in (None, "inductor") or torch.cuda.is_available():
+        return None
+    compilers = [os.environ.get("CXX"), "g++", "c++", "clang++"]
+    if any(c and shutil.which(c) for c in compilers):
+        return None
+    return "inductor on CPU needs a C++ compiler and none was found (set CXX)"
+
+
+def apply_liger_kernels(model, kernel_config: dict | None = None) -> None:
+    """Liger's layer kernels on `model`'s language model, by the language model's own `model_type`.
+
+    The loss kernels stay off: TRL's tiled LM head already avoids the full logits (see the module docstring).
+    Call before PEFT wraps the model.
+    """
+    from transformers.integrations.liger import apply_liger_kernel
+
+    config = {**(kernel_config or {}), "cross_entropy": False, "fused_linear_cross_entropy": False}
+    language_model = model.get_decoder() if hasattr(model, "get_decoder") else model.model.language_model
+    apply_liger_kernel(language_model, config)
+    logger.info("Liger kernels applied to the %s language model (%s).", language_model.config.model_type, config)
