@@ -119,6 +119,32 @@ def test_eval_scores_both_vqa_protocols_in_batches(family, trained, demo_data, t
     assert set(results["scores"]) == {"llava_med", "strict"} and results["num_questions"] == 6
 
 
+def test_eval_runs_multiple_choice_and_judged_chat(family, trained, tmp_path, monkeypatch):
+    """The other two protocols on the family's own prompts: letters parsed from its answers, chat judged (loopback)."""
+    from hf_medvlm.testing.openai_server import start_openai_server
+    from tests.eval.conftest import write_eval_parquet
+    from tests.eval.test_evaluate_judged import _qa50_parquet
+
+    common = ["--model_name_or_path", str(trained), "--max_new_tokens", "3", "--batch_size", "2", "--dtype", "float32"]
+    rows = [dict(id=f"m{i}", question="Which organ?", answer="liver", answer_type="closed",
+                 options=["liver", "spleen", "kidney"], answer_label="A") for i in range(3)]
+    mc = tmp_path / "mc"
+    assert cli_main(["eval", "--task", "multiple_choice", "--dataset_name",
+                     str(write_eval_parquet(tmp_path / "mc.parquet", rows)), "--output_dir", str(mc), *common]) == 0
+    assert sum(json.loads((mc / "results.json").read_text())["scores"]["huatuo_mc"]["decided_by"].values()) == 3
+
+    monkeypatch.setenv("OPENAI_API_KEY", "test-key")
+    chat = tmp_path / "chat"
+    with start_openai_server() as server:
+        server.enqueue("8 4\nok", "6 3\nok")
+        assert cli_main(["eval", "--task", "chat", "--dataset_name", str(_qa50_parquet(tmp_path / "qa50.parquet")),
+                         "--output_dir", str(chat), "--benchmark_name", "qa50", "--llm_base_url", server.url,
+                         "--llm_model", "judge", "--llm_concurrency", "1", *common]) == 0
+        assert len(server.chat_requests()) == 2
+    assert json.loads((chat / "results.json").read_text())["scores"]["llava_med_qa50"]["overall"][
+        "relative_score"] == pytest.approx(50.0)
+
+
 def test_push_and_from_pretrained_round_trip(family, trained, hub_server):
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
