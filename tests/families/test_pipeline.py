@@ -163,10 +163,13 @@ def test_push_and_from_pretrained_round_trip(family, trained, hub_server):
         torch.testing.assert_close(remote(**inputs).logits, local(**inputs).logits)
 
 
-def test_resume_from_checkpoint_matches_an_uninterrupted_run(family, family_checkpoints, demo_data, tmp_path):
-    """Resuming reloads every tensor: checkpoints are written in the family's on-disk layout (Qwen-VL's differs from
-    the in-memory one), which `from_pretrained` converts back and Trainer's raw reload would not."""
+def test_resume_from_checkpoint_matches_an_uninterrupted_run(family_checkpoints, demo_data, tmp_path):
+    """Resuming reloads every tensor: checkpoints are written in the family's on-disk layout, which `from_pretrained`
+    converts back and Trainer's raw reload would not. Qwen2.5-VL only (its on-disk layout differs from the in-memory
+    one; the reload is the same code for every family), to keep the default suite short."""
     import shutil
+
+    family = "qwen2_5_vl"
 
     common = ["--save_strategy", "steps", "--save_steps", "1", "--max_steps", "2"]
     full = _train("instruct_vlm.yaml", family_checkpoints(family), demo_data, tmp_path / "full", *common)
