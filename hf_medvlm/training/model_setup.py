@@ -17,8 +17,7 @@ import re
 
 import torch
 from torch import nn
-from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor, AutoTokenizer
-from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING
+from transformers import AutoConfig, AutoTokenizer
 
 from ..models import llava_med  # its model classes are imported on first use, not by `hf-medvlm train --help`
 from .model_parts import PART_NAMES, resolve_parts
@@ -72,6 +71,9 @@ def checkpoint_family(model_args, trust_remote_code: bool = False) -> str:
 
     Fails (naming the checkpoint) for a model that `AutoModelForImageTextToText` does not load.
     """
+    # Imported here: transformers' auto model classes load every registered model module (`train --help` stays light).
+    from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING
+
     config = _checkpoint_config(model_args, trust_remote_code)
     if config.model_type in ORIGINAL_RELEASE_MODEL_TYPES:
         raise ValueError(
@@ -91,6 +93,8 @@ def checkpoint_family(model_args, trust_remote_code: bool = False) -> str:
 
 def model_class_for(config):
     """LlavaMed for LlavaMed and stock Llava configs (as training loads them), else the Auto class's choice."""
+    from transformers import AutoModelForImageTextToText
+
     if config.model_type in LLAVA_MED_MODEL_TYPES:
         return llava_med.LlavaMedForConditionalGeneration
     return AutoModelForImageTextToText
@@ -111,6 +115,8 @@ def _load_kwargs(model_args, dtype, quantization_config, device_map) -> dict:
 def _from_any_checkpoint(model_args, processor_kwargs, dtype, quantization_config, device_map,
                          trust_remote_code: bool):
     """Any image-text-to-text checkpoint, with its own processor and the chat template that processor carries."""
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
     path = model_args.model_name_or_path
     processor = AutoProcessor.from_pretrained(path, revision=model_args.model_revision,
                                               trust_remote_code=trust_remote_code, **(processor_kwargs or {}))
@@ -252,6 +258,7 @@ def quantization_skip_modules(model_args, trust_remote_code: bool = False) -> li
     Found on an empty (`meta`) copy of the model built from its config, so nothing is loaded twice.
     """
     from accelerate import init_empty_weights
+    from transformers import AutoModelForImageTextToText
 
     config = _checkpoint_config(model_args, trust_remote_code)
     with init_empty_weights():  # a stock Llava builds the same modules as the LlavaMed it trains as
