@@ -38,6 +38,8 @@ from huggingface_hub import (
 from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled, SafetensorsParsingError
 from safetensors import SafetensorError, safe_open
 
+from .files import atomic_write_text
+
 __all__ = [
     "HubPushError",
     "HubAccessError",
@@ -49,6 +51,7 @@ __all__ = [
     "validate_dataset_folder",
     "push_model",
     "push_dataset_folder",
+    "check_source",
 ]
 
 MODEL_CARD_TEMPLATE = Path(__file__).parent / "templates" / "model_card.md.jinja"
@@ -176,7 +179,7 @@ def write_model_card(folder, **kwargs) -> Path:
     """Render the model card (same keywords as `render_model_card`) into `folder/README.md`."""
     path = Path(folder) / "README.md"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render_model_card(**kwargs), encoding="utf-8")
+    atomic_write_text(path, render_model_card(**kwargs))  # complete or absent: it marks a finished training run
     return path
 
 
@@ -411,6 +414,54 @@ def _hub_errors(repo_id: str):
         raise HubPushError(f"Pushing to {repo_id} failed: could not reach the Hub at {constants.ENDPOINT} "
                            f"({type(err).__name__}: {err}); check your network connection and HF_ENDPOINT, then "
                            "push again (files already uploaded are not sent twice).") from err
+
+
+# ----------------------------------------------------------------------------------------------------- sources
+def _cached(name: str, repo_type: str) -> bool:
+    from huggingface_hub.file_download import repo_folder_name
+
+    if (Path(constants.HF_HUB_CACHE) / repo_folder_name(repo_id=name, repo_type=repo_type)).is_dir():
+        return True
+    if repo_type != "dataset":
+        return False
+    import datasets
+
+    return (Path(datasets.config.HF_DATASETS_CACHE) / name.replace("/", "___")).is_dir()  # datasets' arrow cache
+
+
+def check_source(name: str, repo_type: str, *, what: str, revision: str | None = None) -> None:
+    """Fail at once, in one sentence, when `name` (a dataset or model to read) is neither a local path nor a Hub repo
+    that can be read: a path that does not exist, offline mode (HF_HUB_OFFLINE=1) without a cached copy, or a repo the
+    Hub does not have or will not show (404, 401, gated). These are bad input (`ValueError`, exit 2); the loaders would
+    spend their network retries on them first. An unreachable Hub is left to the loaders, which retry it.
+    """
+    import datasets
+    from huggingface_hub.errors import (
+        GatedRepoError, HFValidationError, RepositoryNotFoundError, RevisionNotFoundError,
+    )
+
+    builders = datasets.packaged_modules._PACKAGED_DATASETS_MODULES  # `json`, `parquet`, ... with data_files
+    if Path(name).expanduser().exists() or (repo_type == "dataset" and name in builders):
+        return
+    if not _is_hub_id(name):
+        raise FileNotFoundError(f"{what} {name!r}: no such local file or folder")
+    if constants.is_offline_mode():
+        if _cached(name, repo_type):
+            return
+        raise ValueError(f"{what} {name!r} is not a local folder and has no cached copy, and HF_HUB_OFFLINE=1 keeps "
+                         "it from being downloaded; give a local path or unset HF_HUB_OFFLINE")
+    try:
+        HfApi().repo_info(name, repo_type=repo_type, revision=revision)
+    except GatedRepoError:
+        raise ValueError(f"{what} {name!r} is a gated {repo_type} on {constants.ENDPOINT}: accept its conditions on "
+                         "its page and set HF_TOKEN to a token of that account") from None
+    except RevisionNotFoundError:
+        raise ValueError(f"{what} {name!r} has no revision {revision!r} on {constants.ENDPOINT}") from None
+    except (RepositoryNotFoundError, HFValidationError):
+        raise ValueError(f"{what} {name!r} is neither a local path nor a {repo_type} repo on {constants.ENDPOINT} "
+                         "(or it is private and HF_TOKEN has no access to it)") from None
+    except (HfHubHTTPError, httpx2.TransportError):
+        return  # the Hub is down or unreachable: the loaders retry it and fail as a network error if it stays so
 
 
 # ----------------------------------------------------------------------------------------------------- pushing

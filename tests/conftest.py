@@ -37,6 +37,20 @@ def pytest_configure(config):
     os.environ["HF_TOKEN_PATH"] = str(Path(hf_home) / "token")
     # Subprocesses started by tests (CLI runs, remote-code checks) import this checkout.
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
+    _hypothesis_profile()
+
+
+def _hypothesis_profile() -> None:
+    """Fuzz tests (hypothesis) take seconds: few examples, no deadline on a shared machine. Under CI the examples
+    are derandomized (the same every run); elsewhere a failure prints the seed and the blob that reproduce it."""
+    from hypothesis import HealthCheck, settings
+
+    settings.register_profile("hf_medvlm", max_examples=40, deadline=None, database=None, print_blob=True,
+                              derandomize=os.environ.get("CI", "").lower() in ("1", "true"),
+                              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    # `HYPOTHESIS_PROFILE=hf_medvlm_long` searches harder (minutes), for a session spent hunting bugs.
+    settings.register_profile("hf_medvlm_long", settings.get_profile("hf_medvlm"), max_examples=1000)
+    settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "hf_medvlm"))
 
 
 HUB_TEST_TOKEN = "hf_medvlm_dummy_test_token"

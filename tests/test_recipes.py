@@ -20,6 +20,8 @@ def _command(path: Path) -> str:
     parts = path.relative_to(RECIPES).parts[:-1]
     if parts[0] == "accelerate_configs":
         return "accelerate"
+    if "generate" in parts:
+        return "generate"
     return "eval" if "eval" in parts else "select" if "selection" in parts else "train"
 
 
@@ -41,7 +43,7 @@ def test_recipe_header_has_hardware_and_an_exact_launch_line(path: Path):
     if command == "accelerate":
         assert re.search(ENTRY.format(verb="train"), header), f"{path}: no launch line through -m hf_medvlm train"
         return
-    verb = "select " + yaml.safe_load(path.read_text())["command"] if command == "select" else command
+    verb = f"{command} " + yaml.safe_load(path.read_text())["command"] if command in ("select", "generate") else command
     recipes = [r for r in re.findall(ENTRY.format(verb=verb), header) if not r.startswith("<")]  # `<this file>` notes
     assert recipes, f"{path}: no `hf-medvlm {verb} --config ...` launch line"
     assert all(REPO / recipe == path for recipe in recipes), f"{path}: launch line names {recipes}"
@@ -64,6 +66,10 @@ def test_recipe_parses_with_its_command(path: Path):
         from hf_medvlm.commands.eval import parse_args
 
         assert parse_args(["--config", str(path)])
+    elif command == "generate":
+        from hf_medvlm.commands.generate import parse_args
+
+        assert parse_args(["--config", str(path)])[0] == yaml.safe_load(path.read_text())["command"]
     else:
         from hf_medvlm.commands.select import parse_args
 
@@ -107,3 +113,49 @@ def test_family_recipes_train_stage_two_style_with_the_models_own_template(famil
     if family == "qwen2_5_vl":  # HuatuoGPT-Vision's Qwen2.5-VL recipe: everything trained, lr 5e-6, global 128
         assert stage.freeze_modules == [] and train.learning_rate == 5e-6
         assert train.per_device_train_batch_size * train.gradient_accumulation_steps * 8 == 128
+def _load(rel):
+    from hf_medvlm.commands.train import parse_args
+
+    return parse_args(["--config", str(RECIPES / rel), "--use_cpu", "true"])
+
+
+def test_v1_recipes_follow_llava_med_v1_0():
+    """v1.0.0 README / train.py: CLIP-224, linear projector, <im_start>/<im_end>, v0 template; stage 1 lr 2e-3 x 1 epoch
+    at global batch 128 (8 GPUs), stage 2 lr 2e-5 x 3 epochs, VQA fine-tunes 9 epochs at global batch 64."""
+    _, _, train, model, stage = _load("llava-med-v1.0-7b/stage1/pretrain.yaml")
+    assert stage.vision_model_name_or_path == "openai/clip-vit-large-patch14"
+    assert (stage.projector_type, stage.projector_init, stage.image_aspect_mode) == ("linear", "torch", "none")
+    assert stage.image_start_end_tokens and stage.train_image_start_end_embeddings
+    assert (stage.stage, stage.chat_template_name, train.learning_rate, train.num_train_epochs) == (
+        "alignment", "llava_v0", 2e-3, 1)
+    assert train.per_device_train_batch_size * train.gradient_accumulation_steps * 8 == 128
+    assert train.weight_decay == 0 and train.max_length == 2048
+    _, _, train, _, stage = _load("llava-med-v1.0-7b/stage2/instruct.yaml")
+    assert (stage.stage, stage.chat_template_name, train.learning_rate, train.num_train_epochs) == (
+        "instruct", "llava_v0", 2e-5, 3)
+    for task in ("vqa_rad", "slake", "pathvqa"):
+        _, _, train, model, stage = _load(f"llava-med-v1.0-7b/vqa/{task}.yaml")
+        assert model.model_name_or_path == "runs/llava-med-v1.0-7b/stage2" and stage.chat_template_name == "llava_v0"
+        assert (train.num_train_epochs, train.learning_rate) == (9, 2e-5)
+        assert train.per_device_train_batch_size * train.gradient_accumulation_steps * 8 == 64
+
+
+def test_every_stage1_recipe_says_which_template_and_why():
+    for path in sorted(RECIPES.rglob("stage1/*.yaml")):
+        header = "".join(line for line in path.read_text().splitlines(keepends=True) if line.startswith("#"))
+        _, _, _, _, stage = _load(str(path.relative_to(RECIPES)))
+        assert f"`{stage.chat_template_name}`" in header, path
+        assert ("paper" in header or "LLaVA-1.5" in header) and "instruction" in header, path
+
+
+def test_generation_recipes_name_the_papers_generator_models():
+    from hf_medvlm.commands.generate import parse_args
+    from hf_medvlm.generation.pipelines import PAPER_GENERATORS
+
+    recipes = sorted(RECIPES.glob("*/generate/*.yaml"))
+    methods = {yaml.safe_load(path.read_text())["command"]: path for path in recipes}
+    assert set(methods) == set(PAPER_GENERATORS)
+    for method, path in methods.items():
+        args, endpoint = parse_args(["--config", str(path)])[1]
+        assert endpoint.llm_model == PAPER_GENERATORS[method][0], path
+        assert args.max_new_tokens == (16 if method == "image-labels" else 4096), path

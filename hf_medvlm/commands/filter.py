@@ -1,13 +1,15 @@
 """The PubMedVision data filters (Chen et al., 2024, Appendix B): `pubmedvision` keeps figure records with >= 5 medical
-lexicon terms, images >= 336x336, (optionally) a medical-image classifier's approval and no near-duplicate caption,
-writing kept.jsonl, dropped.jsonl (stage and reason per record) and report.json; `train-classifier` fits that
-classifier's head on a frozen CLIP vision encoder."""
+lexicon terms in the caption (`--terms_in caption_and_mentions` also counts inline mentions), images >= 336x336,
+(optionally) a medical-image classifier's approval and no near-duplicate caption, writing kept.jsonl, dropped.jsonl
+(stage and reason per record) and report.json; `train-classifier` fits that classifier's head on a frozen CLIP vision
+encoder (its labels: `hf-medvlm generate image-labels`)."""
 
 from __future__ import annotations
 
 import json
 
 from ..generation.pubmedvision_filter import FilterArguments, TrainClassifierArguments, filter_records, train_classifier
+from ..outcome import failure_exit_code
 from .parser import SubCommand, parse_subcommand
 
 EPILOG = """examples:
@@ -28,5 +30,10 @@ def main(argv: list[str] | None = None) -> int:
     if step is None:
         return 0
     run = filter_records if step == "pubmedvision" else train_classifier
-    print(json.dumps(run(*parsed), indent=2))
-    return 0
+    report = run(*parsed)
+    print(json.dumps(report, indent=2))
+    if step != "pubmedvision":
+        return 0
+    args = parsed[0]
+    return failure_exit_code("filter", report["failed"]["count"], report["failed"]["of"], args.max_failure_rate,
+                             "records", details=f"reasons in {args.output_dir}/dropped.jsonl")

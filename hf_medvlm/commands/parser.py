@@ -18,7 +18,6 @@ import difflib
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import yaml
 from trl import TrlParser
@@ -51,15 +50,9 @@ class CommandParser(TrlParser):
             if position + 1 == len(argv):
                 self.error("argument --config: expected the path of a recipe YAML file")
             self.config_path = argv[position + 1]
-        try:
-            *parsed, from_config, from_flags = self.parse_args_and_config(
-                argv, return_remaining_strings=True, separate_remaining_strings=True)
-        except FileNotFoundError:
-            if self.config_path is None or Path(self.config_path).is_file():
-                raise
-            self.error(f"argument --config: no such file {self.config_path}")
-        except yaml.YAMLError as err:
-            self.error(f"{self.config_path} is not valid YAML ({str(err).splitlines()[0]})")
+            _read_recipe(self.config_path, self.prog)  # a missing or broken file is one clear line
+        *parsed, from_config, from_flags = self.parse_args_and_config(
+            argv, return_remaining_strings=True, separate_remaining_strings=True)
         if from_config:
             key = from_config[0].removeprefix("--")
             self.error(f"{self.config_path}: unknown key {key!r}{self._did_you_mean(from_config[0], key=True)}")
@@ -132,17 +125,20 @@ def parse_subcommand(subcommands: dict[str, SubCommand], argv: list[str] | None,
                        subcommand=True)
 
 
-def _recipe_command(argv: list[str], prog: str) -> str | None:
-    if "--config" not in argv or argv.index("--config") + 1 == len(argv):
-        return None
-    path = argv[argv.index("--config") + 1]
+def _read_recipe(path: str, prog: str):
     try:
         with open(path) as handle:
-            recipe = yaml.safe_load(handle)
+            return yaml.safe_load(handle)
     except FileNotFoundError:
         _fail(prog, f"argument --config: no such file {path}")
     except yaml.YAMLError as err:
         _fail(prog, f"{path} is not valid YAML ({str(err).splitlines()[0]})")
+
+
+def _recipe_command(argv: list[str], prog: str) -> str | None:
+    if "--config" not in argv or argv.index("--config") + 1 == len(argv):
+        return None
+    recipe = _read_recipe(argv[argv.index("--config") + 1], prog)
     command = recipe.get("command") if isinstance(recipe, dict) else None
     return str(command) if command is not None else None
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import sys
 
 from ..data.prepare import SOURCES, PrepareArguments, prepare
+from ..outcome import failure_exit_code
 from .parser import SubCommand, parse_subcommand
 
 EPILOG = """example:
@@ -24,10 +25,14 @@ def main(argv: list[str] | None = None) -> int:
     (args,) = parsed
     if args.push_to_hub and not args.hub_repo_id:
         raise ValueError("--push_to_hub needs --hub_repo_id")
-    prepare(source, args)
-    if args.push_to_hub:
+    counts = prepare(source, args)
+    skipped = sum(counts["skipped"].values())
+    code = failure_exit_code("prepare", skipped, skipped + counts["num_rows"], args.max_failure_rate, "records",
+                             details=f"skips by reason in {args.output_dir}/build_report.json"
+                             + ("; not pushed" if args.push_to_hub else ""))
+    if args.push_to_hub and code == 0:
         from ..hub import push_dataset_folder
 
         url = push_dataset_folder(args.output_dir, args.hub_repo_id, private=args.hub_private)
         print(f"pushed to {url}", file=sys.stderr)
-    return 0
+    return code

@@ -15,6 +15,8 @@ from datasets.info import DatasetInfosDict
 from datasets.utils.metadata import MetadataConfigs
 from huggingface_hub import DatasetCard, DatasetCardData
 
+from ..files import atomic_write_text
+
 __all__ = ["LLAVA_MED_LICENSE", "load_card", "write_dataset_card", "require_license"]
 
 TEMPLATE = Path(__file__).resolve().parent.parent / "templates" / "dataset_card.md.jinja"
@@ -101,5 +103,5 @@ def write_dataset_card(
         notes=notes or [], repo_id=repo_id, version=__version__,
         first_config=configs.get_default_config_name() or next(iter(configs), "default"),
     )
-    card.save(folder / "README.md")
+    atomic_write_text(folder / "README.md", str(card))  # never a half-written card, whose YAML would not load
     return folder / "README.md"

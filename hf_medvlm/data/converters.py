@@ -21,6 +21,7 @@ import json
 import re
 from pathlib import Path
 
+from ..files import confined_path
 from .instructions import pick_instruction
 from .schema import DOMAINS, IMAGE_TOKEN, RecordError, check_image_bytes, image_block, text_block, text_to_content
 
@@ -49,7 +50,8 @@ ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assi
 class ImageResolver:
     """Turns an image reference (relative path, or `{"bytes", "path"}`) into checked `{"bytes", "path"}`.
 
-    Missing files raise `RecordError("missing_image")`, files that don't fully decode `"undecodable_image"`.
+    Missing files raise `RecordError("missing_image")`, files that don't fully decode `"undecodable_image"`, paths
+    that are absolute or leave `root` through `..` `"unsafe_image_path"`.
     """
 
     def __init__(self, root: str | Path | None, *, verify: bool = True):
@@ -58,7 +60,11 @@ class ImageResolver:
 
     def __call__(self, ref, record_id: str) -> dict:
         if isinstance(ref, dict) and ref.get("bytes"):
-            data, name = ref["bytes"], Path(ref.get("path") or f"{record_id}.png").name
+            data, path = ref["bytes"], ref.get("path")
+            if not isinstance(data, bytes) or not isinstance(path, (str, type(None))):
+                raise RecordError("bad_field", f"record {record_id!r}: an embedded image is {{'bytes': bytes, 'path': "
+                                  f"str}}, got {type(data).__name__} bytes and path {path!r}")
+            name = Path(path or f"{record_id}.png").name
         else:
             path = self._path(ref, record_id)
             data, name = path.read_bytes(), path.name
@@ -69,7 +75,10 @@ class ImageResolver:
     def _path(self, ref, record_id: str) -> Path:
         if not isinstance(ref, str) or not ref.strip():
             raise RecordError("missing_image", f"record {record_id!r}: no image reference (got {ref!r})")
-        path = Path(ref) if self.root is None else self.root / ref
+        try:  # a record never names a file outside the image root: absolute paths and escaping '..' are refused
+            path = Path(ref) if self.root is None else confined_path(self.root, ref)
+        except ValueError as err:
+            raise RecordError("unsafe_image_path", f"record {record_id!r}: image path {err}") from None
         if not path.is_file():
             raise RecordError("missing_image", f"record {record_id!r}: image file {str(path)!r} does not exist")
         return path
@@ -134,7 +143,7 @@ def domain_flags(raw, record_id: str) -> dict | None:
 def _record_id(raw: dict, key: str = "id") -> str:
     value = raw.get(key)
     if value is None or str(value).strip() == "":
-        raise RecordError("bad_field", f"record {json.dumps(raw)[:80]}...: field {key!r} is missing")
+        raise RecordError("bad_field", f"record {json.dumps(raw, default=repr)[:80]}...: field {key!r} is missing")
     return str(value)
 
 
@@ -329,8 +338,8 @@ def _answer_type(value, record_id: str) -> str:
 def convert_llava_vqa(raw: dict, resolve: ImageResolver, source: str) -> dict:
     """LLaVA-Med's VQA files (`data_RAD`, `Slake1.0`, `pvqa`: id, image, answer_type, conversations) -> eval row."""
     record_id = _record_id(raw)
-    turns = _llava_conversations(raw, record_id) or []
-    if len(turns) < 2 or not all(isinstance(t, dict) for t in turns[:2]):
+    turns = _llava_conversations(raw, record_id)
+    if not isinstance(turns, list) or len(turns) < 2 or not all(isinstance(t, dict) for t in turns[:2]):
         raise RecordError("no_conversation", f"record {record_id!r}: field 'conversations' needs a question and an "
                           "answer turn")
     answer = turns[1].get("value")

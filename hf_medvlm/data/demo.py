@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from .imaging import array_to_pil, dicom_to_pil, downscale, encode_image
@@ -67,6 +67,9 @@ OTHER_MODALITY_NOUNS = {
     "quantitative phase imaging": "an ultrasound image",
 }
 VIEWS = {"PA": "posteroanterior (PA)", "AP": "anteroposterior (AP)", "LL": "lateral", "LATERAL": "lateral"}
+# config -> (image column, features, split)
+CONFIGS = {"alignment": ("images", TRAINING_FEATURES, "train"), "instruct": ("images", TRAINING_FEATURES, "train"),
+           "eval": ("image", EVAL_FEATURES, "test"), "eval_mismatched_images": ("image", EVAL_FEATURES, "test")}
 WEIGHTING_RE = re.compile(r"(?<![a-z0-9])(t1|t2|pd)(?![0-9])", re.IGNORECASE)
 
 
@@ -133,7 +136,6 @@ class ImageFacts:
     finding_question: str | None = None
     finding_caption: str = "Finding: {}."
     normal: bool | None = None
-    closed_facts: list[tuple[str, str, str]] = field(default_factory=list)  # (question, "yes"/"no", question_type)
 
 
 @dataclass(frozen=True)
@@ -304,8 +306,8 @@ def _open_questions(f: ImageFacts) -> list[QA]:
         qas.append(QA("Which part of the body is shown?", f.body_part, f"The image shows the {f.body_part}.",
                       "open", "organ"))
     if f.plane:
-        qas.append(QA("In which plane was this image acquired?", f.plane, f"It is an {f.plane} image."
-                      if f.plane[0] in "aeiou" else f"It is a {f.plane} image.", "open", "plane"))
+        qas.append(QA("In which plane was this image acquired?", f.plane, f"It is {_article(f.plane)} {f.plane} image.",
+                      "open", "plane"))
     if f.view:
         qas.append(QA("What is the projection of this radiograph?", f.view.split(" (")[-1].rstrip(")").lower()
                       if "(" in f.view else f.view, f"It is {_article(f.view)} {f.view} projection.", "open", "view"))
@@ -436,7 +438,7 @@ def build_demo_records(max_side: int = 512, facts: list[ImageFacts] | None = Non
     }
 
 
-def _encoded(rows: list[dict], image_keys: tuple[str, ...]) -> list[dict]:
+def _encoded(rows: list[dict], image_key: str) -> list[dict]:
     # PNG-encode each distinct image once (many rows share one image); `datasets` and the writer store these bytes.
     cache: dict[int, dict] = {}
 
@@ -445,14 +447,8 @@ def _encoded(rows: list[dict], image_keys: tuple[str, ...]) -> list[dict]:
             cache[id(image)] = encode_image(image)
         return cache[id(image)]
 
-    out = []
-    for row in rows:
-        row = dict(row)
-        for key in image_keys:
-            value = row[key]
-            row[key] = [encode(im) for im in value] if isinstance(value, list) else encode(value)
-        out.append(row)
-    return out
+    return [{**row, image_key: [encode(im) for im in row[image_key]] if isinstance(row[image_key], list)
+             else encode(row[image_key])} for row in rows]
 
 
 def build_demo_splits(max_side: int = 512) -> dict:
@@ -460,11 +456,8 @@ def build_demo_splits(max_side: int = 512) -> dict:
     from datasets import Dataset
 
     records = build_demo_records(max_side)
-    return {
-        "alignment": Dataset.from_list(_encoded(records["alignment"], ("images",)), features=TRAINING_FEATURES),
-        "instruct": Dataset.from_list(_encoded(records["instruct"], ("images",)), features=TRAINING_FEATURES),
-        "eval": Dataset.from_list(_encoded(records["eval"], ("image",)), features=EVAL_FEATURES),
-    }
+    return {name: Dataset.from_list(_encoded(records[name], key), features=features)
+            for name, (key, features, _) in CONFIGS.items() if name != "eval_mismatched_images"}
 
 
 def write_demo_dataset(output_dir: str | Path, max_side: int = 512) -> Path:
@@ -476,13 +469,9 @@ def write_demo_dataset(output_dir: str | Path, max_side: int = 512) -> Path:
     output_dir = Path(output_dir)
     facts = load_demo_facts(max_side)
     records = build_demo_records(max_side, facts=facts)
-    write_dataset_folder(output_dir, "alignment", "train", _encoded(records["alignment"], ("images",)),
-                         TRAINING_FEATURES, default=True, progress=False)
-    write_dataset_folder(output_dir, "instruct", "train", _encoded(records["instruct"], ("images",)),
-                         TRAINING_FEATURES, progress=False)
-    for name in ("eval", "eval_mismatched_images"):
-        write_dataset_folder(output_dir, name, "test", _encoded(records[name], ("image",)), EVAL_FEATURES,
-                             progress=False)
+    for name, (key, features, split) in CONFIGS.items():
+        write_dataset_folder(output_dir, name, split, _encoded(records[name], key), features,
+                             default=name == "alignment", progress=False)
     write_dataset_card(
         output_dir, pretty_name="hf_medvlm demo set (real DICOM, histology and fundus images)",
         license=DEMO_LICENSE, license_name="mixed-permissive-test-data",

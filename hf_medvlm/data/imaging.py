@@ -43,19 +43,14 @@ def _window_to_uint8(values: np.ndarray, window: tuple[float, float] | None) -> 
     return (np.clip((values - low) / (high - low), 0, 1) * 255).round().astype(np.uint8)
 
 
-def _select_frame(ds, pixels: np.ndarray, frame: int | None) -> np.ndarray:
-    frames = int(ds.get("NumberOfFrames") or 1)
-    if frames > 1:
-        return pixels[frame if frame is not None else frames // 2]
-    return pixels
-
-
 def dicom_to_pil(ds, *, frame: int | None = None, burn_overlay: bool = False) -> Image.Image:
     """Render a pydicom dataset as an 8-bit RGB image (middle frame of a multi-frame file unless `frame`)."""
     from pydicom.pixels import apply_color_lut, apply_modality_lut
 
     photometric = ds.get("PhotometricInterpretation", "MONOCHROME2")
-    pixels = _select_frame(ds, ds.pixel_array, frame)
+    pixels, frames = ds.pixel_array, int(ds.get("NumberOfFrames") or 1)
+    if frames > 1:
+        pixels = pixels[frame if frame is not None else frames // 2]
     if photometric == "PALETTE COLOR":
         rgb = apply_color_lut(pixels, ds)
         rgb = (rgb >> 8).astype(np.uint8) if rgb.dtype != np.uint8 else rgb
@@ -74,8 +69,7 @@ def array_to_pil(array: np.ndarray) -> Image.Image:
     """A uint8 grey or RGB array (e.g. scikit-image sample data) as an RGB image."""
     if array.dtype != np.uint8:
         array = _window_to_uint8(array, None)
-    image = Image.fromarray(array)
-    return image.convert("RGB")
+    return Image.fromarray(array).convert("RGB")
 
 
 def downscale(image: Image.Image, max_side: int = DEFAULT_MAX_SIDE) -> Image.Image:

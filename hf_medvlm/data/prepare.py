@@ -7,6 +7,7 @@ validated, and written in shards; bad records raise or, with `--on_error skip`, 
 
 from __future__ import annotations
 
+import codecs
 import csv
 import itertools
 import json
@@ -15,6 +16,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..files import atomic_write_text
+from ..outcome import check_failure_rate, failure_rate_field
 from . import converters as cv
 from .card import LLAVA_MED_LICENSE, write_dataset_card
 from .schema import (
@@ -86,11 +89,36 @@ def iter_records(path: str | Path) -> Iterator[dict]:
     readers = {".json": _iter_json_array, ".jsonl": _iter_jsonl, ".csv": _iter_csv, ".parquet": _iter_parquet}
     if path.suffix not in readers:
         raise ValueError(f"{path}: unsupported raw file type {path.suffix!r}; expected {sorted(readers)}")
-    for index, record in enumerate(readers[path.suffix](path)):
-        if not isinstance(record, dict):
-            raise ValueError(f"{path}: record {index} is a {type(record).__name__}, not an object")
-        record.setdefault("_index", index)
-        yield record
+    try:
+        for index, record in enumerate(readers[path.suffix](path)):
+            if not isinstance(record, dict):
+                raise ValueError(f"{path}: record {index} is a {type(record).__name__}, not an object")
+            record.setdefault("_index", index)
+            yield record
+    except UnicodeDecodeError as err:
+        raise _not_utf8(path, err) from None
+
+
+def _not_utf8(path: Path, err: UnicodeDecodeError) -> ValueError:
+    """The codec error names neither the file nor a position in it (readers decode in chunks): find the first byte
+    that is not UTF-8 by decoding the file again as a stream, and name its offset and line."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    offset, newlines = 0, 0  # bytes and line breaks before the current chunk
+    with path.open("rb") as handle:
+        for chunk in itertools.chain(iter(lambda: handle.read(1 << 20), b""), [b""]):  # b"": end of file
+            pending = len(decoder.getstate()[0])  # the start of a character cut by the previous chunk
+            try:
+                decoder.decode(chunk, final=not chunk)
+            except UnicodeDecodeError as bad:
+                data = bad.object  # pending bytes + chunk
+                line = newlines + data[: bad.start].count(b"\n") + 1
+                at = offset - pending + bad.start
+                return ValueError(
+                    f"{path}: not UTF-8 text: byte 0x{data[bad.start]:02x} at byte offset {at} (line {line}): "
+                    f"{bad.reason}; release files are UTF-8, so convert this one first "
+                    "(e.g. `iconv -f latin1 -t utf-8`)")
+            offset, newlines = offset + len(chunk), newlines + chunk.count(b"\n")
+    return ValueError(f"{path}: not UTF-8 text ({err.reason})")
 
 
 # ------------------------------------------------------------------------------------------------ sources
@@ -202,6 +230,9 @@ class PrepareArguments:
     push_to_hub: bool = field(default=False, metadata={"help": "Upload the folder with hf_medvlm.hub.push_dataset_folder."})
     hub_repo_id: str | None = field(default=None, metadata={"help": "Hub dataset repo for --push_to_hub."})
     hub_private: bool | None = field(default=None, metadata={"help": "Create the Hub repo as private."})
+    # With --on_error skip, release files lose a few records to images PMC no longer serves; a tenth is a wrong
+    # --image_root or an incomplete fetch-images run.
+    max_failure_rate: float = failure_rate_field(0.1, "raw records (skipped as bad under --on_error skip)")
     text_only: bool = field(default=False, metadata={"help": "llava_med_qa50 only: write the questions without images on purpose (the qa50 images are not public); such a set can be judged from an existing answers file, not used to generate answers. Without it a missing image is a bad record."})
 
 
@@ -245,7 +276,7 @@ def _record_skips(output_dir: Path, config: str, split: str, skipped: dict, note
     notes.pop(f"{config}/{split}", None)
     if note:
         notes[f"{config}/{split}"] = note
-    path.write_text(json.dumps(report, indent=1, sort_keys=True))
+    atomic_write_text(path, json.dumps(report, indent=1, sort_keys=True))
     return report
 
 
@@ -274,6 +305,7 @@ def prepare(source: str, args: PrepareArguments) -> dict:
     if source not in SOURCES:
         raise ValueError(f"unknown source {source!r}; expected one of {sorted(SOURCES)}")
     spec = SOURCES[source]
+    check_failure_rate(args.max_failure_rate)
     config = args.config_name or next(iter(spec.configs))
     if config not in spec.configs:
         raise ValueError(f"source {source!r} has no config {config!r}; expected one of {sorted(spec.configs)}")

@@ -116,6 +116,7 @@ SKIP_REASONS = (
     "empty_turn",
     "non_alternating_roles",
     "bad_field",
+    "unsafe_image_path",
 )
 
 

@@ -9,7 +9,7 @@ second config is made the default (hf_stack notes §3.5).
 
 from __future__ import annotations
 
-import os
+import contextlib
 import shutil
 from collections.abc import Iterable
 from pathlib import Path
@@ -23,6 +23,7 @@ from datasets.table import embed_table_storage
 from datasets.utils.metadata import MetadataConfigs
 from tqdm.auto import tqdm
 
+from ..files import atomic_write_text, remove_stale_temporaries, temporary_path
 from .card import load_card
 
 __all__ = ["write_dataset_folder", "DEFAULT_ROWS_PER_SHARD", "ROW_GROUP_SIZE"]
@@ -39,8 +40,10 @@ class _ShardedParquetWriter:
     """Writes encoded batches to numbered temporary shards; `finish` renames them to their final names."""
 
     def __init__(self, config_dir: Path, split: str, features: Features, rows_per_shard: int):
-        self.tmp_dir = config_dir / f".tmp-{split}-{os.getpid()}"
-        shutil.rmtree(self.tmp_dir, ignore_errors=True)
+        # Folders this writer creates, removed again if it fails before writing anything into them.
+        self.created = [d for d in (config_dir.parent, config_dir) if not d.exists()]
+        remove_stale_temporaries(config_dir / split)  # `.{split}.tmp-{host}-{pid}-*` of a killed run
+        self.tmp_dir = temporary_path(config_dir / split)
         self.tmp_dir.mkdir(parents=True)
         self.config_dir, self.split, self.features = config_dir, split, features
         self.schema = features.arrow_schema
@@ -73,30 +76,37 @@ class _ShardedParquetWriter:
             self.writer.close()
             self.writer = None
 
-    def finish(self) -> list[Path]:
+    def close_all(self) -> list[Path]:
+        """Close the last shard; returns the names the shards will have once `finish` moves them in."""
         self.close()
         if not self.num_rows:  # `datasets` cannot load an empty split, so writing one would only hide a problem
             self.abort()
             raise ValueError(f"{self.config_dir.name}/{self.split}: no rows to write (were all records skipped or "
                              "filtered out?); nothing was written")
+        return [self.config_dir / _shard_name(self.split, i, len(self.paths)) for i in range(len(self.paths))]
+
+    def finish(self) -> list[Path]:
+        final = self.close_all()
         for stale in self.config_dir.glob(f"{self.split}-*-of-*.parquet"):
             stale.unlink()
-        final = []
-        for i, path in enumerate(self.paths):
-            target = self.config_dir / _shard_name(self.split, i, len(self.paths))
+        for path, target in zip(self.paths, final):
             path.replace(target)
-            final.append(target)
         shutil.rmtree(self.tmp_dir, ignore_errors=True)
         return final
 
     def abort(self) -> None:
         self.close()
         shutil.rmtree(self.tmp_dir, ignore_errors=True)
+        # An empty config folder is never left (it would look like a config with no data); the output folder only
+        # if this writer made it.
+        for folder in (self.config_dir, *[d for d in self.created if d != self.config_dir]):
+            with contextlib.suppress(OSError):  # not empty: other splits or files live there
+                folder.rmdir()
 
 
 def update_readme_metadata(output_dir: Path, config_name: str, split: str, features: Features, counts: dict,
                            default: bool = False) -> None:
-    """Keep README.md's `configs:` and `dataset_info:` in sync with the shards just written (body untouched)."""
+    """Keep README.md's `configs:` and `dataset_info:` in sync with the shards being moved in (body untouched)."""
     card = load_card(output_dir)
     configs = MetadataConfigs.from_dataset_card_data(card.data)
     entry = configs.setdefault(config_name, {})
@@ -115,7 +125,7 @@ def update_readme_metadata(output_dir: Path, config_name: str, split: str, featu
     DatasetInfosDict({config_name: info}).to_dataset_card_data(card.data)
     MetadataConfigs(configs).to_dataset_card_data(card.data)
     card.data["configs"].sort(key=lambda c: not c.get("default", False))  # default first, then by name
-    card.save(output_dir / "README.md")
+    atomic_write_text(output_dir / "README.md", str(card))  # never a half-written card, whose YAML would not load
 
 
 def _validate_names(config_name: str, split: str) -> None:
@@ -148,13 +158,17 @@ def write_dataset_folder(
                 writer.write_batch(batch)
                 batch = []
         writer.write_batch(batch)
-        files = writer.finish()
+        files = writer.close_all()
+        counts = {
+            "config_name": config_name, "split": split, "num_rows": writer.num_rows, "num_shards": len(files),
+            "num_bytes": sum(path.stat().st_size for path in writer.paths),
+            "files": [str(f.relative_to(output_dir)) for f in files],
+        }
+        # `load_dataset` checks a split's row count against the card: the card names the new count before the
+        # shards move in, so a kill while they move leaves a config that refuses to load, never part of its rows.
+        update_readme_metadata(output_dir, config_name, split, features, counts, default=default)
+        writer.finish()
     except BaseException:
         writer.abort()
         raise
-    counts = {
-        "config_name": config_name, "split": split, "num_rows": writer.num_rows, "num_shards": len(files),
-        "num_bytes": sum(f.stat().st_size for f in files), "files": [str(f.relative_to(output_dir)) for f in files],
-    }
-    update_readme_metadata(output_dir, config_name, split, features, counts, default=default)
     return counts

@@ -188,32 +188,31 @@ def questions_from_dataset(dataset, task: str, question_template: str = "{questi
 # answers files (JSONL keyed by question id; the shape of LLaVA-Med's model_vqa.py answer files)
 
 
-def read_answers(path: Path) -> dict[str, dict]:
-    """`question_id -> record` from a JSONL answers file; a truncated last line (interrupted write) is ignored."""
-    answers = {}
-    if not path.exists():
-        return answers
-    lines = path.read_text(encoding="utf-8").splitlines()
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            if n == len(lines):  # the process died mid-line; that answer is simply generated again
-                continue
-            raise ValueError(f"{path}: line {n} is not valid JSON") from None
-        if "question_id" not in record or "text" not in record:
-            raise ValueError(f"{path}: line {n} has no 'question_id' or 'text' field")
+def read_answers(path: Path, *, repair: bool = False) -> dict[str, dict]:
+    """`question_id -> record` from a JSONL answers file. A line torn by a kill (the last one) is ignored, and cut off
+    with `repair` so that appending resumes on a fresh line. Every `text` must be a string: records whose `text` is
+    null, a number or an object are counted and refused together, naming the file, lines and question ids."""
+    from ..files import read_jsonl
+
+    answers, malformed = {}, []
+    for n, record in read_jsonl(path, repair=repair):
+        if not isinstance(record, dict) or "question_id" not in record or "text" not in record:
+            raise ValueError(f"{path}, line {n}: an answer needs 'question_id' and 'text' fields")
+        if not isinstance(record["text"], str):
+            malformed.append(f"line {n} (question_id {record['question_id']!r}): {json.dumps(record['text'])[:40]}")
         answers[str(record["question_id"])] = record
+    if malformed:
+        raise ValueError(f"{path}: {len(malformed)} answer(s) whose 'text' is not a string, e.g. "
+                         + "; ".join(malformed[:3]))
     return answers
 
 
 def append_answers(path: Path, records: list[dict]) -> None:
+    # One write per line: a kill can tear only the last line, which `read_answers(repair=True)` cuts off.
     with path.open("a", encoding="utf-8") as f:
         for record in records:
             f.write(json.dumps(record, ensure_ascii=False) + "\n")
-        f.flush()
+            f.flush()
 
 
 def check_answer_ids(answers: dict[str, dict], questions: list[Question], source: str, complete: bool) -> None:

@@ -13,6 +13,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from ..outcome import check_failure_rate, failure_exit_code, failure_rate_field
+
 __all__ = ["EvalArguments", "validate_args", "run_evaluation"]
 
 @dataclass
@@ -57,6 +59,10 @@ class EvalArguments:
     dtype: str = field(default="auto", metadata={"help": "Model dtype: auto, float32, bfloat16 or float16."})
     trust_remote_code: bool = field(default=False, metadata={"help": "Allow checkpoints that ship their own code."})
     save_every: int = field(default=64, metadata={"help": "Append answers to disk every N questions (resume unit)."})
+    # A tenth of a benchmark left out or unjudged makes its number incomparable with published ones.
+    max_failure_rate: float = failure_rate_field(
+        0.1, "questions (left out for a missing image under --on_missing_image skip, or not judged because the judge "
+             "request failed or its verdict did not parse)")
     endpoint_base_url: str | None = field(default=None, metadata={
         "help": "Generate the answers through this OpenAI-compatible chat endpoint (e.g. http://localhost:8000/v1 of "
                 "`vllm serve`) instead of a local generate(); model_name_or_path is then the served model name. "
@@ -84,6 +90,7 @@ def validate_args(args: EvalArguments) -> None:
         raise ValueError(f"on_missing_image must be 'raise' or 'skip', got {args.on_missing_image!r}")
     if args.model_name_or_path is None and args.answers_file is None:
         raise ValueError("give model_name_or_path (to generate answers) or answers_file (to score existing ones)")
+    check_failure_rate(args.max_failure_rate)
     if args.endpoint_base_url and not args.model_name_or_path:
         raise ValueError("endpoint_base_url needs model_name_or_path: the model name the endpoint serves")
 
@@ -94,6 +101,10 @@ def load_model(args: EvalArguments, device):
 
     import hf_medvlm  # noqa: F401 - registers LlavaMed with the Auto classes
 
+    from ..hub import check_source
+
+    # A model that is neither local nor on the Hub is one sentence now, not after the loaders' retries.
+    check_source(args.model_name_or_path, "model", what="model_name_or_path")
     dtype = "auto" if args.dtype == "auto" else getattr(torch, args.dtype)
     model = AutoModelForImageTextToText.from_pretrained(
         args.model_name_or_path, dtype=dtype, trust_remote_code=args.trust_remote_code).to(device).eval()
@@ -106,15 +117,17 @@ def generate_missing(args, questions, answers_path: Path, state) -> None:
     from .benchmark import append_answers, read_answers, shard
     from .generation import GenerationSettings, generate_answers
 
+    part_path = answers_path.parent / f"answers.rank{state.process_index}.jsonl"
     done = read_answers(answers_path)
     for part in answers_path.parent.glob("answers.rank*.jsonl"):
-        done.update(read_answers(part))
+        # A torn last line is cut off in this process's own file only: another rank may be appending to its file.
+        done.update(read_answers(part, repair=part == part_path))
     if args.endpoint_base_url:  # one client with many requests in flight; other processes have nothing to do
         todo = [q for q in questions if q.id not in done] if state.is_main_process else []
         if todo:
             from .endpoint import generate_with_endpoint
 
-            generate_with_endpoint(args, todo, answers_path)
+            generate_with_endpoint(args, todo, part_path)  # merged into answers.jsonl like a local rank's file
         return
     todo = shard([q for q in questions if q.id not in done], state.process_index, state.num_processes)
     if not todo:
@@ -122,7 +135,6 @@ def generate_missing(args, questions, answers_path: Path, state) -> None:
     model, processor = load_model(args, state.device)
     settings = GenerationSettings(max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
                                   do_sample=args.do_sample, temperature=args.temperature)
-    part_path = answers_path.parent / f"answers.rank{state.process_index}.jsonl"
     from tqdm.auto import tqdm
 
     bar = tqdm(total=len(todo), desc=f"answering (rank {state.process_index})")
@@ -139,6 +151,7 @@ def generate_missing(args, questions, answers_path: Path, state) -> None:
 
 def merge_answers(questions, answers_path: Path) -> dict[str, dict]:
     """Fold the per-process files into answers.jsonl, in question order (main process only)."""
+    from ..files import atomic_write_text
     from .benchmark import read_answers
 
     answers = read_answers(answers_path)
@@ -147,10 +160,8 @@ def merge_answers(questions, answers_path: Path) -> dict[str, dict]:
         answers.update(read_answers(part))
     ordered = [answers[q.id] for q in questions if q.id in answers]
     extra = [record for key, record in answers.items() if key not in {q.id for q in questions}]
-    tmp = answers_path.with_suffix(".jsonl.tmp")
-    tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in ordered + extra), encoding="utf-8")
-    tmp.replace(answers_path)
-    for part in parts:
+    atomic_write_text(answers_path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in ordered + extra))
+    for part in parts:  # a kill before these are gone leaves answers twice over, which the next merge folds again
         part.unlink()
     return answers
 
@@ -200,9 +211,10 @@ def run_evaluation(args: EvalArguments, endpoint) -> int:
     """
     from accelerate import PartialState
 
-    from .benchmark import (check_answer_ids, load_eval_dataset, model_index_entries, questions_from_dataset,
-                                 read_answers, score_answers)
+    from ..hub import check_source
+    from .benchmark import check_answer_ids, load_eval_dataset, questions_from_dataset, read_answers, score_answers
 
+    check_source(args.dataset_name, "dataset", what="dataset_name")  # one sentence now, not after the retries
     state = PartialState()
     output_dir = Path(args.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -243,13 +255,43 @@ def run_evaluation(args: EvalArguments, endpoint) -> int:
                    split=args.dataset_split, task=args.task, model=args.model_name_or_path,
                    num_questions=len(questions), skipped=dict(skipped), scores=scores, config=asdict(args),
                    questions_without_image=sum(not q.images for q in questions))
-    (output_dir / "results.json").write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
-    entries = model_index_entries(scores, dataset_type=args.dataset_type or args.dataset_name, dataset_name=benchmark,
-                                  dataset_config=args.dataset_config, dataset_split=args.dataset_split)
-    (output_dir / "model_index.json").write_text(json.dumps(entries, indent=2, ensure_ascii=False) + "\n")
+    written = write_results(output_dir, results, scores, args)
     print(format_table(scores, benchmark))
     if skipped:
         print(f"skipped records: {dict(skipped)}")
-    print(f"wrote {answers_path}, {output_dir / 'results.json'}, {output_dir / 'model_index.json'}")
-    return 0
+    if not args.answers_file:
+        written.insert(0, answers_path)
+    print(f"wrote {', '.join(str(path) for path in written)}")
+    failed = skipped.get("missing_image", 0) + _unjudged(scores)
+    return failure_exit_code("eval", failed, len(questions) + skipped.get("missing_image", 0),
+                             args.max_failure_rate, "questions", details=f"counts in {output_dir / 'results.json'}",
+                             failed_requests=_failed_requests(scores))
 
+
+JUDGE_FILES = {"llava_med_qa50": ("chat_judgements.jsonl", "chat_scores.json"),
+               "biomed_vital_win_rate": ("win_rate_judgements.jsonl", "win_rate.json")}
+
+
+def write_results(output_dir: Path, results: dict, scores: dict, args: EvalArguments) -> list[Path]:
+    """results.json and model_index.json, each complete or absent; returns every file this scoring wrote."""
+    from ..files import atomic_write_text
+    from .benchmark import model_index_entries
+
+    results_path, index_path = output_dir / "results.json", output_dir / "model_index.json"
+    entries = model_index_entries(scores, dataset_type=args.dataset_type or args.dataset_name,
+                                  dataset_name=results["benchmark"], dataset_config=args.dataset_config,
+                                  dataset_split=args.dataset_split)
+    atomic_write_text(index_path, json.dumps(entries, indent=2, ensure_ascii=False) + "\n")
+    # Last: results.json marks a finished evaluation (`report` reads it), so nothing it goes with may still be missing.
+    atomic_write_text(results_path, json.dumps(results, indent=2, ensure_ascii=False) + "\n")
+    judged = [output_dir / name for protocol in scores for name in JUDGE_FILES.get(protocol, ())]
+    return [*judged, results_path, index_path]
+
+
+def _failed_requests(scores: dict) -> int:
+    return sum(scores[protocol]["run"]["failed"] for protocol in JUDGE_FILES if protocol in scores)
+
+
+def _unjudged(scores: dict) -> int:
+    """Questions the LLM judge gave no usable verdict for (request failed, or the reply did not parse)."""
+    return sum(scores[protocol]["unparseable"]["count"] for protocol in JUDGE_FILES if protocol in scores)

@@ -3,7 +3,8 @@
 Greedy decoding by default (the same answers on every run; the original eval scripts sampled at T=0.2/0.7), a fixed
 `max_new_tokens`, stop at the model's own stop tokens only (`generation_config.eos_token_id`: `</s>` for LlavaMed,
 `<|im_end|>` for Qwen-VL, `<end_of_utterance>` for SmolVLM, `<end_of_turn>` for Gemma 3; LLaVA-Med v1.5's
-`mistral_instruct` stop string is empty, which cut answers after one token), left padding, any number of images per
+`mistral_instruct` stop string is empty, which cut answers after one token) or at the stop strings the checkpoint's
+generation config names (v1.0's "###"), left padding, any number of images per
 question. Prompts are built by the processor's own `apply_chat_template`, as TRL's collator builds training rows, so
 any image-text-to-text family works. Questions are sorted by prompt length before batching so that padding stays
 small; answers come back in the input order.
@@ -17,7 +18,7 @@ from typing import Sequence
 import torch
 from tqdm.auto import tqdm
 
-__all__ = ["GenerationSettings", "build_messages", "generate_answers", "stop_token_ids"]
+__all__ = ["GenerationSettings", "build_messages", "generate_answers", "cut_at_stop_strings", "stop_token_ids"]
 
 
 @dataclass
@@ -71,9 +72,18 @@ def _generate_batch(model, processor, questions, images, settings: GenerationSet
     tokenizer = processor.tokenizer
     stops = stop_token_ids(model, tokenizer)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stops[0]
-    output = model.generate(**inputs, **kwargs, eos_token_id=stops, pad_token_id=pad)
+    # `tokenizer` lets generate honour the checkpoint's stop strings (LLaVA-Med v1.0 answers end with "###").
+    output = model.generate(**inputs, **kwargs, eos_token_id=stops, pad_token_id=pad, tokenizer=tokenizer)
     new_tokens = output[:, inputs["input_ids"].shape[1]:]
-    return [text.strip() for text in tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
+    stops = model.generation_config.stop_strings or []
+    return [cut_at_stop_strings(text, stops) for text in tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
+
+
+def cut_at_stop_strings(text: str, stop_strings) -> str:
+    """The answer before the first stop string (which generation leaves in the output), stripped."""
+    for stop in [stop_strings] if isinstance(stop_strings, str) else stop_strings:
+        text = text.split(stop, 1)[0]
+    return text.strip()
 
 
 def generate_answers(

@@ -25,6 +25,7 @@ from typing import Any, Iterable, Mapping
 
 import yaml
 
+from ..files import atomic_write, atomic_write_text
 from ..llm import ChatRequest, image_to_data_url, read_results, run_requests
 
 __all__ = [
@@ -248,7 +249,7 @@ def score_chat(
         "run": report.to_dict(),
     }
     _write_jsonl(output_dir / "chat_judgements.jsonl", records)
-    (output_dir / "chat_scores.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    atomic_write_text(output_dir / "chat_scores.json", json.dumps(summary, indent=2) + "\n")
     return summary
 
 
@@ -352,7 +353,7 @@ def win_rate(
                "model_a": model_a, "model_b": model_b, "judge_model": getattr(backend, "name", None),
                **_summarize_win_rate(records), "run": report.to_dict()}
     _write_jsonl(output_dir / "win_rate_judgements.jsonl", records)
-    (output_dir / "win_rate.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    atomic_write_text(output_dir / "win_rate.json", json.dumps(summary, indent=2) + "\n")
     return summary
 
 
@@ -390,6 +391,6 @@ def _summarize_win_rate(records: list[dict]) -> dict[str, Any]:
 
 
 def _write_jsonl(path: Path, rows: list[dict]) -> None:
-    with open(path, "w", encoding="utf-8") as f:
+    with atomic_write(path) as f:
         for row in rows:
             f.write(json.dumps(row, ensure_ascii=False) + "\n")

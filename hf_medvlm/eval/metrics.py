@@ -289,13 +289,10 @@ def compute_vqa_metrics(
         num_empty_predictions=sum(1 for p in predictions if not p.strip()),
     )
     if protocol == "strict":
-        yes_no = [normalize_strict(r) in ("yes", "no") for r, k in zip(references, answer_types) if k == "closed"]
-        result["num_closed_yes_no"] = sum(yes_no)
-        result["num_closed_without_yes_no_word"] = sum(
-            1
-            for p, r, k in zip(predictions, references, answer_types)
-            if k == "closed" and normalize_strict(r) in ("yes", "no") and _first_yes_no(p) is None
-        )
+        yes_no = [p for p, r, k in zip(predictions, references, answer_types)
+                  if k == "closed" and normalize_strict(r) in ("yes", "no")]
+        result["num_closed_yes_no"] = len(yes_no)
+        result["num_closed_without_yes_no_word"] = sum(_first_yes_no(p) is None for p in yes_no)
     return result
 
 
@@ -336,12 +333,9 @@ _LETTER_PATTERN = re.compile(r"(is |是|\*|\W|\ |\(|为|^|'|\"|#)(?![aA] )([abcd
 
 
 def _most_similar_index(candidates: Sequence[str], target: str) -> int:
-    best, best_ratio = 0, 0.0
-    for i, candidate in enumerate(candidates):
-        ratio = difflib.SequenceMatcher(None, candidate, target).ratio()
-        if ratio >= best_ratio:  # ">=": the last of equally similar options wins, as in the original
-            best, best_ratio = i, ratio
-    return best
+    # Searched from the end: the last of equally similar options wins, as in the original (`>=` in its loop).
+    ratio = lambda i: difflib.SequenceMatcher(None, candidates[i], target).ratio()  # noqa: E731
+    return max(reversed(range(len(candidates))), key=ratio)
 
 
 def match_choice(text: str, options: Sequence[str]) -> tuple[str, str]:

@@ -264,21 +264,17 @@ def _judged_rows(results: dict, table: str, label: str, where: str, problems: li
     bench = _table_benchmark(results, table, problems)
     if bench is None:
         return []
-    if table == "qa50":
-        summary = results["scores"].get("llava_med_qa50")
-        if not isinstance(summary, dict):
-            problems.append("scores hold no 'llava_med_qa50' entry")
-            return []
-        return [_your_row(table, label, "llava_med_qa50", _qa50_values(summary), where,
-                          judge=summary.get("judge_model") or "")]
-    summary = results["scores"].get("biomed_vital_win_rate")
+    protocol = "llava_med_qa50" if table == "qa50" else "biomed_vital_win_rate"
+    summary = results["scores"].get(protocol)
     if not isinstance(summary, dict):
-        problems.append("scores hold no 'biomed_vital_win_rate' entry")
+        problems.append(f"scores hold no {protocol!r} entry")
         return []
+    judge = summary.get("judge_model") or ""
+    if table == "qa50":
+        return [_your_row(table, label, protocol, _qa50_values(summary), where, judge=judge)]
     rate = summary.get("win_rate")
     label = f"{summary.get('model_a') or label} vs {summary.get('model_b') or 'B'}"
-    return [_your_row(table, label, "biomed_vital_win_rate", {bench: None if rate is None else 100 * rate}, where,
-                      judge=summary.get("judge_model") or "")]
+    return [_your_row(table, label, protocol, {bench: None if rate is None else 100 * rate}, where, judge=judge)]
 
 
 def rows_from_results(path: Path, results: dict) -> tuple[list[Row], InputFile]:

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 from pathlib import Path
 
+from ..files import atomic_write
 from .report import TABLES, InputFile, Row
 
 __all__ = ["require_matplotlib", "render_markdown", "render_csv", "draw_chart", "write_outputs"]
@@ -28,9 +28,8 @@ def require_matplotlib() -> None:
 
 
 def _write(path: Path, data: str | bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
-    os.replace(tmp, path)
+    with atomic_write(path, "wb") as handle:  # a dead run's temporary is removed by the next write of this file
+        handle.write(data.encode("utf-8") if isinstance(data, str) else data)
 
 
 def _cell(row: Row, key: str, sources: dict) -> str:
@@ -160,13 +159,11 @@ def write_outputs(output_dir: Path, tables: dict[str, list[Row]], inputs: list[I
                   sources: dict, chart: bool = True) -> list[Path]:
     """report.md, one CSV per table and (with `chart`) report.png; returns the paths written."""
     output_dir.mkdir(parents=True, exist_ok=True)
-    written = []
-    for table, rows in tables.items():
-        written.append(output_dir / f"{table}.csv")
-        _write(written[-1], render_csv(table, rows, sources))
+    report = output_dir / "report.md"
+    files = {output_dir / f"{table}.csv": render_csv(table, rows, sources) for table, rows in tables.items()}
     if chart:
-        written.append(output_dir / CHART_NAME)
-        _write(written[-1], draw_chart(tables))
-    written.insert(0, output_dir / "report.md")
-    _write(written[0], render_markdown(tables, inputs, protocols, sources))
-    return written
+        files[output_dir / CHART_NAME] = draw_chart(tables)
+    files[report] = render_markdown(tables, inputs, protocols, sources)  # written last
+    for path, data in files.items():
+        _write(path, data)
+    return [report, *(path for path in files if path != report)]

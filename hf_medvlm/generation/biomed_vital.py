@@ -1,7 +1,8 @@
 """BioMed-VITAL (Cui et al., 2024) data generation, Section 3.1 and Appendices B-C:
 
 1. Demonstration selection: embed image + text, K-means into K clusters, sample uniformly across clusters (the
-   candidates clinicians then annotate).
+   candidates clinicians then annotate). For them ``candidate_jobs`` / ``candidate_rows`` ask for two answers per
+   question (Section 3.1), exported for clinicians by ``hf-medvlm select export-annotations``.
 2. Generation: per call, sample demonstrations per modality (paper: 2 for each of 5 modalities), then ask for a
    multi-round conversation about the query image + caption/context (Figure 8).
 3. Model-based rating with the clinician-curated criteria (Figure 9): one strictly parsed score per Q&A pair. Rated
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .parsing import parse_score_line, parse_user_assistant_turns
+from .parsing import parse_score_line, parse_two_answer_turns, parse_user_assistant_turns
 from .prompts import load_prompt_file
 from .records import FigureRecord, figure_context, image_parts, record_rng, training_row
 
@@ -28,6 +29,8 @@ __all__ = [
     "generation_rows",
     "rating_jobs",
     "rating_rows",
+    "candidate_jobs",
+    "candidate_rows",
 ]
 
 
@@ -111,6 +114,39 @@ def generation_rows(records, results: dict, *, min_pairs: int = 1):
                                  n_images=min(1, len(record.images)), context=figure_context(record)))
     stats = {"records_in": len(records), "rows_out": len(rows), "dropped_records": dict(dropped_records),
              "dropped_turns": dict(dropped_turns)}
+    return rows, stats
+
+
+def candidate_jobs(records, *, prompt_file="biomed_vital", temperature=0.0, max_tokens=4096, model=None):
+    """Section 3.1 annotation candidates: system (two answers per question); user [image, caption + context]."""
+    from hf_medvlm.llm import ChatRequest
+
+    system = load_prompt_file(prompt_file, ("candidates_system",))["candidates_system"]
+    for record in records:
+        content = [*image_parts(record, 1), {"type": "text", "text": figure_context(record)}]
+        messages = [{"role": "system", "content": system}, {"role": "user", "content": content}]
+        yield record.id, ChatRequest(messages=messages, model=model, temperature=temperature, max_tokens=max_tokens)
+
+
+def candidate_rows(records, results: dict, *, generator: str = ""):
+    """One row per question with its two answers, `{id, images, context, question, answer_1, answer_2, domain,
+    generator}`: the input of `hf-medvlm select export-annotations`. Malformed rounds are counted by reason."""
+    dropped_records, dropped_rounds, rows = Counter(), Counter(), []
+    for record in records:
+        result = results.get(record.id)
+        if result is None:
+            dropped_records["no_reply"] += 1
+            continue
+        parsed = parse_two_answer_turns(result["text"])
+        dropped_rounds.update(parsed.drops)
+        if not parsed.triples:
+            dropped_records["no_rounds"] += 1
+        for index, (question, first, second) in enumerate(parsed.triples):
+            rows.append({"id": f"{record.id}-q{index}", "images": record.images[:1], "context": figure_context(record),
+                         "question": question, "answer_1": first, "answer_2": second, "domain": record.domain,
+                         "generator": generator})
+    stats = {"records_in": len(records), "rows_out": len(rows), "dropped_records": dict(dropped_records),
+             "dropped_rounds": dict(dropped_rounds)}
     return rows, stats
 
 

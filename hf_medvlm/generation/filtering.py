@@ -100,11 +100,11 @@ def _build_index(embeddings: np.ndarray, num_cells: int, nprobe: int, seed: int)
 
 def _earliest_hits(index, queries: np.ndarray, threshold: float) -> np.ndarray:
     """Per query, the smallest index label whose similarity is > threshold, or -1."""
+    hits = np.full(len(queries), -1, dtype=np.int64)
     if index.ntotal == 0:
-        return np.full(len(queries), -1, dtype=np.int64)
+        return hits
     lims, _, labels = index.range_search(queries, threshold)
     lims = lims.astype(np.int64)
-    hits = np.full(len(queries), -1, dtype=np.int64)
     found = np.flatnonzero(lims[1:] > lims[:-1])
     if len(found):
         hits[found] = np.minimum.reduceat(labels, lims[found])

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 __all__ = [
     "TurnParseResult",
     "parse_user_assistant_turns",
+    "TwoAnswerParseResult",
+    "parse_two_answer_turns",
     "compile_turn_filters",
     "filter_turn_pairs",
     "ReformatParse",
@@ -89,6 +91,44 @@ def parse_user_assistant_turns(text: str) -> TurnParseResult:
     if question is not None:
         result.drops["unanswered_question"] += 1
     if not result.pairs and not blocks:
+        result.drops["no_turns"] += 1
+    return result
+
+
+@dataclass
+class TwoAnswerParseResult:
+    """(question, answer 1, answer 2) triples in order, and the count of dropped fragments by reason."""
+
+    triples: list[tuple[str, str, str]] = field(default_factory=list)
+    drops: Counter = field(default_factory=Counter)
+
+
+def parse_two_answer_turns(text: str) -> TwoAnswerParseResult:
+    """Parse a ``User: ... / Answer 1: ... / Answer 2: ...`` transcript (BioMed-VITAL's annotation candidates).
+
+    A question needs exactly two answers after it: one is dropped as ``one_answer``, three or more as
+    ``too_many_answers``, an answer before any question as ``orphan_answer``, chatter before the first tag as
+    ``preamble``.
+    """
+    blocks, drops = _split_speaker_blocks(text or "")
+    result = TwoAnswerParseResult(drops=drops)
+    groups: list[list[str]] = []
+    for role, body in blocks:
+        if role == "user":
+            groups.append([body])
+        elif groups:
+            groups[-1].append(body)
+        else:
+            result.drops["orphan_answer"] += 1
+    for group in groups:
+        question, answers = group[0], [a for a in group[1:] if a]
+        if not question or len(answers) < 2:
+            result.drops["empty_question" if not question else "one_answer" if answers else "unanswered_question"] += 1
+        elif len(answers) > 2:
+            result.drops["too_many_answers"] += 1
+        else:
+            result.triples.append((question, answers[0], answers[1]))
+    if not blocks:
         result.drops["no_turns"] += 1
     return result
 

@@ -1,9 +1,10 @@
 """Data-generation methods run end to end against an OpenAI-compatible endpoint or a local transformers model,
 resumably, writing training-schema rows (the work behind `hf-medvlm generate <method>`).
 
-Methods: ``llava-med`` (self-instruct, text-only), ``pubmedvision`` (reformatting), ``biomed-vital`` (generation
-with demonstrations), ``rate`` (BioMed-VITAL model-based rating), ``select-demos`` (BioMed-VITAL demonstration
-candidates). Replies go to ``<output_dir>/responses.jsonl`` keyed by record id: rerunning the same command after a
+Methods: ``llava-med`` (self-instruct, text-only), ``pubmedvision`` (reformatting), ``image-labels`` (PubMedVision's
+medical/non-medical labels for the image classifier), ``biomed-vital`` (generation with demonstrations),
+``biomed-vital-candidates`` (two answers per question for clinician annotation), ``rate`` (BioMed-VITAL model-based
+rating), ``select-demos`` (BioMed-VITAL demonstration candidates). Replies go to ``<output_dir>/responses.jsonl`` keyed by record id: rerunning the same command after a
 crash sends only the requests that have no reply yet.
 """
 
@@ -13,9 +14,34 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["METHODS", "GenerateArguments", "chat_backend", "run_method", "select_demos"]
+from ..outcome import failure_rate_field
 
-METHODS = ("llava-med", "pubmedvision", "biomed-vital", "rate", "select-demos")
+__all__ = ["METHODS", "PAPER_GENERATORS", "GenerateArguments", "chat_backend", "run_method", "select_demos",
+           "write_generation_card"]
+
+METHODS = ("llava-med", "pubmedvision", "image-labels", "biomed-vital", "biomed-vital-candidates", "rate",
+           "select-demos")
+# method -> (the generator model the paper used, where it says so). Recipes under recipes/*/generate/ set these.
+PAPER_GENERATORS = {
+    "llava-med": ("gpt-4-0314", "LLaVA-Med, Appendix B.2: GPT-4 through Azure; v1.0.0's code targets api-version "
+                                "2023-03-15-preview, when GPT-4 was gpt-4-0314"),
+    "pubmedvision": ("gpt-4-turbo-2024-04-09", "PubMedVision, Section 3.2"),
+    "image-labels": ("gpt-4-turbo-2024-04-09", "PubMedVision, Appendix B: GPT4-Vision labels; the version of its "
+                                               "Section 3.2 reformatter"),
+    "biomed-vital": ("gpt-4-vision-preview", "BioMed-VITAL, Section 4.1"),
+    "biomed-vital-candidates": ("gpt-4-vision-preview", "BioMed-VITAL, Sections 3.1 and 4.1"),
+    "rate": ("gpt-4-vision-preview", "BioMed-VITAL, Sections 3.2 and 4.1"),
+}
+METHOD_TITLES = {
+    "llava-med": "LLaVA-Med self-instruct conversations (Li et al., 2023, Figures 4-5)",
+    "pubmedvision": "PubMedVision Alignment and Instruction-Tuning VQA (Chen et al., 2024, Figure 4)",
+    "image-labels": "Medical / non-medical image labels for PubMedVision's image classifier (Chen et al., 2024, "
+                    "Appendix B)",
+    "biomed-vital": "BioMed-VITAL instruction-following conversations (Cui et al., 2024, Figure 8)",
+    "biomed-vital-candidates": "BioMed-VITAL questions with two candidate answers for clinician annotation (Cui et "
+                               "al., 2024, Section 3.1)",
+    "rate": "BioMed-VITAL model-based ratings with the clinician-curated criteria (Cui et al., 2024, Figure 9)",
+}
 
 
 @dataclass
@@ -27,7 +53,8 @@ class GenerateArguments:
                                                                     "against (default: the input file's folder)."})
     local_model: str | None = field(default=None, metadata={"help": "Run a local transformers model (path or Hub "
                                                                      "id) instead of an HTTP endpoint."})
-    max_new_tokens: int = field(default=1024, metadata={"help": "Reply length limit."})
+    max_new_tokens: int = field(default=4096, metadata={"help": "Reply length limit (BioMed-VITAL's generator used "
+                                                                 "max_tokens=4096)."})
     temperature: float = field(default=0.0, metadata={"help": "Sampling temperature (0 = greedy)."})
     seed: int = field(default=0, metadata={"help": "Seed of every per-record choice (scenario, question, demos)."})
     limit: int | None = field(default=None, metadata={"help": "Only the first N records (for a dry run)."})
@@ -45,6 +72,14 @@ class GenerateArguments:
                             metadata={"help": "select-demos: sentence-transformers model for caption + mentions."})
     image_encoder: str | None = field(default=None, metadata={"help": "select-demos: CLIP vision encoder whose "
                                                                        "pooled features are joined to the text ones."})
+    # The turn filters drop some conversations by design; a fifth of the records with nothing is a broken prompt,
+    # model or parser, not filtering.
+    max_failure_rate: float = failure_rate_field(
+        0.2, "input records (conversations, for rate) that yielded no row: no reply, a reply that did not parse, or "
+             "no turn left after the filters")
+    card_license: str = field(default="cc-by-nc-4.0", metadata={"help": "Licence written into the data card "
+                                                                        "(data/README.md); the input data's licences "
+                                                                        "and the generator's terms apply."})
 
 
 def chat_backend(args: GenerateArguments, endpoint):
@@ -59,61 +94,134 @@ def chat_backend(args: GenerateArguments, endpoint):
 
 
 def run_method(method: str, args: GenerateArguments, backend, concurrency: int = 8, progress: bool = True) -> dict:
-    """Run one method end to end; returns the report (also written to ``<output_dir>/report.json``)."""
+    """Run one method end to end; returns the report (also written to ``<output_dir>/report.json``). The outputs go
+    to ``<output_dir>/data/*.jsonl`` with a dataset card (``data/README.md``) naming the generator model."""
     from hf_medvlm.llm import read_results, run_requests
 
-    from . import biomed_vital, llava_med, pubmedvision
-    from .records import read_figure_records, write_jsonl
+    from ..files import atomic_write_text
+    from .records import write_jsonl
 
     out = Path(args.output_dir)
     responses = out / "responses.jsonl"
     model_name = getattr(backend, "name", "")
+    inputs = _read_inputs(method, args)
+    run = run_requests(_jobs(method, args, inputs), backend, output_path=responses, concurrency=concurrency,
+                       desc=method, progress=progress)
+    # report.json, written last, marks a finished run: an earlier run's must not stand beside this run's data files.
+    (out / "report.json").unlink(missing_ok=True)
+    outputs, stats = _outputs(method, args, inputs, read_results(responses), model_name, out / "data")
+    counts = {name: write_jsonl(out / "data" / f"{name}.jsonl", rows) for name, rows in outputs.items()}
+    write_generation_card(out / "data", method, model_name, counts, license=args.card_license)
+    failed, total = _failed_items(method, stats)
+    report = {"method": method, "backend": model_name, "generator_model": model_name,
+              "paper_generator_model": PAPER_GENERATORS[method][0], "requests": run.to_dict(), "parsing": stats,
+              "written": counts, "failed": {"count": failed, "of": total}}
+    atomic_write_text(out / "report.json", json.dumps(report, indent=2) + "\n")
+    return report
+
+
+def _failed_items(method: str, stats: dict) -> tuple[int, int]:
+    """(items that yielded no row, items in): input records, images for `image-labels`, conversations for `rate`."""
+    if method == "rate":
+        return sum(stats["unparsed_replies"].values()), stats["conversations_in"]
+    if method == "image-labels":
+        return stats["images_in"] - stats["labelled"], stats["images_in"]
+    produced = stats["instruct_rows"] if method == "pubmedvision" else stats["rows_out"]
+    return stats["records_in"] - produced, stats["records_in"]
+
+
+def _read_inputs(method: str, args: GenerateArguments) -> list:
+    from .records import read_figure_records
+
+    if method == "rate":
+        path = Path(args.input)
+        if not path.is_file():
+            raise FileNotFoundError(f"input file {path} does not exist")
+        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    else:
+        rows = read_figure_records(args.input, args.image_root)
+    return rows[: args.limit] if args.limit else rows
+
+
+def _jobs(method: str, args: GenerateArguments, inputs: list):
+    from . import biomed_vital, image_labels, llava_med, pubmedvision
+
     common = dict(temperature=args.temperature, max_tokens=args.max_new_tokens)
     if method == "rate":
-        rows = [json.loads(line) for line in Path(args.input).read_text(encoding="utf-8").splitlines() if line.strip()]
-        rows = rows[: args.limit] if args.limit else rows
-        jobs = biomed_vital.rating_jobs(rows, prompt_file=args.prompt_file or "biomed_vital",
+        return biomed_vital.rating_jobs(inputs, prompt_file=args.prompt_file or "biomed_vital",
                                         max_tokens=args.max_new_tokens)
-    else:
-        records = read_figure_records(args.input, args.image_root)
-        records = records[: args.limit] if args.limit else records
-        if method == "llava-med":
-            jobs = llava_med.self_instruct_jobs(records, prompt_file=args.prompt_file or "llava_med_self_instruct",
-                                                with_mentions=args.with_mentions, **common)
-        elif method == "pubmedvision":
-            jobs = pubmedvision.reformat_jobs(records, prompt_file=args.prompt_file or "pubmedvision_reformat",
-                                              seed=args.seed, **common)
-        else:
-            if not args.demonstrations:
-                raise ValueError("generate biomed-vital needs --demonstrations (JSONL of context/response/modality)")
-            demos = biomed_vital.read_demonstrations(args.demonstrations)
-            jobs = biomed_vital.generation_jobs(records, demos, per_modality=args.demos_per_modality, seed=args.seed,
-                                                prompt_file=args.prompt_file or "biomed_vital", **common)
-    run = run_requests(jobs, backend, output_path=responses, concurrency=concurrency, desc=method, progress=progress)
-    results = read_results(responses)
     if method == "llava-med":
-        rows_out, stats = llava_med.self_instruct_rows(records, results, turn_filters=args.turn_filters)
-        counts = {"conversations": write_jsonl(out / "data" / "conversations.jsonl", rows_out)}
-    elif method == "pubmedvision":
-        alignment, instruct, stats = pubmedvision.reformat_rows(records, results, seed=args.seed,
-                                                                prompt_file=args.prompt_file or "pubmedvision_reformat")
-        counts = {"alignment": write_jsonl(out / "data" / "alignment.jsonl", alignment),
-                  "instruct": write_jsonl(out / "data" / "instruct.jsonl", instruct)}
-    elif method == "biomed-vital":
-        rows_out, stats = biomed_vital.generation_rows(records, results)
-        counts = {"conversations": write_jsonl(out / "data" / "conversations.jsonl", rows_out)}
-    else:
-        rows_out, stats = biomed_vital.rating_rows(rows, results, rating_model=model_name)
-        counts = {"ratings": write_jsonl(out / "data" / "ratings.jsonl", rows_out)}
-    report = {"method": method, "backend": model_name, "requests": run.to_dict(), "parsing": stats, "written": counts}
-    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    return report
+        return llava_med.self_instruct_jobs(inputs, prompt_file=args.prompt_file or "llava_med_self_instruct",
+                                            with_mentions=args.with_mentions, **common)
+    if method == "pubmedvision":
+        return pubmedvision.reformat_jobs(inputs, prompt_file=args.prompt_file or "pubmedvision_reformat",
+                                          seed=args.seed, **common)
+    if method == "image-labels":
+        return image_labels.labelling_jobs(inputs, prompt_file=args.prompt_file or "pubmedvision_image_labels",
+                                           **common)
+    if method == "biomed-vital-candidates":
+        return biomed_vital.candidate_jobs(inputs, prompt_file=args.prompt_file or "biomed_vital", **common)
+    if not args.demonstrations:
+        raise ValueError("generate biomed-vital needs --demonstrations (JSONL of context/response/modality)")
+    demos = biomed_vital.read_demonstrations(args.demonstrations)
+    return biomed_vital.generation_jobs(inputs, demos, per_modality=args.demos_per_modality, seed=args.seed,
+                                        prompt_file=args.prompt_file or "biomed_vital", **common)
+
+
+def _outputs(method: str, args: GenerateArguments, inputs: list, results: dict, model_name: str, data_dir: Path):
+    """{output name: rows} and the parsing stats of one method."""
+    from . import biomed_vital, image_labels, llava_med, pubmedvision
+
+    if method == "llava-med":
+        rows, stats = llava_med.self_instruct_rows(inputs, results, turn_filters=args.turn_filters)
+        return {"conversations": rows}, stats
+    if method == "pubmedvision":
+        alignment, instruct, stats = pubmedvision.reformat_rows(
+            inputs, results, seed=args.seed, prompt_file=args.prompt_file or "pubmedvision_reformat")
+        return {"alignment": alignment, "instruct": instruct}, stats
+    if method == "image-labels":
+        rows, stats = image_labels.label_rows(inputs, results, data_dir / "labels.jsonl", label_model=model_name)
+        return {"labels": rows}, stats
+    if method == "biomed-vital-candidates":
+        rows, stats = biomed_vital.candidate_rows(inputs, results, generator=model_name)
+        return {"candidates": rows}, stats
+    if method == "biomed-vital":
+        rows, stats = biomed_vital.generation_rows(inputs, results)
+        return {"conversations": rows}, stats
+    rows, stats = biomed_vital.rating_rows(inputs, results, rating_model=model_name)
+    return {"ratings": rows}, stats
+
+
+def write_generation_card(folder: Path, method: str, generator: str, counts: dict[str, int], *, license: str) -> Path:
+    """A dataset card for the JSONL outputs of one method: which model produced them, and which the paper used."""
+    from huggingface_hub import DatasetCard, DatasetCardData
+
+    from ..data.card import write_dataset_card
+
+    paper_model, where = PAPER_GENERATORS[method]
+    configs = [{"config_name": name, "data_files": [{"split": "train", "path": f"{name}.jsonl"}]} for name in counts]
+    folder.mkdir(parents=True, exist_ok=True)
+    DatasetCard(f"---\n{DatasetCardData(configs=configs).to_yaml()}\n---\n").save(folder / "README.md")
+    written = ", ".join(f"`{name}` {n} rows" for name, n in counts.items())
+    return write_dataset_card(
+        folder, license=license, pretty_name=f"hf-medvlm generate {method}",
+        summary=f"{METHOD_TITLES[method]}, generated by **`{generator}`** with `hf-medvlm generate {method}`. "
+                f"The paper used `{paper_model}` ({where}).",
+        provenance=[f"Generator model: `{generator}`.", f"Paper's generator model: `{paper_model}` ({where}).",
+                    "Input figures and text: the records given to `--input`; their own licences apply, and so do the "
+                    "terms of the generator's provider."],
+        how_built=f"`hf-medvlm generate {method}` (hf_medvlm.generation). Written: {written}. Every request and reply "
+                  "is in `../responses.jsonl`; parsing drops are counted in `../report.json`.",
+        license_details="Set with `--card_license`; check the licences of the input data and the generator's terms.",
+        research_only=license.startswith("cc-by-nc"),
+    )
 
 
 def select_demos(args: GenerateArguments) -> dict:
     """BioMed-VITAL demonstration candidates: embed caption+mentions (and images), K-means, sample across clusters."""
     import numpy as np
 
+    from ..files import atomic_write_text
     from .biomed_vital import select_demonstration_candidates
     from .filtering import embed_captions
     from .records import figure_context, read_figure_records, write_jsonl
@@ -125,12 +233,20 @@ def select_demos(args: GenerateArguments) -> dict:
     complexity = [len(r.caption) + sum(len(m) for m in r.mentions) for r in records]
     picked, labels = select_demonstration_candidates(features, args.num_clusters, args.num_samples,
                                                      complexity=complexity, seed=args.seed)
-    rows = [{"id": records[i].id, "cluster": int(labels[i]), "images": records[i].images,
-             "context": figure_context(records[i]), "domain": records[i].domain} for i in picked]
+    # Each row is also a figure record, so `generate biomed-vital-candidates` can read this file as its input.
+    rows = [_candidate_row(records[i], int(labels[i])) for i in picked]
     written = write_jsonl(Path(args.output_dir) / "demonstration_candidates.jsonl", rows)
     report = {"method": "select-demos", "records_in": len(records), "clusters": args.num_clusters, "picked": written}
-    (Path(args.output_dir) / "report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    atomic_write_text(Path(args.output_dir) / "report.json", json.dumps(report, indent=2) + "\n")
     return report
+
+
+def _candidate_row(record, cluster: int) -> dict:
+    from .records import figure_context
+
+    return {"id": record.id, "cluster": cluster, "images": [str(Path(x).resolve()) for x in record.images],
+            "caption": record.caption, "mentions": record.mentions, "fig_label": record.fig_label,
+            "context": figure_context(record), "domain": record.domain}
 
 
 def _image_features(records, encoder_path: str):

@@ -1,6 +1,7 @@
 """The PubMedVision data filters (Chen et al., 2024, Appendix B), run by `hf-medvlm filter <step>`.
 
-- ``pubmedvision``: text (>= 5 unique medical-lexicon terms in caption + mentions), image size (>= 336x336), an
+- ``pubmedvision``: text (>= 5 unique medical-lexicon terms in the caption; `--terms_in caption_and_mentions` also
+  counts inline mentions), image size (>= 336x336), an
   optional medical/non-medical image classifier, then caption-embedding near-duplicate removal. Writes
   ``kept.jsonl`` (figure records, ready for ``hf-medvlm generate``), ``dropped.jsonl`` (each with its stage and
   reason) and ``report.json`` with kept/dropped counts per stage.
@@ -13,7 +14,11 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-__all__ = ["FilterArguments", "TrainClassifierArguments", "filter_records", "train_classifier"]
+from ..outcome import check_failure_rate, failure_rate_field
+
+__all__ = ["FilterArguments", "TrainClassifierArguments", "filter_records", "train_classifier", "term_text"]
+
+TERM_SOURCES = ("caption", "caption_and_mentions")
 
 
 @dataclass
@@ -23,7 +28,11 @@ class FilterArguments:
     image_root: str | None = field(default=None, metadata={"help": "Folder relative image paths resolve against."})
     lexicon: str | None = field(default=None, metadata={"help": "Medical lexicon file, one term per line (default: "
                                                                 "the small packaged one; see docs for UMLS)."})
-    min_terms: int = field(default=5, metadata={"help": "Minimum unique lexicon terms in caption + mentions."})
+    min_terms: int = field(default=5, metadata={"help": "Minimum unique lexicon terms in the text `terms_in` names."})
+    terms_in: str = field(default="caption", metadata={
+        "help": "Where medical terms are counted: 'caption' (the paper, Appendix B: fewer than five medical terms in "
+                "the image caption -> dropped) or 'caption_and_mentions' (caption plus inline mentions, more lenient).",
+        "choices": list(TERM_SOURCES)})
     min_width: int = field(default=336, metadata={"help": "Minimum image width in pixels."})
     min_height: int = field(default=336, metadata={"help": "Minimum image height in pixels."})
     classifier: str | None = field(default=None, metadata={"help": "Folder of a trained medical image classifier "
@@ -38,6 +47,9 @@ class FilterArguments:
                                                                   "dot product 480 with --dedup_normalize false)."})
     dedup_normalize: bool = field(default=True, metadata={"help": "L2-normalise embeddings (cosine similarity)."})
     dedup_nprobe: int = field(default=8, metadata={"help": "Cells searched per caption above 20,000 captions."})
+    # Records the filters drop are the point of the command; a record whose image is missing or unreadable is not
+    # filtered but lost, and a tenth of them lost means the images are not where the records say.
+    max_failure_rate: float = failure_rate_field(0.1, "input records (those whose image is missing or unreadable)")
 
 
 @dataclass
@@ -55,16 +67,24 @@ def _stage(report: dict, name: str, kept: list, dropped: list) -> list:
     return kept
 
 
+def term_text(record, terms_in: str = "caption") -> str:
+    """The text whose medical terms the text filter counts: the caption (the paper) or caption + inline mentions."""
+    if terms_in not in TERM_SOURCES:
+        raise ValueError(f"terms_in must be one of {TERM_SOURCES}, got {terms_in!r}")
+    return record.caption if terms_in == "caption" else " ".join([record.caption, *record.mentions])
+
+
 def _text_stage(records, args, dropped_rows):
     from .filtering import count_medical_terms, load_lexicon
 
     lexicon = load_lexicon(args.lexicon)
     kept, dropped = [], []
     for record in records:
-        n = count_medical_terms(" ".join([record.caption, *record.mentions]), lexicon)
+        n = count_medical_terms(term_text(record, args.terms_in), lexicon)
         (kept if n >= args.min_terms else dropped).append(record)
         if n < args.min_terms:
-            dropped_rows.append({**asdict(record), "stage": "medical_terms", "reason": f"{n} < {args.min_terms} terms"})
+            dropped_rows.append({**asdict(record), "stage": "medical_terms",
+                                 "reason": f"{n} < {args.min_terms} terms in {args.terms_in}"})
     return kept, dropped
 
 
@@ -75,18 +95,24 @@ def _size_stage(records, args, dropped_rows):
 
     kept, dropped = [], []
     for record in records:
-        reason = "no image" if not record.images else ""
+        reason, failed = "no image" if not record.images else "", False
         for path in record.images:
+            # A missing or unreadable image is lost, not filtered: counted against --max_failure_rate.
             if not Path(path).is_file():
-                reason = f"missing image {path}"
+                reason, failed = f"missing image {path}", True
                 break
-            with Image.open(path) as image:
-                if not image_size_ok(image.size, args.min_width, args.min_height):
-                    reason = f"image {Path(path).name} is {image.size[0]}x{image.size[1]}"
-                    break
+            try:
+                with Image.open(path) as image:
+                    size = image.size
+            except (OSError, ValueError) as err:
+                reason, failed = f"unreadable image {path}: {err}", True
+                break
+            if not image_size_ok(size, args.min_width, args.min_height):
+                reason = f"image {Path(path).name} is {size[0]}x{size[1]}"
+                break
         (dropped if reason else kept).append(record)
         if reason:
-            dropped_rows.append({**asdict(record), "stage": "resolution", "reason": reason})
+            dropped_rows.append({**asdict(record), "stage": "resolution", "reason": reason, "failed": failed})
     return kept, dropped
 
 
@@ -130,8 +156,10 @@ def _dedup_stage(records, args, dropped_rows):
 
 def filter_records(args: FilterArguments) -> dict:
     """Run the stages in the paper's order; returns the report (also written to ``report.json``)."""
+    from ..files import atomic_write_text
     from .records import read_figure_records, write_jsonl
 
+    check_failure_rate(args.max_failure_rate)
     records = read_figure_records(args.input, args.image_root)
     report, dropped_rows = {"input": len(records), "stages": []}, []
     records = _stage(report, "medical_terms", *_text_stage(records, args, dropped_rows))
@@ -141,9 +169,12 @@ def filter_records(args: FilterArguments) -> dict:
     if args.dedup_model and args.dedup_model.lower() != "none":
         records = _stage(report, "dedup", *_dedup_stage(records, args, dropped_rows))
     out = Path(args.output_dir)
+    # report.json, written last, marks a finished run: an earlier run's must not stand beside this run's files.
+    (out / "report.json").unlink(missing_ok=True)
     report["kept"] = write_jsonl(out / "kept.jsonl", (asdict(r) for r in records))
     write_jsonl(out / "dropped.jsonl", dropped_rows)
-    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    report["failed"] = {"count": sum(row.get("failed", False) for row in dropped_rows), "of": report["input"]}
+    atomic_write_text(out / "report.json", json.dumps(report, indent=2) + "\n")
     return report
 
 

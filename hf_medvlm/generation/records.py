@@ -59,6 +59,14 @@ def _domain(value) -> str:
     return str(value or "")
 
 
+def _pair_id_file_name(pair_id, where: str) -> str:
+    # An id becomes a file name here: refused unless it is one plain name, so no record reaches outside image_root.
+    name = f"{pair_id}.jpg"
+    if Path(name).name != name or "\\" in name:
+        raise ValueError(f"{where}: pair_id {pair_id!r} is not a plain file name (it has a '/' or '\\')")
+    return name
+
+
 def _record(raw: dict, where: str, base_dir: Path) -> FigureRecord:
     record_id = raw.get("id", raw.get("pair_id"))
     caption = raw.get("caption", raw.get("fig_caption"))
@@ -66,7 +74,7 @@ def _record(raw: dict, where: str, base_dir: Path) -> FigureRecord:
         raise ValueError(f"{where}: a figure record needs 'id' (or 'pair_id') and a non-empty 'caption' (or 'fig_caption')")
     images = raw.get("images", raw.get("image"))
     if images is None and "pair_id" in raw:
-        images = f"{raw['pair_id']}.jpg"
+        images = _pair_id_file_name(raw["pair_id"], where)
     images = [images] if isinstance(images, str) else list(images or [])
     images = [str(p) if Path(p).is_absolute() else str(base_dir / p) for p in images]
     return FigureRecord(
@@ -140,10 +148,11 @@ def training_row(record: FigureRecord, pairs: list[tuple[str, str]], *, row_id: 
 
 
 def write_jsonl(path: str | Path, rows) -> int:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write all rows or nothing: a kill mid-write leaves the previous file (or none), never a shorter one."""
+    from ..files import atomic_write
+
     count = 0
-    with path.open("w", encoding="utf-8") as handle:
+    with atomic_write(path) as handle:
         for row in rows:
             handle.write(json.dumps(row, ensure_ascii=False) + "\n")
             count += 1

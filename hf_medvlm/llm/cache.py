@@ -1,7 +1,8 @@
 """An on-disk reply cache keyed by request hash, so that rerunning a judge or a generation run costs nothing.
 
 One small JSON file per reply under `{cache_dir}/{key[:2]}/{key}.json`, written to a temporary file and renamed into
-place: concurrent threads and processes can share a cache directory, and a killed run never leaves a torn entry.
+place (`hf_medvlm.files.atomic_write`): concurrent threads and processes can share a cache directory, and a killed
+run never leaves a torn entry.
 """
 
 from __future__ import annotations
@@ -9,9 +10,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import tempfile
 from pathlib import Path
 
+from ..files import atomic_write
 from .types import ChatResponse
 
 __all__ = ["ResponseCache"]
@@ -44,10 +45,9 @@ class ResponseCache:
         path.parent.mkdir(exist_ok=True)
         data = response.to_dict()
         data["cached"] = False
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
+        # A rerun that asks again for a reply whose write was killed removes the dead writer's temporary here.
+        with atomic_write(path) as f:
             json.dump(data, f, ensure_ascii=False)
-        os.replace(tmp, path)
 
     def __len__(self) -> int:
         return sum(1 for _ in self.cache_dir.glob("*/*.json"))

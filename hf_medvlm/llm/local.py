@@ -116,10 +116,14 @@ class LocalChatBackend:
         with self._lock, torch.inference_mode():
             if request.seed is not None:
                 torch.manual_seed(request.seed)
-            output = self.model.generate(**inputs, **generate_kwargs)
+            # `tokenizer` lets generate honour stop strings in the generation config (LLaVA-Med v1.0's "###").
+            output = self.model.generate(**inputs, **generate_kwargs, tokenizer=self.tokenizer)
         prompt_length = inputs["input_ids"].shape[1]
         new_tokens = output[0, prompt_length:]
         text = self.tokenizer.decode(new_tokens, skip_special_tokens=True)
+        stops = self.model.generation_config.stop_strings or []
+        for stop in [stops] if isinstance(stops, str) else stops:
+            text = text.split(stop, 1)[0]
         finish = "length" if len(new_tokens) >= generate_kwargs["max_new_tokens"] else "stop"
         return ChatResponse(
             text=text, prompt_tokens=int(prompt_length), completion_tokens=int(len(new_tokens)),

@@ -134,16 +134,10 @@ class OpenAIChatBackend:
     def _request_kwargs(self, request: ChatRequest) -> dict[str, Any]:
         kwargs: dict[str, Any] = {
             "model": request.model or self.model, "messages": request.messages, "temperature": request.temperature,
+            "max_tokens": request.max_tokens, "seed": request.seed, "extra_body": self.extra_body or None,
+            "response_format": {"type": "json_object"} if request.json_mode and self.json_mode_supported else None,
         }
-        if request.max_tokens is not None:
-            kwargs["max_tokens"] = request.max_tokens
-        if request.seed is not None:
-            kwargs["seed"] = request.seed
-        if request.json_mode and self.json_mode_supported:
-            kwargs["response_format"] = {"type": "json_object"}
-        if self.extra_body:
-            kwargs["extra_body"] = self.extra_body
-        return kwargs
+        return {key: value for key, value in kwargs.items() if value is not None}  # unset: the server's default
 
     def _error(self, err) -> ChatBackendError:
         """One sentence naming the endpoint, the status and whether anything can pass."""

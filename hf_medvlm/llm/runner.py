@@ -19,6 +19,7 @@ from typing import Any, Iterable
 
 from tqdm.auto import tqdm
 
+from ..files import atomic_write_text, read_jsonl
 from .types import ChatBackendError, ChatRequest, ChatResponse, request_key
 
 __all__ = ["RunReport", "run_requests", "read_results"]
@@ -51,34 +52,17 @@ class RunReport:
         return {**asdict(self), "requests_per_s": round(self.requests_per_s, 3)}
 
     def save(self, path: str | os.PathLike) -> Path:
-        path = Path(path)
-        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
-        return path
+        return atomic_write_text(path, json.dumps(self.to_dict(), indent=2) + "\n")
 
 
 def read_results(output_path: str | os.PathLike, *, repair: bool = False) -> dict[str, dict[str, Any]]:
     """The rows of a `run_requests` JSONL by id. A torn last line (a kill mid-write) is ignored, and cut off if
     `repair`; a broken line anywhere else is an error naming the file and line."""
-    path = Path(output_path)
-    if not path.exists():
-        return {}
     rows: dict[str, dict[str, Any]] = {}
-    good_end = 0
-    with open(path, "rb") as f:
-        lines = f.readlines()
-    for number, raw in enumerate(lines, start=1):
-        try:
-            row = json.loads(raw)
-            rows[str(row["id"])] = row
-        except (ValueError, KeyError, TypeError) as err:
-            if number == len(lines) and not raw.endswith(b"\n"):
-                logger.warning("%s: ignoring a torn last line (an interrupted write).", path)
-                if repair:
-                    with open(path, "r+b") as f:
-                        f.truncate(good_end)
-                break
-            raise ValueError(f"{path}, line {number}: not a result row ({type(err).__name__}: {err}).") from err
-        good_end += len(raw)
+    for number, row in read_jsonl(output_path, repair=repair, what="a result row"):
+        if not isinstance(row, dict) or "id" not in row:
+            raise ValueError(f"{output_path}, line {number}: not a result row (no 'id').")
+        rows[str(row["id"])] = row
     return rows
 
 

@@ -86,20 +86,13 @@ def image_to_data_url(image, image_format: str = "PNG", quality: int = 90) -> st
     fewer bytes for large photographs.
     """
     image_format = image_format.upper()
-    if isinstance(image, (str, Path)):
-        image = Path(image)
-        if not image.is_file():
-            raise FileNotFoundError(f"image file {image} does not exist.")
+    if isinstance(image, (str, Path)) and not Path(image).is_file():
+        raise FileNotFoundError(f"image file {image} does not exist.")
+    if isinstance(image, (str, Path, bytes, bytearray)):
         from PIL import Image
 
-        with Image.open(image) as opened:
-            opened.load()
-            image = opened.copy()
-    elif isinstance(image, (bytes, bytearray)):
-        from PIL import Image
-
-        image = Image.open(io.BytesIO(image))
-        image.load()
+        with Image.open(io.BytesIO(image) if isinstance(image, (bytes, bytearray)) else image) as opened:
+            image = opened.copy()  # copy() loads the pixels, so the file can be closed
     if image_format == "JPEG" and image.mode not in ("RGB", "L"):
         image = image.convert("RGB")  # JPEG has no alpha or palette
     buffer = io.BytesIO()

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..outcome import failure_rate_field
+
 __all__ = ["TrainArguments", "ScoreArguments", "PickArguments"]
 
 
@@ -53,6 +55,8 @@ class ScoreArguments:
     batch_size: int = field(default=32, metadata={"help": "Samples per forward pass."})
     max_text_length: int = field(default=256, metadata={"help": "Truncate encoded texts to this many tokens."})
     device: str = field(default="cpu", metadata={"help": "torch device, e.g. cpu or cuda."})
+    # Rows written by `generate` all have an image and a QA round; a tenth unscorable means the wrong dataset.
+    max_failure_rate: float = failure_rate_field(0.1, "rows (no image, or no question/answer round to score)")
 
 
 @dataclass

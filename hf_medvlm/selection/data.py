@@ -7,7 +7,8 @@ and where the preference comes from (`source`: `"human"` for clinician annotatio
 Contents:
 - `PAIR_FEATURES`: the pair schema as `datasets.Features`.
 - `candidate_from_row`: a training-schema row (`images` + `messages`) -> a candidate.
-- `candidate_text`: the text the selector encodes for a candidate.
+- `candidate_text`: the text the selector encodes for a candidate; `fit_candidate_text` cuts it to the encoder's
+  length by shortening the caption, never the question and answer, and says what it cut.
 - `pairs_from_ratings`: model-rated rows (training schema + `rating` 0-10 or null) -> `source="model"` pairs.
 - `pairs_from_clinician_choices`: BioMed-VITAL clinician records (`image, question, answer_positive,
   answer_negative`) -> `source="human"` pairs.
@@ -35,6 +36,9 @@ __all__ = [
     "SkipReport",
     "candidate_from_row",
     "candidate_text",
+    "fit_candidate_text",
+    "fit_candidate_texts",
+    "pair_candidates",
     "pairs_from_ratings",
     "pairs_from_clinician_choices",
     "pair_problem",
@@ -68,10 +72,12 @@ PAIR_FEATURES = datasets.Features(
 
 @dataclass
 class SkipReport:
-    """Records rejected by reason, with a few example ids per reason."""
+    """Records rejected by reason, with a few example ids per reason; `truncated` counts the texts that were
+    shortened to fit the encoder (kept, not rejected), by kind (see `fit_candidate_text`)."""
 
     counts: Counter = field(default_factory=Counter)
     examples: dict = field(default_factory=lambda: defaultdict(list))
+    truncated: Counter = field(default_factory=Counter)
 
     def add(self, reason: str, record_id: Any) -> None:
         self.counts[reason] += 1
@@ -141,6 +147,59 @@ def candidate_text(caption: str | None, question: str, answer: str, include_capt
     """The text the selector encodes: caption/mention (optional), then the question and the answer."""
     head = f"{caption.strip()}\n" if include_caption and caption and caption.strip() else ""
     return f"{head}Question: {question.strip()}\nAnswer: {answer.strip()}"
+
+
+def _num_tokens(tokenizer, text: str) -> int:
+    return len(tokenizer(text)["input_ids"])
+
+
+def fit_candidate_text(tokenizer, caption: str | None, question: str, answer: str, *, include_caption: bool = True,
+                       max_length: int = 256) -> tuple[str, str]:
+    """`candidate_text` cut to `max_length` tokens by shortening the caption, never the question and answer.
+
+    The caption comes first (as in the released code), so plain right truncation at CLIP's 77 tokens would cut the QA
+    being judged, often entirely. Here the caption loses whole words from its end until everything fits. Returns
+    `(text, outcome)` with outcome `""` (fits), `"caption_truncated"`, `"caption_dropped"`, or `"qa_truncated"` when
+    the question and answer alone are longer than `max_length` (the caption is dropped and the tokenizer then cuts
+    the end of the answer).
+    """
+    text = candidate_text(caption, question, answer, include_caption)
+    if _num_tokens(tokenizer, text) <= max_length:
+        return text, ""
+    qa_only = candidate_text(None, question, answer, include_caption=False)
+    if _num_tokens(tokenizer, qa_only) > max_length:
+        return qa_only, "qa_truncated"
+    words = (caption or "").split() if include_caption else []
+    low, high = 0, len(words)  # the most caption words that still fit: binary search on the real tokenization
+    while low < high:
+        middle = (low + high + 1) // 2
+        if _num_tokens(tokenizer, candidate_text(" ".join(words[:middle]), question, answer)) <= max_length:
+            low = middle
+        else:
+            high = middle - 1
+    if low == 0:
+        return qa_only, "caption_dropped"
+    return candidate_text(" ".join(words[:low]), question, answer), "caption_truncated"
+
+
+def fit_candidate_texts(tokenizer, candidates: Iterable[dict], *, include_caption: bool = True,
+                        max_length: int = 256) -> tuple[list[str], Counter]:
+    """`fit_candidate_text` for each `{caption, question, answer}`; also returns the outcomes counted by kind."""
+    texts, outcomes = [], Counter()
+    for candidate in candidates:
+        text, outcome = fit_candidate_text(tokenizer, candidate.get("caption"), candidate["question"],
+                                           candidate["answer"], include_caption=include_caption, max_length=max_length)
+        texts.append(text)
+        if outcome:
+            outcomes[outcome] += 1
+    return texts, outcomes
+
+
+def pair_candidates(pairs: Iterable[dict]) -> Iterable[dict]:
+    """Both candidates of every pair as `{caption, question, answer}` (side `a` then `b`, pair by pair)."""
+    for pair in pairs:
+        for side in "ab":
+            yield {name: pair.get(f"{name}_{side}") for name in ("caption", "question", "answer")}
 
 
 def _rating(row: dict, rating_column: str) -> float:

@@ -20,7 +20,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..data.writer import write_dataset_folder
-from .data import SkipReport, candidate_from_row, candidate_text
+from .data import SkipReport, candidate_from_row, fit_candidate_texts
 
 __all__ = ["score_dataset", "pick_indices", "write_subsets", "plot_precision_f1", "STRATEGIES"]
 
@@ -28,9 +28,10 @@ logger = logging.getLogger(__name__)
 STRATEGIES = ("global", "clusters")
 
 
-def _score_batch(model, processor, candidates: list[dict], max_length: int, with_features: bool):
-    include_caption = model.config.include_caption
-    texts = [candidate_text(c["caption"], c["question"], c["answer"], include_caption) for c in candidates]
+def _score_batch(model, processor, candidates: list[dict], max_length: int, with_features: bool, report: SkipReport):
+    texts, truncated = fit_candidate_texts(getattr(processor, "tokenizer", processor), candidates,
+                                           include_caption=model.config.include_caption, max_length=max_length)
+    report.truncated.update(truncated)
     images = [c["image"].convert("RGB") for c in candidates]
     batch = processor(text=texts, images=images, padding=True, truncation=True, max_length=max_length,
                       return_tensors="pt")
@@ -43,7 +44,8 @@ def _score_batch(model, processor, candidates: list[dict], max_length: int, with
 
 def score_dataset(model, processor, dataset: datasets.Dataset, *, batch_size: int = 32, max_length: int = 256,
                   with_features: bool = False) -> tuple[np.ndarray, np.ndarray | None, SkipReport]:
-    """Scores (NaN where a row cannot be scored), optional features and a report of unscorable rows by reason."""
+    """Scores (NaN where a row cannot be scored), optional features and a report of unscorable rows by reason (and of
+    texts shortened to `max_length` tokens, `report.truncated`)."""
     model.eval()
     scores = np.full(len(dataset), np.nan, dtype=np.float32)
     features, report, pending = None, SkipReport(), []
@@ -51,7 +53,7 @@ def score_dataset(model, processor, dataset: datasets.Dataset, *, batch_size: in
     def flush():
         nonlocal features
         batch_scores, batch_features = _score_batch(model, processor, [c for _, c in pending], max_length,
-                                                    with_features)
+                                                    with_features, report)
         rows = [i for i, _ in pending]
         scores[rows] = batch_scores
         if with_features:
@@ -71,6 +73,9 @@ def score_dataset(model, processor, dataset: datasets.Dataset, *, batch_size: in
         flush()
     if report.total:
         logger.warning("score: %s", report.summary())
+    if report.truncated:
+        logger.warning("score: texts cut to %d tokens (question and answer kept unless qa_truncated): %s", max_length,
+                       dict(report.truncated))
     return scores, features, report
 
 

@@ -13,11 +13,12 @@ import numpy as np
 from transformers import AutoConfig, AutoProcessor
 
 from ..models.med_selector import MedSelectorConfig, MedSelectorModel
+from ..outcome import check_failure_rate, failure_exit_code
 from .arguments import PickArguments, ScoreArguments, TrainArguments
 from .data import load_pairs, pairs_from_ratings, validate_pairs
 from .metrics import format_metrics_table, precision_f1_at_k
 from .selection import STRATEGIES, pick_indices, plot_precision_f1, score_dataset, write_subsets
-from .training import train_selector
+from .training import MixedSourceSampler, train_selector
 
 __all__ = ["run_train", "run_score", "run_pick", "load_selector", "load_rows"]
 
@@ -99,6 +100,7 @@ def _train_one(args, training_args, train, test) -> dict:
     trainer.save_model(training_args.output_dir)  # model + processor (processing_class)
     metrics = trainer.evaluate() if test is not None else {}
     metrics = {k.removeprefix("eval_"): v for k, v in metrics.items()}
+    metrics["text_truncation"] = trainer.text_truncation  # train candidates cut to max_text_length, by kind
     Path(training_args.output_dir, "selection_metrics.json").write_text(json.dumps(metrics, indent=2))
     if push:
         from ..hub import push_model
@@ -122,14 +124,17 @@ def run_train(args, training_args) -> int:
     logger.info("training pairs by source: %s; held-out human pairs: %s; skipped: %s",
                 {k: int(v) for k, v in sources.items()}, 0 if test is None else len(test), skipped)
     weights = _csv(args.sweep_w) if args.sweep_w else [training_args.human_weight]
+    mix = _mix(train, training_args.model_pairs_per_human_pair)
     rows = []
     for w in weights:
         run_args = copy.deepcopy(training_args)
         run_args.human_weight = w
         if args.sweep_w:
             run_args.output_dir = str(Path(training_args.output_dir) / f"w_{w:g}")
-        rows.append({"w": w, **_train_one(args, run_args, train, test)})
-    summary = {"runs": rows, "skipped": skipped, "train_pairs_by_source": {k: int(v) for k, v in sources.items()}}
+        rows.append({"w": w, **_train_one(args, run_args, train, test),
+                     "human_to_model_loss": _loss_balance(mix, w)})
+    summary = {"runs": rows, "skipped": skipped, "train_pairs_by_source": {k: int(v) for k, v in sources.items()},
+               "mix": mix}
     Path(training_args.output_dir).mkdir(parents=True, exist_ok=True)
     Path(training_args.output_dir, "sweep_results.json").write_text(json.dumps(summary, indent=2, default=float))
     if test is not None:
@@ -137,7 +142,22 @@ def run_train(args, training_args) -> int:
     return 0
 
 
+def _mix(train: datasets.Dataset, ratio: float) -> dict:
+    """What one epoch of the training stream holds (human draws per epoch at the 1:`ratio` mix)."""
+    if ratio <= 0:
+        return {"model_pairs_per_human_pair": 0, "note": "plain shuffle at the pairs' own proportion"}
+    return {"model_pairs_per_human_pair": ratio, **MixedSourceSampler(train["source"], ratio).mix()}
+
+
+def _loss_balance(mix: dict, w: float) -> float | None:
+    """Human pairs' total loss weight per epoch over the model pairs' (w x human draws / model pairs); 1 = balanced,
+    the paper's w = 400 at 1:400."""
+    draws, models = mix.get("human_draws"), mix.get("model_pairs")
+    return w * draws / models if draws and models else None
+
+
 def run_score(args) -> int:
+    check_failure_rate(args.max_failure_rate)
     model, processor = load_selector(args.model_name_or_path)
     model.to(args.device)
     dataset = load_rows(args.dataset_name, args.dataset_config, args.dataset_split)
@@ -152,8 +172,10 @@ def run_score(args) -> int:
                                    feature=datasets.List(datasets.Value("float32"), length=width or -1))
     write_subsets(scored, {args.output_config: np.arange(len(scored))}, args.output_dir)
     print(f"scored {len(dataset) - report.total} of {len(dataset)} rows -> {args.output_dir} "
-          f"(config {args.output_config!r}); {report.summary()}")
-    return 0
+          f"(config {args.output_config!r}); {report.summary()}; texts cut to {args.max_text_length} tokens: "
+          f"{dict(report.truncated) or 'none'}")
+    return failure_exit_code("select score", report.total, len(dataset), args.max_failure_rate, "rows",
+                             details="unscored rows keep a null score")
 
 
 def _good_labels(dataset, args) -> np.ndarray:

@@ -2,16 +2,17 @@
 
 Contents:
 - `SelectorTrainingArguments`: `TrainingArguments` plus the mixing weight w, mixed-batch and freezing options.
-- `PairCollator`: pairs -> one processor batch of 2N candidates (`a`s then `b`s), labels and per-pair weights.
-- `MixedSourceSampler`: every batch holds `human_pairs_per_batch` human pairs (cycled) and model pairs for the rest,
-  so the scarce clinician pairs are seen in every batch (seed 002 §3.2 "we mix two sources ... in each batch").
+- `PairCollator`: pairs -> one processor batch of 2N candidates (`a`s then `b`s), labels and per-pair weights; texts
+  are cut to the encoder's length by shortening the caption, never the QA (`fit_candidate_text`).
+- `MixedSourceSampler`: one human pair per `model_pairs_per_human_pair` model pairs in the training stream (the
+  paper's 1:400, seed 002 §4.2 "Preference mixture"), human pairs cycled or subsampled to reach it, spread evenly.
 - `SelectorTrainer`: a `Trainer` that uses that sampler.
 - `freeze_encoder`, `compute_pair_metrics`, `train_selector`.
 """
 
 from __future__ import annotations
 
-import math
+import logging
 from dataclasses import dataclass, field
 
 import datasets
@@ -19,7 +20,7 @@ import numpy as np
 import torch
 from transformers import Trainer, TrainingArguments
 
-from .data import candidate_text
+from .data import fit_candidate_texts, pair_candidates
 from .metrics import pair_metrics
 
 __all__ = [
@@ -30,9 +31,12 @@ __all__ = [
     "freeze_encoder",
     "compute_pair_metrics",
     "train_selector",
+    "text_truncation",
 ]
 
 # Attribute names of the vision / text towers (and their projections) in transformers dual encoders.
+logger = logging.getLogger(__name__)
+
 _VISION_MODULES = ("vision_model", "visual_projection", "vision_projection")
 _TEXT_MODULES = ("text_model", "text_projection")
 
@@ -41,10 +45,12 @@ _TEXT_MODULES = ("text_model", "text_projection")
 class SelectorTrainingArguments(TrainingArguments):
     human_weight: float = field(default=1.0, metadata={
         "help": "Mixing weight w (seed 002 Eq. 3): multiplies the loss of every human (clinician) pair; model pairs "
-                "keep weight 1. The paper's best value is 400 with 1:400 human:model pairs (Table 1)."})
-    human_pairs_per_batch: int = field(default=1, metadata={
-        "help": "Human pairs placed in every training batch (cycled when there are few); the rest of the batch is "
-                "model pairs. 0 = plain shuffling of all pairs."})
+                "keep weight 1. The paper's best value is 400 with 1:400 human:model pairs (Table 1). Human pairs "
+                "then contribute w / model_pairs_per_human_pair times the model pairs' share of the loss."})
+    model_pairs_per_human_pair: float = field(default=400.0, metadata={
+        "help": "The human:model mix of the training stream, 1:N: one human pair per N model pairs (the paper: "
+                "1:400, seed 002 §4.2), human pairs cycled (or subsampled) to reach it and spread evenly over the "
+                "epoch; an epoch is one pass over the model pairs. 0 = the pairs' own proportion (plain shuffle)."})
     freeze_vision_encoder: bool = field(default=False, metadata={"help": "Freeze the image tower and projection."})
     freeze_text_encoder: bool = field(default=False, metadata={"help": "Freeze the text tower and projection."})
     max_text_length: int = field(default=256, metadata={
@@ -66,12 +72,12 @@ class PairCollator:
     max_length: int = 256
 
     def __call__(self, pairs: list[dict]) -> dict[str, torch.Tensor]:
-        texts, images = [], []
-        for side in "ab":
-            for pair in pairs:
-                texts.append(candidate_text(pair[f"caption_{side}"], pair[f"question_{side}"],
-                                            pair[f"answer_{side}"], self.include_caption))
-                images.append(pair[f"image_{side}"].convert("RGB"))
+        # All `a` candidates, then all `b` candidates.
+        candidates = [{name: pair[f"{name}_{side}"] for name in ("caption", "question", "answer", "image")}
+                      for side in "ab" for pair in pairs]
+        texts, _ = fit_candidate_texts(getattr(self.processor, "tokenizer", self.processor), candidates,
+                                       include_caption=self.include_caption, max_length=self.max_length)
+        images = [candidate["image"].convert("RGB") for candidate in candidates]
         batch = self.processor(text=texts, images=images, padding=True, truncation=True,
                                max_length=self.max_length, return_tensors="pt")
         batch = {k: batch[k] for k in ("input_ids", "attention_mask", "pixel_values") if k in batch}
@@ -82,21 +88,21 @@ class PairCollator:
 
 
 class MixedSourceSampler(torch.utils.data.Sampler):
-    """Indices ordered so that each consecutive block of `batch_size` holds `human_per_batch` human pairs (reshuffled
-    and cycled) and `batch_size - human_per_batch` model pairs; an epoch is one pass over the model pairs."""
+    """Indices for one epoch: every model pair once (shuffled) and `human_draws` human pairs, one per `ratio` model
+    pairs, each dropped at a random place inside its own stretch of `ratio` model pairs (stratified, so the mix holds
+    over any part of the epoch). Human pairs are reshuffled and cycled across draws and epochs."""
 
-    def __init__(self, sources: list[str], batch_size: int, human_per_batch: int, seed: int = 0):
+    def __init__(self, sources: list[str], ratio: float, seed: int = 0):
+        if ratio <= 0:
+            raise ValueError(f"model_pairs_per_human_pair must be > 0 for a mixed stream, got {ratio}")
         self.human = [i for i, s in enumerate(sources) if s == "human"]
         self.model = [i for i, s in enumerate(sources) if s != "human"]
-        self.human_per_batch = min(human_per_batch, batch_size - 1) if self.model else batch_size
-        self.batch_size, self.seed, self.epoch = batch_size, seed, 0
-        per_batch = self.batch_size - self.human_per_batch
-        self.num_batches = math.ceil(len(self.model) / per_batch if self.model else len(self.human) / batch_size)
+        self.seed, self.epoch = seed, 0
+        # At least one human pair per epoch, or they would never be seen when model pairs are fewer than `ratio`.
+        self.human_draws = max(1, round(len(self.model) / ratio)) if self.human and self.model else 0
 
     def __len__(self) -> int:
-        if not self.model:
-            return len(self.human)
-        return len(self.model) + self.num_batches * min(self.human_per_batch, len(self.human))
+        return len(self.model) + self.human_draws if self.model else len(self.human)
 
     def __iter__(self):
         generator = torch.Generator().manual_seed(self.seed + self.epoch)
@@ -104,27 +110,32 @@ class MixedSourceSampler(torch.utils.data.Sampler):
         if not self.model:
             yield from (self.human[i] for i in torch.randperm(len(self.human), generator=generator).tolist())
             return
-        model = [self.model[i] for i in torch.randperm(len(self.model), generator=generator).tolist()]
-        human_stream = self._cycle(generator)
-        per_batch = self.batch_size - self.human_per_batch
-        for start in range(0, len(model), per_batch):
-            humans = [next(human_stream) for _ in range(min(self.human_per_batch, len(self.human)))]
-            yield from humans + model[start:start + per_batch]
+        keys = [(float(j), self.model[i]) for j, i in
+                enumerate(torch.randperm(len(self.model), generator=generator).tolist())]
+        stretch = len(self.model) / max(self.human_draws, 1)
+        offsets = torch.rand(self.human_draws, generator=generator).tolist()
+        humans = self._cycle(generator)
+        keys += [((k + offsets[k]) * stretch, next(humans)) for k in range(self.human_draws)]
+        yield from (index for _, index in sorted(keys))
 
     def _cycle(self, generator):
         while self.human:
             yield from (self.human[i] for i in torch.randperm(len(self.human), generator=generator).tolist())
 
+    def mix(self) -> dict:
+        """What the stream holds per epoch, for the run summary."""
+        return {"model_pairs": len(self.model), "human_pairs": len(self.human), "human_draws": self.human_draws,
+                "model_pairs_per_human_draw": len(self.model) / self.human_draws if self.human_draws else None}
+
 
 class SelectorTrainer(Trainer):
-    """`Trainer` whose training batches mix human and model pairs (see `MixedSourceSampler`)."""
+    """`Trainer` whose training stream mixes human and model pairs at a set ratio (see `MixedSourceSampler`)."""
 
     def _get_train_sampler(self, train_dataset=None):
         dataset = train_dataset if train_dataset is not None else self.train_dataset
-        if self.args.human_pairs_per_batch <= 0 or "source" not in dataset.column_names:
+        if self.args.model_pairs_per_human_pair <= 0 or "source" not in dataset.column_names:
             return super()._get_train_sampler(train_dataset)
-        return MixedSourceSampler(dataset["source"], self.args.per_device_train_batch_size,
-                                  self.args.human_pairs_per_batch, seed=self.args.seed)
+        return MixedSourceSampler(dataset["source"], self.args.model_pairs_per_human_pair, seed=self.args.seed)
 
 
 def freeze_encoder(model, vision: bool = False, text: bool = False) -> list[str]:
@@ -155,10 +166,24 @@ def train_selector(model, processor, train_pairs: datasets.Dataset, eval_pairs: 
 
     Returns the trainer."""
     freeze_encoder(model, vision=args.freeze_vision_encoder, text=args.freeze_text_encoder)
+    truncated = text_truncation(processor, train_pairs, model.config.include_caption, args.max_text_length)
     collator = PairCollator(processor, human_weight=args.human_weight, include_caption=model.config.include_caption,
                             max_length=args.max_text_length)
     trainer = SelectorTrainer(model=model, args=args, train_dataset=train_pairs, eval_dataset=eval_pairs,
                               data_collator=collator, processing_class=processor,
                               compute_metrics=compute_pair_metrics if eval_pairs is not None else None)
+    trainer.text_truncation = truncated
     trainer.train()
     return trainer
+
+
+def text_truncation(processor, pairs, include_caption: bool, max_length: int) -> dict[str, int]:
+    """How many candidate texts of `pairs` must be cut to `max_length` tokens, by kind; logged when any."""
+    tokenizer = getattr(processor, "tokenizer", processor)
+    _, outcomes = fit_candidate_texts(tokenizer, pair_candidates(pairs), include_caption=include_caption,
+                                      max_length=max_length)
+    if outcomes:
+        logger.warning("%d of %d candidate texts exceed %d tokens: %s (the question and answer are kept whole "
+                       "unless they alone are too long: qa_truncated)", sum(outcomes.values()), 2 * len(pairs),
+                       max_length, dict(outcomes))
+    return dict(outcomes)

@@ -35,10 +35,9 @@ import re
 import secrets
 import threading
 from dataclasses import dataclass, field
-from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import parse_qs, quote, unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 __all__ = ["HubServer", "start_hub_server", "USER_NAME"]
 
@@ -144,13 +143,9 @@ class HubState:
 
     def resolve_revision(self, repo: dict, revision: str) -> str:
         revision = unquote(revision)
-        for prefix, table in (("refs/heads/", "branches"), ("refs/tags/", "tags")):
-            if revision.startswith(prefix) and revision[len(prefix):] in repo[table]:
-                return repo[table][revision[len(prefix):]]
-        if revision in repo["branches"]:
-            return repo["branches"][revision]
-        if revision in repo["tags"]:
-            return repo["tags"][revision]
+        for prefix, table in (("refs/heads/", "branches"), ("refs/tags/", "tags")):  # `main` or `refs/heads/main`
+            if revision.removeprefix(prefix) in repo[table]:
+                return repo[table][revision.removeprefix(prefix)]
         match = re.fullmatch(r"refs/pr/(\d+)", revision)
         if match and int(match.group(1)) <= len(repo["prs"]):
             return repo["prs"][int(match.group(1)) - 1]
@@ -197,23 +192,8 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
     # ---------------------------------------------------------------- plumbing
-    def do_GET(self):
-        self._dispatch("GET")
-
-    def do_HEAD(self):
-        self._dispatch("HEAD")
-
-    def do_POST(self):
-        self._dispatch("POST")
-
-    def do_PUT(self):
-        self._dispatch("PUT")
-
-    def do_DELETE(self):
-        self._dispatch("DELETE")
-
-    def _dispatch(self, method: str) -> None:
-        split = urlsplit(self.path)
+    def _dispatch(self) -> None:
+        method, split = self.command, urlsplit(self.path)
         self.query = parse_qs(split.query)
         self.raw_path = split.path
         self._body = None
@@ -231,11 +211,16 @@ class _Handler(BaseHTTPRequestHandler):
         finally:
             self.server.hub.requests.append((method, split.path, status))
 
+    do_GET = do_HEAD = do_POST = do_PUT = do_DELETE = _dispatch
+
     def body(self) -> bytes:
         if self._body is None:
             length = int(self.headers.get("Content-Length") or 0)
             self._body = self.rfile.read(length) if length else b""
         return self._body
+
+    def flag(self, name: str) -> bool:
+        return self.query.get(name, ["0"])[0].lower() in ("1", "true")
 
     def json_body(self) -> dict:
         raw = self.body()
@@ -304,31 +289,22 @@ class _Handler(BaseHTTPRequestHandler):
         if action == "preupload" and method == "POST":
             return self.send_json(hub.preupload(repo_type, repo_id, _join_rev(args), self.json_body()))
         if action == "commit" and method == "POST":
-            create_pr = self.query.get("create_pr", ["0"])[0] in ("1", "true", "True")
-            return self.send_json(hub.commit(repo_type, repo_id, _join_rev(args), self.body(), create_pr))
+            return self.send_json(hub.commit(repo_type, repo_id, _join_rev(args), self.body(), self.flag("create_pr")))
         if action == "tree" and method == "GET":
             revision, path = _split_rev_path(args)
-            recursive = self.query.get("recursive", ["false"])[0].lower() in ("1", "true")
-            return self.send_json(hub.tree(repo_type, repo_id, revision, path, recursive))
+            return self.send_json(hub.tree(repo_type, repo_id, revision, path, self.flag("recursive")))
         if action == "paths-info" and method == "POST":
             return self.send_json(hub.paths_info(repo_type, repo_id, _join_rev(args), self._paths_from_body()))
         if action == "refs" and method == "GET":
-            include_prs = self.query.get("include_prs", ["0"])[0] in ("1", "true", "True")
-            return self.send_json(hub.refs(repo_type, repo_id, include_prs))
+            return self.send_json(hub.refs(repo_type, repo_id, self.flag("include_prs")))
         if action == "commits" and method == "GET":
             return self.send_json(hub.commits(repo_type, repo_id, _join_rev(args) or "main"))
-        if action == "branch" and method in ("POST", "DELETE"):
-            branch = unquote("/".join(args))
-            if method == "POST":
-                hub.create_branch(repo_type, repo_id, branch, self.json_body())
-            else:
-                hub.delete_branch(repo_type, repo_id, branch)
+        if action in ("branch", "tag") and method == "POST":  # a branch's name, or the revision a tag points at
+            name = unquote("/".join(args)) if action == "branch" else _join_rev(args)
+            hub.create_ref(repo_type, repo_id, action, name, self.json_body())
             return self.send_json({})
-        if action == "tag" and method in ("POST", "DELETE"):
-            if method == "POST":
-                hub.create_tag(repo_type, repo_id, _join_rev(args), self.json_body())
-            else:
-                hub.delete_tag(repo_type, repo_id, unquote("/".join(args)))
+        if action in ("branch", "tag") and method == "DELETE":
+            hub.delete_ref(repo_type, repo_id, action, unquote("/".join(args)))
             return self.send_json({})
         raise HubError(404, f"{method} /api/{repo_type}s/{repo_id}/{'/'.join(rest)} is not implemented")
 
@@ -340,7 +316,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _validate_yaml(self) -> int:
         # Always a JSON body: the client parses it before looking at the status code.
-        errors = _yaml_errors(self.json_body().get("content", ""))
+        errors = _front_matter(self.json_body().get("content", ""))[1]
         return self.send_json({"errors": errors, "warnings": []}, 400 if errors else 200)
 
     def _git_or_resolve(self, method: str, seg: list[str]) -> int:
@@ -388,15 +364,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
         self.end_headers()
         if self.command == "GET" and end >= start:
-            with open(blob, "rb") as handle:
-                handle.seek(start)
-                remaining = end - start + 1
-                while remaining > 0:
-                    chunk = handle.read(min(remaining, 1 << 20))
-                    if not chunk:
-                        break
-                    self.wfile.write(chunk)
-                    remaining -= len(chunk)
+            with open(blob, "rb") as handle:  # headers are already flushed: wfile is unbuffered
+                self.connection.sendfile(handle, start, end - start + 1)
         return status
 
     def _lfs_put(self, seg: list[str]) -> int:
@@ -417,8 +386,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 def _join_rev(args: list[str]) -> str:
     """A revision from URL segments: one quoted segment (`refs%2Fpr%2F1`) or the raw `refs/pr/1` form."""
-    revision, _ = _split_rev_path(args)
-    return revision
+    return _split_rev_path(args)[0]
 
 
 def _split_rev_path(args: list[str]) -> tuple[str, str]:
@@ -443,39 +411,29 @@ def _parse_range(header: str, size: int) -> tuple[int, int]:
     return start, end
 
 
-def _yaml_errors(content: str) -> list[dict]:
-    """Errors in a README's YAML front matter (checked only when PyYAML is importable; the server is stdlib-only)."""
+def _front_matter(content: str) -> tuple[dict | None, list[dict]]:
+    """A README's YAML front matter and its errors (checked only when PyYAML is importable; the server is stdlib-only)."""
     if not content.startswith("---"):
-        return []
+        return None, []
     parts = content.split("\n---", 1)
     if len(parts) < 2:
-        return [{"message": "YAML front matter is not closed with '---'"}]
+        return None, [{"message": "YAML front matter is not closed with '---'"}]
     try:
         import yaml
     except ImportError:
-        return []
+        return None, []
     try:
         data = yaml.safe_load(parts[0][3:])
     except yaml.YAMLError as err:
-        return [{"message": f"Invalid YAML: {err}"}]
+        return None, [{"message": f"Invalid YAML: {err}"}]
     if data is not None and not isinstance(data, dict):
-        return [{"message": "YAML front matter must be a mapping"}]
-    return []
+        return None, [{"message": "YAML front matter must be a mapping"}]
+    return data or None, []
 
 
 def _card_data(files: dict, state: HubState) -> dict | None:
     info = files.get("README.md")
-    if info is None:
-        return None
-    content = state.blob_path(info["sha256"]).read_text(errors="replace")
-    if _yaml_errors(content) or not content.startswith("---"):
-        return None
-    try:
-        import yaml
-
-        return yaml.safe_load(content.split("\n---", 1)[0][3:]) or None
-    except ImportError:
-        return None
+    return None if info is None else _front_matter(state.blob_path(info["sha256"]).read_text(errors="replace"))[0]
 
 
 class Hub:
@@ -575,9 +533,7 @@ class Hub:
         for item in body.get("files", []):
             mode = upload_mode(item["path"], int(item["size"]), base64.b64decode(item.get("sample") or ""))
             existing = files.get(item["path"])
-            oid = None
-            if existing is not None:
-                oid = existing["sha256"] if mode == "lfs" else existing["git_oid"]
+            oid = None if existing is None else existing["sha256" if mode == "lfs" else "git_oid"]
             answer.append({"path": item["path"], "uploadMode": mode, "shouldIgnore": False, "oid": oid})
         return {"files": answer, "commitOid": None}
 
@@ -615,10 +571,8 @@ class Hub:
             if create_pr:
                 repo["prs"].append(oid)
                 pr_url = f"{self.repo_url(repo_type, repo_id)}/discussions/{len(repo['prs'])}"
-            elif revision.startswith("refs/heads/"):
-                repo["branches"][revision[len("refs/heads/"):]] = oid
-            elif unquote(revision) in repo["branches"]:
-                repo["branches"][unquote(revision)] = oid
+            elif (branch := unquote(revision).removeprefix("refs/heads/")) in repo["branches"]:
+                repo["branches"][branch] = oid
             else:
                 raise HubError(400, f"Cannot commit to {revision}: not a branch")
             self.state.save()
@@ -695,39 +649,25 @@ class Hub:
                 oid = commit["parent"]
             return out
 
-    def create_branch(self, repo_type: str, repo_id: str, branch: str, body: dict) -> None:
+    def create_ref(self, repo_type: str, repo_id: str, kind: str, name: str, body: dict) -> None:
+        """A branch `name` (at `startingPoint`, main or an empty commit), or the tag `body["tag"]` at revision `name`."""
         with self.lock:
             repo = self.state.repo(repo_type, repo_id)
-            if branch in repo["branches"]:
-                raise HubError(409, f"Branch {branch} already exists")
+            ref, table = (name, "branches") if kind == "branch" else (body["tag"], "tags")
+            if ref in repo[table]:
+                raise HubError(409, f"{kind.capitalize()} {ref} already exists")
             if body.get("emptyBranch"):
-                start = self.state.new_commit(repo, None, {}, f"create empty branch {branch}")
+                repo[table][ref] = self.state.new_commit(repo, None, {}, f"create empty branch {ref}")
             else:
-                start = self.state.resolve_revision(repo, body.get("startingPoint") or "main")
-            repo["branches"][branch] = start
+                start = (body.get("startingPoint") or "main") if kind == "branch" else name
+                repo[table][ref] = self.state.resolve_revision(repo, start)
             self.state.save()
 
-    def delete_branch(self, repo_type: str, repo_id: str, branch: str) -> None:
+    def delete_ref(self, repo_type: str, repo_id: str, kind: str, name: str) -> None:
         with self.lock:
             repo = self.state.repo(repo_type, repo_id)
-            if repo["branches"].pop(branch, None) is None:
-                raise HubError(404, f"Branch {branch} not found", "RevisionNotFound")
-            self.state.save()
-
-    def create_tag(self, repo_type: str, repo_id: str, revision: str, body: dict) -> None:
-        with self.lock:
-            repo = self.state.repo(repo_type, repo_id)
-            tag = body["tag"]
-            if tag in repo["tags"]:
-                raise HubError(409, f"Tag {tag} already exists")
-            repo["tags"][tag] = self.state.resolve_revision(repo, revision)
-            self.state.save()
-
-    def delete_tag(self, repo_type: str, repo_id: str, tag: str) -> None:
-        with self.lock:
-            repo = self.state.repo(repo_type, repo_id)
-            if repo["tags"].pop(tag, None) is None:
-                raise HubError(404, f"Tag {tag} not found", "RevisionNotFound")
+            if repo["branches" if kind == "branch" else "tags"].pop(name, None) is None:
+                raise HubError(404, f"{kind.capitalize()} {name} not found", "RevisionNotFound")
             self.state.save()
 
 
@@ -741,23 +681,12 @@ class HubServer:
     """A running loopback Hub: `.url` (no trailing slash), `.stop()`, `.requests`, `.lfs_uploads`, `.fail_next()`."""
 
     def __init__(self, httpd: _Server, thread: threading.Thread):
-        self._httpd, self._thread = httpd, thread
+        self._httpd, self._thread, self.hub = httpd, thread, httpd.hub
         self.url = httpd.hub.base_url
         self.port = httpd.server_address[1]
         self.root_dir = httpd.hub.state.root
-
-    @property
-    def hub(self) -> Hub:
-        return self._httpd.hub
-
-    @property
-    def requests(self) -> list[tuple[str, str, int]]:
-        return self.hub.requests
-
-    @property
-    def lfs_uploads(self) -> list[str]:
-        """sha256 of every object uploaded through the LFS PUT route, in order."""
-        return self.hub.lfs_uploads
+        self.requests: list[tuple[str, str, int]] = self.hub.requests  # (method, path, status) of every request
+        self.lfs_uploads: list[str] = self.hub.lfs_uploads  # sha256 of each object uploaded by LFS PUT, in order
 
     def fail_next(self, n: int = 1, status: int = 500, method: str | None = None,
                   path_contains: str | None = None) -> None:

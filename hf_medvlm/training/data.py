@@ -7,11 +7,29 @@ import logging
 import datasets
 from trl import get_dataset
 
-__all__ = ["load_training_data", "check_training_schema"]
+__all__ = ["load_training_data", "check_training_schema", "check_sources"]
 
 logger = logging.getLogger(__name__)
 
 REQUIRED_COLUMNS = ("messages",)
+
+
+def check_sources(script_args, mixture_args, model_args, stage_args) -> None:
+    """Every dataset and model the run reads is a local path or a readable Hub repo, checked in one request each before
+    anything loads: a typo, a 404 or offline mode is one sentence at once (exit 2), not minutes of retries."""
+    from ..hub import check_source
+
+    datasets_ = [(d.path, "datasets[].path") for d in mixture_args.datasets or []]
+    if not datasets_ and script_args.dataset_name:
+        datasets_ = [(script_args.dataset_name, "dataset_name")]
+    for name, what in datasets_:
+        check_source(name, "dataset", what=what)
+    models = [(model_args.model_name_or_path, "model_name_or_path", model_args.model_revision),
+              (stage_args.vision_model_name_or_path, "vision_model_name_or_path", None),
+              (stage_args.text_model_name_or_path, "text_model_name_or_path", None)]
+    for name, what, revision in models:
+        if name and not (what == "model_name_or_path" and stage_args.vision_model_name_or_path):
+            check_source(name, "model", what=what, revision=revision)
 
 
 def load_training_data(script_args, mixture_args) -> tuple[datasets.Dataset, datasets.Dataset | None]:

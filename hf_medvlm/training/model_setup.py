@@ -34,6 +34,7 @@ __all__ = [
     "check_quantization_supported",
     "quantization_skip_modules",
     "trainable_parameter_report",
+    "train_embedding_rows",
 ]
 
 logger = logging.getLogger(__name__)
@@ -62,7 +63,11 @@ def load_model_and_processor(model_args, stage_args, *, quantization_config=None
                                     trust_remote_code)
     else:
         model, processor = _from_checkpoint(model_args, dtype, quantization_config, device_map)
+    from ..models.llava_med.processing_llava_med import stop_strings_for_template
+
     processor.chat_template = llava_med.load_chat_template(stage_args.chat_template_name)
+    # Saved with the model, so evaluation stops where this template ends an answer ("###" for llava_v0).
+    model.generation_config.stop_strings = stop_strings_for_template(stage_args.chat_template_name)
     return model, processor
 
 
@@ -151,27 +156,52 @@ def _from_checkpoint(model_args, dtype, quantization_config, device_map):
 
 
 def _from_vision_and_text(stage_args, dtype):
+    from ..models.llava_med.original_checkpoint import V1_IMAGE_END, V1_IMAGE_START
+
     if not stage_args.text_model_name_or_path:
         raise ValueError("vision_model_name_or_path needs text_model_name_or_path (the causal LM) as well")
     tokenizer = AutoTokenizer.from_pretrained(stage_args.text_model_name_or_path)
     vision_config = AutoConfig.from_pretrained(stage_args.vision_model_name_or_path)
     vision_config = getattr(vision_config, "vision_config", vision_config)
+    wrap = stage_args.image_start_end_tokens
     processor = llava_med.LlavaMedProcessor.from_tokenizer(
         tokenizer,
         image_size=vision_config.image_size,
         patch_size=vision_config.patch_size,
         image_aspect_mode=stage_args.image_aspect_mode,
         chat_template=stage_args.chat_template_name,
+        image_start_token=V1_IMAGE_START if wrap else None,
+        image_end_token=V1_IMAGE_END if wrap else None,
     )
     model = llava_med.LlavaMedForConditionalGeneration.from_vision_and_text_pretrained(
         stage_args.vision_model_name_or_path,
         stage_args.text_model_name_or_path,
         tokenizer=processor.tokenizer,
         dtype=dtype if dtype != "auto" else None,
+        projector_init=stage_args.projector_init,
         projector_type=stage_args.projector_type,
         image_aspect_mode=stage_args.image_aspect_mode,
     )
     return model, processor
+
+
+def train_embedding_rows(model: nn.Module, processor, tokens: list[str | None]) -> list[int]:
+    """Make the input-embedding rows of `tokens` trainable and keep every other row fixed; returns their ids.
+
+    LLaVA-Med v1.0's stage 1 trained the new `<im_start>`/`<im_end>` embeddings next to the projector (the rest of the
+    embedding matrix was detached, lm_head frozen). Here the whole matrix requires grad and a hook zeroes the gradient
+    of the other rows, so with weight decay 0 the optimizer never moves them (Adam's update of a zero gradient is 0).
+    """
+    ids = [processor.tokenizer.convert_tokens_to_ids(t) for t in tokens if t]
+    if not ids:
+        return []
+    weight = model.get_input_embeddings().weight
+    mask = torch.zeros(weight.shape[0], 1, dtype=weight.dtype, device=weight.device)
+    mask[ids] = 1
+    weight.requires_grad_(True)
+    weight.register_hook(lambda grad: grad * mask.to(device=grad.device, dtype=grad.dtype))
+    logger.info("Training the input-embedding rows %s (%s) with the projector; the other rows stay fixed", ids, tokens)
+    return ids
 
 
 # ---------------------------------------------------------------------------------------- parts, for any family

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import logging
+import shutil
 from pathlib import Path
 
 import yaml
@@ -12,7 +13,8 @@ from transformers import TrainerCallback
 
 from ..hub import push_model, write_model_card
 
-__all__ = ["RESOLVED_CONFIG_NAME", "resolved_config", "write_resolved_config", "ResolvedConfigCallback", "finish_run"]
+__all__ = ["RESOLVED_CONFIG_NAME", "resolved_config", "write_resolved_config", "ResolvedConfigCallback", "finish_run",
+           "clean_output_dir"]
 
 logger = logging.getLogger(__name__)
 
@@ -46,11 +48,10 @@ def _plain(value):
 
 
 def write_resolved_config(folder: str | Path, config: dict) -> Path:
-    path = Path(folder) / RESOLVED_CONFIG_NAME
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("# Resolved training config written by `hf-medvlm train`; `--config` this file to rerun.\n"
-                    + yaml.safe_dump(config, sort_keys=True))
-    return path
+    from ..files import atomic_write_text
+
+    header = "# Resolved training config written by `hf-medvlm train`; `--config` this file to rerun.\n"
+    return atomic_write_text(Path(folder) / RESOLVED_CONFIG_NAME, header + yaml.safe_dump(config, sort_keys=True))
 
 
 class ResolvedConfigCallback(TrainerCallback):
@@ -62,6 +63,27 @@ class ResolvedConfigCallback(TrainerCallback):
     def on_save(self, args, state, control, **kwargs):
         if state.is_world_process_zero:
             write_resolved_config(Path(args.output_dir) / f"checkpoint-{state.global_step}", self.config)
+
+
+def clean_output_dir(output_dir: str | Path, resume_from_checkpoint: str | bool | None = None) -> None:
+    """Before a run writes into `output_dir`: delete the checkpoints a killed run left half-written (their writer on
+    this host is dead) and an earlier README.md, so that a README there always means a finished run. A
+    `resume_from_checkpoint` folder that is not there (or was one of those) is an error naming the latest good one."""
+    from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
+
+    from ..files import stale_temporaries
+    from .trainer import INCOMPLETE
+
+    output_dir = Path(output_dir)
+    for checkpoint in sorted(output_dir.glob(f"{PREFIX_CHECKPOINT_DIR}-*")):
+        if checkpoint.is_dir() and stale_temporaries(checkpoint / PREFIX_CHECKPOINT_DIR, kinds=INCOMPLETE):
+            logger.warning("removing %s: a killed run did not finish writing it", checkpoint)
+            shutil.rmtree(checkpoint)
+    (output_dir / "README.md").unlink(missing_ok=True)
+    if isinstance(resume_from_checkpoint, str) and not Path(resume_from_checkpoint).is_dir():
+        latest = get_last_checkpoint(output_dir) if output_dir.is_dir() else None
+        raise FileNotFoundError(f"resume_from_checkpoint {resume_from_checkpoint}: no such checkpoint folder (one a "
+                                f"kill cut off is removed); the latest complete checkpoint there is {latest}")
 
 
 def finish_run(trainer, output_dir: str, config: dict, *, base_models, datasets, recipe_path, push_to_hub: bool,

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from trl import get_quantization_config
 
+from ..models.llava_med.configuration_llava_med import PROJECTOR_INITS
 from ..models.llava_med.processing_llava_med import CHAT_TEMPLATE_NAMES
 from .length_policy import LENGTH_POLICIES, LengthReportCallback, fit_splits_to_length
 from .model_setup import (
@@ -26,6 +27,7 @@ from .model_setup import (
     load_model_and_processor,
     lora_config_for,
     quantization_skip_modules,
+    train_embedding_rows,
     trainable_parameter_report,
 )
 
@@ -34,8 +36,9 @@ __all__ = ["StageArguments", "STAGE_DEFAULTS", "check_args", "fit_stage_to_famil
 logger = logging.getLogger(__name__)
 
 STAGES = ("alignment", "instruct")
-# stage -> (frozen parts, chat template): LLaVA-Med stage 1 trains the projector on `plain` caption data; stage 2
-# (and the VQA fine-tunes) train LM + projector with the tower frozen on `mistral_instruct` conversations.
+# stage -> (frozen parts, chat template): stage 1 trains the projector on caption data; stage 2 (and the VQA
+# fine-tunes) train LM + projector with the tower frozen on `mistral_instruct` conversations. The stage-1 default is
+# LLaVA-1.5's `plain` (the v1.5 recipes); LLaVA-Med's own stage 1 is `llava_v0` with the description instruction kept.
 STAGE_DEFAULTS = {
     "alignment": (["vision_tower", "language_model"], "plain"),
     "instruct": (["vision_tower"], "mistral_instruct"),
@@ -67,8 +70,11 @@ class StageArguments:
     chat_template_name: str | None = field(
         default=None,
         metadata={"help": f"LlavaMed only: packaged chat template used for training, one of {CHAT_TEMPLATE_NAMES}; "
-                  "default by stage (alignment: plain; instruct: mistral_instruct). Other families train with the "
-                  "chat template their processor carries.", "choices": list(CHAT_TEMPLATE_NAMES)},
+                  "default by stage (alignment: plain; instruct: mistral_instruct). For stage 1, `llava_v0` is the "
+                  "LLaVA-Med paper's (v1.0: v0 conversation with the description instruction; Appendix C.2 treats "
+                  "dropping it as an ablation) and `plain` is LLaVA-1.5's (caption only, instruction dropped). Other "
+                  "families train with the chat template their processor carries.",
+                  "choices": list(CHAT_TEMPLATE_NAMES)},
     )
     vision_model_name_or_path: str | None = field(
         default=None,
@@ -88,6 +94,24 @@ class StageArguments:
         default="pad",
         metadata={"help": "Image preprocessing of a fresh model: 'pad' to square (v1.5) or 'none' (v1.0).",
                   "choices": ["pad", "none"]},
+    )
+    projector_init: str = field(
+        default="llava_med",
+        metadata={"help": "Projector initialisation of a fresh model: 'llava_med' (v1.5: last layer weight 0, bias = "
+                  "mean token embedding) or 'torch' (nn.Linear's own, as v1.0's projector).",
+                  "choices": list(PROJECTOR_INITS)},
+    )
+    image_start_end_tokens: bool = field(
+        default=False,
+        metadata={"help": "Wrap each image's feature positions in `<im_start>` ... `<im_end>` (LLaVA-Med v1.0's "
+                  "mm_use_im_start_end). A fresh model adds both tokens (mean-initialised rows); a checkpoint keeps "
+                  "what its processor says."},
+    )
+    train_image_start_end_embeddings: bool = field(
+        default=True,
+        metadata={"help": "In the alignment stage, also train the input-embedding rows of `<im_start>`/`<im_end>` "
+                  "(every other row stays fixed by gradient masking; lm_head stays frozen), as v1.0's stage 1 did. "
+                  "Needs weight_decay 0."},
     )
     group_by_modality_length: bool = field(
         default=False,
@@ -141,6 +165,9 @@ def check_args(training_args, model_args, stage_args) -> None:
     if training_args.push_to_hub and model_args.use_peft:
         raise ValueError("push_to_hub with use_peft: merge the adapter first (hf-medvlm merge-lora), then push the "
                          "merged folder with hf_medvlm.hub.push_model")
+    if stage_args.image_start_end_tokens and not stage_args.vision_model_name_or_path:
+        raise ValueError("image_start_end_tokens adds <im_start>/<im_end> to a fresh model (vision_model_name_or_path + "
+                         "text_model_name_or_path); a checkpoint already carries them, or not, in its processor")
     if training_args.assistant_only_loss is False and stage_args.stage == "instruct":
         logger.warning("assistant_only_loss is false: user, image and template tokens will be supervised too")
 
@@ -176,6 +203,8 @@ def build_trainer(script_args, mixture_args, training_args, model_args, stage_ar
     """
     # Imported here, not at the top: TRL's trainer takes seconds to import, and `hf-medvlm train --help` needs only
     # the arguments above.
+    from transformers import set_seed
+
     from .acceleration import resolve_training_acceleration
     from .data import load_training_data
     from .outputs import ResolvedConfigCallback
@@ -183,6 +212,7 @@ def build_trainer(script_args, mixture_args, training_args, model_args, stage_ar
 
     for key, decision in resolve_training_acceleration(training_args, model_args).items():
         logger.info("%s resolved to %s", key, decision)
+    set_seed(training_args.seed)  # a fresh model's projector init draws random numbers
     if not stage_args.vision_model_name_or_path:
         fit_stage_to_family(stage_args, checkpoint_family(model_args, training_args.trust_remote_code))
     train_dataset, eval_dataset = load_training_data(script_args, mixture_args)
@@ -193,6 +223,13 @@ def build_trainer(script_args, mixture_args, training_args, model_args, stage_ar
     )
     peft_config = lora_config_for(model, model_args) if model_args.use_peft else None
     freeze_modules(model, stage_args.freeze_modules)
+    if stage_args.stage == "alignment" and stage_args.train_image_start_end_embeddings:
+        rows = train_embedding_rows(model, processor, [processor.image_start_token, processor.image_end_token])
+        if rows and training_args.weight_decay:
+            raise ValueError(
+                f"training the <im_start>/<im_end> embedding rows masks the gradient of every other row, but "
+                f"weight_decay={training_args.weight_decay} would still shrink them; set weight_decay 0 (LLaVA-Med "
+                "v1.0 used 0) or train_image_start_end_embeddings false")
     with training_args.main_process_first(desc="length pass"):  # the other ranks read rank 0's cached lengths
         train_dataset, eval_dataset, length_reports = fit_splits_to_length(
             train_dataset, eval_dataset, processor, max_length=training_args.max_length,
@@ -223,9 +260,13 @@ def run_sft(script_args, mixture_args, training_args, model_args, stage_args, re
     from) is copied into the model card.
     """
     from .acceleration import resolve_training_acceleration
-    from .outputs import finish_run, resolved_config, write_resolved_config
+    from .data import check_sources
+    from .outputs import clean_output_dir, finish_run, resolved_config, write_resolved_config
 
     check_quantization_supported(model_args)
+    check_sources(script_args, mixture_args, model_args, stage_args)
+    if training_args.should_save:
+        clean_output_dir(training_args.output_dir, training_args.resume_from_checkpoint)
     # Resolved before the config is recorded, so that it says what ran (auto values, fallbacks); idempotent.
     resolve_training_acceleration(training_args, model_args)
     if not stage_args.vision_model_name_or_path:  # before the config is recorded too: it clears chat_template_name
@@ -236,7 +277,7 @@ def run_sft(script_args, mixture_args, training_args, model_args, stage_args, re
     processor = trainer.processing_class
     if trainer.is_world_process_zero():
         write_resolved_config(training_args.output_dir, config)
-    trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    _train(trainer, training_args.resume_from_checkpoint)
     trainer.save_model(training_args.output_dir)
     trainer.save_state()
     if trainer.is_world_process_zero():
@@ -249,6 +290,31 @@ def run_sft(script_args, mixture_args, training_args, model_args, stage_args, re
             recipe_path=recipe_path, push_to_hub=push_to_hub, hub_model_id=training_args.hub_model_id,
             hub_private=training_args.hub_private_repo, hub_revision=training_args.hub_revision,
         )
+
+
+class _AlreadyAtMaxSteps(Exception):
+    pass
+
+
+def _train(trainer, resume_from_checkpoint):
+    from transformers import TrainerCallback
+
+    class StopAtMaxSteps(TrainerCallback):
+        # transformers' Trainer checks max_steps only after a step, so a resume from the final checkpoint of a run
+        # that ends mid-epoch would train one step more (and save checkpoint-N+1). The checkpoint is loaded by now.
+        def on_step_begin(self, args, state, control, **kwargs):
+            if 0 < state.max_steps <= state.global_step:
+                raise _AlreadyAtMaxSteps
+
+    callback = StopAtMaxSteps()
+    trainer.add_callback(callback)
+    try:
+        trainer.train(resume_from_checkpoint=resume_from_checkpoint)
+    except _AlreadyAtMaxSteps:
+        logger.info("%s is already at max_steps (%d): nothing left to train; writing its model as the result",
+                    resume_from_checkpoint, trainer.state.max_steps)
+    finally:
+        trainer.remove_callback(callback)
 
 
 def _quantization_config(model_args, trust_remote_code: bool):

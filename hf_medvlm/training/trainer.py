@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 from peft import PeftModel
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from trl import SFTTrainer
 
+from ..files import temporary_path
 from .acceleration import apply_liger_kernels
 from .length_policy import measure
 from .model_parts import resolve_parts
@@ -15,6 +18,8 @@ from .sampler import ModalityLengthGroupedSampler, image_counts
 __all__ = ["MedVLMSFTTrainer"]
 
 logger = logging.getLogger(__name__)
+
+INCOMPLETE = "incomplete"  # kind of the marker inside a checkpoint folder being written
 
 
 def is_peft_model(model) -> bool:
@@ -62,6 +67,24 @@ class MedVLMSFTTrainer(SFTTrainer):
                 "samples.", len(sampler) - len(dataset)
             )
         return sampler
+
+    def create_model_card(self, *args, **kwargs):
+        # TRL writes its draft card ("fine-tuned version of [None]") into output_dir at every checkpoint; the folder's
+        # only README is the package's own card, written by `finish_run` when the run is done (a finished run's mark).
+        return None
+
+    def _save_checkpoint(self, model, trial):
+        # A marker written first and removed last: a checkpoint that still holds it was cut off by a kill, and the next
+        # run deletes it (`remove_incomplete_checkpoints`) before `resume_from_checkpoint` could pick it as the latest.
+        marker = None
+        if self.args.should_save:
+            folder = Path(self._get_output_dir(trial=trial)) / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+            folder.mkdir(parents=True, exist_ok=True)
+            marker = temporary_path(folder / PREFIX_CHECKPOINT_DIR, kind=INCOMPLETE)
+            marker.touch()
+        super()._save_checkpoint(model, trial)
+        if marker is not None:
+            marker.unlink(missing_ok=True)
 
     def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
         # Trainer reloads a full checkpoint with `load_state_dict(strict=False)` on the raw file, whose keys are in the

@@ -148,7 +148,7 @@ def test_qa50_missing_image_is_a_clear_error(tmp_path, capsys):
     assert f"{raw}, entry 0: record '0': image file" in error and "does not exist" in error
     assert "--image_root" in error and "--text_only" in error
     assert not list((tmp_path / "out").glob("eval/test-*.parquet"))
-    assert prepare("llava_med_qa50", raw, tmp_path / "out", "--on_error", "skip") == 2
+    assert prepare("llava_med_qa50", raw, tmp_path / "out", "--on_error", "skip", "--max_failure_rate", "1") == 2
     error = capsys.readouterr().err
     assert "no rows to write" in error and "skipped 8 records: missing_image=8" in error
 
@@ -210,7 +210,8 @@ def test_text_only_qa50_is_judged_through_eval(tmp_path, capsys):
 def test_pubmedvision(tmp_path):
     raw = rf.write_pubmedvision(tmp_path)
     out = tmp_path / "out"
-    assert prepare("pubmedvision", raw["alignment"], out, "--config_name", "alignment_vqa", "--on_error", "skip") == 0
+    assert prepare("pubmedvision", raw["alignment"], out, "--config_name", "alignment_vqa", "--on_error", "skip",
+                   "--max_failure_rate", "1") == 0
     rows = rows_by_id(out, "alignment_vqa", "train")
     assert sorted(rows) == ["Alignment_VQA_1", "Alignment_VQA_2"]
     multi = rows["Alignment_VQA_1"]
@@ -246,7 +247,7 @@ def test_biomed_vital(tmp_path):
     raw = rf.write_biomed_vital(tmp_path)
     out = tmp_path / "out"
     assert prepare("biomed_vital", raw, out, "--image_root", str(tmp_path / "images"), "--config_name", "150k",
-                   "--on_error", "skip") == 0
+                   "--on_error", "skip", "--max_failure_rate", "1") == 0
     rows = rows_by_id(out, "150k", "train")
     assert sorted(rows) == ["1", "2", "32432162_F1"]
     generated = rows["1"]
@@ -281,7 +282,7 @@ def test_biomed_vital_bad_records_name_file_entry_and_field(tmp_path, capsys, re
     assert prepare("biomed_vital", raw, tmp_path / "out", "--image_root", str(tmp_path / "images")) == 2
     assert f"{raw}, entry 0: {message}" in capsys.readouterr().err
     assert prepare("biomed_vital", raw, tmp_path / "out", "--image_root", str(tmp_path / "images"),
-                   "--on_error", "skip") == 2  # counted, and then nothing is left to write
+                   "--on_error", "skip", "--max_failure_rate", "1") == 2  # counted, and then nothing is left to write
     assert f"skipped 1 records: {reason}=1" in capsys.readouterr().err
 
 
@@ -311,7 +312,7 @@ def test_slake(tmp_path, capsys):
     out = tmp_path / "out"
     assert prepare("slake", raw, out, "--split", "train") == 2  # the release's one empty answer
     assert f"{raw}, entry 4: record '1622': field 'answer' is empty" in capsys.readouterr().err
-    assert prepare("slake", raw, out, "--split", "train", "--on_error", "skip") == 0
+    assert prepare("slake", raw, out, "--split", "train", "--on_error", "skip", "--max_failure_rate", "1") == 0
     rows = load_dataset(str(out), name="eval", split="train")
     assert rows["id"] == ["11934", "11936", "11937"]  # the Chinese row is left out by design, not counted
     assert rows["question"][0] == "What modality is used to take this image?" and rows["answer"] == [
@@ -335,7 +336,8 @@ def test_path_vqa(tmp_path):
 def test_pmc_vqa(tmp_path, answer_column):
     raw = rf.write_pmc_vqa(tmp_path, answer_column)
     out = tmp_path / "out"
-    assert prepare("pmc_vqa", raw, out, "--image_root", str(tmp_path / "images"), "--on_error", "skip") == 0
+    assert prepare("pmc_vqa", raw, out, "--image_root", str(tmp_path / "images"), "--on_error", "skip",
+                   "--max_failure_rate", "1") == 0
     rows = load_dataset(str(out), name="eval", split="test")
     assert rows["id"] == ["0", "1"] and rows["source"] == ["pmc_vqa"] * 2
     assert rows["options"][0] == ["Diffuse uptake pattern", "Focal uptake pattern", "No uptake pattern",

@@ -59,7 +59,7 @@ def test_llava_med_instruct_skips_each_kind_of_bad_record(llava_instruct_raw, tm
     raw, images = llava_instruct_raw
     out = tmp_path / "out"
     code = main(["llava_med_instruct", "--input_path", str(raw), "--image_root", str(images), "--output_dir",
-                 str(out), "--config_name", "10k", "--on_error", "skip"])
+                 str(out), "--config_name", "10k", "--on_error", "skip", "--max_failure_rate", "1"])
     assert code == 0
     ds = load_dataset(str(out), name="10k", split="train")
     assert sorted(ds["id"]) == ["1000_F0", "1000_F1", "1000_F2"]
@@ -88,7 +88,7 @@ def test_several_configs_in_one_folder_round_trip(llava_instruct_raw, tmp_path):
     out = tmp_path / "out"
     for config in ("10k", "60k"):
         main(["llava_med_instruct", "--input_path", str(raw), "--image_root", str(images), "--output_dir", str(out),
-              "--config_name", config, "--on_error", "skip", "--rows_per_shard", "2"])
+              "--config_name", config, "--on_error", "skip", "--max_failure_rate", "1", "--rows_per_shard", "2"])
     assert sorted(p.name for p in (out / "60k").iterdir()) == ["train-00000-of-00002.parquet",
                                                                  "train-00001-of-00002.parquet"]
     for config in ("10k", "60k"):
@@ -134,7 +134,7 @@ def pubmedvision_raw(tmp_path):
 def test_pubmedvision_inserts_image_markers_and_counts_missing(pubmedvision_raw, tmp_path):
     out = tmp_path / "out"
     main(["pubmedvision", "--input_path", str(pubmedvision_raw / "PubMedVision_Alignment_VQA.json"),
-          "--output_dir", str(out), "--config_name", "alignment_vqa", "--on_error", "skip"])
+          "--output_dir", str(out), "--config_name", "alignment_vqa", "--on_error", "skip", "--max_failure_rate", "1"])
     main(["pubmedvision", "--input_path", str(pubmedvision_raw / "PubMedVision_Chinese.json"),
           "--output_dir", str(out), "--config_name", "zh_instruction_tuning_vqa"])
     ds = load_dataset(str(out), name="alignment_vqa", split="train")
@@ -236,7 +236,7 @@ def test_pmc_vqa_csv_multiple_choice(tmp_path):
         writer.writerow(["PMC1_fig1.jpg", "What modality?", "MRI", "A:CT", "B:MRI", "C:X-ray", "D:PET", "B"])
         writer.writerow(["PMC1_fig1.jpg", "Broken?", "x", "A:CT", "B:", "C:X-ray", "D:PET", "E"])
     main(["pmc_vqa", "--input_path", str(raw), "--image_root", str(tmp_path / "images"), "--output_dir",
-          str(tmp_path / "out"), "--on_error", "skip"])
+          str(tmp_path / "out"), "--on_error", "skip", "--max_failure_rate", "1"])
     ds = load_dataset(str(tmp_path / "out"), split="test")
     assert ds.num_rows == 1
     assert ds[0]["options"] == ["CT", "MRI", "X-ray", "PET"] and ds[0]["answer_label"] == "B"
@@ -262,7 +262,7 @@ def test_dataset_script_runs_as_a_script(llava_instruct_raw, tmp_path, repo_root
     result = subprocess.run(
         [sys.executable, str(repo_root / "dataset_scripts" / "llava_med_instruct.py"), "--input_path", str(raw),
          "--image_root", str(images), "--output_dir", str(tmp_path / "out"), "--config_name", "10k",
-         "--on_error", "skip"], capture_output=True, text=True, timeout=300,
+         "--on_error", "skip", "--max_failure_rate", "1"], capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 0, result.stderr
     assert "wrote 3 rows" in result.stderr and "missing_image=1" in result.stderr
@@ -272,8 +272,8 @@ def test_dataset_script_runs_as_a_script(llava_instruct_raw, tmp_path, repo_root
 def test_push_to_hub_and_load_back(llava_instruct_raw, tmp_path, hub_server):
     raw, images = llava_instruct_raw
     main(["llava_med_instruct", "--input_path", str(raw), "--image_root", str(images), "--output_dir",
-          str(tmp_path / "out"), "--config_name", "10k", "--on_error", "skip", "--push_to_hub",
-          "--hub_repo_id", "tester/llava-med-instruct"])
+          str(tmp_path / "out"), "--config_name", "10k", "--on_error", "skip", "--max_failure_rate", "1",
+          "--push_to_hub", "--hub_repo_id", "tester/llava-med-instruct"])
     ds = load_dataset("tester/llava-med-instruct", name="10k", split="train")
     assert sorted(ds["id"]) == ["1000_F0", "1000_F1", "1000_F2"]
 

@@ -62,7 +62,7 @@ def test_answers_file_roundtrip_ignores_truncated_last_line(tmp_path):
         f.write('{"question_id": "q3", "te')  # killed mid-write
     assert set(read_answers(path)) == {"q1", "q2"}
     path.write_text('{"question_id": "q1"\n{"question_id": "q2", "text": "x"}\n')
-    with pytest.raises(ValueError, match="line 1 is not valid JSON"):
+    with pytest.raises(ValueError, match="answers.jsonl, line 1: not valid JSON"):
         read_answers(path)
 
 

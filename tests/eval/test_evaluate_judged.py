@@ -29,7 +29,8 @@ def test_chat_task_scores_with_judge_and_resumes(tmp_path, tiny_model_dir, monke
         server.enqueue("8 4\nok", "no scores here")
         argv = ["eval", "--task", "chat", "--model_name_or_path", str(tiny_model_dir), "--dataset_name", str(data),
                 "--output_dir", str(tmp_path / "out"), "--max_new_tokens", "4", "--llm_base_url", server.url,
-                "--llm_model", "judge", "--llm_concurrency", "1", "--benchmark_name", "qa50"]
+                "--llm_model", "judge", "--llm_concurrency", "1", "--benchmark_name", "qa50",
+                "--max_failure_rate", "0.5"]  # one of the two verdicts does not parse, on purpose
         assert cli_main(argv) == 0
         assert len(server.chat_requests()) == 2
         # the judge saw the question without the <image> marker... and the model's own answer

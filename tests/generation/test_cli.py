@@ -68,6 +68,31 @@ def test_filter_pubmedvision_reports_every_stage(tmp_path):
     assert dropped["dup"]["reason"] == "near-duplicate of keep" and dropped["small"]["stage"] == "resolution"
 
 
+@pytest.mark.parametrize("terms_in, kept_ids", [("caption", ["rich_caption"]),
+                                                 ("caption_and_mentions", ["rich_caption", "rich_mentions"])])
+def test_text_filter_counts_caption_terms_by_default_and_mentions_on_request(tmp_path, terms_in, kept_ids):
+    """Paper (PubMedVision Appendix B): >= 5 medical terms in the caption. The lenient option adds inline mentions."""
+    (tmp_path / "img").mkdir()
+    records = [
+        ("rich_caption", TERMS, []),
+        # 2 lexicon terms in the caption, 3 more only in the mentions: 5 together.
+        ("rich_mentions", "CT image of the liver with a lesion.", ["Ascites and cirrhosis with hepatic metastasis."]),
+        ("poor", "Photo of the lab team.", ["We thank the staff."]),
+    ]
+    lines = []
+    for rid, caption, mentions in records:
+        _scan(7).resize((400, 400)).save(tmp_path / "img" / f"{rid}.png")
+        lines.append(json.dumps({"id": rid, "images": [f"img/{rid}.png"], "caption": caption, "mentions": mentions}))
+    (tmp_path / "in.jsonl").write_text("\n".join(lines) + "\n")
+    args = ["pubmedvision", "--input", str(tmp_path / "in.jsonl"), "--output_dir", str(tmp_path / "out"),
+            "--dedup_model", "none"]
+    assert filter_main(args + (["--terms_in", terms_in] if terms_in != "caption" else [])) == 0
+    kept = [json.loads(line)["id"] for line in (tmp_path / "out" / "kept.jsonl").read_text().splitlines()]
+    assert kept == kept_ids
+    dropped = [json.loads(line) for line in (tmp_path / "out" / "dropped.jsonl").read_text().splitlines()]
+    assert all(row["stage"] == "medical_terms" and row["reason"].endswith(f"terms in {terms_in}") for row in dropped)
+
+
 def test_cli_help_and_errors(capsys, tmp_path):
     assert cli_main(["generate", "--help"]) == 0
     assert "hf-medvlm generate llava-med" in capsys.readouterr().out

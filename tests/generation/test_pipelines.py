@@ -244,3 +244,91 @@ def test_text_only_local_backend_refuses_images(tiny):
         {"type": "image_url", "image_url": {"url": url}}, {"type": "text", "text": "What is this?"}]}])
     with pytest.raises(ValueError, match="text-only model but the request holds 1 image"):
         backend.complete(request)
+
+
+def _image_from_request(body) -> "Image.Image":
+    import base64
+    import io
+
+    from PIL import Image
+
+    url = next(part["image_url"]["url"] for m in body["messages"] if isinstance(m["content"], list)
+               for part in m["content"] if part["type"] == "image_url")
+    return Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1])))
+
+
+@pytest.mark.integration
+def test_image_labels_train_the_medical_image_classifier_end_to_end(tmp_path, fast_backend):
+    """PubMedVision Appendix B: MLLM labels (here: the loopback server playing the MLLM) -> classifier training set
+    -> `filter train-classifier` -> a classifier that loads and tells scans from charts."""
+    import numpy as np
+    import torch
+    from transformers import AutoImageProcessor, CLIPVisionConfig, CLIPVisionModel
+    from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
+
+    from hf_medvlm.generation.image_classifier import MedicalImageClassifier
+    from hf_medvlm.generation.pubmedvision_filter import TrainClassifierArguments, train_classifier
+
+    from .test_filtering import _chart, _scan
+
+    (tmp_path / "img").mkdir()
+    lines = []
+    for i in range(16):
+        for kind, draw in (("scan", _scan), ("chart", _chart)):
+            draw(i).save(tmp_path / "img" / f"{kind}{i}.png")
+            lines.append({"id": f"{kind}{i}", "images": [f"img/{kind}{i}.png"], "caption": "A figure."})
+    (tmp_path / "figures.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+
+    def mllm(body):  # a stand-in MLLM: charts are mostly white, scans mostly dark
+        return "non-medical" if np.asarray(_image_from_request(body).convert("L")).mean() > 128 else "Medical."
+
+    with start_openai_server(mllm) as server:
+        server.enqueue(Reply("I cannot tell from this image."))
+        args = GenerateArguments(input=str(tmp_path / "figures.jsonl"), output_dir=str(tmp_path / "labels"),
+                                 max_new_tokens=16)
+        report = run_method("image-labels", args, fast_backend(server.url), concurrency=1, progress=False)
+        first = server.chat_requests()[0].body
+    assert first["messages"][0]["role"] == "system" and "chart" in first["messages"][0]["content"]
+    assert [p["type"] for p in first["messages"][1]["content"]] == ["image_url", "text"]
+    assert report["parsing"]["images_in"] == 32 and report["parsing"]["labelled"] == 31
+    assert report["parsing"]["counts"]["no_label_line"] == 1
+    assert report["parsing"]["counts"]["medical"] + report["parsing"]["counts"]["non_medical"] == 31
+    labels = _read(tmp_path / "labels" / "data" / "labels.jsonl")
+    assert all(row["label"] == int(row["id"].startswith("scan")) for row in labels)
+    assert labels[0]["image"].startswith("../../img/") and labels[0]["label_model"] == "loopback"
+    card = (tmp_path / "labels" / "data" / "README.md").read_text()
+    assert "`loopback`" in card and "gpt-4-turbo-2024-04-09" in card and "labels.jsonl" in card
+
+    encoder = tmp_path / "clip"
+    torch.manual_seed(0)
+    CLIPVisionModel(CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                                     image_size=32, patch_size=8)).save_pretrained(encoder)
+    CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(encoder)
+    summary = train_classifier(TrainClassifierArguments(labels=str(tmp_path / "labels" / "data" / "labels.jsonl"),
+                                                        vision_encoder=str(encoder), output_dir=str(tmp_path / "clf")))
+    assert summary["images"] == 31
+    model = MedicalImageClassifier.from_pretrained(tmp_path / "clf").eval()
+    processor = AutoImageProcessor.from_pretrained(tmp_path / "clf")
+    held_out = [_scan(100 + i) for i in range(10)] + [_chart(100 + i) for i in range(10)]
+    probs = model.predict_proba(processor(images=held_out, return_tensors="pt")["pixel_values"])
+    accuracy = ((probs >= model.config.threshold).long() == torch.tensor([1] * 10 + [0] * 10)).float().mean()
+    assert accuracy >= 0.9, probs
+
+
+def test_biomed_vital_candidates_two_answers_per_question(figure_records, tmp_path, fast_backend):
+    reply = ("Here are the rounds.\nUser: What modality?\nAnswer 1: A CT scan.\nAnswer 2: Computed tomography of "
+             "the abdomen.\nUser: Any lesion?\nAnswer 1: Yes.\nUser: Which organ?\nAnswer 1: Liver.\nAnswer 2: The "
+             "liver, right lobe.\nAnswer 3: Spleen.")
+    with start_openai_server(lambda body: reply) as server:
+        report = run_method("biomed-vital-candidates", _args(figure_records, tmp_path / "cand"),
+                            fast_backend(server.url), progress=False)
+        body = server.chat_requests()[0].body
+    assert "two separate answers" in body["messages"][0]["content"]
+    assert [p["type"] for p in body["messages"][1]["content"]] == ["image_url", "text"]
+    assert body["max_tokens"] == 4096  # BioMed-VITAL's generator limit, the CLI default
+    rows = _read(tmp_path / "cand" / "data" / "candidates.jsonl")
+    assert len(rows) == 5 and rows[0]["question"] == "What modality?"
+    assert (rows[0]["answer_1"], rows[0]["answer_2"]) == ("A CT scan.", "Computed tomography of the abdomen.")
+    assert rows[0]["context"].startswith("Figure Caption:") and rows[0]["generator"] == "loopback"
+    assert report["parsing"]["dropped_rounds"] == {"preamble": 5, "one_answer": 5, "too_many_answers": 5}
+    assert "gpt-4-vision-preview" in (tmp_path / "cand" / "data" / "README.md").read_text()

@@ -58,6 +58,41 @@ def test_plain_rendering_drops_the_instruction():
     assert _render("plain", messages) == "<s><image>Axial CT of the abdomen.\n"
 
 
+def test_llava_v0_token_ids_match_v1_training_format():
+    """v1.0.0 `llava/train/train.py` with `--version v0`: header `system + "\n\n"`, every turn
+    `"### " + role + ": " + text + "\n"`, a final `"### "`, the whole string tokenized once (BOS, no EOS anywhere).
+    The expectation is built from literal strings, not from the template."""
+    _, processor = build_tiny_llava_med(chat_template="llava_v0")
+    tokenizer = processor.tokenizer
+    system = ("A chat between a curious human and an artificial intelligence assistant. "
+              "The assistant gives helpful, detailed, and polite answers to the human's questions.")
+    messages = [
+        {"role": "user", "content": [{"type": "text", "text": "What is shown?"}]},
+        {"role": "assistant", "content": [{"type": "text", "text": "A CT scan."}]},
+        {"role": "user", "content": "Any contrast?"},
+        {"role": "assistant", "content": "Yes."},
+    ]
+    expected = tokenizer(system + "\n\n### Human: What is shown?\n### Assistant: A CT scan.\n"
+                         "### Human: Any contrast?\n### Assistant: Yes.\n### ").input_ids
+    out = processor.apply_chat_template(messages, tokenize=True, return_dict=True, return_assistant_tokens_mask=True)
+    ids, mask = out["input_ids"][0], out["assistant_masks"][0]
+    assert ids == expected
+    assert ids.count(tokenizer.bos_token_id) == 1 and tokenizer.eos_token_id not in ids
+    # Supervised: each answer, its newline and the "###" that ends it (the v0 stop signal); never a question.
+    supervised = tokenizer.decode([i for i, m in zip(ids, mask) if m])
+    assert supervised.replace(" ", "") == "ACTscan.\n###Yes.\n###"
+    prompt = processor.apply_chat_template(messages[:1], tokenize=True, add_generation_prompt=True)[0]
+    assert prompt == tokenizer(system + "\n\n### Human: What is shown?\n### Assistant:").input_ids
+
+
+def test_llava_v0_needs_a_hash_stop_string_and_the_others_eos():
+    from hf_medvlm.models.llava_med.processing_llava_med import stop_strings_for_template
+
+    assert stop_strings_for_template("llava_v0") == ["###"]
+    assert stop_strings_for_template(load_chat_template("llava_v0")) == ["###"]
+    assert all(stop_strings_for_template(name) is None for name in ("mistral_instruct", "vicuna_v1", "plain"))
+
+
 def test_string_content_and_multi_image_blocks():
     messages = [{"role": "user", "content": [{"type": "image"}, {"type": "image"}, {"type": "text", "text": "Compare."}]}]
     assert _render("mistral_instruct", messages) == "<s>[INST] <image>\n<image>\nCompare. [/INST]"

@@ -69,13 +69,17 @@ def test_train_score_pick_round_trip(tmp_path, capsys):
                  "--model_ratings", str(tmp_path / "rated.parquet"), "--head_hidden_sizes", "32",
                  "--output_dir", str(run_dir), "--max_steps", "15", "--learning_rate", "1e-3",
                  "--per_device_train_batch_size", "8", "--save_strategy", "no", "--use_cpu", "true",
-                 "--freeze_vision_encoder", "true", "--human_weight", "5", "--disable_tqdm", "true"]) == 0
+                 "--freeze_vision_encoder", "true", "--human_weight", "5", "--model_pairs_per_human_pair", "4",
+                 "--disable_tqdm", "true"]) == 0
     table = capsys.readouterr().out
     assert "| w | ACC ↑ | AUC ↑ | MR ↓ | MAP ↑ |" in table and "| 5 |" in table
     summary = json.loads((run_dir / "sweep_results.json").read_text())
     assert summary["skipped"]["human_pairs"] == {"identical_candidates": 1}
     assert summary["skipped"]["model_ratings"] == {"null_rating": 1}
     assert summary["train_pairs_by_source"]["human"] == 12
+    model_pairs = summary["train_pairs_by_source"]["model"]
+    assert summary["mix"]["human_draws"] == round(model_pairs / 4)  # one clinician pair per 4 model pairs
+    assert summary["runs"][0]["human_to_model_loss"] == 5 * round(model_pairs / 4) / model_pairs
 
     scored_dir = tmp_path / "scored"
     assert main(["score", "--model_name_or_path", str(run_dir), "--dataset_name", str(tmp_path / "rated.parquet"),

@@ -83,3 +83,47 @@ def test_clinician_choices_become_human_pairs():
     assert pair[f"answer_{'ab'[pair['label']]}"] == "CT"
     dataset, report = validate_pairs(pairs)
     assert len(dataset) == 1 and report.total == 0
+
+
+def test_long_captions_are_cut_never_the_question_and_answer():
+    from hf_medvlm.selection.data import fit_candidate_text, fit_candidate_texts
+    from hf_medvlm.testing.tiny_selector import tiny_selector_processor
+
+    tokenizer = tiny_selector_processor().tokenizer  # word-level: one token per word, plus <bos>/<eos>
+    caption = " ".join(f"w{i}" for i in range(20))
+    question, answer = "w30 w31", "good w32 w33"
+    plain = tokenizer(candidate_text(caption, question, answer), truncation=True, max_length=16)["input_ids"]
+    assert "good" not in tokenizer.decode(plain)  # caption first + right truncation loses the QA being judged
+
+    text, outcome = fit_candidate_text(tokenizer, caption, question, answer, max_length=16)
+    assert outcome == "caption_truncated" and len(tokenizer(text)["input_ids"]) == 16
+    assert text == candidate_text(" ".join(f"w{i}" for i in range(7)), question, answer)  # 7 caption words fit
+
+    long_qa = " ".join(["good"] + [f"w{i}" for i in range(14)])
+    assert fit_candidate_text(tokenizer, caption, question, long_qa, max_length=16) == (
+        candidate_text(None, question, long_qa), "qa_truncated")
+    exact_qa = " ".join(f"w{i}" for i in range(10))  # question: w30 w31 answer: + 10 words + 2 specials = 16
+    assert fit_candidate_text(tokenizer, caption, question, exact_qa, max_length=16)[1] == "caption_dropped"
+    assert fit_candidate_text(tokenizer, "w1 w2", question, answer, max_length=16) == (
+        candidate_text("w1 w2", question, answer), "")
+
+    candidates = [{"caption": caption, "question": question, "answer": a} for a in (answer, long_qa, answer)]
+    _, counts = fit_candidate_texts(tokenizer, candidates + [{"caption": "", "question": "w1", "answer": "w2"}],
+                                    max_length=16)
+    assert counts == {"caption_truncated": 2, "qa_truncated": 1}
+
+
+def test_pair_collator_keeps_the_answer_and_training_counts_truncations(tmp_path):
+    from hf_medvlm.selection.training import PairCollator, text_truncation
+    from hf_medvlm.testing.tiny_selector import tiny_selector_processor
+
+    processor = tiny_selector_processor()
+    pairs = make_pairs(4, "human", seed=0)
+    for pair in pairs:
+        pair["caption_a"] = pair["caption_b"] = " ".join(f"w{i}" for i in range(40))
+    batch = PairCollator(processor, max_length=20)(pairs)  # every QA here is at most 17 tokens
+    decoded = processor.tokenizer.batch_decode(batch["input_ids"])
+    answers = [p["answer_a"] for p in pairs] + [p["answer_b"] for p in pairs]
+    assert all(answer in text for answer, text in zip(answers, decoded))
+    assert text_truncation(processor, pairs, include_caption=True, max_length=20) == {"caption_truncated": 8}
+    assert text_truncation(processor, pairs, include_caption=True, max_length=100) == {}

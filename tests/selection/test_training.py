@@ -20,7 +20,7 @@ def held_out_human_pairs():
 def _args(tmp_path, **overrides):
     defaults = dict(output_dir=str(tmp_path), per_device_train_batch_size=16, per_device_eval_batch_size=48,
                     learning_rate=1e-3, max_steps=25, save_strategy="no", logging_steps=100, disable_tqdm=True,
-                    use_cpu=True, seed=0, human_pairs_per_batch=1, dataloader_num_workers=0)
+                    use_cpu=True, seed=0, model_pairs_per_human_pair=15, dataloader_num_workers=0)
     defaults.update(overrides)
     return SelectorTrainingArguments(**defaults)
 
@@ -40,14 +40,29 @@ def test_losses_prefer_the_preferred(loss_type):
     assert torch.isclose(pairwise_loss(good, labels, loss_type, weights), 3 * pairwise_loss(good, labels, loss_type))
 
 
-def test_mixed_sampler_puts_human_pairs_in_every_batch():
+def test_mixed_sampler_holds_the_set_ratio():
     sources = ["human"] * 3 + ["model"] * 20
-    sampler = MixedSourceSampler(sources, batch_size=5, human_per_batch=2, seed=0)
+    sampler = MixedSourceSampler(sources, ratio=5, seed=0)
     order = list(sampler)
-    assert len(order) == len(sampler) == 20 + 7 * 2  # ceil(20 / 3) = 7 batches with 2 human pairs each
-    batches = [order[i:i + 5] for i in range(0, len(order), 5)]
-    assert all(sum(sources[i] == "human" for i in b) == 2 for b in batches)
+    assert len(order) == len(sampler) == 20 + 4  # 20 model pairs / 5 = 4 human draws, the 3 human pairs cycled
     assert sorted(i for i in order if sources[i] == "model") == list(range(3, 23))  # each model pair once
+    assert {i for i in order if sources[i] == "human"} == {0, 1, 2}
+    humans_at = [p for p, i in enumerate(order) if sources[i] == "human"]
+    for k, position in enumerate(humans_at):  # stratified: the k-th human pair sits in the k-th stretch of 5
+        assert 5 * k <= position - k <= 5 * (k + 1), humans_at
+    assert list(MixedSourceSampler(sources, ratio=5, seed=0)) == order  # deterministic per seed and epoch
+    assert list(sampler) != order  # the next epoch reshuffles
+
+
+def test_mixed_sampler_at_the_papers_1_to_400():
+    """50 clinician pairs against 30,000 model pairs (the released code's counts) at the paper's 1:400 mix: 75 human
+    draws per epoch, i.e. each clinician pair seen 1.5 times, never 1 per 64-pair batch (~1:63)."""
+    sampler = MixedSourceSampler(["human"] * 50 + ["model"] * 30000, ratio=400, seed=0)
+    assert sampler.mix() == {"model_pairs": 30000, "human_pairs": 50, "human_draws": 75,
+                             "model_pairs_per_human_draw": 400.0}
+    assert MixedSourceSampler(["human"] * 2 + ["model"] * 30, ratio=400).human_draws == 1  # never zero
+    with pytest.raises(ValueError, match="must be > 0"):
+        MixedSourceSampler(["human", "model"], ratio=0)
 
 
 def test_freeze_encoder_freezes_only_the_requested_tower():
@@ -70,16 +85,25 @@ def test_training_learns_the_planted_preference(tmp_path, held_out_human_pairs):
     assert trained["accuracy"] > untrained["accuracy"] and trained["mean_rank"] < untrained["mean_rank"]
 
 
-def test_larger_w_helps_when_only_human_pairs_are_informative(tmp_path):
-    # 8 informative clinician pairs against 120 model pairs whose labels are coin flips; one clinician pair per batch
-    # of 16, so with w = 1 the noise dominates the gradient and with w = 50 the clinician signal does.
+def test_w_sweep_at_a_fixed_mix_prefers_the_balancing_w_over_w_1(tmp_path):
+    """Table 1's ordering between w = 1 and the w that balances the mix (w = 400 at 1:400), scaled down to 1:15.
+
+    8 informative clinician pairs against 120 model pairs whose labels are coin flips, mixed 1:15. At w = 1 the clinician
+    signal is 1/16 of the loss and the noise dominates; at w = 15 both sources weigh the same and the clinician
+    preference is learnt. Averaged over three seeds (one tiny run is noisy). Not reproduced here: Table 1's decline
+    beyond w = 400 (with coin-flip model pairs a larger w cannot hurt).
+    """
+    import numpy as np
+
     held_out = validate_pairs(make_pairs(48, "human", seed=99, mark_image=True))[0]
     train, _ = validate_pairs(make_pairs(8, "human", seed=3, mark_image=True)
                               + make_pairs(120, "model", seed=4, informative=False, mark_image=True))
-    results = {}
-    for w in (1.0, 50.0):
-        model, processor = build_tiny_selector(seed=0)
-        trainer = train_selector(model, processor, train, held_out,
-                                 _args(tmp_path / f"w{w}", human_weight=w, max_steps=12, human_pairs_per_batch=1))
-        results[w] = trainer.evaluate()["eval_auc"]
-    assert results[50.0] >= 0.8 and results[50.0] > results[1.0] + 0.1, results
+    auc = {}
+    for w in (1.0, 15.0):
+        runs = []
+        for seed in (0, 1, 2):
+            model, processor = build_tiny_selector(seed=seed)
+            args = _args(tmp_path / f"w{w}-{seed}", human_weight=w, max_steps=12, seed=seed)
+            runs.append(train_selector(model, processor, train, held_out, args).evaluate()["eval_auc"])
+        auc[w] = float(np.mean(runs))
+    assert auc[15.0] >= 0.9 and auc[15.0] > auc[1.0] + 0.05, auc

@@ -30,7 +30,9 @@ def test_gpu_recipes_turn_the_throughput_keys_on_without_deprecation_warnings(pa
         # `gradient_checkpointing` is a deprecated alias in transformers 5 (FutureWarning); the recipes must not use it.
         warnings.simplefilter("error", FutureWarning)
         _, _, training, model, stage = parse_args(["--config", str(path), "--use_cpu", "true"])
-    assert training.bf16 and training.activation_checkpointing and stage.group_by_modality_length
+    assert training.bf16 and training.activation_checkpointing
+    # LLaVA-Med v1.0 sampled at random (its train.py has no modality/length grouping); its recipes keep that order.
+    assert stage.group_by_modality_length != ("llava-med-v1.0-7b" in str(path))
     assert training.use_liger_kernel and not training.torch_compile
     assert str(training.optim.value) == "adamw_torch_fused"
     assert model.attn_implementation == "auto"

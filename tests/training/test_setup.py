@@ -53,6 +53,32 @@ def test_freezing_by_stage(tiny_llava_med):
         freeze_modules(model, ["tower"])
 
 
+def test_image_start_end_tokens_are_for_fresh_models_only():
+    with pytest.raises(ValueError, match="fresh model"):
+        parse_args([*BASE, "--image_start_end_tokens", "true"])
+
+
+def test_only_the_start_end_embedding_rows_get_gradients(tiny_llava_med):
+    """v1.0's stage 1: the projector plus the `<im_start>`/`<im_end>` input-embedding rows train, nothing else."""
+    import copy
+
+    from hf_medvlm.training.model_setup import train_embedding_rows
+
+    model, processor = copy.deepcopy(tiny_llava_med[0]), copy.deepcopy(tiny_llava_med[1])
+    start, end = processor.tokenizer.convert_tokens_to_ids(["<unk>", "</s>"])  # stand-ins inside the vocabulary
+    processor.image_start_token, processor.image_end_token = "<unk>", "</s>"
+    freeze_modules(model, ["vision_tower", "language_model"])
+    assert train_embedding_rows(model, processor, [processor.image_start_token, processor.image_end_token]) == [
+        start, end]
+    assert train_embedding_rows(model, processor, [None, None]) == []
+    ids = torch.tensor([[1, start, 400, 500, end, 600]])
+    model(input_ids=ids, labels=ids).loss.backward()
+    grad = model.get_input_embeddings().weight.grad
+    rows = grad.abs().sum(dim=1).nonzero().flatten().tolist()
+    assert rows == sorted([start, end])  # 1, 400, 500, 600 were in the input too, but get no gradient
+    assert model.lm_head.weight.grad is None  # lm_head stays frozen
+
+
 def test_lora_targets_only_language_model_linears(tiny_llava_med):
     import copy
 

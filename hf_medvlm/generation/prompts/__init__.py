@@ -14,7 +14,10 @@ import yaml
 
 __all__ = ["PACKAGED_PROMPTS", "load_prompt_file"]
 
-PACKAGED_PROMPTS = ("llava_med_self_instruct", "llava_med_turn_filters", "pubmedvision_reformat", "biomed_vital")
+PACKAGED_PROMPTS = (
+    "llava_med_self_instruct", "llava_med_turn_filters", "pubmedvision_reformat", "pubmedvision_image_labels",
+    "biomed_vital",
+)
 
 
 @functools.lru_cache(maxsize=16)

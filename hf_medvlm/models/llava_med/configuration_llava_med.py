@@ -12,6 +12,8 @@ from transformers.models.llava.configuration_llava import LlavaConfig
 __all__ = ["LlavaMedConfig"]
 
 PROJECTOR_TYPES = ("mlp2x_gelu", "linear")
+# How a fresh model's projector starts: v1.5's builder (last layer 0, bias = mean token embedding) or nn.Linear's own.
+PROJECTOR_INITS = ("llava_med", "torch")
 IMAGE_ASPECT_MODES = ("pad", "none")
 
 

@@ -15,10 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
-import secrets
 import shutil
-import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +31,8 @@ from transformers.core_model_loading import revert_weight_conversion
 from transformers.dynamic_module_utils import custom_object_save
 from transformers.utils import SAFE_WEIGHTS_INDEX_NAME
 
+from ... import files
+from ...files import temporary_path
 from .configuration_llava_med import LlavaMedConfig
 from .modeling_llava_med import LlavaMedForConditionalGeneration, mean_rows
 from .original_checkpoint import (
@@ -46,6 +45,7 @@ from .original_checkpoint import (
     rename_original_key,
     vision_tower_state_dict,
 )
+from .processing_llava_med import stop_strings_for_template
 
 if TYPE_CHECKING:  # `convert(args)` reads the fields of the command's arguments dataclass
     from ...commands.convert import ConvertArguments
@@ -291,6 +291,8 @@ def save_side_files(folder: Path, args: ConvertArguments, config: LlavaMedConfig
     generation = GenerationConfig(
         bos_token_id=config.text_config.bos_token_id, eos_token_id=config.text_config.eos_token_id,
         pad_token_id=config.text_config.pad_token_id,
+        # v1.0 answers end with the next "###", not EOS (its eval stopped on "###"); v1.5's end with EOS.
+        stop_strings=stop_strings_for_template(processor.chat_template),
     )
     generation.save_pretrained(folder)
     if args.to == "llava":
@@ -332,28 +334,12 @@ _LLAVA_FIELDS = (
 
 def _temporary(output: Path, kind: str) -> Path:
     # Host and pid in the name let a rerun prove a leftover is ours and that its writer is dead.
-    return output.parent / f".{output.name}.{kind}-{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}"
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's live process
-    return True
+    return temporary_path(output, kind)
 
 
 def remove_stale_temporaries(output: Path) -> list[Path]:
     """Delete this host's `.{name}.tmp-*` / `.{name}.old-*` folders of `output` whose writing process is dead."""
-    pattern = re.compile(rf"\.{re.escape(output.name)}\.(tmp|old)-{re.escape(socket.gethostname())}-(\d+)-[0-9a-f]{{8}}")
-    stale = [path for path in output.parent.glob(f".{output.name}.*")
-             if (match := pattern.fullmatch(path.name)) and path.is_dir() and not _pid_alive(int(match.group(2)))]
-    for path in stale:
-        logger.warning("removing %s, left by a conversion that was killed", path)
-        shutil.rmtree(path)
-    return stale
+    return files.remove_stale_temporaries(output, kinds="tmp|old")
 
 
 def _finalize(tmp: Path, output: Path, overwrite: bool) -> None:

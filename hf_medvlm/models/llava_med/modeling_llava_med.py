@@ -17,7 +17,7 @@ from transformers.models.llava.modeling_llava import (
     LlavaPreTrainedModel,
 )
 
-from .configuration_llava_med import LlavaMedConfig
+from .configuration_llava_med import PROJECTOR_INITS, LlavaMedConfig
 
 __all__ = [
     "LlavaMedPreTrainedModel",
@@ -106,16 +106,20 @@ class LlavaMedForConditionalGeneration(LlavaMedPreTrainedModel, LlavaForConditio
         text_model_name_or_path: str,
         tokenizer=None,
         dtype: torch.dtype | str | None = None,
+        projector_init: str = "llava_med",
         **config_kwargs,
     ) -> "LlavaMedForConditionalGeneration":
         """Build a fresh LlavaMed from a pretrained vision encoder and a pretrained causal LM (how stage 1 starts).
 
         The vision tower may be any `AutoModel`-loadable vision model, or a dual encoder such as `CLIPModel` whose
         `vision_model` is taken. When `tokenizer` is given (normally `LlavaMedProcessor.tokenizer`, which already holds
-        `<image>`), the LM embeddings are resized to it with mean initialisation and its `<image>`/pad ids are used.
-        The projector gets LLaVA-Med's initialisation: last layer weight 0, bias = mean of the LM token embeddings, so
-        that at step 0 every image position starts at the "average token".
+        `<image>`, and `<im_start>`/`<im_end>` for v1.0), the LM embeddings are resized to it with mean initialisation
+        and its `<image>`/pad ids are used. `projector_init="llava_med"` gives the projector v1.5's initialisation (last
+        layer weight 0, bias = mean of the LM token embeddings, so every image position starts at the "average token");
+        `"torch"` keeps `nn.Linear`'s own initialisation, as v1.0's `nn.Linear(1024, 4096)` projector had.
         """
+        if projector_init not in PROJECTOR_INITS:
+            raise ValueError(f"projector_init must be one of {PROJECTOR_INITS}, got {projector_init!r}")
         vision = _load_vision_encoder(vision_model_name_or_path, dtype)
         lm = AutoModelForCausalLM.from_pretrained(text_model_name_or_path, dtype=dtype)
         if tokenizer is not None:
@@ -125,7 +129,12 @@ class LlavaMedForConditionalGeneration(LlavaMedPreTrainedModel, LlavaForConditio
         model.model.vision_tower.load_state_dict(vision.state_dict())
         model.model.language_model.load_state_dict(lm.get_decoder().state_dict())
         model.lm_head.load_state_dict(lm.get_output_embeddings().state_dict())
-        init_projector_like_llava_med(model)
+        if projector_init == "llava_med":
+            init_projector_like_llava_med(model)
+        else:
+            for layer in model.model.multi_modal_projector.modules():
+                if isinstance(layer, nn.Linear):
+                    layer.reset_parameters()
         return model.to(lm.dtype)
 
 

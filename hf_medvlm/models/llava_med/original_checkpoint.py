@@ -21,7 +21,7 @@ from transformers.utils import cached_file
 from .configuration_llava_med import LlavaMedConfig
 from .configuration_llava_mistral import LlavaMedOriginalConfig
 from .modeling_llava_med import LlavaMedForConditionalGeneration, _load_vision_encoder, grow_vocab
-from .processing_llava_med import LlavaMedProcessor
+from .processing_llava_med import IMAGE_TOKEN, PAD_TOKEN, LlavaMedProcessor, add_image_and_pad_tokens
 
 __all__ = [
     "ORIGINAL_KEY_MAPPING",
@@ -64,8 +64,7 @@ KNOWN_VISION_TOWERS: dict[str, dict] = {
 }
 
 ORIGINAL_MODEL_TYPES = {"llava_mistral": "mistral", "llava": "llama"}
-IMAGE_TOKEN, PAD_TOKEN = "<image>", "<pad>"
-V1_IMAGE_START, V1_IMAGE_END, V1_IMAGE_PATCH = "<im_start>", "<im_end>", "<im_patch>"
+V1_IMAGE_START, V1_IMAGE_END = "<im_start>", "<im_end>"
 
 
 def is_ignored(key: str) -> bool:
@@ -163,21 +162,10 @@ def llava_med_config_from_original(
 
 def add_original_tokens(tokenizer) -> dict[str, int]:
     """Add `<image>` (and a real `<pad>` when the original pads with nothing or with `<unk>`); return what was added."""
-    added = {}
     if tokenizer.pad_token is not None and tokenizer.pad_token == tokenizer.unk_token:
         tokenizer.pad_token = None  # LLaVA-1.5 training padded with <unk>; a dedicated pad token is unambiguous
-    for token, kwargs in ((IMAGE_TOKEN, {"additional_special_tokens": [IMAGE_TOKEN]}), (PAD_TOKEN, None)):
-        if token == IMAGE_TOKEN and token not in tokenizer.get_vocab():
-            tokenizer.add_special_tokens(kwargs, replace_extra_special_tokens=False)
-            added[token] = tokenizer.convert_tokens_to_ids(token)
-        elif token == PAD_TOKEN and tokenizer.pad_token is None:
-            tokenizer.add_special_tokens({"pad_token": PAD_TOKEN})
-            added[token] = tokenizer.pad_token_id
-    if IMAGE_TOKEN not in added:
-        added[IMAGE_TOKEN] = tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
-    tokenizer.padding_side = "left"
-    tokenizer.init_kwargs["padding_side"] = "left"
-    return added
+    added = add_image_and_pad_tokens(tokenizer)
+    return {IMAGE_TOKEN: tokenizer.convert_tokens_to_ids(IMAGE_TOKEN), **added}
 
 
 def match_original_chunking(tokenizer) -> None:
@@ -308,8 +296,7 @@ def vision_tower_state_dict(vision_tower: str, dtype=None) -> dict[str, torch.Te
 
 @torch.no_grad()
 def load_vision_tower_into(model: LlavaMedForConditionalGeneration, vision_tower: str) -> None:
-    state = vision_tower_state_dict(vision_tower, model.dtype)
-    state = {key.removeprefix("model.vision_tower."): value for key, value in state.items()}
+    state = _load_vision_encoder(vision_tower, model.dtype).state_dict()
     result = model.model.vision_tower.load_state_dict(state, strict=False)
     missing = [k for k in result.missing_keys if not is_ignored(k)]
     unexpected = [k for k in result.unexpected_keys if not is_ignored(k)]

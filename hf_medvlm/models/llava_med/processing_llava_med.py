@@ -15,11 +15,17 @@ from pathlib import Path
 from transformers.models.llava.image_processing_pil_llava import LlavaImageProcessorPil
 from transformers.models.llava.processing_llava import LlavaProcessor
 
-__all__ = ["LlavaMedProcessor", "load_chat_template", "CHAT_TEMPLATE_NAMES", "build_llava_med_image_processor"]
+__all__ = [
+    "LlavaMedProcessor", "load_chat_template", "CHAT_TEMPLATE_NAMES", "build_llava_med_image_processor",
+    "stop_strings_for_template",
+]
 
 CHAT_TEMPLATE_NAMES = ("mistral_instruct", "vicuna_v1", "plain", "llava_v0")
 IMAGE_TOKEN = "<image>"
 PAD_TOKEN = "<pad>"
+# Templates whose answers end without EOS: a model trained on them ends an answer by writing the next turn's
+# separator, so generation has to stop on that string (v1.0's eval stopped on "###" as well).
+TEMPLATE_STOP_STRINGS = {"llava_v0": ("###",)}
 
 
 def load_chat_template(name: str) -> str:
@@ -27,6 +33,14 @@ def load_chat_template(name: str) -> str:
     if name not in CHAT_TEMPLATE_NAMES:
         raise ValueError(f"unknown chat template {name!r}; choose one of {CHAT_TEMPLATE_NAMES}")
     return (Path(__file__).parent / "chat_templates" / f"{name}.jinja").read_text()
+
+
+def stop_strings_for_template(chat_template: str | None) -> list[str] | None:
+    """Stop strings a model trained with `chat_template` (a packaged name or its Jinja text) needs; None = EOS only."""
+    for name, stops in TEMPLATE_STOP_STRINGS.items():
+        if chat_template in (name, load_chat_template(name)):
+            return list(stops)
+    return None
 
 
 def build_llava_med_image_processor(image_size: int = 336, image_aspect_mode: str = "pad") -> LlavaImageProcessorPil:
@@ -124,11 +138,16 @@ class LlavaMedProcessor(LlavaProcessor):
         image_start_token: str | None = None,
         image_end_token: str | None = None,
     ) -> "LlavaMedProcessor":
-        """Build a processor around an LM tokenizer: adds `<image>` (and `<pad>` if there is no pad token).
+        """Build a processor around an LM tokenizer: adds `<image>` (and `<pad>` if there is no pad token), and
+        `image_start_token`/`image_end_token` when given and not in the vocabulary yet (a fresh v1.0-style model).
 
-        `chat_template` is a packaged template name (`mistral_instruct`, `vicuna_v1`, `plain`) or a Jinja string.
+        `chat_template` is a packaged template name (`mistral_instruct`, `vicuna_v1`, `plain`, `llava_v0`) or a Jinja
+        string.
         """
         add_image_and_pad_tokens(tokenizer)
+        wrap = [t for t in (image_start_token, image_end_token) if t and t not in tokenizer.get_vocab()]
+        if wrap:
+            tokenizer.add_special_tokens({"additional_special_tokens": wrap}, replace_extra_special_tokens=False)
         template = load_chat_template(chat_template) if chat_template in CHAT_TEMPLATE_NAMES else chat_template
         return cls(
             image_processor=build_llava_med_image_processor(image_size, image_aspect_mode),
