@@ -111,6 +111,24 @@ def test_sft_recipes_follow_the_papers():
     assert model.load_in_4bit and model.use_peft
 
 
+@pytest.mark.parametrize("family, folder", [("qwen2_5_vl", "qwen2.5-vl-7b"), ("idefics3", "smolvlm-2.2b")])
+def test_family_recipes_train_stage_two_style_with_the_models_own_template(family, folder):
+    """Every training recipe of another family than LlavaMed passes the family checks run_sft applies."""
+    from hf_medvlm.commands.train import parse_args
+    from hf_medvlm.training.sft import fit_stage_to_family
+
+    recipes = sorted((RECIPES / folder).glob("[!e]*/*.yaml"))  # instruct/ and vqa/, not eval/
+    assert {p.parent.name for p in recipes} == {"instruct", "vqa"} and len(recipes) >= 5
+    for path in recipes:
+        *_, stage = parse_args(["--config", str(path), "--use_cpu", "true"])
+        fit_stage_to_family(stage, family)
+        assert stage.stage == "instruct" and stage.chat_template_name is None, path
+    _, _, train, _, stage = parse_args(["--config", str(RECIPES / folder / "instruct" / "pubmedvision.yaml"),
+                                        "--use_cpu", "true"])
+    assert train.assistant_only_loss and stage.max_images_per_sample == 8 and stage.processor_kwargs
+    if family == "qwen2_5_vl":  # HuatuoGPT-Vision's Qwen2.5-VL recipe: everything trained, lr 5e-6, global 128
+        assert stage.freeze_modules == [] and train.learning_rate == 5e-6
+        assert train.per_device_train_batch_size * train.gradient_accumulation_steps * 8 == 128
 def _load(rel):
     from hf_medvlm.commands.train import parse_args
 
