@@ -1,7 +1,10 @@
 """Hermetic test environment: no real Hub, no GPU, caches in a temp dir.
 
-Environment variables that huggingface_hub/datasets/transformers read at import time are set in
-`pytest_configure`, which runs before any test module (and so any HF library) is imported.
+Environment variables that huggingface_hub/datasets/transformers read at import time (`HF_ENDPOINT` into
+`huggingface_hub.constants.ENDPOINT`, ...) are set when this file is imported. pytest imports it before the conftest
+files below it and before any test module; `pytest_configure` would be too late, because pytest imports the conftest
+files of the paths on its command line (tests/llm/conftest.py imports hf_medvlm, and so transformers) before it runs
+that hook.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def pytest_configure(config):
+def _hermetic_environment() -> None:
     hf_home = tempfile.mkdtemp(prefix="hf_medvlm_tests_hf_home_")
     # Any accidental Hub access goes to loopback, never to the internet; the Hub tests start a server on this port.
     os.environ.setdefault("HF_MEDVLM_TEST_HUB_PORT", str(_free_port()))
@@ -53,6 +56,9 @@ def _hypothesis_profile() -> None:
     settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "hf_medvlm"))
 
 
+_hermetic_environment()
+
+
 HUB_TEST_TOKEN = "hf_medvlm_dummy_test_token"
 
 
@@ -62,9 +68,14 @@ def hub_server(tmp_path_factory):
 
     Tests that request it also get `HF_TOKEN` set to a dummy token (see `_hub_token`); all others run without one.
     """
+    from huggingface_hub import constants
+
     from hf_medvlm.testing.hub_server import start_hub_server
 
     server = start_hub_server(tmp_path_factory.mktemp("hub_server"), port=int(os.environ["HF_MEDVLM_TEST_HUB_PORT"]))
+    # huggingface_hub reads HF_ENDPOINT once, at import: if it was imported before _hermetic_environment ran, every Hub
+    # test would talk to huggingface.co instead of this server.
+    assert constants.ENDPOINT == server.url, f"huggingface_hub was imported before HF_ENDPOINT: {constants.ENDPOINT}"
     server.token = HUB_TEST_TOKEN
     yield server
     server.stop()

@@ -3,6 +3,7 @@ gives the hardware and an exact launch line naming that command's entry point, t
 
 from __future__ import annotations
 
+import itertools
 import re
 from pathlib import Path
 
@@ -30,6 +31,17 @@ def _header(path: Path) -> str:
     return "\n".join(line for line in lines[: next(i for i, l in enumerate(lines) if not l.startswith("#"))])
 
 
+def _launch_block(header: str) -> str:
+    """The `# Launch:` line and its indented continuation lines (`#   ...`), without the comment marks."""
+    lines = header.splitlines()
+    start = next((i for i, line in enumerate(lines) if line.startswith("# Launch:")), None)
+    if start is None:
+        return ""
+    block = [lines[start].removeprefix("# Launch:")]
+    block += [line[1:] for line in itertools.takewhile(lambda l: re.match(r"#\s{2,}\S", l), lines[start + 1:])]
+    return "\n".join(line.strip() for line in block)
+
+
 def test_recipes_exist():
     assert len(ALL_YAML) >= 19
 
@@ -37,14 +49,18 @@ def test_recipes_exist():
 @pytest.mark.parametrize("path", ALL_YAML, ids=[str(p.relative_to(RECIPES)) for p in ALL_YAML])
 def test_recipe_header_has_hardware_and_an_exact_launch_line(path: Path):
     header, command = _header(path), _command(path)
-    assert "Hardware:" in header and "# Launch:" in header, f"{path}: header needs Hardware and Launch lines"
-    for accelerate_config in re.findall(r"--config_file (\S+)", header):
+    launch = _launch_block(header)
+    assert "Hardware:" in header and launch.strip(), f"{path}: header needs Hardware and Launch lines"
+    accelerate_configs = re.findall(r"--config_file (\S+)", launch)
+    for accelerate_config in accelerate_configs:
         assert (REPO / accelerate_config).is_file(), f"{path}: launch line names missing {accelerate_config}"
     if command == "accelerate":
-        assert re.search(ENTRY.format(verb="train"), header), f"{path}: no launch line through -m hf_medvlm train"
+        assert re.search(r"^accelerate launch --config_file \S+ .*" + ENTRY.format(verb="train"), launch, re.M), (
+            f"{path}: no `accelerate launch --config_file ... -m hf_medvlm train --config ...` launch line")
+        assert [REPO / c for c in accelerate_configs] == [path], f"{path}: launch line names {accelerate_configs}"
         return
     verb = f"{command} " + yaml.safe_load(path.read_text())["command"] if command in ("select", "generate") else command
-    recipes = [r for r in re.findall(ENTRY.format(verb=verb), header) if not r.startswith("<")]  # `<this file>` notes
+    recipes = [r for r in re.findall(ENTRY.format(verb=verb), launch) if not r.startswith("<")]  # `<this file>` notes
     assert recipes, f"{path}: no `hf-medvlm {verb} --config ...` launch line"
     assert all(REPO / recipe == path for recipe in recipes), f"{path}: launch line names {recipes}"
 
@@ -95,6 +111,24 @@ def test_sft_recipes_follow_the_papers():
     assert model.load_in_4bit and model.use_peft
 
 
+@pytest.mark.parametrize("family, folder", [("qwen2_5_vl", "qwen2.5-vl-7b"), ("idefics3", "smolvlm-2.2b")])
+def test_family_recipes_train_stage_two_style_with_the_models_own_template(family, folder):
+    """Every training recipe of another family than LlavaMed passes the family checks run_sft applies."""
+    from hf_medvlm.commands.train import parse_args
+    from hf_medvlm.training.sft import fit_stage_to_family
+
+    recipes = sorted((RECIPES / folder).glob("[!e]*/*.yaml"))  # instruct/ and vqa/, not eval/
+    assert {p.parent.name for p in recipes} == {"instruct", "vqa"} and len(recipes) >= 5
+    for path in recipes:
+        *_, stage = parse_args(["--config", str(path), "--use_cpu", "true"])
+        fit_stage_to_family(stage, family)
+        assert stage.stage == "instruct" and stage.chat_template_name is None, path
+    _, _, train, _, stage = parse_args(["--config", str(RECIPES / folder / "instruct" / "pubmedvision.yaml"),
+                                        "--use_cpu", "true"])
+    assert train.assistant_only_loss and stage.max_images_per_sample == 8 and stage.processor_kwargs
+    if family == "qwen2_5_vl":  # HuatuoGPT-Vision's Qwen2.5-VL recipe: everything trained, lr 5e-6, global 128
+        assert stage.freeze_modules == [] and train.learning_rate == 5e-6
+        assert train.per_device_train_batch_size * train.gradient_accumulation_steps * 8 == 128
 def _load(rel):
     from hf_medvlm.commands.train import parse_args
 

@@ -1,9 +1,13 @@
 """Batched, deterministic answer generation for evaluation.
 
 Greedy decoding by default (the same answers on every run; the original eval scripts sampled at T=0.2/0.7), a fixed
-`max_new_tokens`, stop at EOS only (LLaVA-Med v1.5's `mistral_instruct` stop string is empty, which cut answers after
-one token) or at the stop strings the checkpoint's generation config names (v1.0's "###"), left padding, any number of images per question. Questions are sorted by prompt length before batching
-so that padding stays small; answers come back in the input order.
+`max_new_tokens`, stop at the model's own stop tokens only (`generation_config.eos_token_id`: `</s>` for LlavaMed,
+`<|im_end|>` for Qwen-VL, `<end_of_utterance>` for SmolVLM, `<end_of_turn>` for Gemma 3; LLaVA-Med v1.5's
+`mistral_instruct` stop string is empty, which cut answers after one token) or at the stop strings the checkpoint's
+generation config names (v1.0's "###"), left padding, any number of images per
+question. Prompts are built by the processor's own `apply_chat_template`, as TRL's collator builds training rows, so
+any image-text-to-text family works. Questions are sorted by prompt length before batching so that padding stays
+small; answers come back in the input order.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from typing import Sequence
 import torch
 from tqdm.auto import tqdm
 
-__all__ = ["GenerationSettings", "build_messages", "generate_answers", "cut_at_stop_strings"]
+__all__ = ["GenerationSettings", "build_messages", "generate_answers", "cut_at_stop_strings", "stop_token_ids"]
 
 
 @dataclass
@@ -32,15 +36,29 @@ def build_messages(question: str, num_images: int = 1) -> list[dict]:
     return [{"role": "user", "content": content}]
 
 
+def _with_images(messages: list[dict], images: Sequence) -> list[dict]:
+    """`build_messages` output with each image block carrying its (RGB) image, for `apply_chat_template`."""
+    rgb = iter(img.convert("RGB") if img.mode != "RGB" else img for img in images)
+    return [{**m, "content": [{**b, "image": next(rgb)} if b["type"] == "image" else b for b in m["content"]]}
+            for m in messages]
+
+
 def _encode(processor, questions: Sequence[str], images: Sequence[Sequence]) -> dict:
-    prompts = [
-        processor.apply_chat_template(build_messages(q, len(imgs)), add_generation_prompt=True, tokenize=False)
-        for q, imgs in zip(questions, images)
-    ]
-    flat = [img.convert("RGB") if img.mode != "RGB" else img for imgs in images for img in imgs]
+    conversations = [_with_images(build_messages(q, len(imgs)), imgs) for q, imgs in zip(questions, images)]
     processor.tokenizer.padding_side = "left"  # batched generation appends on the right
-    # The chat template already writes BOS.
-    return processor(images=flat or None, text=prompts, padding=True, return_tensors="pt", add_special_tokens=False)
+    return processor.apply_chat_template(
+        conversations, add_generation_prompt=True, tokenize=True, return_dict=True, return_tensors="pt",
+        # The chat template already writes BOS.
+        processor_kwargs={"padding": True, "padding_side": "left", "add_special_tokens": False},
+    )
+
+
+def stop_token_ids(model, tokenizer) -> list[int]:
+    """The model's own stop tokens (`generation_config.eos_token_id`, one id or several), else the tokenizer's EOS."""
+    configured = model.generation_config.eos_token_id
+    ids = configured if isinstance(configured, (list, tuple)) else [configured]
+    ids = [int(i) for i in ids if i is not None]
+    return ids or [tokenizer.eos_token_id]
 
 
 @torch.inference_mode()
@@ -52,11 +70,10 @@ def _generate_batch(model, processor, questions, images, settings: GenerationSet
     if settings.do_sample:
         kwargs["temperature"] = settings.temperature
     tokenizer = processor.tokenizer
+    stops = stop_token_ids(model, tokenizer)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stops[0]
     # `tokenizer` lets generate honour the checkpoint's stop strings (LLaVA-Med v1.0 answers end with "###").
-    output = model.generate(
-        **inputs, **kwargs, eos_token_id=model.generation_config.eos_token_id or tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id, tokenizer=tokenizer,
-    )
+    output = model.generate(**inputs, **kwargs, eos_token_id=stops, pad_token_id=pad, tokenizer=tokenizer)
     new_tokens = output[:, inputs["input_ids"].shape[1]:]
     stops = model.generation_config.stop_strings or []
     return [cut_at_stop_strings(text, stops) for text in tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]

@@ -5,8 +5,10 @@ image placeholders, and the processor raises "Mismatch in `image` token count" f
 draws the row (a crash mid-epoch), or loses the end of its answer and its EOS without a word. At 336 px / patch 14 an
 image is 576 tokens, so a PubMedVision row with 4 of its up to 29 images cannot fit 2048 at all.
 
-This module measures every row once, as the collator will build it (chat template rendered, `<image>` expanded by
-the processor's own per-image count), and decides before the first step what happens to rows that do not fit:
+This module measures every row once, as the collator will build it (chat template rendered, each image placeholder
+expanded as the processor expands it: `image_tokens.ImageExpansion`, which also covers processors whose count depends
+on the image size, such as Qwen2-VL's and Idefics3's), and decides before the first step what happens to rows that do
+not fit:
 
 - `skip`: the row is left out.
 - `trim_rounds`: the conversation keeps its leading user/assistant rounds, with exactly their images, as far as they
@@ -29,6 +31,7 @@ from tqdm.auto import tqdm
 from transformers import TrainerCallback
 from trl.data_utils import prepare_multimodal_messages
 
+from .image_tokens import ImageExpansion, image_size
 from .sampler import image_counts
 
 __all__ = ["LENGTH_POLICIES", "LengthReport", "LengthReportCallback", "fit_to_length", "fit_splits_to_length",
@@ -41,26 +44,28 @@ EXAMPLES_KEPT = 5
 
 
 def image_token_count(processor) -> int:
-    """Tokens one image becomes in the processor's output (576 for CLIP-336/14 keeping patch tokens only).
+    """Tokens one image becomes in the output of a fixed-size processor (576 for CLIP-336/14 keeping patch tokens).
 
-    Asked of the processor (`_get_num_multimodal_tokens`, what serving engines use) for one image of the crop size:
-    LlavaMed resizes every image to it. A processor whose count depends on each image's size would need those sizes.
+    Raises for a processor whose count depends on the image size (Qwen2-VL, Idefics3 with image splitting).
     """
-    image_processor = processor.image_processor
-    size = getattr(image_processor, "crop_size", None) or image_processor.size
-    return processor._get_num_multimodal_tokens(image_sizes=[(size["height"], size["width"])]).num_image_tokens[0]
+    expansion = ImageExpansion(processor)
+    if not expansion.fixed:
+        raise ValueError(f"{type(processor).__name__}'s image token count depends on each image's size")
+    return len(expansion.ids())
 
 
-def token_lengths(processor, conversations: list[list[dict]], num_images: list[int]) -> list[int]:
+def token_lengths(processor, conversations: list[list[dict]], images: list, expansion=None,
+                  names: list[str] | None = None) -> list[int]:
     """Length of each row as `DataCollatorForVisionLanguageModeling` builds it without truncation.
 
-    `conversations` must already hold one image block per image (`prepare_multimodal_messages`). The rendered text is
-    tokenised once with `<image>` as one token, then each image adds the rest of its expansion: no image is decoded.
+    `conversations` must already hold one image block per image (`prepare_multimodal_messages`); `images[i]` is row
+    i's image count, or its list of (height, width) sizes where the processor's count depends on them. No image is
+    decoded. `expansion` (an `ImageExpansion` of `processor`) saves probing the processor again; `names` name the
+    rows in errors.
     """
+    expansion = expansion or ImageExpansion(processor)
     texts = processor.apply_chat_template(conversations, tokenize=False)
-    ids = processor.tokenizer(texts, add_special_tokens=False)["input_ids"]
-    extra = image_token_count(processor) - 1
-    return [len(row) + count * extra for row, count in zip(ids, num_images)]
+    return expansion.lengths(texts, images, names)
 
 
 @dataclass
@@ -136,11 +141,12 @@ def fit_to_length(
     limits = _Limits(max_length, max_images_per_sample)
     if limits.max_length is None and limits.max_images is None:
         return dataset, report
-    lengths, counts = measure(dataset, processor, split, batch_size, num_proc)
+    expansion = ImageExpansion(processor)
+    lengths, counts = measure(dataset, processor, split, batch_size, num_proc, expansion=expansion)
     over = [i for i, (n, k) in enumerate(zip(lengths, counts)) if not limits.fit(n, k)]
     if over and policy == "error":
         raise ValueError(_error_message(dataset, over, lengths, counts, limits, split))
-    trims = _trim_rows(dataset, over, counts, processor, limits) if policy == "trim_rounds" else {}
+    trims = _trim_rows(dataset, over, counts, processor, expansion, limits) if policy == "trim_rounds" else {}
     _count(report, dataset, over, trims, counts, limits)
     for i, trim in trims.items():
         lengths[i] = trim.length
@@ -163,27 +169,49 @@ def fit_splits_to_length(train: datasets.Dataset, evaluation: datasets.Dataset |
 
 
 def measure(dataset: datasets.Dataset, processor, split: str = "train", batch_size: int = 1000,
-            num_proc: int | None = None) -> tuple[list[int], list[int]]:
+            num_proc: int | None = None, expansion: ImageExpansion | None = None) -> tuple[list[int], list[int]]:
     """(token length, image count) of every row; reads `messages` (and `id`) and the Arrow list lengths of `images`.
 
+    Where the processor's image token count depends on the image size, each image's size is read from its header.
     A `datasets` map: `num_proc` workers, and cached beside a dataset loaded from files, so other ranks (under
     `main_process_first`) and reruns read the lengths back instead of measuring again.
     """
     counts = image_counts(dataset)
+    expansion = expansion or ImageExpansion(processor)
     columns = [c for c in ("messages", "id") if c in dataset.column_names]
-    measured = dataset.select_columns(columns).map(
+    if not expansion.fixed:
+        columns += [c for c in ("images", "image") if c in dataset.column_names][:1]
+    measured = _undecoded(dataset.select_columns(columns)).map(
         _measure_batch, batched=True, batch_size=batch_size, with_indices=True, num_proc=num_proc,
-        remove_columns=columns, fn_kwargs={"processor": processor, "counts": counts, "split": split},
-        desc=f"Measuring {split} rows",
+        remove_columns=columns, desc=f"Measuring {split} rows",
+        fn_kwargs={"processor": processor, "expansion": expansion, "counts": counts, "split": split},
     )
     return list(measured["num_tokens"]), counts
 
 
-def _measure_batch(batch: dict, indices: list[int], processor, counts: list[int], split: str) -> dict:
+def _measure_batch(batch: dict, indices: list[int], processor, expansion, counts: list[int], split: str) -> dict:
     num_images = [counts[i] for i in indices]
     names = batch["id"] if "id" in batch else [f"#{i}" for i in indices]
     prepared = [_prepared(m, k, name, split) for m, k, name in zip(batch["messages"], num_images, names)]
-    return {"num_tokens": token_lengths(processor, prepared, num_images)}
+    try:
+        return {"num_tokens": token_lengths(processor, prepared, _sizes(batch) or num_images, expansion, names)}
+    except ValueError as err:
+        raise ValueError(f"{split} data, {err}") from err
+
+
+def _undecoded(dataset: datasets.Dataset) -> datasets.Dataset:
+    """`dataset` with its image columns read as `{"bytes", "path"}` (only their headers are opened)."""
+    features = datasets.Features({name: _without_decoding(f) for name, f in dataset.features.items()})
+    return dataset.cast(features) if features != dataset.features else dataset
+
+
+def _sizes(batch: dict) -> list[list[tuple[int, int]]] | None:
+    """(height, width) of every image of every row in `batch`, or None when the batch carries no image column."""
+    if "images" in batch:
+        return [[image_size(image) for image in images or []] for images in batch["images"]]
+    if "image" in batch:
+        return [[image_size(image)] if image else [] for image in batch["image"]]
+    return None
 
 
 def _prepared(messages: list[dict], num_images: int, name: str, split: str) -> list[dict]:
@@ -204,20 +232,28 @@ def _image_blocks(messages: list[dict]) -> int:
     return sum(block["type"] == "image" for m in messages for block in m["content"])
 
 
-def _trim_rows(dataset, over: list[int], counts: list[int], processor, limits: _Limits) -> dict[int, _Trim]:
+def _trim_rows(dataset, over: list[int], counts: list[int], processor, expansion,
+               limits: _Limits) -> dict[int, _Trim]:
     # A single `image` column cannot lose its image: only prefixes that keep it count.
     keep_all = "images" not in dataset.column_names
-    messages = dataset.select_columns(["messages"])
+    columns = ["messages"] + ([] if expansion.fixed else [c for c in ("images", "image") if c in dataset.column_names])
+    rows = _undecoded(dataset.select_columns(columns))
     trims = {}
     for i in tqdm(over, desc="Trimming rounds", unit="row", disable=len(over) < 100):
-        trim = _trim(messages[i]["messages"], counts[i], processor, limits, keep_all)
+        row = rows[i]
+        images = (_sizes({k: [v] for k, v in row.items()}) or [counts[i]])[0]
+        trim = _trim(row["messages"], images, expansion, processor, limits, keep_all)
         if trim is not None:
             trims[i] = trim
     return trims
 
 
-def _trim(messages: list[dict], num_images: int, processor, limits: _Limits, keep_all: bool) -> _Trim | None:
-    """The longest prefix of whole rounds that fits, with exactly the images its turns show; None if none does."""
+def _trim(messages: list[dict], images, expansion, processor, limits: _Limits, keep_all: bool) -> _Trim | None:
+    """The longest prefix of whole rounds that fits, with exactly the images its turns show; None if none does.
+
+    `images` is the row's image count, or its image sizes where the processor's count depends on them.
+    """
+    num_images = images if isinstance(images, int) else len(images)
     prepared = prepare_multimodal_messages(messages, images=[None] * num_images)
     ends = _round_ends(prepared)
     total_rounds = len(ends)
@@ -228,7 +264,8 @@ def _trim(messages: list[dict], num_images: int, processor, limits: _Limits, kee
         kept = _image_blocks(prepared[:end])
         if keep_all and kept != num_images:
             return None
-        length = token_lengths(processor, [prepared[:end]], [kept])[0]
+        kept_images = kept if isinstance(images, int) else images[:kept]
+        length = token_lengths(processor, [prepared[:end]], [kept_images], expansion)[0]
         if limits.fit(length, kept):
             return _Trim(messages[:end], kept, length, total_rounds - rounds)
     return None

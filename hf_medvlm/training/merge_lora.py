@@ -1,7 +1,8 @@
-"""Fold a LoRA adapter (and its fully trained projector) into a full LlavaMed checkpoint (`hf-medvlm merge-lora`).
+"""Fold a LoRA adapter (and its fully trained projector) into a full checkpoint (`hf-medvlm merge-lora`).
 
-The result loads with `AutoModelForImageTextToText.from_pretrained` and no PEFT, and its outputs equal the adapter
-model's up to floating-point rounding.
+The base loads as training loaded it: a LlavaMed or stock Llava base as LlavaMed, any other family through
+`AutoModelForImageTextToText`. The result loads with `AutoModelForImageTextToText.from_pretrained` and no PEFT, and its
+outputs equal the adapter model's up to floating-point rounding.
 """
 
 from __future__ import annotations
@@ -10,8 +11,9 @@ import logging
 from pathlib import Path
 
 import torch
+from transformers import AutoConfig, PreTrainedModel
 
-from ..models.llava_med import LlavaMedForConditionalGeneration
+from .model_setup import model_class_for
 
 __all__ = ["merge_lora"]
 
@@ -19,8 +21,8 @@ logger = logging.getLogger(__name__)
 
 
 def merge_lora(adapter_path: str | Path, base_model_name_or_path: str | None = None,
-               dtype: torch.dtype = torch.float32) -> LlavaMedForConditionalGeneration:
-    """Load base + adapter and return the merged plain LlavaMed model."""
+               dtype: torch.dtype = torch.float32) -> PreTrainedModel:
+    """Load base + adapter and return the merged plain model."""
     from peft import PeftConfig, PeftModel
 
     adapter_path = Path(adapter_path)
@@ -29,8 +31,8 @@ def merge_lora(adapter_path: str | Path, base_model_name_or_path: str | None = N
     base = base_model_name_or_path or PeftConfig.from_pretrained(adapter_path).base_model_name_or_path
     if not base:
         raise ValueError(f"{adapter_path}/adapter_config.json names no base model; pass --base_model_name_or_path")
-    model = LlavaMedForConditionalGeneration.from_pretrained(base, dtype=dtype)
+    model = model_class_for(AutoConfig.from_pretrained(base)).from_pretrained(base, dtype=dtype)
     merged = PeftModel.from_pretrained(model, adapter_path).merge_and_unload()
-    if not isinstance(merged, LlavaMedForConditionalGeneration):
-        raise TypeError(f"merging gave a {type(merged).__name__}, expected LlavaMedForConditionalGeneration")
+    if not isinstance(merged, PreTrainedModel) or isinstance(merged, PeftModel):
+        raise TypeError(f"merging gave a {type(merged).__name__}, expected a plain {type(model).__name__}")
     return merged

@@ -1,8 +1,13 @@
-"""Build the model and processor for a training stage, and choose what it trains.
+"""Build the model and processor for a training run, and choose what it trains.
 
-Three starting points: an existing LlavaMed or stock Llava checkpoint (`model_name_or_path`), or a fresh LlavaMed made
-of a pretrained vision encoder and a pretrained causal LM (`vision_model_name_or_path` + `text_model_name_or_path`,
-stage 1 of the curriculum, with LLaVA-Med's projector initialisation).
+Any `AutoModelForImageTextToText` checkpoint whose processor has a chat template trains with that template through
+TRL's vision collator (Qwen2-VL, Qwen2.5-VL, Idefics3/SmolVLM, Gemma 3, ...). Freezing, LoRA targets and the projector
+learning rate find the parts from the model itself (`model_parts.resolve_parts`).
+
+LlavaMed is the one family with its own set-up (the `LlavaMed` section below): three starting points, an existing
+LlavaMed or stock Llava checkpoint (`model_name_or_path`), or a fresh LlavaMed made of a pretrained vision encoder and
+a pretrained causal LM (`vision_model_name_or_path` + `text_model_name_or_path`, stage 1 of LLaVA-Med's curriculum,
+with its projector initialisation); it trains with the package's chat templates (`chat_template_name`).
 """
 
 from __future__ import annotations
@@ -15,37 +20,47 @@ from torch import nn
 from transformers import AutoConfig, AutoTokenizer
 
 from ..models import llava_med  # its model classes are imported on first use, not by `hf-medvlm train --help`
+from .model_parts import PART_NAMES, resolve_parts
 
 __all__ = [
     "FREEZABLE_MODULES",
+    "LLAVA_MED_MODEL_TYPES",
+    "checkpoint_family",
     "load_model_and_processor",
+    "model_class_for",
     "freeze_modules",
     "lora_config_for",
     "lora_target_regex",
     "check_quantization_supported",
+    "quantization_skip_modules",
     "trainable_parameter_report",
     "train_embedding_rows",
 ]
 
 logger = logging.getLogger(__name__)
 
-# name in recipes -> attribute path on LlavaMedForConditionalGeneration
-FREEZABLE_MODULES = {
-    "vision_tower": ("model.vision_tower",),
-    "multi_modal_projector": ("model.multi_modal_projector",),
-    "language_model": ("model.language_model", "lm_head"),
-}
-# Never adapted by LoRA: the tower stays frozen, the projector is trained in full, TRL refuses LoRA on lm_head.
-LORA_EXCLUDED = ("vision_tower", "multi_modal_projector", "lm_head")
+# Part names in recipes (`freeze_modules`); each model's modules for them are found by `resolve_parts`.
+FREEZABLE_MODULES = PART_NAMES
+# Checkpoints trained as LlavaMed: a stock Llava checkpoint loads into LlavaMed unchanged.
+LLAVA_MED_MODEL_TYPES = ("llava_med", "llava")
+# Original LLaVA-Med v1.5 release folders load for inference, but train only once converted.
+ORIGINAL_RELEASE_MODEL_TYPES = ("llava_mistral",)
 
 
-def load_model_and_processor(model_args, stage_args, *, quantization_config=None, device_map=None):
-    """Return `(model, processor)` for `model_args` (TRL `ModelConfig`) and the stage arguments."""
+def load_model_and_processor(model_args, stage_args, *, quantization_config=None, device_map=None,
+                             trust_remote_code: bool = False):
+    """Return `(model, processor)` for `model_args` (TRL `ModelConfig`) and the stage arguments.
+
+    `trust_remote_code` (SFTConfig's) lets a checkpoint of another family than LlavaMed bring its own code.
+    """
     dtype = _resolve_dtype(model_args.dtype)
     if stage_args.vision_model_name_or_path:
         model, processor = _from_vision_and_text(stage_args, dtype)
         if model_args.attn_implementation:
             model.set_attn_implementation(model_args.attn_implementation)  # tower and LM alike
+    elif checkpoint_family(model_args, trust_remote_code) != "llava_med":
+        return _from_any_checkpoint(model_args, stage_args.processor_kwargs, dtype, quantization_config, device_map,
+                                    trust_remote_code)
     else:
         model, processor = _from_checkpoint(model_args, dtype, quantization_config, device_map)
     from ..models.llava_med.processing_llava_med import stop_strings_for_template
@@ -56,25 +71,86 @@ def load_model_and_processor(model_args, stage_args, *, quantization_config=None
     return model, processor
 
 
+def checkpoint_family(model_args, trust_remote_code: bool = False) -> str:
+    """`"llava_med"` for a LlavaMed or stock Llava checkpoint, else the checkpoint's `model_type`.
+
+    Fails (naming the checkpoint) for a model that `AutoModelForImageTextToText` does not load.
+    """
+    # Imported here: transformers' auto model classes load every registered model module (`train --help` stays light).
+    from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING
+
+    config = _checkpoint_config(model_args, trust_remote_code)
+    if config.model_type in ORIGINAL_RELEASE_MODEL_TYPES:
+        raise ValueError(
+            f"model_name_or_path {model_args.model_name_or_path!r} is an original LLaVA-Med release "
+            f"({config.model_type!r}); convert it first (hf-medvlm convert) and train the converted folder"
+        )
+    if config.model_type in LLAVA_MED_MODEL_TYPES:
+        return "llava_med"
+    if type(config) not in MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING:
+        raise ValueError(
+            f"model_name_or_path {model_args.model_name_or_path!r} is a {config.model_type!r} checkpoint "
+            f"({type(config).__name__}), which AutoModelForImageTextToText does not load; hf-medvlm trains "
+            "image-text-to-text models (or builds a LlavaMed from vision_model_name_or_path + text_model_name_or_path)"
+        )
+    return config.model_type
+
+
+def model_class_for(config):
+    """LlavaMed for LlavaMed and stock Llava configs (as training loads them), else the Auto class's choice."""
+    from transformers import AutoModelForImageTextToText
+
+    if config.model_type in LLAVA_MED_MODEL_TYPES:
+        return llava_med.LlavaMedForConditionalGeneration
+    return AutoModelForImageTextToText
+
+
+def _checkpoint_config(model_args, trust_remote_code: bool):
+    return AutoConfig.from_pretrained(model_args.model_name_or_path, revision=model_args.model_revision,
+                                      trust_remote_code=trust_remote_code)
+
+
+def _load_kwargs(model_args, dtype, quantization_config, device_map) -> dict:
+    kwargs = dict(revision=model_args.model_revision, dtype=dtype, attn_implementation=model_args.attn_implementation)
+    if quantization_config is not None:
+        kwargs.update(quantization_config=quantization_config, device_map=device_map)
+    return kwargs
+
+
+def _from_any_checkpoint(model_args, processor_kwargs, dtype, quantization_config, device_map,
+                         trust_remote_code: bool):
+    """Any image-text-to-text checkpoint, with its own processor and the chat template that processor carries."""
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    path = model_args.model_name_or_path
+    processor = AutoProcessor.from_pretrained(path, revision=model_args.model_revision,
+                                              trust_remote_code=trust_remote_code, **(processor_kwargs or {}))
+    if not processor.chat_template:
+        raise ValueError(
+            f"{path}: {type(processor).__name__} has no chat template; hf-medvlm trains other families than LlavaMed "
+            "with the model's own template. Save one with the processor (processor.chat_template = ...; "
+            "processor.save_pretrained(...)) and train that folder"
+        )
+    model = AutoModelForImageTextToText.from_pretrained(
+        path, trust_remote_code=trust_remote_code,
+        **_load_kwargs(model_args, dtype, quantization_config, device_map),
+    )
+    return model, processor
+
+
 def _resolve_dtype(dtype):
     if dtype in (None, "auto"):
         return dtype
     return getattr(torch, dtype) if isinstance(dtype, str) else dtype
 
 
+# ------------------------------------------------------------------------------------------------------- LlavaMed
 def _from_checkpoint(model_args, dtype, quantization_config, device_map):
     path = model_args.model_name_or_path
-    config = AutoConfig.from_pretrained(path, revision=model_args.model_revision, trust_remote_code=False)
-    if config.model_type not in ("llava_med", "llava"):
-        raise ValueError(
-            f"model_name_or_path {path!r} is a {config.model_type!r} checkpoint; training needs a LlavaMed or Llava "
-            "checkpoint, or vision_model_name_or_path + text_model_name_or_path to build one"
-        )
-    kwargs = dict(revision=model_args.model_revision, dtype=dtype, attn_implementation=model_args.attn_implementation)
-    if quantization_config is not None:
-        kwargs.update(quantization_config=quantization_config, device_map=device_map)
     # A stock Llava checkpoint loads into LlavaMed unchanged: same modules, and the Llava weight layout is registered.
-    model = llava_med.LlavaMedForConditionalGeneration.from_pretrained(path, **kwargs)
+    model = llava_med.LlavaMedForConditionalGeneration.from_pretrained(
+        path, **_load_kwargs(model_args, dtype, quantization_config, device_map)
+    )
     processor = llava_med.LlavaMedProcessor.from_pretrained(path, revision=model_args.model_revision)
     return model, processor
 
@@ -128,25 +204,43 @@ def train_embedding_rows(model: nn.Module, processor, tokens: list[str | None]) 
     return ids
 
 
+# ---------------------------------------------------------------------------------------- parts, for any family
 def freeze_modules(model: nn.Module, names: list[str]) -> None:
-    """Train everything except the named parts (`FREEZABLE_MODULES` keys)."""
+    """Train everything except the named parts (`FREEZABLE_MODULES`), as `resolve_parts` finds them in `model`.
+
+    A projector inside the vision tower (Qwen-VL's `visual.merger`) keeps training when only the tower is frozen.
+    """
     unknown = sorted(set(names) - set(FREEZABLE_MODULES))
     if unknown:
-        raise ValueError(f"freeze_modules has unknown entries {unknown}; choose from {sorted(FREEZABLE_MODULES)}")
+        raise ValueError(f"freeze_modules has unknown entries {unknown}; choose from {list(FREEZABLE_MODULES)}")
+    parts = resolve_parts(model)
     model.requires_grad_(True)
     for name in names:
-        for path in FREEZABLE_MODULES[name]:
-            model.get_submodule(path).requires_grad_(False)
+        for path in parts.paths(name):
+            _set_trainable(model, path, False)
+    for name in set(FREEZABLE_MODULES) - set(names):  # nested parts: undo what freezing the enclosing part did
+        for path in parts.paths(name):
+            _set_trainable(model, path, True)
     if not any(p.requires_grad for p in model.parameters()):
         raise ValueError(f"freeze_modules={names} freezes every parameter; nothing would be trained")
+
+
+def _set_trainable(model: nn.Module, path: str, trainable: bool) -> None:
+    module_path, _, leaf = path.rpartition(".")
+    parent = model.get_submodule(module_path)
+    if isinstance(getattr(parent, leaf, None), nn.Parameter):  # loose, e.g. LLaVA-OneVision's image_newline
+        getattr(parent, leaf).requires_grad_(trainable)
+    else:
+        model.get_submodule(path).requires_grad_(trainable)
 
 
 def lora_target_regex(model: nn.Module, names: list[str] | None = None) -> str:
     """A PEFT `target_modules` regex matching the language model's Linear layers (all of them, or those `names`).
 
-    A regex rather than a name list, because CLIP's attention layers share the names `q_proj`/`k_proj`/`v_proj`.
+    A regex rather than a name list, because vision encoders share the names `q_proj`/`k_proj`/`v_proj`.
     """
-    prefix = "model.language_model."
+    decoder = resolve_parts(model).language_model[0]
+    prefix = decoder + "."
     found = sorted(
         {n.rsplit(".", 1)[-1] for n, m in model.named_modules() if n.startswith(prefix) and isinstance(m, nn.Linear)}
     )
@@ -155,15 +249,16 @@ def lora_target_regex(model: nn.Module, names: list[str] | None = None) -> str:
         if missing:
             raise ValueError(f"lora_target_modules {missing} are not Linear layers of the language model {found}")
         found = sorted(set(names))
-    return rf".*language_model\..*\.({'|'.join(map(re.escape, found))})"
+    return rf".*{re.escape(prefix)}.*\.({'|'.join(map(re.escape, found))})"
 
 
 def lora_config_for(model: nn.Module, model_args):
     """LoRA on the LM's linear layers only; the projector is trained in full (`modules_to_save`)."""
     from peft import LoraConfig
 
-    modules_to_save = list(model_args.lora_modules_to_save or ["multi_modal_projector"])
-    bad = [m for m in modules_to_save if "vision_tower" in m or m == "lm_head"]
+    parts = resolve_parts(model)
+    modules_to_save = list(model_args.lora_modules_to_save or parts.multi_modal_projector)
+    bad = [m for m in modules_to_save if _names_frozen_part(model, parts, m)]
     if bad:
         raise ValueError(f"lora_modules_to_save {bad}: the vision tower stays frozen and lm_head is not adapted")
     return LoraConfig(
@@ -177,6 +272,30 @@ def lora_config_for(model: nn.Module, model_args):
         use_dora=model_args.use_dora,
         task_type=model_args.lora_task_type,
     )
+
+
+def _names_frozen_part(model: nn.Module, parts, name: str) -> bool:
+    """Whether `name` (PEFT matches module names by suffix) names the vision tower or the LM head."""
+    matched = [n for n, _ in model.named_modules() if n == name or n.endswith("." + name)]
+    return name in ("vision_tower", "lm_head") or any(
+        n == parts.head or parts.part_of(n) == "vision_tower" for n in matched
+    )
+
+
+def quantization_skip_modules(model_args, trust_remote_code: bool = False) -> list[str]:
+    """Module-path patterns kept out of 4/8-bit quantisation: vision tower, projector, LM head (as LLaVA's QLoRA).
+
+    Found on an empty (`meta`) copy of the model built from its config, so nothing is loaded twice.
+    """
+    from accelerate import init_empty_weights
+    from transformers import AutoModelForImageTextToText
+
+    config = _checkpoint_config(model_args, trust_remote_code)
+    with init_empty_weights():  # a stock Llava builds the same modules as the LlavaMed it trains as
+        skeleton = AutoModelForImageTextToText.from_config(config, trust_remote_code=trust_remote_code)
+    parts = resolve_parts(skeleton)
+    paths = [*parts.vision_tower, *parts.multi_modal_projector, *parts.language_model[1:]]
+    return [re.escape(p) for p in paths]
 
 
 def check_quantization_supported(model_args) -> None:
@@ -197,10 +316,11 @@ def check_quantization_supported(model_args) -> None:
 
 
 def trainable_parameter_report(model: nn.Module) -> dict[str, int]:
-    """Trainable parameter count per top-level part (vision_tower, multi_modal_projector, language_model, ...)."""
+    """Trainable parameter count per part (vision_tower, multi_modal_projector, language_model, other)."""
+    parts = resolve_parts(model)
     report: dict[str, int] = {}
     for name, param in model.named_parameters():
         if param.requires_grad:
-            part = next((k for k, paths in FREEZABLE_MODULES.items() if any(p in name for p in paths)), "other")
+            part = parts.part_of(name) or "other"
             report[part] = report.get(part, 0) + param.numel()
     return report

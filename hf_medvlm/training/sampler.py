@@ -13,9 +13,8 @@ from collections.abc import Iterator, Sequence
 import pyarrow.compute as pc
 import torch
 from torch.utils.data import Sampler
-from tqdm.auto import tqdm
 
-__all__ = ["ModalityLengthGroupedSampler", "sample_lengths", "image_counts", "padded_tokens"]
+__all__ = ["ModalityLengthGroupedSampler", "image_counts", "padded_tokens"]
 
 MAX_WINDOW_STEPS = 50
 
@@ -79,21 +78,6 @@ class ModalityLengthGroupedSampler(Sampler[int]):
         return steps
 
 
-def sample_lengths(dataset, tokenizer, image_seq_length: int, batch_size: int = 1000) -> tuple[list[int], list[bool]]:
-    """Token length (text tokens + `image_seq_length` per image) and has-image flag of every training sample.
-
-    Reads only the `messages` column and the Arrow list lengths of `images`; no image is decoded.
-    """
-    num_images = image_counts(dataset)
-    messages = dataset.select_columns(["messages"])
-    lengths = []
-    for start in tqdm(range(0, len(dataset), batch_size), desc="Measuring sample lengths", unit="batch"):
-        texts = [_message_text(m) for m in messages[start : start + batch_size]["messages"]]
-        lengths.extend(len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"])
-    lengths = [n + k * image_seq_length for n, k in zip(lengths, num_images)]
-    return lengths, [k > 0 for k in num_images]
-
-
 def image_counts(dataset) -> list[int]:
     """Images per row, from the Arrow list lengths of `images` (or 0/1 for a single `image` column); none decoded."""
     if "images" in dataset.column_names:
@@ -102,17 +86,6 @@ def image_counts(dataset) -> list[int]:
     if "image" in dataset.column_names:
         return [int(x is not None) for x in dataset.with_format("arrow")[:].column("image").is_valid().to_pylist()]
     return [0] * len(dataset)
-
-
-def _message_text(messages: list[dict]) -> str:
-    parts = []
-    for message in messages:
-        content = message["content"]
-        if isinstance(content, str):
-            parts.append(content)
-        else:
-            parts.extend(block.get("text") or "" for block in content if block.get("type") == "text")
-    return "\n".join(parts)
 
 
 def padded_tokens(lengths: Sequence[int], batches: Sequence[Sequence[int]]) -> tuple[int, int]:

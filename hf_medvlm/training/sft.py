@@ -1,4 +1,8 @@
-"""Supervised fine-tuning of LlavaMed models: LLaVA-Med's two-stage curriculum, LoRA/QLoRA and VQA fine-tunes.
+"""Supervised fine-tuning of vision-language models: LLaVA-Med's two-stage curriculum, LoRA/QLoRA and VQA fine-tunes.
+
+LlavaMed runs the whole curriculum (stage 1 `alignment`, stage 2 `instruct`) with the package's chat templates. Any
+other `AutoModelForImageTextToText` family (Qwen2.5-VL, SmolVLM, Gemma 3, ...) runs stage-2-style instruction tuning
+and the VQA fine-tunes with its own chat template.
 
 `run_sft` takes TRL's `ScriptArguments`, `DatasetMixtureConfig`, `SFTConfig` and `ModelConfig`, plus `StageArguments`
 (what TRL has no key for); the `hf-medvlm train` command (`hf_medvlm/commands/train.py`) parses them from a recipe.
@@ -6,6 +10,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field
 
@@ -17,14 +22,16 @@ from .length_policy import LENGTH_POLICIES, LengthReportCallback, fit_splits_to_
 from .model_setup import (
     FREEZABLE_MODULES,
     check_quantization_supported,
+    checkpoint_family,
     freeze_modules,
     load_model_and_processor,
     lora_config_for,
+    quantization_skip_modules,
     train_embedding_rows,
     trainable_parameter_report,
 )
 
-__all__ = ["StageArguments", "STAGE_DEFAULTS", "check_args", "build_trainer", "run_sft"]
+__all__ = ["StageArguments", "STAGE_DEFAULTS", "check_args", "fit_stage_to_family", "build_trainer", "run_sft"]
 
 logger = logging.getLogger(__name__)
 
@@ -44,8 +51,9 @@ class StageArguments:
 
     stage: str = field(
         default="instruct",
-        metadata={"help": "'alignment' (stage 1: projector only, `plain` template by default) or 'instruct' (stage 2 "
-                  "and VQA fine-tunes: LM + projector, tower frozen, `mistral_instruct`, assistant-only loss).",
+        metadata={"help": "'alignment' (LlavaMed stage 1: projector only, `plain` template) or 'instruct' (stage 2 "
+                  "and VQA fine-tunes: LM + projector, tower frozen, assistant-only loss; LlavaMed with "
+                  "`mistral_instruct`, other families with their own chat template).",
                   "choices": STAGES},
     )
     freeze_modules: list[str] | None = field(
@@ -61,10 +69,11 @@ class StageArguments:
     )
     chat_template_name: str | None = field(
         default=None,
-        metadata={"help": f"Packaged chat template used for training, one of {CHAT_TEMPLATE_NAMES}; default by stage "
-                  "(alignment: plain; instruct: mistral_instruct). For stage 1, `llava_v0` is the LLaVA-Med paper's "
-                  "(v1.0: v0 conversation with the description instruction; Appendix C.2 treats dropping it as an "
-                  "ablation) and `plain` is LLaVA-1.5's (caption only, instruction dropped).",
+        metadata={"help": f"LlavaMed only: packaged chat template used for training, one of {CHAT_TEMPLATE_NAMES}; "
+                  "default by stage (alignment: plain; instruct: mistral_instruct). For stage 1, `llava_v0` is the "
+                  "LLaVA-Med paper's (v1.0: v0 conversation with the description instruction; Appendix C.2 treats "
+                  "dropping it as an ablation) and `plain` is LLaVA-1.5's (caption only, instruction dropped). Other "
+                  "families train with the chat template their processor carries.",
                   "choices": list(CHAT_TEMPLATE_NAMES)},
     )
     vision_model_name_or_path: str | None = field(
@@ -118,6 +127,13 @@ class StageArguments:
                   "trainer_state.json. Images are never dropped from a round: answers name them by position.",
                   "choices": list(LENGTH_POLICIES)},
     )
+    processor_kwargs: dict | str | None = field(
+        default=None,
+        metadata={"help": "Keyword arguments for AutoProcessor.from_pretrained of another family than LlavaMed, e.g. "
+                  "{\"max_pixels\": 151200} (Qwen2-VL image resolution) or {\"size\": {\"longest_edge\": 1536}} "
+                  "(SmolVLM image splitting); saved with the processor, so evaluation uses them too. A JSON string on "
+                  "the command line."},
+    )
     max_images_per_sample: int | None = field(
         default=None,
         metadata={"help": "Most images a training row may show (HuatuoGPT-Vision drops rows with more than 8); rows "
@@ -130,8 +146,12 @@ class StageArguments:
         frozen, template = STAGE_DEFAULTS[self.stage]
         if self.freeze_modules is None:
             self.freeze_modules = list(frozen)
+        # Known only once the checkpoint is: another family than LlavaMed drops a template that came from here.
+        self.template_from_stage = self.chat_template_name is None
         if self.chat_template_name is None:
             self.chat_template_name = template
+        if isinstance(self.processor_kwargs, str):
+            self.processor_kwargs = json.loads(self.processor_kwargs)
         if self.max_images_per_sample is not None and self.max_images_per_sample < 1:
             raise ValueError(f"max_images_per_sample must be at least 1, got {self.max_images_per_sample}")
 
@@ -160,6 +180,30 @@ def check_args(training_args, model_args, stage_args) -> None:
                        "is never asked to stop); stage 2's template supervises '</s>'")
 
 
+def fit_stage_to_family(stage_args, family: str) -> None:
+    """Fit the stage arguments to the model family (`checkpoint_family`): LLaVA-Med's curriculum is LlavaMed's.
+
+    Another family trains stage-2 style with its own chat template: stage `alignment` (which pre-trains the projector
+    of a LlavaMed assembled from a vision encoder and a causal LM) and a LlavaMed template are errors.
+    """
+    if family == "llava_med":
+        if stage_args.processor_kwargs:
+            raise ValueError("processor_kwargs applies to other families than LlavaMed; a LlavaMed's image "
+                             "processing comes from its checkpoint (image_aspect_mode for a fresh one)")
+        return
+    if stage_args.stage == "alignment":
+        raise ValueError(
+            f"stage 'alignment' is LLaVA-Med's stage 1 (projector pre-training of a LlavaMed assembled from a vision "
+            f"encoder and a causal LM); a {family!r} checkpoint comes with its projector trained: use stage 'instruct'"
+        )
+    if not getattr(stage_args, "template_from_stage", True):
+        raise ValueError(
+            f"chat_template_name {stage_args.chat_template_name!r} is a LlavaMed template; a {family!r} checkpoint "
+            "trains with the chat template its processor carries: leave chat_template_name unset"
+        )
+    stage_args.chat_template_name = None
+
+
 def build_trainer(script_args, mixture_args, training_args, model_args, stage_args, config: dict | None = None):
     """Resolve the throughput keys for this machine, load data and model, and return the `MedVLMSFTTrainer`.
 
@@ -177,10 +221,13 @@ def build_trainer(script_args, mixture_args, training_args, model_args, stage_ar
     for key, decision in resolve_training_acceleration(training_args, model_args).items():
         logger.info("%s resolved to %s", key, decision)
     set_seed(training_args.seed)  # a fresh model's projector init draws random numbers
+    if not stage_args.vision_model_name_or_path:
+        fit_stage_to_family(stage_args, checkpoint_family(model_args, training_args.trust_remote_code))
     train_dataset, eval_dataset = load_training_data(script_args, mixture_args)
-    quantization_config = _quantization_config(model_args)
+    quantization_config = _quantization_config(model_args, training_args.trust_remote_code)
     model, processor = load_model_and_processor(
-        model_args, stage_args, quantization_config=quantization_config, device_map=_device_map(quantization_config)
+        model_args, stage_args, quantization_config=quantization_config, device_map=_device_map(quantization_config),
+        trust_remote_code=training_args.trust_remote_code,
     )
     peft_config = lora_config_for(model, model_args) if model_args.use_peft else None
     freeze_modules(model, stage_args.freeze_modules)
@@ -230,6 +277,8 @@ def run_sft(script_args, mixture_args, training_args, model_args, stage_args, re
         clean_output_dir(training_args.output_dir, training_args.resume_from_checkpoint)
     # Resolved before the config is recorded, so that it says what ran (auto values, fallbacks); idempotent.
     resolve_training_acceleration(training_args, model_args)
+    if not stage_args.vision_model_name_or_path:  # before the config is recorded too: it clears chat_template_name
+        fit_stage_to_family(stage_args, checkpoint_family(model_args, training_args.trust_remote_code))
     config = resolved_config(script_args, mixture_args, training_args, model_args, stage_args)
     push_to_hub, training_args.push_to_hub = training_args.push_to_hub, False  # pushed by finish_run instead
     trainer = build_trainer(script_args, mixture_args, training_args, model_args, stage_args, config)
@@ -276,11 +325,11 @@ def _train(trainer, resume_from_checkpoint):
         trainer.remove_callback(callback)
 
 
-def _quantization_config(model_args):
+def _quantization_config(model_args, trust_remote_code: bool):
     config = get_quantization_config(model_args)
     if config is not None:
         # The tower, projector and head stay in full precision, as in LLaVA's QLoRA (llm_int8_skip_modules).
-        config.llm_int8_skip_modules = ["vision_tower", "multi_modal_projector", "lm_head"]
+        config.llm_int8_skip_modules = quantization_skip_modules(model_args, trust_remote_code)
     return config
 
 

@@ -11,24 +11,19 @@ from trl import SFTTrainer
 
 from ..files import temporary_path
 from .acceleration import apply_liger_kernels
-from .length_policy import image_token_count
-from .sampler import ModalityLengthGroupedSampler, image_counts, sample_lengths
+from .length_policy import measure
+from .model_parts import resolve_parts
+from .sampler import ModalityLengthGroupedSampler, image_counts
 
-__all__ = ["MedVLMSFTTrainer", "image_seq_length"]
+__all__ = ["MedVLMSFTTrainer"]
 
 logger = logging.getLogger(__name__)
 
-PROJECTOR_KEY = "multi_modal_projector"
 INCOMPLETE = "incomplete"  # kind of the marker inside a checkpoint folder being written
 
 
 def is_peft_model(model) -> bool:
     return isinstance(model, PeftModel)
-
-
-def image_seq_length(processor) -> int:
-    """Placeholder tokens one `<image>` expands to (576 for CLIP-336/14 with patch tokens only)."""
-    return image_token_count(processor)
 
 
 class MedVLMSFTTrainer(SFTTrainer):
@@ -59,12 +54,10 @@ class MedVLMSFTTrainer(SFTTrainer):
         dataset = train_dataset if train_dataset is not None else self.train_dataset
         if not self.group_by_modality_length or not hasattr(dataset, "__len__"):
             return super()._get_train_sampler(train_dataset)
-        if self.train_lengths is not None and len(self.train_lengths) == len(dataset):
-            lengths, has_image = self.train_lengths, [k > 0 for k in image_counts(dataset)]
-        else:
-            lengths, has_image = sample_lengths(
-                dataset, self.processing_class.tokenizer, image_seq_length(self.processing_class)
-            )
+        lengths = self.train_lengths
+        if lengths is None or len(lengths) != len(dataset):
+            lengths, _ = measure(dataset, self.processing_class, "train", num_proc=self.args.dataset_num_proc)
+        has_image = [k > 0 for k in image_counts(dataset)]
         args = self.args
         step_size = args.per_device_train_batch_size * args.world_size * args.gradient_accumulation_steps
         sampler = ModalityLengthGroupedSampler(lengths, has_image, step_size, seed=args.data_seed or args.seed)
@@ -115,10 +108,12 @@ class MedVLMSFTTrainer(SFTTrainer):
     def _param_groups(self, model) -> list[dict]:
         """Four groups, as LLaVA-1.5's `mm_projector_lr`: (decay, no decay) x (projector, everything else)."""
         decay = set(self.get_decay_parameter_names(model))
+        parts = resolve_parts(model)
         groups: dict[tuple[bool, bool], list] = {}
         for name, param in model.named_parameters():
             if param.requires_grad:
-                groups.setdefault((PROJECTOR_KEY in name, name in decay), []).append(param)
+                is_projector = parts.part_of(name) == "multi_modal_projector"
+                groups.setdefault((is_projector, name in decay), []).append(param)
         return [
             {
                 "params": params,

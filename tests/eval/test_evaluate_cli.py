@@ -70,8 +70,19 @@ def test_multiple_choice_end_to_end(tmp_path, tiny_model_dir):
     answers = [json.loads(line) for line in (out / "answers.jsonl").read_text().splitlines()]
     assert answers[0]["prompt"].endswith("A. liver\nB. spleen\nC. kidney\n"
                                          "Answer with the option's letter from the given choices directly.")
-    result = json.loads((out / "results.json").read_text())["scores"]["huatuo_mc"]
-    assert sum(result["decided_by"].values()) == 3
+    assert [a["question_id"] for a in answers] == ["m0", "m1", "m2"]
+
+    # Scored again from scripted answers, one decided by each rule: "B" by its letter (wrong), "The liver." by the
+    # option text it names (right), "kidny" by the closest option (kidney, wrong).
+    scripted = tmp_path / "scripted.jsonl"
+    scripted.write_text("".join(json.dumps({"question_id": f"m{i}", "text": t}) + "\n"
+                                for i, t in enumerate(["B", "The liver.", "kidny"])))
+    argv = ["eval", "--task", "multiple_choice", "--dataset_name", str(data), "--output_dir", str(tmp_path / "scored"),
+            "--answers_file", str(scripted)]
+    assert cli_main(argv) == 0
+    result = json.loads((tmp_path / "scored" / "results.json").read_text())["scores"]["huatuo_mc"]
+    assert result["decided_by"] == {"letter": 1, "option_text": 1, "closest": 1}
+    assert result["accuracy"] == pytest.approx(100 / 3)
 
 
 def test_parse_args_config_and_overrides(tmp_path):

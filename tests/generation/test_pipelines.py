@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from hf_medvlm.generation.parsing import parse_reformat_json
 from hf_medvlm.generation.pipelines import GenerateArguments, run_method
 from hf_medvlm.testing.openai_server import Reply, TransformersResponder, message_texts, start_openai_server
 
@@ -150,14 +151,34 @@ def tiny():
 
 
 def test_pubmedvision_with_tiny_model_served_over_http(figure_records, tmp_path, fast_backend, tiny):
+    """fig0 is answered with valid JSON, fig1 by real generation of the tiny model over HTTP."""
     model, processor = tiny
-    with start_openai_server(TransformersResponder(model, processor, max_new_tokens=8)) as server:
+    tiny_model = TransformersResponder(model, processor, max_new_tokens=8)
+    served = {}
+
+    def responder(body):
+        if "hepatic" in _last_text(body):
+            return GOOD_JSON
+        served["fig1"] = reply = tiny_model(body)
+        return reply
+
+    with start_openai_server(responder) as server:
         args = _args(figure_records, tmp_path / "out", max_new_tokens=8, limit=2)
         report = run_method("pubmedvision", args, fast_backend(server.url, timeout=60), progress=False)
-    responses = _read(tmp_path / "out" / "responses.jsonl")
-    assert report["requests"]["done"] == 2 and all(r["completion_tokens"] > 0 for r in responses)
-    # A random tiny model does not write JSON: every reply is rejected and counted, none silently lost.
-    assert sum(report["parsing"]["rejected"].values()) + report["parsing"]["instruct_rows"] == 2
+    responses = {r["id"]: r for r in _read(tmp_path / "out" / "responses.jsonl")}
+    assert report["requests"]["done"] == 2 and sorted(responses) == ["fig0", "fig1"]
+    # The tiny model's greedy reply reached the pipeline unchanged; a random model writes no valid reply, so fig1 is
+    # rejected and counted under the parser's reason for that text (which reason depends on the random tokens).
+    assert responses["fig1"]["text"] == served["fig1"].text and 0 < responses["fig1"]["completion_tokens"] <= 8
+    reason = parse_reformat_json(served["fig1"].text).reason
+    assert reason and report["parsing"]["rejected"] == {reason: 1}
+    assert report["parsing"]["alignment_rows"] == report["parsing"]["instruct_rows"] == 1
+    alignment = _read(tmp_path / "out" / "data" / "alignment.jsonl")
+    instruct = _read(tmp_path / "out" / "data" / "instruct.jsonl")
+    assert [r["id"] for r in alignment] == ["fig0-alignment"] and [r["id"] for r in instruct] == ["fig0-instruct"]
+    assert alignment[0]["messages"][1]["content"] == [{"type": "text", "text": "A detailed view."}]
+    assert instruct[0]["messages"][0]["content"][1] == {"type": "text", "text": "What is shown?"}
+    assert instruct[0]["messages"][1]["content"] == [{"type": "text", "text": "A lesion."}]
 
 
 def test_local_backend_runs_every_method_on_the_tiny_model(figure_records, tmp_path, tiny):
