@@ -23,7 +23,7 @@ def test_kit_names_are_the_tiny_recipes_names(repo_root):
     for recipe in (repo_root / "recipes" / "tiny").rglob("*.yaml"):
         text = recipe.read_text()
         named |= {name for name in KIT_FOLDERS if f": {name}\n" in text}
-    assert named == {"tiny-llava-med", "tiny-clip", "tiny-lm", "demo-data"}
+    assert named == {"tiny-llava-med", "tiny-clip", "tiny-lm", "tiny-smolvlm", "demo-data"}
 
 
 def test_help_lists_tiny(capsys):

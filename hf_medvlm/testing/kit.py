@@ -5,6 +5,7 @@ the documented walkthroughs name, written offline in seconds.
 |---|---|---|
 | `tiny-llava-med/` | a random LlavaMed + processor (`build_tiny_llava_med`) | `recipes/tiny/sft/stage2*.yaml`, `recipes/tiny/eval/demo.yaml` |
 | `tiny-clip/`, `tiny-lm/` | a random CLIP vision tower (+ image processor) and causal LM (+ Llama-2 tokenizer) | `recipes/tiny/sft/stage1.yaml`; `filter train-classifier --vision_encoder` |
+| `tiny-smolvlm/` | a random SmolVLM (Idefics3 classes) + processor with its own chat template (`build_tiny_smolvlm`) | `recipes/tiny/sft/instruct_vlm*.yaml` |
 | `tiny-selector/` | a random BioMed-VITAL selection model + processor (`build_tiny_selector`) | `select train --model_name_or_path` |
 | `tiny-sentence-encoder/` | a random sentence-transformers model (needs the `generation` extra) | `filter --dedup_model`, `generate select-demos --text_model` |
 | `demo-data/` | the embedded real demo set (`write_demo_dataset`, needs the `demo` extra) | the tiny recipes' `dataset_name` |
@@ -19,11 +20,12 @@ import tempfile
 from pathlib import Path
 
 from . import TINY_IMAGE_SIZE, build_tiny_llava_med, load_llama2_tokenizer, save_tiny_base_models
+from .families import build_tiny_smolvlm
 from .tiny_selector import build_tiny_selector
 
 __all__ = ["KIT_FOLDERS", "write_tiny_kit"]
 
-KIT_FOLDERS = ("tiny-llava-med", "tiny-clip", "tiny-lm", "tiny-selector", "tiny-sentence-encoder", "demo-data")
+KIT_FOLDERS = ("tiny-llava-med", "tiny-clip", "tiny-lm", "tiny-smolvlm", "tiny-selector", "tiny-sentence-encoder", "demo-data")
 
 
 def _save(model, processor, folder: Path) -> None:
@@ -77,6 +79,8 @@ def write_tiny_kit(output_dir: str | Path = ".", seed: int = 0) -> dict[str, str
     _save_base_models(output_dir, seed)
     written["tiny-clip"] = "random CLIP vision tower + image processor"
     written["tiny-lm"] = "random Mistral-style causal LM + Llama-2 tokenizer"
+    _save(*build_tiny_smolvlm(seed=seed), output_dir / "tiny-smolvlm")
+    written["tiny-smolvlm"] = "random SmolVLM + processor (a family other than LlavaMed, its own chat template)"
     _save(*build_tiny_selector(seed=seed, max_length=77), output_dir / "tiny-selector")  # CLIP's text length
     written["tiny-selector"] = "random BioMed-VITAL selection model + processor"
     has_encoder = _save_sentence_encoder(output_dir / "tiny-sentence-encoder", seed)
