@@ -174,10 +174,14 @@ def check_args(training_args, model_args, stage_args) -> None:
                          "text_model_name_or_path); a checkpoint already carries them, or not, in its processor")
     if training_args.assistant_only_loss is False and stage_args.stage == "instruct":
         logger.warning("assistant_only_loss is false: user, image and template tokens will be supervised too")
-    if training_args.assistant_only_loss and stage_args.stage == "alignment":
-        logger.warning("stage 1: TRL's warning that the chat template leaves the end-of-turn token out of the loss is "
-                       "expected here: LLaVA's stage-1 target is the caption and '\\n', with no EOS (the stage-1 model "
+    if training_args.assistant_only_loss and stage_args.chat_template_name == "plain":
+        logger.warning("TRL's warning that the chat template leaves the end-of-turn token out of the loss is expected "
+                       "with `plain`: LLaVA's stage-1 target is the caption and '\\n', with no EOS (the stage-1 model "
                        "is never asked to stop); stage 2's template supervises '</s>'")
+    if training_args.assistant_only_loss and stage_args.chat_template_name == "llava_v0":
+        logger.warning("TRL's warning that the chat template leaves the end-of-turn token out of the loss is expected "
+                       "with `llava_v0`: as in LLaVA-Med v1.0, an answer ends with the supervised '###', which is the "
+                       "stop string at generation, not with EOS")
 
 
 def fit_stage_to_family(stage_args, family: str) -> None:
