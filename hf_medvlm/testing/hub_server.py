@@ -197,19 +197,20 @@ class _Handler(BaseHTTPRequestHandler):
         self.query = parse_qs(split.query)
         self.raw_path = split.path
         self._body = None
-        status = 500
         try:
             self.body()  # always consume the body, so an early error reply keeps the keep-alive stream in sync
             self.server.hub.maybe_fail(method, split.path)
-            status = self._route(method, [s for s in split.path.split("/") if s != ""])
+            self._route(method, [s for s in split.path.split("/") if s != ""])
         except HubError as err:
-            status = err.status
             self._send_error(err)
         except Exception as err:  # noqa: BLE001 - a test server reports its own bugs as 500s
-            status = 500
             self._send_error(HubError(500, f"{type(err).__name__}: {err}"))
-        finally:
-            self.server.hub.requests.append((method, split.path, status))
+
+    def send_response(self, code, message=None) -> None:
+        # Recorded before the reply leaves: a client that has its answer must find its request in `requests`.
+        # (A malformed request line is answered before `command` and `path` are set.)
+        self.server.hub.requests.append((getattr(self, "command", None), urlsplit(getattr(self, "path", "")).path, code))
+        super().send_response(code, message)
 
     do_GET = do_HEAD = do_POST = do_PUT = do_DELETE = _dispatch
 
