@@ -20,7 +20,7 @@ import numpy as np
 
 from .parsing import parse_score_line, parse_two_answer_turns, parse_user_assistant_turns
 from .prompts import load_prompt_file
-from .records import FigureRecord, figure_context, image_parts, record_rng, training_row
+from .records import FigureRecord, figure_context, image_parts, record_rng, replies, training_row
 
 __all__ = [
     "select_demonstration_candidates",
@@ -75,11 +75,7 @@ def read_demonstrations(path: str | Path) -> dict[str, list[dict]]:
 
 
 def sample_demonstrations(demos: dict[str, list[dict]], per_modality: int, rng) -> list[dict]:
-    picked = []
-    for modality in demos:
-        pool = demos[modality]
-        picked.extend(rng.sample(pool, min(per_modality, len(pool))))
-    return picked
+    return [demo for pool in demos.values() for demo in rng.sample(pool, min(per_modality, len(pool)))]
 
 
 def generation_jobs(records, demos, *, per_modality=2, seed=0, prompt_file="biomed_vital", temperature=0.0,
@@ -100,12 +96,8 @@ def generation_jobs(records, demos, *, per_modality=2, seed=0, prompt_file="biom
 
 def generation_rows(records, results: dict, *, min_pairs: int = 1):
     dropped_records, dropped_turns, rows = Counter(), Counter(), []
-    for record in records:
-        result = results.get(record.id)
-        if result is None:
-            dropped_records["no_reply"] += 1
-            continue
-        parsed = parse_user_assistant_turns(result["text"])
+    for record, text in replies(records, results, dropped_records):
+        parsed = parse_user_assistant_turns(text)
         dropped_turns.update(parsed.drops)
         if len(parsed.pairs) < min_pairs:
             dropped_records["no_turns"] += 1
@@ -132,12 +124,8 @@ def candidate_rows(records, results: dict, *, generator: str = ""):
     """One row per question with its two answers, `{id, images, context, question, answer_1, answer_2, domain,
     generator}`: the input of `hf-medvlm select export-annotations`. Malformed rounds are counted by reason."""
     dropped_records, dropped_rounds, rows = Counter(), Counter(), []
-    for record in records:
-        result = results.get(record.id)
-        if result is None:
-            dropped_records["no_reply"] += 1
-            continue
-        parsed = parse_two_answer_turns(result["text"])
+    for record, text in replies(records, results, dropped_records):
+        parsed = parse_two_answer_turns(text)
         dropped_rounds.update(parsed.drops)
         if not parsed.triples:
             dropped_records["no_rounds"] += 1
@@ -180,23 +168,19 @@ def rating_rows(rows, results: dict, *, rating_model: str):
     """One output row per Q&A pair (image + that single turn), with ``rating`` (0-10 or None when the score line
     does not parse), ``rating_raw`` and ``rating_model``; unparseable replies are counted by reason, not guessed."""
     out, reasons = [], Counter()
-    for row in rows:
+    for row, text in replies(rows, results, reasons, key=lambda row: row["id"]):
         pairs = conversation_pairs(row)
-        result = results.get(row["id"])
-        if result is None:
-            reasons["no_reply"] += 1
-            continue
-        parsed = parse_score_line(result["text"], len(pairs))
+        parsed = parse_score_line(text, len(pairs))
         if parsed.scores is None:
             reasons[parsed.reason] += 1
+        record = FigureRecord(id=row["id"], images=list(row["images"]), caption="", domain=row.get("domain", ""),
+                              modality=row.get("modality", ""), body_part=row.get("body_part", ""))
         for index, (question, answer) in enumerate(pairs):
-            record = FigureRecord(id=row["id"], images=list(row["images"]), caption="", domain=row.get("domain", ""),
-                                  modality=row.get("modality", ""), body_part=row.get("body_part", ""))
             out.append(training_row(
                 record, [(question, answer)], row_id=f"{row['id']}-qa{index}", source=row.get("source", ""),
                 n_images=len(row["images"]), conversation_id=row["id"], turn_index=index,
                 context=row.get("context", ""), rating=None if parsed.scores is None else parsed.scores[index],
-                rating_raw=result["text"], rating_model=rating_model,
+                rating_raw=text, rating_model=rating_model,
             ))
     stats = {"conversations_in": len(rows), "rated_rows": sum(r["rating"] is not None for r in out),
              "unrated_rows": sum(r["rating"] is None for r in out), "unparsed_replies": dict(reasons)}

@@ -8,7 +8,10 @@ processor saved next to it by :func:`save_classifier`).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
+from PIL import Image
 from torch import nn
 from transformers import CLIPVisionConfig, CLIPVisionModel, PretrainedConfig, PreTrainedModel
 
@@ -62,10 +65,12 @@ class MedicalImageClassifier(PreTrainedModel):
 
 
 def image_features(model: MedicalImageClassifier, image_processor, images, batch_size: int = 32) -> torch.Tensor:
-    """Frozen-encoder features of PIL images, computed once so the head can be trained for many epochs cheaply."""
+    """Frozen-encoder features of PIL images or image paths (opened one batch at a time), computed once so the head
+    can be trained for many epochs cheaply."""
     chunks = []
     for start in range(0, len(images), batch_size):
-        pixel_values = image_processor(images=images[start:start + batch_size], return_tensors="pt")["pixel_values"]
+        batch = [Image.open(x).convert("RGB") if isinstance(x, (str, Path)) else x for x in images[start:start + batch_size]]
+        pixel_values = image_processor(images=batch, return_tensors="pt")["pixel_values"]
         chunks.append(model.features(pixel_values.to(model.dtype)))
     return torch.cat(chunks)
 

@@ -14,7 +14,7 @@ from collections import Counter
 from pathlib import Path
 
 from .prompts import load_prompt_file
-from .records import FigureRecord, image_parts
+from .records import FigureRecord, image_parts, replies
 
 __all__ = ["image_job_ids", "labelling_jobs", "parse_image_label", "label_rows"]
 
@@ -55,17 +55,13 @@ def label_rows(records, results: dict, labels_path: str | Path, *, label_model: 
     `id`, `label_model`, `label_raw`), and the counts by label and by reason for unlabelled images."""
     base = Path(labels_path).resolve().parent
     rows, counts = [], Counter()
-    for job_id, path in image_job_ids(records):
-        result = results.get(job_id)
-        if result is None:
-            counts["no_reply"] += 1
-            continue
-        label, reason = parse_image_label(result["text"])
+    for (job_id, path), text in replies(image_job_ids(records), results, counts, key=lambda job: job[0]):
+        label, reason = parse_image_label(text)
         if label is None:
             counts[reason] += 1
             continue
         counts["medical" if label else "non_medical"] += 1
         rows.append({"image": os.path.relpath(Path(path).resolve(), base), "label": label, "id": job_id,
-                     "label_model": label_model, "label_raw": result["text"]})
+                     "label_model": label_model, "label_raw": text})
     stats = {"images_in": len(image_job_ids(records)), "labelled": len(rows), "counts": dict(counts)}
     return rows, stats

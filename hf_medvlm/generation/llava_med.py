@@ -8,7 +8,7 @@ from collections import Counter
 
 from .parsing import compile_turn_filters, filter_turn_pairs, parse_user_assistant_turns
 from .prompts import load_prompt_file
-from .records import FigureRecord, figure_context, training_row
+from .records import FigureRecord, figure_context, replies, training_row
 
 __all__ = ["build_self_instruct_messages", "self_instruct_jobs", "self_instruct_rows"]
 
@@ -39,12 +39,8 @@ def self_instruct_rows(records, results: dict, *, turn_filters="llava_med_turn_f
     """Parse and post-filter every reply; returns (rows, stats) with drops counted by reason."""
     filters = compile_turn_filters(load_prompt_file(turn_filters))
     records_by_reason, turns_by_reason, rows = Counter(), Counter(), []
-    for record in records:
-        result = results.get(record.id)
-        if result is None:
-            records_by_reason["no_reply"] += 1
-            continue
-        parsed = parse_user_assistant_turns(result["text"])
+    for record, text in replies(records, results, records_by_reason):
+        parsed = parse_user_assistant_turns(text)
         kept, dropped = filter_turn_pairs(parsed.pairs, filters)
         turns_by_reason.update(parsed.drops)
         turns_by_reason.update(dropped)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
+from contextlib import suppress
 from dataclasses import dataclass, field
 
 __all__ = [
@@ -182,10 +183,6 @@ class ReformatParse:
         return not self.reason
 
 
-def _normalise_key(key: str) -> str:
-    return re.sub(r"[^a-z]", "", key.lower())
-
-
 _KEY_ALIASES = {
     "imagedescription": "Image_description",
     "description": "Image_description",
@@ -196,26 +193,6 @@ _KEY_ALIASES = {
     "qaanswer": "QA-answer",
     "answer": "QA-answer",
 }
-
-
-def _escape_newlines_in_strings(text: str) -> str:
-    """Raw newlines inside JSON strings are the most common slip; escape them (tracks quotes and backslashes)."""
-    out, in_string, escaped = [], False, False
-    for char in text:
-        if in_string and char == "\n":
-            out.append("\\n")
-            continue
-        if in_string and char == "\t":
-            out.append("\\t")
-            continue
-        out.append(char)
-        if escaped:
-            escaped = False
-        elif char == "\\":
-            escaped = True
-        elif char == '"':
-            in_string = not in_string
-    return "".join(out)
 
 
 def _candidate_json(text: str) -> str | None:
@@ -230,9 +207,9 @@ def _candidate_json(text: str) -> str | None:
 
 
 def _repairs(candidate: str):
-    """Yield progressively more invasive repairs of a slightly-off JSON object."""
+    """Yield progressively more invasive repairs of a slightly-off JSON object (each loaded with `strict=False`,
+    which accepts the most common slip: raw newlines and tabs inside strings)."""
     text = candidate.translate(_SMART_QUOTES)
-    text = _escape_newlines_in_strings(text)
     yield text
     text = _TRAILING_COMMA.sub(r"\1", text)
     yield text
@@ -246,18 +223,13 @@ def _repairs(candidate: str):
 
 
 def _load_object(candidate: str) -> tuple[dict | None, bool]:
-    try:
+    with suppress(json.JSONDecodeError):
         obj = json.loads(candidate)
-        return (obj, False) if isinstance(obj, dict) else (None, False)
-    except json.JSONDecodeError:
-        pass
+        return (obj if isinstance(obj, dict) else None), False
     for attempt in _repairs(candidate):
-        try:
-            obj = json.loads(attempt)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(obj, dict):
-            return obj, True
+        with suppress(json.JSONDecodeError):
+            if isinstance(obj := json.loads(attempt, strict=False), dict):
+                return obj, True
     return None, False
 
 
@@ -278,7 +250,7 @@ def parse_reformat_json(text: str) -> ReformatParse:
         return ReformatParse(reason="invalid_json")
     fields: dict[str, str] = {}
     for key, value in obj.items():
-        canonical = _KEY_ALIASES.get(_normalise_key(str(key)))
+        canonical = _KEY_ALIASES.get(re.sub(r"[^a-z]", "", str(key).lower()))
         if canonical and canonical not in fields:
             repaired = repaired or canonical != key
             fields[canonical] = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)

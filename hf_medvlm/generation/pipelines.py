@@ -144,26 +144,22 @@ def _read_inputs(method: str, args: GenerateArguments) -> list:
 def _jobs(method: str, args: GenerateArguments, inputs: list):
     from . import biomed_vital, image_labels, llava_med, pubmedvision
 
-    common = dict(temperature=args.temperature, max_tokens=args.max_new_tokens)
+    prompt = {"prompt_file": args.prompt_file} if args.prompt_file else {}  # unset: each method's packaged file
+    common = dict(temperature=args.temperature, max_tokens=args.max_new_tokens, **prompt)
     if method == "rate":
-        return biomed_vital.rating_jobs(inputs, prompt_file=args.prompt_file or "biomed_vital",
-                                        max_tokens=args.max_new_tokens)
+        return biomed_vital.rating_jobs(inputs, max_tokens=args.max_new_tokens, **prompt)
     if method == "llava-med":
-        return llava_med.self_instruct_jobs(inputs, prompt_file=args.prompt_file or "llava_med_self_instruct",
-                                            with_mentions=args.with_mentions, **common)
+        return llava_med.self_instruct_jobs(inputs, with_mentions=args.with_mentions, **common)
     if method == "pubmedvision":
-        return pubmedvision.reformat_jobs(inputs, prompt_file=args.prompt_file or "pubmedvision_reformat",
-                                          seed=args.seed, **common)
+        return pubmedvision.reformat_jobs(inputs, seed=args.seed, **common)
     if method == "image-labels":
-        return image_labels.labelling_jobs(inputs, prompt_file=args.prompt_file or "pubmedvision_image_labels",
-                                           **common)
+        return image_labels.labelling_jobs(inputs, **common)
     if method == "biomed-vital-candidates":
-        return biomed_vital.candidate_jobs(inputs, prompt_file=args.prompt_file or "biomed_vital", **common)
+        return biomed_vital.candidate_jobs(inputs, **common)
     if not args.demonstrations:
         raise ValueError("generate biomed-vital needs --demonstrations (JSONL of context/response/modality)")
     demos = biomed_vital.read_demonstrations(args.demonstrations)
-    return biomed_vital.generation_jobs(inputs, demos, per_modality=args.demos_per_modality, seed=args.seed,
-                                        prompt_file=args.prompt_file or "biomed_vital", **common)
+    return biomed_vital.generation_jobs(inputs, demos, per_modality=args.demos_per_modality, seed=args.seed, **common)
 
 
 def _outputs(method: str, args: GenerateArguments, inputs: list, results: dict, model_name: str, data_dir: Path):
@@ -174,8 +170,8 @@ def _outputs(method: str, args: GenerateArguments, inputs: list, results: dict, 
         rows, stats = llava_med.self_instruct_rows(inputs, results, turn_filters=args.turn_filters)
         return {"conversations": rows}, stats
     if method == "pubmedvision":
-        alignment, instruct, stats = pubmedvision.reformat_rows(
-            inputs, results, seed=args.seed, prompt_file=args.prompt_file or "pubmedvision_reformat")
+        prompt = {"prompt_file": args.prompt_file} if args.prompt_file else {}
+        alignment, instruct, stats = pubmedvision.reformat_rows(inputs, results, seed=args.seed, **prompt)
         return {"alignment": alignment, "instruct": instruct}, stats
     if method == "image-labels":
         rows, stats = image_labels.label_rows(inputs, results, data_dir / "labels.jsonl", label_model=model_name)
@@ -248,17 +244,13 @@ def _candidate_row(record, cluster: int) -> dict:
 
 
 def _image_features(records, encoder_path: str):
+    """L2-normalised pooled CLIP features of each record's first image."""
     import numpy as np
     import torch
-    from PIL import Image
-    from transformers import AutoImageProcessor, CLIPVisionModel
+    from transformers import AutoImageProcessor
 
-    model = CLIPVisionModel.from_pretrained(encoder_path).eval()
-    processor = AutoImageProcessor.from_pretrained(encoder_path)
-    chunks = []
-    for start in range(0, len(records), 32):
-        images = [Image.open(r.images[0]).convert("RGB") for r in records[start:start + 32]]
-        with torch.no_grad():
-            pooled = model(**processor(images=images, return_tensors="pt")).pooler_output
-        chunks.append(torch.nn.functional.normalize(pooled, dim=-1).numpy())
-    return np.concatenate(chunks).astype(np.float32)
+    from .image_classifier import MedicalImageClassifier, image_features
+
+    model = MedicalImageClassifier.from_vision_encoder(encoder_path)  # its frozen encoder; the head goes unused
+    pooled = image_features(model, AutoImageProcessor.from_pretrained(encoder_path), [r.images[0] for r in records])
+    return torch.nn.functional.normalize(pooled, dim=-1).numpy().astype(np.float32)

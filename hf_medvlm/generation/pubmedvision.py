@@ -10,7 +10,7 @@ from collections import Counter
 
 from .parsing import parse_reformat_json
 from .prompts import load_prompt_file
-from .records import FigureRecord, image_parts, record_rng, training_row
+from .records import FigureRecord, image_parts, record_rng, replies, training_row
 
 __all__ = ["reformat_jobs", "reformat_rows", "sample_scenario"]
 
@@ -42,14 +42,9 @@ def reformat_jobs(records, *, prompt_file="pubmedvision_reformat", seed=0, max_i
 def reformat_rows(records, results: dict, *, prompt_file="pubmedvision_reformat", seed=0, max_images=8):
     """Returns (alignment_rows, instruct_rows, stats); rejected replies are counted by reason."""
     prompt = load_prompt_file(prompt_file, REQUIRED)
-    rejected, alignment, instruct, repaired = Counter(), [], [], 0
-    scenarios = Counter()
-    for record in records:
-        result = results.get(record.id)
-        if result is None:
-            rejected["no_reply"] += 1
-            continue
-        parsed = parse_reformat_json(result["text"])
+    rejected, scenarios, alignment, instruct, repaired = Counter(), Counter(), [], [], 0
+    for record, text in replies(records, results, rejected):
+        parsed = parse_reformat_json(text)
         if not parsed.ok:
             rejected[parsed.reason] += 1
             continue

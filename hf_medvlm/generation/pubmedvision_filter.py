@@ -61,9 +61,17 @@ class TrainClassifierArguments:
     epochs: int = field(default=200, metadata={"help": "Full-batch epochs of the logistic head."})
 
 
-def _stage(report: dict, name: str, kept: list, dropped: list) -> list:
-    report["stages"].append({"stage": name, "in": len(kept) + len(dropped), "kept": len(kept),
-                             "dropped": len(dropped)})
+def _apply_stage(report: dict, dropped_rows: list, stage: str, records: list, verdicts: list) -> list:
+    """Keep the records whose verdict is None; the others go to `dropped_rows` with the stage and the verdict's
+    reason. Returns the kept records."""
+    kept = []
+    for record, verdict in zip(records, verdicts):
+        if verdict is None:
+            kept.append(record)
+        else:
+            dropped_rows.append({**asdict(record), "stage": stage, **verdict})
+    report["stages"].append({"stage": stage, "in": len(records), "kept": len(kept),
+                             "dropped": len(records) - len(kept)})
     return kept
 
 
@@ -74,50 +82,37 @@ def term_text(record, terms_in: str = "caption") -> str:
     return record.caption if terms_in == "caption" else " ".join([record.caption, *record.mentions])
 
 
-def _text_stage(records, args, dropped_rows):
+def _text_verdicts(records, args) -> list:
     from .filtering import count_medical_terms, load_lexicon
 
     lexicon = load_lexicon(args.lexicon)
-    kept, dropped = [], []
-    for record in records:
-        n = count_medical_terms(term_text(record, args.terms_in), lexicon)
-        (kept if n >= args.min_terms else dropped).append(record)
-        if n < args.min_terms:
-            dropped_rows.append({**asdict(record), "stage": "medical_terms",
-                                 "reason": f"{n} < {args.min_terms} terms in {args.terms_in}"})
-    return kept, dropped
+    counts = [count_medical_terms(term_text(record, args.terms_in), lexicon) for record in records]
+    return [None if n >= args.min_terms else {"reason": f"{n} < {args.min_terms} terms in {args.terms_in}"}
+            for n in counts]
 
 
-def _size_stage(records, args, dropped_rows):
+def _size_verdict(record, args) -> dict | None:
     from PIL import Image
 
     from .filtering import image_size_ok
 
-    kept, dropped = [], []
-    for record in records:
-        reason, failed = "no image" if not record.images else "", False
-        for path in record.images:
-            # A missing or unreadable image is lost, not filtered: counted against --max_failure_rate.
-            if not Path(path).is_file():
-                reason, failed = f"missing image {path}", True
-                break
-            try:
-                with Image.open(path) as image:
-                    size = image.size
-            except (OSError, ValueError) as err:
-                reason, failed = f"unreadable image {path}: {err}", True
-                break
-            if not image_size_ok(size, args.min_width, args.min_height):
-                reason = f"image {Path(path).name} is {size[0]}x{size[1]}"
-                break
-        (dropped if reason else kept).append(record)
-        if reason:
-            dropped_rows.append({**asdict(record), "stage": "resolution", "reason": reason, "failed": failed})
-    return kept, dropped
+    if not record.images:
+        return {"reason": "no image", "failed": False}
+    for path in record.images:
+        # A missing or unreadable image is lost, not filtered: counted against --max_failure_rate.
+        if not Path(path).is_file():
+            return {"reason": f"missing image {path}", "failed": True}
+        try:
+            with Image.open(path) as image:
+                size = image.size
+        except (OSError, ValueError) as err:
+            return {"reason": f"unreadable image {path}: {err}", "failed": True}
+        if not image_size_ok(size, args.min_width, args.min_height):
+            return {"reason": f"image {Path(path).name} is {size[0]}x{size[1]}", "failed": False}
+    return None
 
 
-def _classifier_stage(records, args, dropped_rows):
-    import torch
+def _classifier_verdicts(records, args) -> list:
     from PIL import Image
     from transformers import AutoImageProcessor
 
@@ -126,32 +121,23 @@ def _classifier_stage(records, args, dropped_rows):
     model = MedicalImageClassifier.from_pretrained(args.classifier).eval()
     processor = AutoImageProcessor.from_pretrained(args.classifier)
     threshold = args.classifier_threshold if args.classifier_threshold is not None else model.config.threshold
-    kept, dropped = [], []
+    verdicts = []
     for record in records:
         images = [Image.open(p).convert("RGB") for p in record.images]
-        with torch.no_grad():
-            probs = model.predict_proba(processor(images=images, return_tensors="pt")["pixel_values"])
-        low = float(probs.min())
-        (kept if low >= threshold else dropped).append(record)
-        if low < threshold:
-            dropped_rows.append({**asdict(record), "stage": "medical_image", "reason": f"p(medical)={low:.3f}"})
-    return kept, dropped
+        low = float(model.predict_proba(processor(images=images, return_tensors="pt")["pixel_values"]).min())
+        verdicts.append(None if low >= threshold else {"reason": f"p(medical)={low:.3f}"})
+    return verdicts
 
 
-def _dedup_stage(records, args, dropped_rows):
+def _dedup_verdicts(records, args) -> list:
     from .filtering import embed_captions, find_near_duplicates
 
     if not records:
-        return [], []
+        return []
     embeddings = embed_captions([r.caption for r in records], args.dedup_model, normalize=args.dedup_normalize)
     duplicate_of = find_near_duplicates(embeddings, args.dedup_threshold, nprobe=args.dedup_nprobe,
                                         show_progress_bar=True)
-    kept, dropped = [], []
-    for record, dup in zip(records, duplicate_of):
-        (kept if dup < 0 else dropped).append(record)
-        if dup >= 0:
-            dropped_rows.append({**asdict(record), "stage": "dedup", "reason": f"near-duplicate of {records[dup].id}"})
-    return kept, dropped
+    return [None if dup < 0 else {"reason": f"near-duplicate of {records[dup].id}"} for dup in duplicate_of]
 
 
 def filter_records(args: FilterArguments) -> dict:
@@ -162,12 +148,12 @@ def filter_records(args: FilterArguments) -> dict:
     check_failure_rate(args.max_failure_rate)
     records = read_figure_records(args.input, args.image_root)
     report, dropped_rows = {"input": len(records), "stages": []}, []
-    records = _stage(report, "medical_terms", *_text_stage(records, args, dropped_rows))
-    records = _stage(report, "resolution", *_size_stage(records, args, dropped_rows))
+    records = _apply_stage(report, dropped_rows, "medical_terms", records, _text_verdicts(records, args))
+    records = _apply_stage(report, dropped_rows, "resolution", records, [_size_verdict(r, args) for r in records])
     if args.classifier:
-        records = _stage(report, "medical_image", *_classifier_stage(records, args, dropped_rows))
+        records = _apply_stage(report, dropped_rows, "medical_image", records, _classifier_verdicts(records, args))
     if args.dedup_model and args.dedup_model.lower() != "none":
-        records = _stage(report, "dedup", *_dedup_stage(records, args, dropped_rows))
+        records = _apply_stage(report, dropped_rows, "dedup", records, _dedup_verdicts(records, args))
     out = Path(args.output_dir)
     # report.json, written last, marks a finished run: an earlier run's must not stand beside this run's files.
     (out / "report.json").unlink(missing_ok=True)
@@ -179,7 +165,6 @@ def filter_records(args: FilterArguments) -> dict:
 
 
 def train_classifier(args: TrainClassifierArguments) -> dict:
-    from PIL import Image
     from transformers import AutoImageProcessor
 
     from .image_classifier import MedicalImageClassifier, image_features, train_head
@@ -188,7 +173,7 @@ def train_classifier(args: TrainClassifierArguments) -> dict:
     if not path.is_file():
         raise FileNotFoundError(f"labels file {path} does not exist")
     rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    images = [Image.open(path.parent / row["image"]).convert("RGB") for row in rows]
+    images = [path.parent / row["image"] for row in rows]  # opened one batch at a time
     labels = [int(row["label"]) for row in rows]
     model = MedicalImageClassifier.from_vision_encoder(args.vision_encoder, threshold=args.threshold)
     processor = AutoImageProcessor.from_pretrained(args.vision_encoder)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import random
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +26,7 @@ __all__ = [
     "training_row",
     "write_jsonl",
     "record_rng",
+    "replies",
 ]
 
 
@@ -175,3 +177,13 @@ def record_rng(seed: int, record_id: str, salt: str = "") -> random.Random:
     """A per-record RNG, so that a resumed run rebuilds exactly the same request for every id."""
     return random.Random(f"{seed}:{salt}:{record_id}")
 
+
+
+def replies(items, results: dict, dropped: Counter, key=lambda item: item.id):
+    """`(item, reply text)` for every item whose id has a result; the others are counted in `dropped` as `no_reply`."""
+    for item in items:
+        result = results.get(key(item))
+        if result is None:
+            dropped["no_reply"] += 1
+        else:
+            yield item, result["text"]

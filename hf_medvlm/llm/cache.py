@@ -30,10 +30,8 @@ class ResponseCache:
         try:
             with open(self._path(key), encoding="utf-8") as f:
                 data = json.load(f)
-        except FileNotFoundError:
-            return None
         except (OSError, json.JSONDecodeError):
-            return None  # an unreadable entry is a miss; the fresh reply overwrites it
+            return None  # no entry, or an unreadable one (a miss; the fresh reply overwrites it)
         known = {f.name for f in dataclasses.fields(ChatResponse)}
         try:
             return ChatResponse(**{**{k: v for k, v in data.items() if k in known}, "cached": True})

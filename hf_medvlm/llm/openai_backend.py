@@ -34,19 +34,9 @@ class _MalformedReply(Exception):
 class OpenAIChatBackend:
     """Chat completions against any OpenAI-compatible server; thread-safe (one `openai` client, one connection pool).
 
-    Args:
-        base_url: API root: `https://api.openai.com/v1`, `http://host:8000/v1` (vLLM), `http://host:8080/v1` (TGI),
-            `http://host:4000` (LiteLLM); Azure: `https://<resource>.openai.azure.com`. Default: `$OPENAI_BASE_URL`
-            (Azure: `$AZURE_OPENAI_ENDPOINT`).
-        model: model name (Azure: deployment name) used when a request names none. Default: `$HF_MEDVLM_LLM_MODEL`.
-        api_key: default `$OPENAI_API_KEY` (Azure: `$AZURE_OPENAI_API_KEY`); servers without keys get `EMPTY`.
-        api_style: `"openai"` or `"azure"` (deployment URL, `api-key` header, `api_version`).
-        api_version: Azure `api-version`. Default: `$OPENAI_API_VERSION`.
-        timeout: seconds per attempt.
-        max_retries: retries after the first attempt, for transient failures.
-        cache_dir: on-disk reply cache; None disables it.
-        prompt_price_per_million, completion_price_per_million: USD per million tokens, for cost estimates.
-        extra_body: extra JSON fields sent with every request (e.g. vLLM's `{"top_k": 1}`).
+    The arguments are the `llm_*` fields of `ChatEndpointArguments` (their `help` says what each means and its
+    environment default); `api_key` defaults to `$OPENAI_API_KEY` (Azure: `$AZURE_OPENAI_API_KEY`), and servers
+    without keys get `EMPTY`. `extra_body`: extra JSON fields sent with every request (e.g. vLLM's `{"top_k": 1}`).
     """
 
     def __init__(

@@ -20,7 +20,7 @@ from typing import Any, Iterable
 from tqdm.auto import tqdm
 
 from ..files import atomic_write_text, read_jsonl
-from .types import ChatBackendError, ChatRequest, ChatResponse, request_key
+from .types import ChatBackendError, ChatRequest, request_key
 
 __all__ = ["RunReport", "run_requests", "read_results"]
 
@@ -66,14 +66,6 @@ def read_results(output_path: str | os.PathLike, *, repair: bool = False) -> dic
     return rows
 
 
-def _result_row(job_id: str, key: str, response: ChatResponse) -> dict[str, Any]:
-    return {
-        "id": job_id, "request_key": key, "text": response.text, "model": response.model,
-        "prompt_tokens": response.prompt_tokens, "completion_tokens": response.completion_tokens,
-        "cached": response.cached, "finish_reason": response.finish_reason,
-    }
-
-
 def _check_resumable(path: Path, job_id: str, key: str, row: dict[str, Any]) -> None:
     if row.get("request_key") not in (None, key):
         raise ValueError(
@@ -108,7 +100,8 @@ class _Writer:
                 ) from err
         else:
             self.consecutive_failures = 0
-            self.file.write(json.dumps(_result_row(job_id, key, response), ensure_ascii=False) + "\n")
+            row = {"id": job_id, "request_key": key, **response.to_dict()}
+            self.file.write(json.dumps(row, ensure_ascii=False) + "\n")
             self.file.flush()
             self.report.done += 1
             if response.cached:
