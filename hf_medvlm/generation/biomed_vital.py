@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..llm import ChatRequest
 from .parsing import parse_score_line, parse_two_answer_turns, parse_user_assistant_turns
 from .prompts import load_prompt_file
 from .records import FigureRecord, figure_context, image_parts, record_rng, replies, training_row
@@ -81,8 +82,6 @@ def sample_demonstrations(demos: dict[str, list[dict]], per_modality: int, rng) 
 def generation_jobs(records, demos, *, per_modality=2, seed=0, prompt_file="biomed_vital", temperature=0.0,
                     max_tokens=4096, model=None):
     """Figure 8 layout: system; demo context (user) -> demo transcript (assistant); query [image, context]."""
-    from hf_medvlm.llm import ChatRequest
-
     system = load_prompt_file(prompt_file, ("generation_system",))["generation_system"]
     for record in records:
         messages = [{"role": "system", "content": system}]
@@ -111,8 +110,6 @@ def generation_rows(records, results: dict, *, min_pairs: int = 1):
 
 def candidate_jobs(records, *, prompt_file="biomed_vital", temperature=0.0, max_tokens=4096, model=None):
     """Section 3.1 annotation candidates: system (two answers per question); user [image, caption + context]."""
-    from hf_medvlm.llm import ChatRequest
-
     system = load_prompt_file(prompt_file, ("candidates_system",))["candidates_system"]
     for record in records:
         content = [*image_parts(record, 1), {"type": "text", "text": figure_context(record)}]
@@ -144,14 +141,8 @@ def conversation_pairs(row: dict) -> list[tuple[str, str]]:
     return list(zip(texts[0::2], texts[1::2]))
 
 
-def _qa_block(pairs: list[tuple[str, str]]) -> str:
-    return "\n\n".join(f"Question {i}: {q}\nAnswer {i}: {a}" for i, (q, a) in enumerate(pairs, 1))
-
-
 def rating_jobs(rows, *, prompt_file="biomed_vital", model=None, max_tokens=1024):
     """Figure 9 layout: system criteria; user [image, caption + mentions]; user [the Q&A pairs]."""
-    from hf_medvlm.llm import ChatRequest
-
     system = load_prompt_file(prompt_file, ("rating_system",))["rating_system"]
     for row in rows:
         record = FigureRecord(id=row["id"], images=list(row["images"]), caption=row.get("context", ""))
@@ -159,7 +150,8 @@ def rating_jobs(rows, *, prompt_file="biomed_vital", model=None, max_tokens=1024
         messages = [
             {"role": "system", "content": system},
             {"role": "user", "content": [*image_parts(record, 1), {"type": "text", "text": context}]},
-            {"role": "user", "content": _qa_block(conversation_pairs(row))},
+            {"role": "user", "content": "\n\n".join(f"Question {i}: {q}\nAnswer {i}: {a}"
+                                                     for i, (q, a) in enumerate(conversation_pairs(row), 1))},
         ]
         yield row["id"], ChatRequest(messages=messages, model=model, temperature=0.0, max_tokens=max_tokens)
 

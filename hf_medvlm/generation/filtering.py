@@ -48,19 +48,13 @@ def load_lexicon(path: str | Path | None = None) -> frozenset[str]:
 def count_medical_terms(text: str, lexicon: frozenset[str], max_words: int = 4) -> int:
     """Number of *unique* lexicon terms in ``text`` (single- and multi-word terms, case-insensitive)."""
     words = _WORD.findall(text.lower())
-    found = set()
-    for n in range(1, max_words + 1):
-        for i in range(len(words) - n + 1):
-            gram = " ".join(words[i:i + n])
-            if gram in lexicon:
-                found.add(gram)
-    return len(found)
+    grams = {" ".join(words[i:i + n]) for n in range(1, max_words + 1) for i in range(len(words) - n + 1)}
+    return len(grams & lexicon)
 
 
 def image_size_ok(size: tuple[int, int], min_width: int = 336, min_height: int = 336) -> bool:
     """PubMedVision keeps images of at least 336x336 pixels (``size`` is PIL's ``(width, height)``)."""
-    width, height = size
-    return width >= min_width and height >= min_height
+    return size[0] >= min_width and size[1] >= min_height
 
 
 def embed_captions(

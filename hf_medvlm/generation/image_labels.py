@@ -13,6 +13,7 @@ import re
 from collections import Counter
 from pathlib import Path
 
+from ..llm import ChatRequest
 from .prompts import load_prompt_file
 from .records import FigureRecord, image_parts, replies
 
@@ -29,8 +30,6 @@ def image_job_ids(records: list[FigureRecord]) -> list[tuple[str, str]]:
 
 def labelling_jobs(records, *, prompt_file="pubmedvision_image_labels", temperature=0.0, max_tokens=16, model=None):
     """System: what counts as a medical image; user: [the image, the one-word question]."""
-    from hf_medvlm.llm import ChatRequest
-
     prompt = load_prompt_file(prompt_file, REQUIRED)
     for job_id, path in image_job_ids(records):
         image = image_parts(FigureRecord(id=job_id, images=[path], caption=""), 1)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections import Counter
 
+from ..llm import ChatRequest
 from .parsing import compile_turn_filters, filter_turn_pairs, parse_user_assistant_turns
 from .prompts import load_prompt_file
 from .records import FigureRecord, figure_context, replies, training_row
@@ -27,8 +28,6 @@ def build_self_instruct_messages(record: FigureRecord, prompt: dict, with_mentio
 
 def self_instruct_jobs(records, *, prompt_file="llava_med_self_instruct", with_mentions=True, temperature=0.0,
                        max_tokens=1024, model=None):
-    from hf_medvlm.llm import ChatRequest
-
     prompt = load_prompt_file(prompt_file, ("system", "few_shot"))
     for record in records:
         messages = build_self_instruct_messages(record, prompt, with_mentions)

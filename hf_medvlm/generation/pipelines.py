@@ -16,11 +16,9 @@ from pathlib import Path
 
 from ..outcome import failure_rate_field
 
-__all__ = ["METHODS", "PAPER_GENERATORS", "GenerateArguments", "chat_backend", "run_method", "select_demos",
+__all__ = ["PAPER_GENERATORS", "GenerateArguments", "chat_backend", "run_method", "select_demos",
            "write_generation_card"]
 
-METHODS = ("llava-med", "pubmedvision", "image-labels", "biomed-vital", "biomed-vital-candidates", "rate",
-           "select-demos")
 # method -> (the generator model the paper used, where it says so). Recipes under recipes/*/generate/ set these.
 PAPER_GENERATORS = {
     "llava-med": ("gpt-4-0314", "LLaVA-Med, Appendix B.2: GPT-4 through Azure; v1.0.0's code targets api-version "

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections import Counter
 
+from ..llm import ChatRequest
 from .parsing import parse_reformat_json
 from .prompts import load_prompt_file
 from .records import FigureRecord, image_parts, record_rng, replies, training_row
@@ -28,8 +29,6 @@ def sample_scenario(record: FigureRecord, prompt: dict, seed: int) -> dict:
 
 def reformat_jobs(records, *, prompt_file="pubmedvision_reformat", seed=0, max_images=8, temperature=0.0,
                   max_tokens=2048, json_mode=True, model=None):
-    from hf_medvlm.llm import ChatRequest
-
     prompt = load_prompt_file(prompt_file, REQUIRED)
     for record in records:
         scenario = sample_scenario(record, prompt, seed)

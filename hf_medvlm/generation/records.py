@@ -18,6 +18,8 @@ from pathlib import Path
 
 from PIL import Image
 
+from ..llm import image_to_data_url
+
 __all__ = [
     "FigureRecord",
     "read_figure_records",
@@ -124,8 +126,6 @@ def figure_context(record: FigureRecord, with_mentions: bool = True) -> str:
 
 def image_parts(record: FigureRecord, max_images: int = 8) -> list[dict]:
     """OpenAI ``image_url`` parts (base64 PNG data URLs) for the record's images, in order."""
-    from hf_medvlm.llm import image_to_data_url
-
     parts = []
     for path in record.images[:max_images]:
         if not Path(path).is_file():

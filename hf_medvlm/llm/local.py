@@ -78,12 +78,12 @@ class LocalChatBackend:
         self._lock = threading.Lock()
 
     @classmethod
-    def from_pretrained(cls, model_name_or_path: str, *, multimodal: bool | None = None, **kwargs) -> LocalChatBackend:
+    def from_pretrained(cls, model_name_or_path: str, *, multimodal: bool | None = None, max_new_tokens: int = 512,
+                        **kwargs) -> LocalChatBackend:
         """Load a model and its processor/tokenizer; ``multimodal=None`` picks image-text-to-text when the
         checkpoint ships an image processor."""
         from transformers import AutoModelForCausalLM, AutoModelForImageTextToText, AutoProcessor, AutoTokenizer
 
-        max_new_tokens = kwargs.pop("max_new_tokens", 512)
         if multimodal is None:
             processor = AutoProcessor.from_pretrained(model_name_or_path)
             multimodal = hasattr(processor, "image_processor")

@@ -18,13 +18,12 @@ from typing import Any
 from .cache import ResponseCache
 from .types import ChatBackendError, ChatRequest, ChatResponse, request_key
 
-__all__ = ["OpenAIChatBackend", "FATAL_STATUS"]
+__all__ = ["OpenAIChatBackend"]
 
 logger = logging.getLogger(__name__)
 
 # Statuses no retry can fix, whatever the request: they end a whole run.
 FATAL_HINT = {401: "check the API key", 403: "the key lacks permission", 404: "check the URL and the model name"}
-FATAL_STATUS = frozenset(FATAL_HINT)
 
 
 class _MalformedReply(Exception):
@@ -132,7 +131,7 @@ class OpenAIChatBackend:
     def _error(self, err) -> ChatBackendError:
         """One sentence naming the endpoint, the status and whether anything can pass."""
         status, url = getattr(err, "status_code", None), err.request.url
-        if status in FATAL_STATUS:
+        if status in FATAL_HINT:
             return ChatBackendError(
                 f"{url} answered HTTP {status} ({_reason(err)}): {FATAL_HINT[status]}; no retry can pass, so the run "
                 "stops.", status=status, fatal=True)

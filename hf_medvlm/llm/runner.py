@@ -44,12 +44,8 @@ class RunReport:
     elapsed_s: float = 0.0
     failures: list[dict[str, str]] = field(default_factory=list)
 
-    @property
-    def requests_per_s(self) -> float:
-        return self.done / self.elapsed_s if self.elapsed_s > 0 else 0.0
-
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "requests_per_s": round(self.requests_per_s, 3)}
+        return {**asdict(self), "requests_per_s": round(self.done / self.elapsed_s, 3) if self.elapsed_s > 0 else 0.0}
 
     def save(self, path: str | os.PathLike) -> Path:
         return atomic_write_text(path, json.dumps(self.to_dict(), indent=2) + "\n")
