@@ -19,7 +19,6 @@ from .records import FigureRecord, image_parts, replies
 
 __all__ = ["image_job_ids", "labelling_jobs", "parse_image_label", "label_rows"]
 
-REQUIRED = ("system", "question")
 _LABEL = re.compile(r"^[\W_]*(non[- ]?medical|medical)[\W_]*$", re.IGNORECASE)
 
 
@@ -30,7 +29,7 @@ def image_job_ids(records: list[FigureRecord]) -> list[tuple[str, str]]:
 
 def labelling_jobs(records, *, prompt_file="pubmedvision_image_labels", temperature=0.0, max_tokens=16, model=None):
     """System: what counts as a medical image; user: [the image, the one-word question]."""
-    prompt = load_prompt_file(prompt_file, REQUIRED)
+    prompt = load_prompt_file(prompt_file, ("system", "question"))
     for job_id, path in image_job_ids(records):
         image = image_parts(FigureRecord(id=job_id, images=[path], caption=""), 1)
         messages = [{"role": "system", "content": prompt["system"]},

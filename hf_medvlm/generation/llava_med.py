@@ -13,8 +13,6 @@ from .records import FigureRecord, figure_context, replies, training_row
 
 __all__ = ["build_self_instruct_messages", "self_instruct_jobs", "self_instruct_rows"]
 
-SOURCE = "llava_med_self_instruct"
-
 
 def build_self_instruct_messages(record: FigureRecord, prompt: dict, with_mentions: bool = True) -> list[dict]:
     """Figure 4 layout: system message, few-shot (context -> response) pairs, then the query context."""
@@ -47,7 +45,7 @@ def self_instruct_rows(records, results: dict, *, turn_filters="llava_med_turn_f
             records_by_reason["no_turns_left"] += 1
             continue
         # "Blind" generation: the conversation is about the image, which the trainer shows once.
-        rows.append(training_row(record, kept, row_id=record.id, source=SOURCE, n_images=min(1, len(record.images))))
+        rows.append(training_row(record, kept, row_id=record.id, source="llava_med_self_instruct", n_images=min(1, len(record.images))))
     stats = {"records_in": len(records), "rows_out": len(rows), "dropped_records": dict(records_by_reason),
              "dropped_turns": dict(turns_by_reason)}
     return rows, stats

@@ -18,10 +18,6 @@ __all__ = ["reformat_jobs", "reformat_rows", "sample_scenario"]
 REQUIRED = ("template", "scenarios", "single_image_questions", "multi_image_questions")
 
 
-def contextual_text(record: FigureRecord) -> str:
-    return "\n".join([record.caption, *record.mentions])
-
-
 def sample_scenario(record: FigureRecord, prompt: dict, seed: int) -> dict:
     """One scenario per call, sampled uniformly (deterministic per record so a resumed run asks the same)."""
     return record_rng(seed, record.id, "scenario").choice(prompt["scenarios"])
@@ -32,7 +28,8 @@ def reformat_jobs(records, *, prompt_file="pubmedvision_reformat", seed=0, max_i
     prompt = load_prompt_file(prompt_file, REQUIRED)
     for record in records:
         scenario = sample_scenario(record, prompt, seed)
-        text = prompt["template"].format(scenario_prompt=scenario["prompt"], contextual_text=contextual_text(record))
+        context = "\n".join([record.caption, *record.mentions])
+        text = prompt["template"].format(scenario_prompt=scenario["prompt"], contextual_text=context)
         content = [*image_parts(record, max_images), {"type": "text", "text": text}]
         yield record.id, ChatRequest(messages=[{"role": "user", "content": content}], model=model,
                                      temperature=temperature, max_tokens=max_tokens, json_mode=json_mode)

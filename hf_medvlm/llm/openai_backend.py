@@ -106,7 +106,12 @@ class OpenAIChatBackend:
     def _create(self, request: ChatRequest):
         import openai
 
-        kwargs = self._request_kwargs(request)
+        kwargs = {
+            "model": request.model or self.model, "messages": request.messages, "temperature": request.temperature,
+            "max_tokens": request.max_tokens, "seed": request.seed, "extra_body": self.extra_body or None,
+            "response_format": {"type": "json_object"} if request.json_mode and self.json_mode_supported else None,
+        }
+        kwargs = {key: value for key, value in kwargs.items() if value is not None}  # unset: the server's default
         try:
             return self.client.chat.completions.create(**kwargs)
         except json.JSONDecodeError as err:
@@ -119,14 +124,6 @@ class OpenAIChatBackend:
             raise self._error(err) from err
         except openai.APIError as err:
             raise self._error(err) from err
-
-    def _request_kwargs(self, request: ChatRequest) -> dict[str, Any]:
-        kwargs: dict[str, Any] = {
-            "model": request.model or self.model, "messages": request.messages, "temperature": request.temperature,
-            "max_tokens": request.max_tokens, "seed": request.seed, "extra_body": self.extra_body or None,
-            "response_format": {"type": "json_object"} if request.json_mode and self.json_mode_supported else None,
-        }
-        return {key: value for key, value in kwargs.items() if value is not None}  # unset: the server's default
 
     def _error(self, err) -> ChatBackendError:
         """One sentence naming the endpoint, the status and whether anything can pass."""

@@ -6,7 +6,6 @@ same shape can be given instead, so users can swap in their own prompts without 
 
 from __future__ import annotations
 
-import functools
 from importlib import resources
 from pathlib import Path
 
@@ -20,23 +19,17 @@ PACKAGED_PROMPTS = (
 )
 
 
-@functools.lru_cache(maxsize=16)
-def _load_packaged(name: str) -> dict:
-    text = resources.files(__name__).joinpath(f"{name}.yaml").read_text(encoding="utf-8")
-    return yaml.safe_load(text)
-
-
 def load_prompt_file(name_or_path: str | Path, required_keys: tuple[str, ...] = ()) -> dict:
     """Load a packaged prompt file by name, or a user YAML file by path, and check it has ``required_keys``."""
     if str(name_or_path) in PACKAGED_PROMPTS:
-        data = dict(_load_packaged(str(name_or_path)))
+        path = resources.files(__name__).joinpath(f"{name_or_path}.yaml")
     else:
         path = Path(name_or_path)
         if not path.is_file():
             raise FileNotFoundError(f"prompt file {path} does not exist (packaged prompts: {', '.join(PACKAGED_PROMPTS)})")
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        if not isinstance(data, dict):
-            raise ValueError(f"prompt file {path} must hold a YAML mapping at the top level")
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    if not isinstance(data, dict):
+        raise ValueError(f"prompt file {path} must hold a YAML mapping at the top level")
     missing = [key for key in required_keys if key not in data]
     if missing:
         raise ValueError(f"prompt file {name_or_path} lacks the key(s) {', '.join(missing)}")
