@@ -3,7 +3,7 @@ classifier on the CLIP image encoder, trained on ~1K hand-labelled and ~10K MLLM
 
 A small linear head on the pooled output of a *frozen* CLIP vision encoder. It is a ``PreTrainedModel`` so it is
 saved and loaded with ``save_pretrained`` / ``from_pretrained`` (encoder + head in one folder, with the image
-processor saved next to it by :func:`save_classifier`).
+processor saved next to it by `hf-medvlm filter train-classifier`).
 """
 
 from __future__ import annotations

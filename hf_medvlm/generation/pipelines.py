@@ -1,11 +1,7 @@
 """Data-generation methods run end to end against an OpenAI-compatible endpoint or a local transformers model,
-resumably, writing training-schema rows (the work behind `hf-medvlm generate <method>`).
-
-Methods: ``llava-med`` (self-instruct, text-only), ``pubmedvision`` (reformatting), ``image-labels`` (PubMedVision's
-medical/non-medical labels for the image classifier), ``biomed-vital`` (generation with demonstrations),
-``biomed-vital-candidates`` (two answers per question for clinician annotation), ``rate`` (BioMed-VITAL model-based
-rating), ``select-demos`` (BioMed-VITAL demonstration candidates). Replies go to ``<output_dir>/responses.jsonl`` keyed by record id: rerunning the same command after a
-crash sends only the requests that have no reply yet.
+resumably, writing training-schema rows (the work behind `hf-medvlm generate <method>`; the methods are the keys of
+`METHOD_TITLES`, plus `select-demos`). Replies go to ``<output_dir>/responses.jsonl`` keyed by record id: rerunning
+the same command after a crash sends only the requests that have no reply yet.
 """
 
 from __future__ import annotations
@@ -132,10 +128,8 @@ def _read_inputs(method: str, args: GenerateArguments) -> list:
     from ..data.loading import read_jsonl_rows
     from .records import read_figure_records
 
-    if method == "rate":
-        rows = read_jsonl_rows(args.input, args.image_root)
-    else:
-        rows = read_figure_records(args.input, args.image_root)
+    read = read_jsonl_rows if method == "rate" else read_figure_records  # rate reads generated conversations
+    rows = read(args.input, args.image_root)
     return rows[: args.limit] if args.limit else rows
 
 

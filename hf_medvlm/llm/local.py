@@ -47,11 +47,8 @@ def to_hf_messages(messages: list[dict]) -> tuple[list[dict], list[Image.Image]]
     images: list = []
     converted = []
     for message in messages:
-        content = message["content"]
-        if isinstance(content, str):
-            converted.append({"role": message["role"], "content": [{"type": "text", "text": content}]})
-        else:
-            converted.append({"role": message["role"], "content": [_convert_part(p, images) for p in content]})
+        parts = [message["content"]] if isinstance(message["content"], str) else message["content"]
+        converted.append({"role": message["role"], "content": [_convert_part(p, images) for p in parts]})
     return converted, images
 
 
