@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter, defaultdict
+from itertools import zip_longest
 from pathlib import Path
 
 import numpy as np
@@ -48,12 +49,8 @@ def select_demonstration_candidates(features: np.ndarray, num_clusters: int, num
     labels = KMeans(n_clusters=num_clusters, random_state=seed, n_init=4).fit_predict(features)
     complexity = complexity if complexity is not None else [0] * len(features)
     queues = [sorted(np.nonzero(labels == k)[0].tolist(), key=lambda i: -complexity[i]) for k in range(num_clusters)]
-    picked: list[int] = []
-    while len(picked) < min(num_samples, len(features)):
-        for queue in queues:
-            if queue and len(picked) < num_samples:
-                picked.append(queue.pop(0))
-    return picked, labels
+    round_robin = [i for round_ in zip_longest(*queues) for i in round_ if i is not None]
+    return round_robin[:num_samples], labels
 
 
 def read_demonstrations(path: str | Path) -> dict[str, list[dict]]:

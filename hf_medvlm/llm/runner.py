@@ -62,14 +62,6 @@ def read_results(output_path: str | os.PathLike, *, repair: bool = False) -> dic
     return rows
 
 
-def _check_resumable(path: Path, job_id: str, key: str, row: dict[str, Any]) -> None:
-    if row.get("request_key") not in (None, key):
-        raise ValueError(
-            f"{path}: id {job_id!r} was answered for a different request (prompt, model or settings changed); "
-            "use a new output path, or delete the file to redo everything."
-        )
-
-
 class _Writer:
     """Appends result rows and keeps the report's counts; runs on the calling thread only."""
 
@@ -157,7 +149,9 @@ def run_requests(
             key = request_key(request, report.backend)
             report.total += 1
             if job_id in done_rows:
-                _check_resumable(path, job_id, key, done_rows[job_id])
+                if done_rows[job_id].get("request_key") not in (None, key):
+                    raise ValueError(f"{path}: id {job_id!r} was answered for a different request (prompt, model or "
+                                     "settings changed); use a new output path, or delete the file to redo everything.")
                 report.skipped += 1
                 bar.update(1)
                 continue
