@@ -99,9 +99,6 @@ class _Writer:
                 self.report.completion_tokens += response.completion_tokens
         self.bar.update(1)
 
-    def close(self) -> None:
-        self.file.close()
-
 
 def _drain(pending: dict, writer: _Writer, until: int) -> None:
     while len(pending) > until:
@@ -166,7 +163,7 @@ def run_requests(
         except ChatBackendError:
             pass  # already stopping; the first error is the one raised
         pool.shutdown(wait=False, cancel_futures=True)
-        writer.close()
+        writer.file.close()
         bar.close()
         report.elapsed_s = round(time.perf_counter() - start, 3)
         estimate = getattr(backend, "estimate_cost", None)
