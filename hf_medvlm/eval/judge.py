@@ -27,6 +27,7 @@ import yaml
 
 from ..files import atomic_write, atomic_write_text
 from ..llm import ChatRequest, image_to_data_url, read_results, run_requests
+from .benchmark import row_id
 
 __all__ = [
     "QA50_TYPES",
@@ -59,13 +60,6 @@ def load_judge_prompt(name: str) -> dict[str, str]:
 # --- inputs -----------------------------------------------------------------------------------------------------
 
 
-def _row_id(row: Mapping, where: str) -> str:
-    for key in ("id", "question_id"):  # the eval schema's `id` first, as `hf_medvlm.eval.benchmark` does
-        if row.get(key) is not None:
-            return str(row[key])
-    raise ValueError(f"{where}: record has no 'id' or 'question_id' field.")
-
-
 def _field(row: Mapping, keys: tuple[str, ...], where: str) -> Any:
     for key in keys:
         if key in row and row[key] is not None:
@@ -82,7 +76,7 @@ def answers_by_id(answers, question_ids: list[str], *, name: str = "answers") ->
         by_id = {}
         for i, row in enumerate(answers):
             where = f"{name} record {i}"
-            answer_id = _row_id(row, where)
+            answer_id = row_id(row, where)
             if answer_id in by_id:
                 raise ValueError(f"{where}: duplicate answer for question id {answer_id!r}.")
             by_id[answer_id] = _field(row, ("text", "prediction", "answer"), f"{where} (id {answer_id!r})")
@@ -108,7 +102,7 @@ def qa50_domain(row: Mapping) -> str:
         for name in QA50_DOMAINS:
             if domain.get(name):
                 return name
-    raise ValueError(f"qa50 question {_row_id(row, 'qa50 question')!r}: 'domain' has no true flag ({domain!r}).")
+    raise ValueError(f"qa50 question {row_id(row, 'qa50 question')!r}: 'domain' has no true flag ({domain!r}).")
 
 
 # --- qa50 chat judge --------------------------------------------------------------------------------------------
@@ -130,7 +124,7 @@ def build_chat_judge_messages(question: Mapping, model_answer: str, *, mentions_
     `fig_label`, `in_text_mention`. `mentions_style="clean"` lists mention texts instead of the raw list;
     `strip_image_token` drops the `<image>` placeholder as v1.0 did (v1.5 keeps it).
     """
-    qid = _row_id(question, "qa50 question")
+    qid = row_id(question, "qa50 question")
     where = f"qa50 question {qid!r}"
     text = _field(question, ("text", "question"), where)
     if strip_image_token:
@@ -229,7 +223,7 @@ def score_chat(
     `chat_judge.jsonl` (raw judge replies, resumable), `chat_judge.report.json` (tokens, cost),
     `chat_judgements.jsonl` (one parsed record per question) and `chat_scores.json` (the summary)."""
     questions = list(questions)
-    ids = [_row_id(q, f"qa50 question {i}") for i, q in enumerate(questions)]
+    ids = [row_id(q, f"qa50 question {i}") for i, q in enumerate(questions)]
     answer_text = answers_by_id(answers, ids)
     jobs = [
         (qid, ChatRequest(build_chat_judge_messages(q, answer_text[qid], mentions_style=mentions_style,
@@ -339,7 +333,7 @@ def win_rate(
     judged in both orders. Writes `win_rate_judge.jsonl`
     (raw, resumable), `win_rate_judgements.jsonl` and `win_rate.json` into `output_dir`; returns the summary."""
     questions = list(questions)
-    ids = [_row_id(q, f"question {i}") for i, q in enumerate(questions)]
+    ids = [row_id(q, f"question {i}") for i, q in enumerate(questions)]
     text_a = answers_by_id(answers_a, ids, name=f"answers of {model_a}")
     text_b = answers_by_id(answers_b, ids, name=f"answers of {model_b}")
     output_dir = Path(output_dir)

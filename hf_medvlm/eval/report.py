@@ -220,16 +220,12 @@ def _vqa_rows(results: dict, bench: str, label: str, where: str) -> list[Row]:
     return rows
 
 
-def _mc_groups(scores: dict) -> dict[str, float]:
-    """Per-dataset accuracies; `<dataset>_<subset>` groups (compute_mc_metrics adds both) are left out."""
-    groups = scores.get("accuracy_by_group") or {}
-    return {name: acc for name, acc in groups.items()
-            if not any(name.startswith(other + "_") for other in groups if other != name)}
-
-
 def _mc_values(results: dict, problems: list[str]) -> dict[str, float]:
     scores = results["scores"].get("huatuo_mc") or {}
-    groups = _mc_groups(scores)
+    groups = scores.get("accuracy_by_group") or {}
+    # Per-dataset accuracies only: `<dataset>_<subset>` groups (compute_mc_metrics adds both) are left out.
+    groups = {name: acc for name, acc in groups.items()
+              if not any(name.startswith(other + "_") for other in groups if other != name)}
     if not groups:
         bench = _table_benchmark(results, "multiple_choice", problems)
         return {} if bench is None else {bench: scores.get("accuracy")}
