@@ -184,8 +184,7 @@ def questions_from_dataset(dataset, task: str, question_template: str = "{questi
     return questions, skipped
 
 
-# ----------------------------------------------------------------------------------------------------------------------
-# answers files (JSONL keyed by question id; the shape of LLaVA-Med's model_vqa.py answer files)
+# --- answers files (JSONL keyed by question id; the shape of LLaVA-Med's model_vqa.py answer files) ------------------
 
 
 def read_answers(path: Path, *, repair: bool = False) -> dict[str, dict]:
@@ -232,8 +231,7 @@ def shard(items: list, rank: int, world_size: int) -> list:
     return items[rank::world_size]
 
 
-# ----------------------------------------------------------------------------------------------------------------------
-# scoring and model-index
+# --- scoring and model-index -----------------------------------------------------------------------------------------
 
 
 def score_answers(questions: list[Question], answers: dict[str, dict], task: str, protocols: list[str]) -> dict:

@@ -17,12 +17,12 @@ from ..outcome import check_failure_rate, failure_exit_code, failure_rate_field
 
 __all__ = ["EvalArguments", "validate_args", "run_evaluation"]
 
+
 @dataclass
 class EvalArguments:
     output_dir: str = field(metadata={"help": "Folder for answers.jsonl, results.json and model_index.json."})
-    dataset_name: str = field(
-        metadata={"help": "Eval set in the eval schema: a Hub dataset id, a local Parquet folder, or a .parquet/.jsonl "
-                          "file."})
+    dataset_name: str = field(metadata={
+        "help": "Eval set in the eval schema: a Hub dataset id, a local Parquet folder, or a .parquet/.jsonl file."})
     model_name_or_path: str | None = field(
         default=None, metadata={"help": "Model to generate answers with; not needed with --answers_file."})
     task: str = field(
@@ -254,10 +254,12 @@ def run_evaluation(args: EvalArguments, endpoint) -> int:
     if not args.answers_file:
         written.insert(0, answers_path)
     print(f"wrote {', '.join(str(path) for path in written)}")
-    failed = skipped.get("missing_image", 0) + _unjudged(scores)
+    judged = [scores[protocol] for protocol in JUDGE_FILES if protocol in scores]
+    # Failed: left out for a missing image, or given no usable verdict by the LLM judge.
+    failed = skipped.get("missing_image", 0) + sum(result["unparseable"]["count"] for result in judged)
     return failure_exit_code("eval", failed, len(questions) + skipped.get("missing_image", 0),
                              args.max_failure_rate, "questions", details=f"counts in {output_dir / 'results.json'}",
-                             failed_requests=_failed_requests(scores))
+                             failed_requests=sum(result["run"]["failed"] for result in judged))
 
 
 JUDGE_FILES = {"llava_med_qa50": ("chat_judgements.jsonl", "chat_scores.json"),
@@ -278,12 +280,3 @@ def write_results(output_dir: Path, results: dict, scores: dict, args: EvalArgum
     atomic_write_text(results_path, json.dumps(results, indent=2, ensure_ascii=False) + "\n")
     judged = [output_dir / name for protocol in scores for name in JUDGE_FILES.get(protocol, ())]
     return [*judged, results_path, index_path]
-
-
-def _failed_requests(scores: dict) -> int:
-    return sum(scores[protocol]["run"]["failed"] for protocol in JUDGE_FILES if protocol in scores)
-
-
-def _unjudged(scores: dict) -> int:
-    """Questions the LLM judge gave no usable verdict for (request failed, or the reply did not parse)."""
-    return sum(scores[protocol]["unparseable"]["count"] for protocol in JUDGE_FILES if protocol in scores)

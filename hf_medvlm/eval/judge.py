@@ -25,7 +25,7 @@ from typing import Any, Iterable, Mapping
 
 import yaml
 
-from ..files import atomic_write, atomic_write_text
+from ..files import atomic_write_text
 from ..llm import ChatRequest, image_to_data_url, read_results, run_requests
 from .benchmark import row_id
 
@@ -159,19 +159,14 @@ def parse_score_pair(text: str) -> tuple[tuple[float, float] | None, str | None]
 
 def _group_scores(records: list[dict]) -> dict[str, Any]:
     scored = [r for r in records if r["status"] == "scored"]
+    counts = {"n": len(scored), "unparseable": len(records) - len(scored)}
     if not scored:
-        return {"relative_score": None, "reference_score": None, "model_score": None, "ratio_of_means": None,
-                "n": 0, "unparseable": len(records)}
+        return {**dict.fromkeys(("relative_score", "reference_score", "model_score", "ratio_of_means")), **counts}
     reference = sum(r["reference_score"] for r in scored) / len(scored)
     model = sum(r["model_score"] for r in scored) / len(scored)
-    return {
-        "relative_score": round(100 * sum(r["model_score"] / r["reference_score"] for r in scored) / len(scored), 4),
-        "reference_score": round(reference, 4),
-        "model_score": round(model, 4),
-        "ratio_of_means": round(100 * model / reference, 4),
-        "n": len(scored),
-        "unparseable": len(records) - len(scored),
-    }
+    relative = 100 * sum(r["model_score"] / r["reference_score"] for r in scored) / len(scored)
+    return {"relative_score": round(relative, 4), "reference_score": round(reference, 4),
+            "model_score": round(model, 4), "ratio_of_means": round(100 * model / reference, 4), **counts}
 
 
 def summarize_chat_scores(records: list[dict]) -> dict[str, Any]:
@@ -367,24 +362,19 @@ def _summarize_win_rate(records: list[dict]) -> dict[str, Any]:
     wins, losses = outcomes["win"], outcomes["loss"]
     ties = outcomes["tie"] + outcomes["inconsistent"]
     decided = wins + losses + ties
-    unparseable = outcomes["no_verdict"] + outcomes["request_failed"]
-    per_order = {
-        "a_first": dict(Counter(r["verdict_a_first"] or "unparseable" for r in records)),
-        "b_first": dict(Counter(r["verdict_b_first"] or "unparseable" for r in records)),
-    }
+    unjudged = [r["question_id"] for r in records if r["outcome"] in ("no_verdict", "request_failed")]
     return {
         "n_questions": len(records),
         "wins": wins, "ties": ties, "losses": losses, "inconsistent": outcomes["inconsistent"],
-        "unparseable": {"count": unparseable,
+        "unparseable": {"count": len(unjudged),
                         "by_reason": {k: outcomes[k] for k in ("no_verdict", "request_failed") if outcomes[k]},
-                        "ids": [r["question_id"] for r in records if r["outcome"] in ("no_verdict", "request_failed")]},
+                        "ids": unjudged},
         "win_rate": round(wins / decided, 6) if decided else None,
         "win_rate_ties_half": round((wins + 0.5 * ties) / decided, 6) if decided else None,
-        "per_order_verdicts": per_order,
+        "per_order_verdicts": {order: dict(Counter(r[f"verdict_{order}"] or "unparseable" for r in records))
+                               for order in ("a_first", "b_first")},
     }
 
 
 def _write_jsonl(path: Path, rows: list[dict]) -> None:
-    with atomic_write(path) as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    atomic_write_text(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))

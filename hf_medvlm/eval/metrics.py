@@ -70,8 +70,7 @@ OPTION_LETTERS = "ABCDEFGHIJK"  # eval.py letters options A..K
 ANSWER_TYPES = ("open", "closed")
 
 
-# ----------------------------------------------------------------------------------------------------------------------
-# llava_med normalisation (VQA-v2 style)
+# --- llava_med normalisation (VQA-v2 style) --------------------------------------------------------------------------
 
 
 @functools.lru_cache(maxsize=1)
@@ -105,8 +104,7 @@ def normalize_llava_med(text: str) -> str:
     return " ".join(words).replace(",", "")
 
 
-# ----------------------------------------------------------------------------------------------------------------------
-# BLEU
+# --- BLEU ------------------------------------------------------------------------------------------------------------
 
 _BLEU_WEIGHTS = {
     "bleu": (0.25, 0.25, 0.25, 0.25),
@@ -133,8 +131,7 @@ def bleu_scores(reference: Sequence[str], hypothesis: Sequence[str]) -> dict[str
     return {name: float(score) for name, score in zip(_BLEU_WEIGHTS, scores)}
 
 
-# ----------------------------------------------------------------------------------------------------------------------
-# llava_med per-question scores
+# --- llava_med per-question scores -----------------------------------------------------------------------------------
 
 
 def llava_med_closed_hit(prediction: str, reference: str) -> float:
@@ -169,8 +166,7 @@ def llava_med_open_scores(prediction: str, reference: str) -> dict[str, float]:
     return scores
 
 
-# ----------------------------------------------------------------------------------------------------------------------
-# strict protocol
+# --- strict protocol -------------------------------------------------------------------------------------------------
 
 _NON_WORD = re.compile(r"[^\w\s]|_")
 
@@ -206,8 +202,7 @@ def strict_open_scores(prediction: str, reference: str) -> dict[str, float]:
     return scores
 
 
-# ----------------------------------------------------------------------------------------------------------------------
-# per question and aggregate
+# --- per question and aggregate --------------------------------------------------------------------------------------
 
 
 def _check_protocol(protocol: str) -> None:
@@ -285,8 +280,7 @@ def compute_vqa_metrics(
     return result
 
 
-# ----------------------------------------------------------------------------------------------------------------------
-# multiple choice (HuatuoGPT-Vision)
+# --- multiple choice (HuatuoGPT-Vision) ------------------------------------------------------------------------------
 
 
 def build_mc_prompt(question: str, options: Sequence[str]) -> str:
