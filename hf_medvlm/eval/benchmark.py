@@ -14,6 +14,7 @@ import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Mapping
 
 from PIL import Image
 
@@ -21,6 +22,7 @@ from .metrics import build_mc_prompt, compute_mc_metrics, compute_vqa_metrics, g
 
 __all__ = [
     "Question",
+    "row_id",
     "open_image",
     "load_eval_dataset",
     "questions_from_dataset",
@@ -62,10 +64,10 @@ def load_eval_dataset(path: str, config: str | None = None, split: str = "test")
             raise FileNotFoundError(f"eval dataset {path} does not exist")
         dataset = datasets.load_dataset(path, name=config, split=split)
     for column in ("image", "images"):
-        if column in dataset.column_names and isinstance(dataset.features[column], datasets.Image):
+        feature = dataset.features.get(column)
+        if isinstance(feature, datasets.Image):
             dataset = dataset.cast_column(column, datasets.Image(decode=False))
-        elif column in dataset.column_names and isinstance(getattr(dataset.features[column], "feature", None),
-                                                           datasets.Image):
+        elif isinstance(getattr(feature, "feature", None), datasets.Image):  # a list of images
             dataset = dataset.cast_column(column, datasets.List(datasets.Image(decode=False)))
     return dataset
 
@@ -102,11 +104,12 @@ def _record_images(row: dict, record_id: str, data_dir: str | None) -> list:
     return [_image_source(v, record_id, data_dir) for v in values]
 
 
-def _record_id(row: dict) -> str:
+def row_id(row: Mapping, where: str) -> str:
+    """The record's `id`, else its `question_id` (LLaVA-Med's files), as text; `where` names it in the error."""
     for key in ("id", "question_id"):
         if row.get(key) is not None:
             return str(row[key])
-    raise ValueError(f"a record has no 'id' field (keys: {sorted(row)})")
+    raise ValueError(f"{where}: no 'id' or 'question_id' field (keys: {sorted(row)})")
 
 
 def _chat_question(row: dict, record_id: str, question_template: str, data_dir: str | None,
@@ -129,9 +132,8 @@ def _chat_question(row: dict, record_id: str, question_template: str, data_dir: 
     return q
 
 
-def _question_from_row(row: dict, task: str, question_template: str, data_dir: str | None,
+def _question_from_row(row: dict, record_id: str, task: str, question_template: str, data_dir: str | None,
                        require_images: bool = True) -> Question:
-    record_id = _record_id(row)
     if task in ("chat", "win_rate"):
         return _chat_question(row, record_id, question_template, data_dir, require_images or task != "chat")
     text = question_template.format(question=row["question"])
@@ -139,9 +141,7 @@ def _question_from_row(row: dict, task: str, question_template: str, data_dir: s
                  answer_type=str(row.get("answer_type") or "").lower(),
                  group=str(row.get("dataset") or ""), subgroup=str(row.get("subset") or ""))
     if task == "multiple_choice":
-        options = list(row.get("options") or [])
-        if not options:
-            raise ValueError(f"record {record_id!r}: field 'options' is empty; multiple choice needs options")
+        options = list(row["options"])  # rows without options were counted as skipped
         q.options, q.prompt = options, build_mc_prompt(text, options)
         try:
             q.gold = gold_letter(options, q.answer, row.get("answer_label") or None)
@@ -171,12 +171,12 @@ def questions_from_dataset(dataset, task: str, question_template: str = "{questi
         if task == "multiple_choice" and (row.get("question_type") == "open" or not row.get("options")):
             skipped["not_multiple_choice"] += 1  # HuatuoGPT-Vision's scorer leaves these out as well
             continue
-        record_id = _record_id(row)
+        record_id = row_id(row, f"record {index}")
         if record_id in seen:
             raise ValueError(f"record {record_id!r}: duplicate question id; answers are keyed by id")
         seen.add(record_id)
         try:
-            questions.append(_question_from_row(row, task, question_template, data_dir, require_images))
+            questions.append(_question_from_row(row, record_id, task, question_template, data_dir, require_images))
         except FileNotFoundError:
             if on_missing_image != "skip":
                 raise
@@ -184,8 +184,7 @@ def questions_from_dataset(dataset, task: str, question_template: str = "{questi
     return questions, skipped
 
 
-# ----------------------------------------------------------------------------------------------------------------------
-# answers files (JSONL keyed by question id; the shape of LLaVA-Med's model_vqa.py answer files)
+# --- answers files (JSONL keyed by question id; the shape of LLaVA-Med's model_vqa.py answer files) ------------------
 
 
 def read_answers(path: Path, *, repair: bool = False) -> dict[str, dict]:
@@ -232,8 +231,7 @@ def shard(items: list, rank: int, world_size: int) -> list:
     return items[rank::world_size]
 
 
-# ----------------------------------------------------------------------------------------------------------------------
-# scoring and model-index
+# --- scoring and model-index -----------------------------------------------------------------------------------------
 
 
 def score_answers(questions: list[Question], answers: dict[str, dict], task: str, protocols: list[str]) -> dict:
@@ -252,14 +250,13 @@ def score_answers(questions: list[Question], answers: dict[str, dict], task: str
 
 
 def _to_percent(result: dict) -> dict:
-    out = {}
+    """Fractions as percentages, recursing into `accuracy_by_group`; counts (`num_*`, `decided_by`) as they are."""
+    out = dict(result)
     for key, value in result.items():
-        if isinstance(value, dict):
-            out[key] = _to_percent(value) if key.startswith("accuracy") else value
+        if isinstance(value, dict) and key.startswith("accuracy"):
+            out[key] = _to_percent(value)
         elif isinstance(value, float) and not key.startswith("num_"):
             out[key] = 100 * value
-        else:
-            out[key] = value
     return out
 
 
@@ -272,7 +269,8 @@ _CARD_METRICS = {
 }
 
 
-def _judge_entries(protocol: str, result: dict) -> list[tuple[str, float | None, str]]:
+def _metric_entries(protocol: str, result: dict) -> list[tuple[str, float | None, str]]:
+    """(model-index metric_type, value in percent or None, metric_name) of one protocol's scores."""
     judge = result.get("judge_model") or "LLM judge"
     if protocol == "llava_med_qa50":
         return [("relative_score", result["overall"]["relative_score"],
@@ -280,26 +278,15 @@ def _judge_entries(protocol: str, result: dict) -> list[tuple[str, float | None,
     if protocol == "biomed_vital_win_rate":
         value = None if result["win_rate"] is None else 100 * result["win_rate"]
         return [("win_rate", value, f"win rate vs {result['model_b']} (%, biomed_vital both orders, judge {judge})")]
-    return []
+    return [(metric_type, result.get(key), f"{label} (%, {protocol})")
+            for key, metric_type, label in _CARD_METRICS.get(protocol, [])]
 
 
 def model_index_entries(scores: dict, *, dataset_type: str, dataset_name: str, dataset_config: str | None,
                         dataset_split: str) -> list[dict]:
     """`huggingface_hub.EvalResult` keyword arguments, one per reported number, protocol named in `metric_name`."""
-    entries = []
-    for protocol, result in scores.items():
-        for metric_type, value, name in _judge_entries(protocol, result):
-            if value is not None:
-                entries.append(dict(task_type="visual-question-answering", dataset_type=dataset_type,
-                                    dataset_name=dataset_name, dataset_config=dataset_config,
-                                    dataset_split=dataset_split, metric_type=metric_type,
-                                    metric_value=round(value, 2), metric_name=name))
-        for key, metric_type, label in _CARD_METRICS.get(protocol, []):
-            if result.get(key) is None:
-                continue
-            entries.append(dict(
-                task_type="visual-question-answering", dataset_type=dataset_type, dataset_name=dataset_name,
-                dataset_config=dataset_config, dataset_split=dataset_split, metric_type=metric_type,
-                metric_value=round(result[key], 2), metric_name=f"{label} (%, {protocol})",
-            ))
-    return entries
+    return [dict(task_type="visual-question-answering", dataset_type=dataset_type, dataset_name=dataset_name,
+                 dataset_config=dataset_config, dataset_split=dataset_split, metric_type=metric_type,
+                 metric_value=round(value, 2), metric_name=name)
+            for protocol, result in scores.items()
+            for metric_type, value, name in _metric_entries(protocol, result) if value is not None]

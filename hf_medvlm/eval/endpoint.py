@@ -46,19 +46,15 @@ class _Jobs:
                                        temperature=self.args.temperature)
 
 
-def _backend(args) -> OpenAIChatBackend:
-    return OpenAIChatBackend(base_url=args.endpoint_base_url, model=args.model_name_or_path,
-                             api_key=os.environ.get(args.endpoint_api_key_env) or None,
-                             cache_dir=args.endpoint_cache_dir)
-
-
 def generate_with_endpoint(args, questions, answers_path: Path) -> None:
     """Answer `questions` (those not yet in `answers_path`) through `args.endpoint_base_url`; append them there.
 
     Raises `RuntimeError` when some requests failed for good: the answers received are kept, a rerun retries the rest.
     """
     raw_path = answers_path.with_name(RAW_NAME)
-    backend = _backend(args)
+    backend = OpenAIChatBackend(base_url=args.endpoint_base_url, model=args.model_name_or_path,
+                                api_key=os.environ.get(args.endpoint_api_key_env) or None,
+                                cache_dir=args.endpoint_cache_dir)
     try:
         report = run_requests(_Jobs(questions, args), backend, output_path=raw_path,
                               concurrency=args.endpoint_concurrency, desc=f"answering ({backend.base_url})")

@@ -17,12 +17,12 @@ from ..outcome import check_failure_rate, failure_exit_code, failure_rate_field
 
 __all__ = ["EvalArguments", "validate_args", "run_evaluation"]
 
+
 @dataclass
 class EvalArguments:
     output_dir: str = field(metadata={"help": "Folder for answers.jsonl, results.json and model_index.json."})
-    dataset_name: str = field(
-        metadata={"help": "Eval set in the eval schema: a Hub dataset id, a local Parquet folder, or a .parquet/.jsonl "
-                          "file."})
+    dataset_name: str = field(metadata={
+        "help": "Eval set in the eval schema: a Hub dataset id, a local Parquet folder, or a .parquet/.jsonl file."})
     model_name_or_path: str | None = field(
         default=None, metadata={"help": "Model to generate answers with; not needed with --answers_file."})
     task: str = field(
@@ -132,17 +132,16 @@ def generate_missing(args, questions, answers_path: Path, state) -> None:
     todo = shard([q for q in questions if q.id not in done], state.process_index, state.num_processes)
     if not todo:
         return
+    from tqdm.auto import tqdm
+
     model, processor = load_model(args, state.device)
     settings = GenerationSettings(max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
                                   do_sample=args.do_sample, temperature=args.temperature)
-    from tqdm.auto import tqdm
-
     bar = tqdm(total=len(todo), desc=f"answering (rank {state.process_index})")
     for start in range(0, len(todo), args.save_every):
         chunk = todo[start : start + args.save_every]
         texts = generate_answers(model, processor, [q.prompt for q in chunk], [q.load_images() for q in chunk],
-                                 settings,
-                                 progress=False)
+                                 settings, progress=False)
         append_answers(part_path, [dict(question_id=q.id, prompt=q.prompt, text=t, model_id=args.model_name_or_path)
                                    for q, t in zip(chunk, texts)])
         bar.update(len(chunk))
@@ -173,17 +172,15 @@ def format_table(scores: dict, benchmark: str) -> str:
             overall = result["overall"]
             lines.append(f"  {protocol:<10} relative_score {overall['relative_score']} (n={overall['n']}, "
                          f"unparseable={result['unparseable']['count']})")
-            continue
-        if protocol == "biomed_vital_win_rate":
+        elif protocol == "biomed_vital_win_rate":
             lines.append(f"  {protocol:<10} win_rate {result['win_rate']} (wins={result['wins']}, "
                          f"ties={result['ties']} of which inconsistent={result['inconsistent']}, losses={result['losses']}, "
                          f"unparseable={result['unparseable']['count']})")
-            continue
-        for key, value in result.items():
-            if isinstance(value, float):
-                lines.append(f"  {protocol:<10} {key:<24} {value:8.2f}")
-        lines.append(f"  {protocol:<10} counts: " + ", ".join(f"{k}={v}" for k, v in result.items()
-                                                              if isinstance(v, int)))
+        else:
+            lines += [f"  {protocol:<10} {key:<24} {value:8.2f}" for key, value in result.items()
+                      if isinstance(value, float)]
+            counts = ", ".join(f"{k}={v}" for k, v in result.items() if isinstance(v, int))
+            lines.append(f"  {protocol:<10} counts: {counts}")
     return "\n".join(lines)
 
 
@@ -230,20 +227,15 @@ def run_evaluation(args: EvalArguments, endpoint) -> int:
         raise ValueError(f"{args.dataset_name}: no questions to evaluate (skipped: {dict(skipped)})")
 
     # ---- answers: given, or generated (resuming whatever is already on disk)
-    if args.answers_file:
-        answers = read_answers(Path(args.answers_file))
-        check_answer_ids(answers, questions, args.answers_file, complete=True)
-    else:
+    if not args.answers_file:
         if state.is_main_process:
             check_answer_ids(read_answers(answers_path), questions, str(answers_path), complete=False)
         generate_missing(args, questions, answers_path, state)
         state.wait_for_everyone()
-        if not state.is_main_process:
-            return 0
-        answers = merge_answers(questions, answers_path)
-        check_answer_ids(answers, questions, str(answers_path), complete=True)
     if not state.is_main_process:
         return 0
+    answers = read_answers(Path(args.answers_file)) if args.answers_file else merge_answers(questions, answers_path)
+    check_answer_ids(answers, questions, args.answers_file or str(answers_path), complete=True)
 
     # ---- scores, results, model-index
     if args.task in ("chat", "win_rate"):
@@ -262,10 +254,12 @@ def run_evaluation(args: EvalArguments, endpoint) -> int:
     if not args.answers_file:
         written.insert(0, answers_path)
     print(f"wrote {', '.join(str(path) for path in written)}")
-    failed = skipped.get("missing_image", 0) + _unjudged(scores)
+    judged = [scores[protocol] for protocol in JUDGE_FILES if protocol in scores]
+    # Failed: left out for a missing image, or given no usable verdict by the LLM judge.
+    failed = skipped.get("missing_image", 0) + sum(result["unparseable"]["count"] for result in judged)
     return failure_exit_code("eval", failed, len(questions) + skipped.get("missing_image", 0),
                              args.max_failure_rate, "questions", details=f"counts in {output_dir / 'results.json'}",
-                             failed_requests=_failed_requests(scores))
+                             failed_requests=sum(result["run"]["failed"] for result in judged))
 
 
 JUDGE_FILES = {"llava_med_qa50": ("chat_judgements.jsonl", "chat_scores.json"),
@@ -286,12 +280,3 @@ def write_results(output_dir: Path, results: dict, scores: dict, args: EvalArgum
     atomic_write_text(results_path, json.dumps(results, indent=2, ensure_ascii=False) + "\n")
     judged = [output_dir / name for protocol in scores for name in JUDGE_FILES.get(protocol, ())]
     return [*judged, results_path, index_path]
-
-
-def _failed_requests(scores: dict) -> int:
-    return sum(scores[protocol]["run"]["failed"] for protocol in JUDGE_FILES if protocol in scores)
-
-
-def _unjudged(scores: dict) -> int:
-    """Questions the LLM judge gave no usable verdict for (request failed, or the reply did not parse)."""
-    return sum(scores[protocol]["unparseable"]["count"] for protocol in JUDGE_FILES if protocol in scores)

@@ -36,15 +36,11 @@ def build_messages(question: str, num_images: int = 1) -> list[dict]:
     return [{"role": "user", "content": content}]
 
 
-def _with_images(messages: list[dict], images: Sequence) -> list[dict]:
-    """`build_messages` output with each image block carrying its (RGB) image, for `apply_chat_template`."""
-    rgb = iter(img.convert("RGB") if img.mode != "RGB" else img for img in images)
-    return [{**m, "content": [{**b, "image": next(rgb)} if b["type"] == "image" else b for b in m["content"]]}
-            for m in messages]
-
-
 def _encode(processor, questions: Sequence[str], images: Sequence[Sequence]) -> dict:
-    conversations = [_with_images(build_messages(q, len(imgs)), imgs) for q, imgs in zip(questions, images)]
+    conversations = [build_messages(q, len(imgs)) for q, imgs in zip(questions, images)]
+    for messages, imgs in zip(conversations, images):
+        for block, img in zip(messages[0]["content"], imgs):  # the image blocks come first, for apply_chat_template
+            block["image"] = img.convert("RGB") if img.mode != "RGB" else img
     processor.tokenizer.padding_side = "left"  # batched generation appends on the right
     return processor.apply_chat_template(
         conversations, add_generation_prompt=True, tokenize=True, return_dict=True, return_tensors="pt",

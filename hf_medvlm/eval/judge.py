@@ -25,8 +25,9 @@ from typing import Any, Iterable, Mapping
 
 import yaml
 
-from ..files import atomic_write, atomic_write_text
+from ..files import atomic_write_text
 from ..llm import ChatRequest, image_to_data_url, read_results, run_requests
+from .benchmark import row_id
 
 __all__ = [
     "QA50_TYPES",
@@ -59,13 +60,6 @@ def load_judge_prompt(name: str) -> dict[str, str]:
 # --- inputs -----------------------------------------------------------------------------------------------------
 
 
-def _row_id(row: Mapping, where: str) -> str:
-    for key in ("id", "question_id"):  # the eval schema's `id` first, as `hf_medvlm.eval.benchmark` does
-        if row.get(key) is not None:
-            return str(row[key])
-    raise ValueError(f"{where}: record has no 'id' or 'question_id' field.")
-
-
 def _field(row: Mapping, keys: tuple[str, ...], where: str) -> Any:
     for key in keys:
         if key in row and row[key] is not None:
@@ -82,7 +76,7 @@ def answers_by_id(answers, question_ids: list[str], *, name: str = "answers") ->
         by_id = {}
         for i, row in enumerate(answers):
             where = f"{name} record {i}"
-            answer_id = _row_id(row, where)
+            answer_id = row_id(row, where)
             if answer_id in by_id:
                 raise ValueError(f"{where}: duplicate answer for question id {answer_id!r}.")
             by_id[answer_id] = _field(row, ("text", "prediction", "answer"), f"{where} (id {answer_id!r})")
@@ -108,7 +102,7 @@ def qa50_domain(row: Mapping) -> str:
         for name in QA50_DOMAINS:
             if domain.get(name):
                 return name
-    raise ValueError(f"qa50 question {_row_id(row, 'qa50 question')!r}: 'domain' has no true flag ({domain!r}).")
+    raise ValueError(f"qa50 question {row_id(row, 'qa50 question')!r}: 'domain' has no true flag ({domain!r}).")
 
 
 # --- qa50 chat judge --------------------------------------------------------------------------------------------
@@ -130,7 +124,7 @@ def build_chat_judge_messages(question: Mapping, model_answer: str, *, mentions_
     `fig_label`, `in_text_mention`. `mentions_style="clean"` lists mention texts instead of the raw list;
     `strip_image_token` drops the `<image>` placeholder as v1.0 did (v1.5 keeps it).
     """
-    qid = _row_id(question, "qa50 question")
+    qid = row_id(question, "qa50 question")
     where = f"qa50 question {qid!r}"
     text = _field(question, ("text", "question"), where)
     if strip_image_token:
@@ -165,19 +159,14 @@ def parse_score_pair(text: str) -> tuple[tuple[float, float] | None, str | None]
 
 def _group_scores(records: list[dict]) -> dict[str, Any]:
     scored = [r for r in records if r["status"] == "scored"]
+    counts = {"n": len(scored), "unparseable": len(records) - len(scored)}
     if not scored:
-        return {"relative_score": None, "reference_score": None, "model_score": None, "ratio_of_means": None,
-                "n": 0, "unparseable": len(records)}
+        return {**dict.fromkeys(("relative_score", "reference_score", "model_score", "ratio_of_means")), **counts}
     reference = sum(r["reference_score"] for r in scored) / len(scored)
     model = sum(r["model_score"] for r in scored) / len(scored)
-    return {
-        "relative_score": round(100 * sum(r["model_score"] / r["reference_score"] for r in scored) / len(scored), 4),
-        "reference_score": round(reference, 4),
-        "model_score": round(model, 4),
-        "ratio_of_means": round(100 * model / reference, 4),
-        "n": len(scored),
-        "unparseable": len(records) - len(scored),
-    }
+    relative = 100 * sum(r["model_score"] / r["reference_score"] for r in scored) / len(scored)
+    return {"relative_score": round(relative, 4), "reference_score": round(reference, 4),
+            "model_score": round(model, 4), "ratio_of_means": round(100 * model / reference, 4), **counts}
 
 
 def summarize_chat_scores(records: list[dict]) -> dict[str, Any]:
@@ -229,7 +218,7 @@ def score_chat(
     `chat_judge.jsonl` (raw judge replies, resumable), `chat_judge.report.json` (tokens, cost),
     `chat_judgements.jsonl` (one parsed record per question) and `chat_scores.json` (the summary)."""
     questions = list(questions)
-    ids = [_row_id(q, f"qa50 question {i}") for i, q in enumerate(questions)]
+    ids = [row_id(q, f"qa50 question {i}") for i, q in enumerate(questions)]
     answer_text = answers_by_id(answers, ids)
     jobs = [
         (qid, ChatRequest(build_chat_judge_messages(q, answer_text[qid], mentions_style=mentions_style,
@@ -339,7 +328,7 @@ def win_rate(
     judged in both orders. Writes `win_rate_judge.jsonl`
     (raw, resumable), `win_rate_judgements.jsonl` and `win_rate.json` into `output_dir`; returns the summary."""
     questions = list(questions)
-    ids = [_row_id(q, f"question {i}") for i, q in enumerate(questions)]
+    ids = [row_id(q, f"question {i}") for i, q in enumerate(questions)]
     text_a = answers_by_id(answers_a, ids, name=f"answers of {model_a}")
     text_b = answers_by_id(answers_b, ids, name=f"answers of {model_b}")
     output_dir = Path(output_dir)
@@ -373,24 +362,19 @@ def _summarize_win_rate(records: list[dict]) -> dict[str, Any]:
     wins, losses = outcomes["win"], outcomes["loss"]
     ties = outcomes["tie"] + outcomes["inconsistent"]
     decided = wins + losses + ties
-    unparseable = outcomes["no_verdict"] + outcomes["request_failed"]
-    per_order = {
-        "a_first": dict(Counter(r["verdict_a_first"] or "unparseable" for r in records)),
-        "b_first": dict(Counter(r["verdict_b_first"] or "unparseable" for r in records)),
-    }
+    unjudged = [r["question_id"] for r in records if r["outcome"] in ("no_verdict", "request_failed")]
     return {
         "n_questions": len(records),
         "wins": wins, "ties": ties, "losses": losses, "inconsistent": outcomes["inconsistent"],
-        "unparseable": {"count": unparseable,
+        "unparseable": {"count": len(unjudged),
                         "by_reason": {k: outcomes[k] for k in ("no_verdict", "request_failed") if outcomes[k]},
-                        "ids": [r["question_id"] for r in records if r["outcome"] in ("no_verdict", "request_failed")]},
+                        "ids": unjudged},
         "win_rate": round(wins / decided, 6) if decided else None,
         "win_rate_ties_half": round((wins + 0.5 * ties) / decided, 6) if decided else None,
-        "per_order_verdicts": per_order,
+        "per_order_verdicts": {order: dict(Counter(r[f"verdict_{order}"] or "unparseable" for r in records))
+                               for order in ("a_first", "b_first")},
     }
 
 
 def _write_jsonl(path: Path, rows: list[dict]) -> None:
-    with atomic_write(path) as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    atomic_write_text(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))

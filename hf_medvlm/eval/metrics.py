@@ -49,7 +49,6 @@ __all__ = [
     "OPTION_LETTERS",
     "normalize_llava_med",
     "normalize_strict",
-    "ngram_counts",
     "bleu_scores",
     "llava_med_closed_hit",
     "llava_med_open_scores",
@@ -71,8 +70,7 @@ OPTION_LETTERS = "ABCDEFGHIJK"  # eval.py letters options A..K
 ANSWER_TYPES = ("open", "closed")
 
 
-# ----------------------------------------------------------------------------------------------------------------------
-# llava_med normalisation (VQA-v2 style)
+# --- llava_med normalisation (VQA-v2 style) --------------------------------------------------------------------------
 
 
 @functools.lru_cache(maxsize=1)
@@ -106,14 +104,7 @@ def normalize_llava_med(text: str) -> str:
     return " ".join(words).replace(",", "")
 
 
-def ngram_counts(text: str, n: int) -> Counter:
-    """The original `split_sentence`: lowercase, whitespace split, n-gram counts."""
-    tokens = text.lower().strip().split()
-    return Counter(" ".join(tokens[i : i + n]) for i in range(len(tokens) - n + 1))
-
-
-# ----------------------------------------------------------------------------------------------------------------------
-# BLEU
+# --- BLEU ------------------------------------------------------------------------------------------------------------
 
 _BLEU_WEIGHTS = {
     "bleu": (0.25, 0.25, 0.25, 0.25),
@@ -140,8 +131,7 @@ def bleu_scores(reference: Sequence[str], hypothesis: Sequence[str]) -> dict[str
     return {name: float(score) for name, score in zip(_BLEU_WEIGHTS, scores)}
 
 
-# ----------------------------------------------------------------------------------------------------------------------
-# llava_med per-question scores
+# --- llava_med per-question scores -----------------------------------------------------------------------------------
 
 
 def llava_med_closed_hit(prediction: str, reference: str) -> float:
@@ -150,38 +140,33 @@ def llava_med_closed_hit(prediction: str, reference: str) -> float:
     return float(("yes" in pred or "no" in pred) and ref in pred)
 
 
-def _llava_med_f1(pred: str, ref: str) -> tuple[float, float, float]:
-    pred_words, ref_words = ngram_counts(normalize_llava_med(pred), 1), ngram_counts(normalize_llava_med(ref), 1)
-    if not pred_words or not ref_words:
-        return 0.0, 0.0, 0.0
+def _llava_med_overlap(pred: str, ref: str) -> tuple[float, float, float, float]:
+    """(f1, precision, recall, exact match) over the word counts of the original's `split_sentence` (lowercase,
+    whitespace split), each text normalised once more as the original does."""
+    pred_words = Counter(normalize_llava_med(pred).lower().split())
+    ref_words = Counter(normalize_llava_med(ref).lower().split())
+    total = sum(pred_words.values())
+    exact = sum(1 for w in ref_words if w in pred_words) / total if total else 0.0
     tp = sum(c for w, c in pred_words.items() if w in ref_words)  # the prediction's count of shared words
-    fp = sum(c for w, c in pred_words.items() if w not in ref_words)
     fn = sum(c for w, c in ref_words.items() if w not in pred_words)
     if tp == 0:
-        return 0.0, 0.0, 0.0
-    precision, recall = tp / (tp + fp), tp / (tp + fn)
-    return 2 * precision * recall / (precision + recall), precision, recall
-
-
-def _llava_med_exact(pred: str, ref: str) -> float:
-    pred_words, ref_words = ngram_counts(normalize_llava_med(pred), 1), ngram_counts(normalize_llava_med(ref), 1)
-    total = sum(pred_words.values())
-    return sum(1 for w in ref_words if w in pred_words) / total if total else 0.0
+        return 0.0, 0.0, 0.0, exact
+    precision, recall = tp / total, tp / (tp + fn)
+    return 2 * precision * recall / (precision + recall), precision, recall, exact
 
 
 def llava_med_open_scores(prediction: str, reference: str) -> dict[str, float]:
     """Open-question scores as `run_eval.py` computes them; `recall` is the paper's "Open" column."""
     pred, ref = normalize_llava_med(prediction.lower()), normalize_llava_med(reference.lower())
-    f1, precision, recall = _llava_med_f1(pred, ref)
-    scores = {"recall": recall, "precision": precision, "f1": f1, "exact_match": _llava_med_exact(pred, ref)}
-    # run_eval_batch.py's "open accuracy": the whole normalised reference appears in the prediction.
-    scores["substring_hit"] = float(ref in pred)
+    f1, precision, recall, exact_match = _llava_med_overlap(pred, ref)
+    scores = {"recall": recall, "precision": precision, "f1": f1, "exact_match": exact_match,
+              # run_eval_batch.py's "open accuracy": the whole normalised reference appears in the prediction.
+              "substring_hit": float(ref in pred)}
     scores.update(bleu_scores(ref.lower().split(), pred.lower().split()))
     return scores
 
 
-# ----------------------------------------------------------------------------------------------------------------------
-# strict protocol
+# --- strict protocol -------------------------------------------------------------------------------------------------
 
 _NON_WORD = re.compile(r"[^\w\s]|_")
 
@@ -217,8 +202,7 @@ def strict_open_scores(prediction: str, reference: str) -> dict[str, float]:
     return scores
 
 
-# ----------------------------------------------------------------------------------------------------------------------
-# per question and aggregate
+# --- per question and aggregate --------------------------------------------------------------------------------------
 
 
 def _check_protocol(protocol: str) -> None:
@@ -296,8 +280,7 @@ def compute_vqa_metrics(
     return result
 
 
-# ----------------------------------------------------------------------------------------------------------------------
-# multiple choice (HuatuoGPT-Vision)
+# --- multiple choice (HuatuoGPT-Vision) ------------------------------------------------------------------------------
 
 
 def build_mc_prompt(question: str, options: Sequence[str]) -> str:
@@ -332,12 +315,6 @@ def gold_letter(options: Sequence[str], answer: str | None = None, answer_label:
 _LETTER_PATTERN = re.compile(r"(is |是|\*|\W|\ |\(|为|^|'|\"|#)(?![aA] )([abcdefghijklmnABCDEFGHIJKLMN])(\W|$)", re.S)
 
 
-def _most_similar_index(candidates: Sequence[str], target: str) -> int:
-    # Searched from the end: the last of equally similar options wins, as in the original (`>=` in its loop).
-    ratio = lambda i: difflib.SequenceMatcher(None, candidates[i], target).ratio()  # noqa: E731
-    return max(reversed(range(len(candidates))), key=ratio)
-
-
 def match_choice(text: str, options: Sequence[str]) -> tuple[str, str]:
     """The letter an answer picks and the rule that decided: `"letter"`, `"option_text"` or `"closest"`.
 
@@ -351,12 +328,13 @@ def match_choice(text: str, options: Sequence[str]) -> tuple[str, str]:
     found = _LETTER_PATTERN.search(text)
     if found:
         return found.group(2), "letter"
-    lowered = text.lower()
-    letters = OPTION_LETTERS[: len(options)]
-    positions = [(letter, lowered.rindex(opt.lower())) for letter, opt in zip(letters, options) if opt.lower() in lowered]
+    lowered, lowered_options = text.lower(), [o.lower() for o in options]
+    positions = {i: lowered.rindex(opt) for i, opt in enumerate(lowered_options) if opt in lowered}
     if positions:
-        return sorted(positions, key=lambda item: item[1], reverse=True)[0][0], "option_text"
-    return letters[_most_similar_index([o.lower() for o in options], lowered)], "closest"
+        return OPTION_LETTERS[max(positions, key=positions.get)], "option_text"
+    # Searched from the end: the last of equally similar options wins, as in the original (`>=` in its loop).
+    ratio = lambda i: difflib.SequenceMatcher(None, lowered_options[i], lowered).ratio()  # noqa: E731
+    return OPTION_LETTERS[max(reversed(range(len(options))), key=ratio)], "closest"
 
 
 def compute_mc_metrics(

@@ -127,8 +127,7 @@ class InputFile:
     problems: list[str] = field(default_factory=list)
 
 
-# ---------------------------------------------------------------------------------------------------------------------
-# inputs
+# --- inputs ----------------------------------------------------------------------------------------------------------
 
 
 def _files_in(path: Path) -> list[Path]:
@@ -193,8 +192,7 @@ def identify_benchmark(results: dict) -> tuple[str | None, str]:
     return None, f"names no known benchmark ({tried})"
 
 
-# ---------------------------------------------------------------------------------------------------------------------
-# your rows
+# --- your rows -------------------------------------------------------------------------------------------------------
 
 
 def _label(results: dict) -> str:
@@ -220,16 +218,12 @@ def _vqa_rows(results: dict, bench: str, label: str, where: str) -> list[Row]:
     return rows
 
 
-def _mc_groups(scores: dict) -> dict[str, float]:
-    """Per-dataset accuracies; `<dataset>_<subset>` groups (compute_mc_metrics adds both) are left out."""
-    groups = scores.get("accuracy_by_group") or {}
-    return {name: acc for name, acc in groups.items()
-            if not any(name.startswith(other + "_") for other in groups if other != name)}
-
-
 def _mc_values(results: dict, problems: list[str]) -> dict[str, float]:
     scores = results["scores"].get("huatuo_mc") or {}
-    groups = _mc_groups(scores)
+    groups = scores.get("accuracy_by_group") or {}
+    # Per-dataset accuracies only: `<dataset>_<subset>` groups (compute_mc_metrics adds both) are left out.
+    groups = {name: acc for name, acc in groups.items()
+              if not any(name.startswith(other + "_") for other in groups if other != name)}
     if not groups:
         bench = _table_benchmark(results, "multiple_choice", problems)
         return {} if bench is None else {bench: scores.get("accuracy")}
@@ -322,8 +316,7 @@ def merge_rows(rows: list[Row]) -> list[Row]:
     return list(merged.values())
 
 
-# ---------------------------------------------------------------------------------------------------------------------
-# published rows
+# --- published rows --------------------------------------------------------------------------------------------------
 
 
 def _published_row(table: str, entry: dict, protocols: dict, sources: dict) -> Row:
@@ -369,19 +362,7 @@ def build_tables(yours: list[Row], published: list[Row], protocols: dict) -> dic
     return tables
 
 
-# ---------------------------------------------------------------------------------------------------------------------
-# entry point
-
-
-def _collect(paths: list[Path]) -> tuple[list[Row], list[InputFile]]:
-    rows, inputs = [], []
-    for path in paths:
-        file_rows, info = rows_from_results(path, read_results(path))
-        rows += file_rows
-        inputs.append(info)
-        status = "used   " if file_rows else "skipped"
-        print(f"  {status} {path}: {'; '.join(info.used_as + info.problems)}")
-    return rows, inputs
+# --- entry point -----------------------------------------------------------------------------------------------------
 
 
 def run_report(args: ReportArguments) -> int:
@@ -392,7 +373,12 @@ def run_report(args: ReportArguments) -> int:
         require_matplotlib()  # before any work: a missing extra must not cost a half-written report
     paths = find_results_files(args.results)
     print(f"reading {len(paths)} results.json file(s)")
-    yours, inputs = _collect(paths)
+    yours, inputs = [], []
+    for path in paths:
+        file_rows, info = rows_from_results(path, read_results(path))
+        yours += file_rows
+        inputs.append(info)
+        print(f"  {'used   ' if file_rows else 'skipped'} {path}: {'; '.join(info.used_as + info.problems)}")
     if not yours:
         reasons = "; ".join(f"{i.path}: {', '.join(i.problems)}" for i in inputs)
         raise ValueError(f"none of the {len(inputs)} results.json file(s) could be used ({reasons})")

@@ -27,11 +27,6 @@ def require_matplotlib() -> None:
                           ) from None
 
 
-def _write(path: Path, data: str | bytes) -> None:
-    with atomic_write(path, "wb") as handle:  # a dead run's temporary is removed by the next write of this file
-        handle.write(data.encode("utf-8") if isinstance(data, str) else data)
-
-
 def _cell(row: Row, key: str, sources: dict) -> str:
     if key not in row.values:
         return ""
@@ -165,5 +160,6 @@ def write_outputs(output_dir: Path, tables: dict[str, list[Row]], inputs: list[I
         files[output_dir / CHART_NAME] = draw_chart(tables)
     files[report] = render_markdown(tables, inputs, protocols, sources)  # written last
     for path, data in files.items():
-        _write(path, data)
+        with atomic_write(path, "wb") as handle:  # a dead run's temporary is removed by the next write of this file
+            handle.write(data.encode("utf-8") if isinstance(data, str) else data)
     return [report, *(path for path in files if path != report)]
