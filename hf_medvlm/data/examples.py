@@ -35,6 +35,16 @@ def write_jpeg(path, seed: int = 0, size=(24, 20)) -> Path:
 DOMAIN_KEYS = ("chest_xray", "mri", "ct_scan", "histology", "gross")
 
 
+def _write_json(path: Path, value, **dumps_kwargs) -> Path:
+    path.write_text(json.dumps(value, **dumps_kwargs))
+    return path
+
+
+def _write_jsonl(path: Path, rows) -> Path:
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path
+
+
 def domain(*true_flags: str) -> dict:
     return {key: key in true_flags for key in DOMAIN_KEYS}
 
@@ -65,9 +75,7 @@ def write_llava_med_alignment(folder: Path) -> Path:
          "conversatons": [turn("human", "<image>\nDescribe the image concisely."),
                           turn("gpt", "Chest radiograph, PA view.")]},
     ]
-    path = folder / "llava_med_alignment_500k.json"
-    path.write_text(json.dumps(records))
-    return path
+    return _write_json(folder / "llava_med_alignment_500k.json", records)
 
 
 def write_llava_med_instruct(folder: Path) -> Path:
@@ -95,9 +103,7 @@ def write_llava_med_instruct(folder: Path) -> Path:
         {"id": "30123456_F4", "image": "30123456_F4.jpg", "domain": domain("mri"),
          "conversations": [turn("human", "Is there contrast enhancement?"), turn("gpt", "Yes, a ring.")]},
     ]
-    path = folder / "llava_med_instruct_60k_inline_mention.json"
-    path.write_text(json.dumps(records, indent=2))
-    return path
+    return _write_json(folder / "llava_med_instruct_60k_inline_mention.json", records, indent=2)
 
 
 QA50_MIX = [  # (true flags, type): the release's 7 flag combinations, incl. both two-flag ones
@@ -144,9 +150,7 @@ def write_llava_med_qa50(folder: Path, *, with_images: bool = False) -> Path:
     if with_images:
         for record in records:
             write_jpeg(folder / "images" / record["image"], seed=record["question_id"])
-    path = folder / "llava_med_eval_qa50_qa.jsonl"
-    path.write_text("".join(json.dumps(r) + "\n" for r in records))
-    return path
+    return _write_jsonl(folder / "llava_med_eval_qa50_qa.jsonl", records)
 
 
 def write_pubmedvision(folder: Path) -> dict[str, Path]:
@@ -179,10 +183,8 @@ def write_pubmedvision(folder: Path) -> dict[str, Path]:
                 "modality": "Microscopy Images",
                 "Alignment_VQA_conversations": [turn("human", "图中显示什么？"), turn("gpt", "染色的组织。")],
                 "Instruction-Tuning_VQA_conversations": [turn("human", "这是什么检查？"), turn("gpt", "显微镜检查。")]}]
-    paths = {"alignment": folder / "PubMedVision_Alignment_VQA.json", "chinese": folder / "PubMedVision_Chinese.json"}
-    paths["alignment"].write_text(json.dumps(rows))
-    paths["chinese"].write_text(json.dumps(chinese, ensure_ascii=False))
-    return paths
+    return {"alignment": _write_json(folder / "PubMedVision_Alignment_VQA.json", rows),
+            "chinese": _write_json(folder / "PubMedVision_Chinese.json", chinese, ensure_ascii=False)}
 
 
 def write_biomed_vital(folder: Path) -> Path:
@@ -212,9 +214,7 @@ def write_biomed_vital(folder: Path) -> Path:
          "conversations": generated + [turn("gpt", "The shift measures 6 mm.")]},
         {"id": 5, "image": "40000000_F9.jpg", "domain": domain("gross"), "conversations": generated},  # not fetched
     ]
-    path = folder / "BioMed-VITAL-instructions-150K.json"
-    path.write_text(json.dumps(records, indent=4))
-    return path
+    return _write_json(folder / "BioMed-VITAL-instructions-150K.json", records, indent=4)
 
 
 def write_vqa_rad(folder: Path) -> Path:
@@ -242,9 +242,7 @@ def write_vqa_rad(folder: Path) -> Path:
             row(2, "test_freeform", "Is there a fracture?", "No", "CLOSED ", "PRES"),
             row(3, "test_para", "How many lesions are there?", 2, "OPEN", "COUNT"),
             row(4, "para", "Where is the lesion?", "Left frontal lobe", "OPEN", "POS")]
-    path = folder / "VQA_RAD Dataset Public.json"
-    path.write_text(json.dumps(rows, indent=4))
-    return path
+    return _write_json(folder / "VQA_RAD Dataset Public.json", rows, indent=4)
 
 
 def write_slake(folder: Path) -> Path:
@@ -276,9 +274,7 @@ def write_slake(folder: Path) -> Path:
          "answer": "", "q_lang": "en", "location": "Chest_lung", "modality": "CT", "answer_type": "OPEN",
          "base_type": "vqa", "content_type": "Organ", "triple": ["vhead", "_", "_"], "qid": 1622},
     ]
-    path = folder / "train.json"
-    path.write_text(json.dumps(rows, ensure_ascii=False))
-    return path
+    return _write_json(folder / "train.json", rows, ensure_ascii=False)
 
 
 def write_path_vqa(folder: Path) -> Path:
@@ -410,9 +406,7 @@ def write_figure_records(folder: Path) -> Path:
     lines = [{"id": fig_id, "images": [f"figures/{fig_id}_{k}.jpg" for k in range(len(sizes))], "caption": caption,
               "mentions": mentions, "fig_label": f"Figure {fig_id[-1]}", "domain": domain}
              for fig_id, caption, mentions, domain, sizes in FIGURES]
-    path = folder / "figures.jsonl"
-    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
-    return path
+    return _write_jsonl(folder / "figures.jsonl", lines)
 
 
 def write_classifier_labels(folder: Path) -> Path:
@@ -435,18 +429,14 @@ def write_classifier_labels(folder: Path) -> Path:
             path.parent.mkdir(parents=True, exist_ok=True)
             image.save(path)
         rows.append({"image": path.relative_to(folder).as_posix(), "label": int(medical)})
-    path = folder / "labelled.jsonl"
-    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
-    return path
+    return _write_jsonl(folder / "labelled.jsonl", rows)
 
 
 def write_demonstrations(folder: Path) -> Path:
     """`demos.jsonl` for `generate biomed-vital --demonstrations`: `{"context", "response", "modality"}`, one per
     modality, standing in for the clinician-selected ones (BioMed-VITAL released 58; see docs/data_pipelines.md)."""
-    path = folder / "demos.jsonl"
-    path.write_text("".join(json.dumps({"context": c, "response": r, "modality": m}) + "\n"
-                            for m, c, r in DEMONSTRATIONS))
-    return path
+    return _write_jsonl(folder / "demos.jsonl",
+                        ({"context": c, "response": r, "modality": m} for m, c, r in DEMONSTRATIONS))
 
 
 def write_clinician_pairs(folder: Path) -> list[Path]:
@@ -466,9 +456,7 @@ def write_clinician_pairs(folder: Path) -> list[Path]:
                      **{f"{k}_a": v for k, v in {**candidate, **first}.items()},
                      **{f"{k}_b": v for k, v in {**candidate, **second}.items()}})
     paths = [folder / "clinician_pairs.jsonl", folder / "clinician_test_pairs.jsonl"]
-    for path, part in zip(paths, (rows[:6], rows[6:])):
-        path.write_text("".join(json.dumps(row) + "\n" for row in part))
-    return paths
+    return [_write_jsonl(path, part) for path, part in zip(paths, (rows[:6], rows[6:]))]
 
 
 def _write_pmc_mirror(folder: Path, images: dict[str, bytes], pmc_url: str) -> Path:
@@ -488,9 +476,7 @@ def _write_pmc_mirror(folder: Path, images: dict[str, bytes], pmc_url: str) -> P
             archive.addfile(info, io.BytesIO(data))
         lines.append({"pmc_tar_url": f"{pmc_url.rstrip('/')}/pub/pmc/{prefix}/{pmcid}.tar.gz",
                       "image_file_path": f"{pmcid}/{pair_id}.jpg", "pair_id": pair_id})
-    path = folder / "llava_med_image_urls.jsonl"
-    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
-    return path
+    return _write_jsonl(folder / "llava_med_image_urls.jsonl", lines)
 
 
 def _move(path: Path, folder: Path) -> Path:
@@ -507,8 +493,8 @@ def _pmc_sources(folder: Path, scratch: Path, pmc_url: str) -> list[Path]:
         raws.append(_move(writer(scratch / name), folder))
         for image in sorted((scratch / name / "images").glob("*.jpg")):
             images.setdefault(image.stem, image.read_bytes())
-    sixty_k = folder / "BioMed-VITAL-instructions-60K.json"  # generated records only (integer ids), same layout
-    sixty_k.write_text(json.dumps([r for r in json.loads(raws[-1].read_text()) if isinstance(r["id"], int)], indent=4))
+    generated = [r for r in json.loads(raws[-1].read_text()) if isinstance(r["id"], int)]  # same layout
+    sixty_k = _write_json(folder / "BioMed-VITAL-instructions-60K.json", generated, indent=4)
     return [*raws, sixty_k, _write_pmc_mirror(folder, images, pmc_url)]
 
 
@@ -516,8 +502,7 @@ def _benchmarks(folder: Path) -> list[Path]:
     written = [write_vqa_rad(folder)]
     slake = write_slake(folder / "Slake1.0")  # train.json keeps the release's empty answer (qid 1622)
     rows = [row for row in json.loads(slake.read_text()) if row["answer"]]
-    (folder / "Slake1.0" / "test.json").write_text(json.dumps(rows, ensure_ascii=False))
-    written += [slake, folder / "Slake1.0" / "test.json"]
+    written += [slake, _write_json(folder / "Slake1.0" / "test.json", rows, ensure_ascii=False)]
     test = write_path_vqa(folder / "path-vqa" / "data")
     for leftover in test.parent.glob("*.jpg"):  # the writer's image files are embedded in the parquet
         leftover.unlink()
@@ -539,11 +524,10 @@ def write_examples(folder: str | Path, pmc_url: str = PMC_URL) -> list[Path]:
         written.append(_move(qa50, folder))
         (Path(scratch) / "qa50" / "images").replace(folder / "qa50_images")  # the qa50 images are not public
     pubmedvision = write_pubmedvision(folder / "PubMedVision")
-    instruct = folder / "PubMedVision" / "PubMedVision_InstructionTuning_VQA.json"
     rows = json.loads(pubmedvision["alignment"].read_text())
     for row in rows:  # the same layout as the alignment file; its ids were not checked
         row["id"] = row["id"].replace("Alignment_VQA", "InstructionTuning_VQA")
-    instruct.write_text(json.dumps(rows))
+    instruct = _write_json(folder / "PubMedVision" / "PubMedVision_InstructionTuning_VQA.json", rows)
     written += [*pubmedvision.values(), instruct, *_benchmarks(folder)]
     written += [write_figure_records(folder), write_classifier_labels(folder), write_demonstrations(folder),
                 *write_clinician_pairs(folder)]

@@ -19,7 +19,6 @@ BioMed-VITAL share this list). Output: `{output_dir}/images/{pair_id}.jpg`, each
 
 from __future__ import annotations
 
-import io
 import json
 import tarfile
 import threading
@@ -35,6 +34,8 @@ from tqdm.auto import tqdm
 from urllib3.exceptions import MaxRetryError
 from urllib3.exceptions import TimeoutError as Urllib3Timeout
 from urllib3.util import Retry
+
+from ..files import atomic_write_text
 
 __all__ = ["FetchImagesArguments", "FetchReport", "fetch_images", "read_pair_ids", "read_url_records"]
 
@@ -205,18 +206,6 @@ def _download(session, url: str, target: Path, args: FetchImagesArguments) -> st
 # ---------------------------------------------------------------------------------------------- extract
 
 
-def _check_image(data: bytes, source: str) -> None:
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            image.load()
-    except UnidentifiedImageError:  # its message names only the in-memory buffer
-        raise _Failure("undecodable_image", f"{source}: not an image format Pillow can identify") from None
-    except Exception as err:  # noqa: BLE001
-        raise _Failure("undecodable_image", f"{source}: {type(err).__name__}: {err}") from None
-
-
 def _member_bytes(archive: tarfile.TarFile, name: str, images_dir: Path) -> bytes:
     """A member's bytes, if `tarfile.data_filter` would extract it into `images_dir` (KeyError if absent)."""
     member = archive.getmember(name)
@@ -228,10 +217,12 @@ def _member_bytes(archive: tarfile.TarFile, name: str, images_dir: Path) -> byte
 
 
 def _extract_one(archive, tarball: Path, record: dict, images_dir: Path) -> _Failure | None:
+    from .schema import RecordError, check_image_bytes  # imports `datasets`, which `fetch-images --help` need not
+
     source = f"{record['image_file_path']} in {tarball.name}"
     try:
         data = _member_bytes(archive, record["image_file_path"], images_dir)
-        _check_image(data, f"{source} (pair_id {record['pair_id']})")
+        check_image_bytes(data, f"{source} (pair_id {record['pair_id']})")
         tmp = images_dir / f"{record['pair_id']}.jpg.tmp"
         tmp.write_bytes(data)
         tmp.replace(tmp.with_suffix(""))
@@ -241,8 +232,8 @@ def _extract_one(archive, tarball: Path, record: dict, images_dir: Path) -> _Fai
         return _Failure("unsafe_tar_member", f"{source}: refused: {err}")
     except (tarfile.TarError, OSError, EOFError) as err:
         return _Failure("corrupt_tarball", f"{tarball.name}: {err}")
-    except _Failure as err:
-        return err
+    except RecordError as err:
+        return _Failure(err.reason, str(err))
     return None
 
 
@@ -257,10 +248,9 @@ def _extract(tarball: Path, records: list[dict], images_dir: Path) -> list[tuple
 
 def _fetch_tarball(session, url: str, records: list[dict], out: Path, args) -> tuple[list, bool]:
     tarball = out / "tarballs" / _tarball_name(url)
-    downloaded = False
-    if not tarball.exists():  # a kept tarball from an earlier run is reused
+    downloaded = not tarball.exists()  # a kept tarball from an earlier run is reused
+    if downloaded:
         _download(session, url, tarball, args)
-        downloaded = True
     try:
         return _extract(tarball, records, out / "images"), downloaded
     finally:
@@ -290,13 +280,6 @@ def _plan(records: list[dict], images_dir: Path, report: FetchReport) -> tuple[d
         else:
             groups[record["pmc_tar_url"]].append(record)
     return groups, refused
-
-
-def _write_manifest(out: Path, failures: list[dict]) -> Path:
-    path, tmp = out / "failures.jsonl", out / "failures.jsonl.tmp"
-    tmp.write_text("".join(json.dumps(failure) + "\n" for failure in failures), encoding="utf-8")
-    tmp.replace(path)
-    return path
 
 
 def fetch_images(records, output_dir: str | Path, args: FetchImagesArguments | None = None, *,
@@ -343,5 +326,5 @@ def fetch_images(records, output_dir: str | Path, args: FetchImagesArguments | N
         for future in as_completed([pool.submit(work, url, group) for url, group in groups.items()]):
             future.result()
     bar.close()
-    report.manifest = str(_write_manifest(out, failures))
+    report.manifest = str(atomic_write_text(out / "failures.jsonl", "".join(json.dumps(f) + "\n" for f in failures)))
     return report
