@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import zlib
 from pathlib import Path
 
 __all__ = ["write_examples", "write_jpeg", "DOMAIN_KEYS"]
@@ -289,8 +290,7 @@ def write_path_vqa(folder: Path) -> Path:
     import pyarrow.parquet as pq
 
     images = [write_jpeg(folder / f"img{i}.jpg", seed=70 + i).read_bytes() for i in range(2)]
-    table = pa.table({"image": [{"bytes": images[0], "path": None}, {"bytes": images[1], "path": None},
-                                {"bytes": images[0], "path": None}],
+    table = pa.table({"image": [{"bytes": images[i], "path": None} for i in (0, 1, 0)],
                       "question": ["is this well-differentiated?", "what is present?", "does this show necrosis?"],
                       "answer": ["yes", "granulomas", "no"]})
     path = folder / "test-00000-of-00003.parquet"
@@ -387,15 +387,9 @@ def write_scan(path: Path, seed: int, size: int = 48) -> Path:
 
 def _figure_images(folder: Path) -> None:
     for fig_id, _, _, _, sizes in FIGURES:
-        for k, size in enumerate(sizes):
-            write_scan(folder / "figures" / f"{fig_id}_{k}.jpg", seed=hash_seed(fig_id, k), size=size)
-
-
-def hash_seed(text: str, k: int = 0) -> int:
-    """A stable seed from a string (Python's `hash` changes between runs)."""
-    import zlib
-
-    return zlib.crc32(f"{text}:{k}".encode()) % (2**31)
+        for k, size in enumerate(sizes):  # crc32: a seed stable across runs, unlike `hash`
+            seed = zlib.crc32(f"{fig_id}:{k}".encode()) % (2**31)
+            write_scan(folder / "figures" / f"{fig_id}_{k}.jpg", seed=seed, size=size)
 
 
 def write_figure_records(folder: Path) -> Path:

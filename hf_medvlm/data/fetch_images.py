@@ -133,19 +133,14 @@ def _unsafe_path(record: dict) -> _Failure | None:
 def _session(args: FetchImagesArguments) -> requests.Session:
     session = requests.Session()
     adapter = HTTPAdapter(max_retries=_retry_policy(args), pool_maxsize=max(10, args.num_workers))
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
+    for scheme in ("http://", "https://"):
+        session.mount(scheme, adapter)
     return session
 
 
 def _retry_policy(args: FetchImagesArguments) -> Retry:
     return Retry(total=args.max_retries, backoff_factor=args.backoff_seconds, status_forcelist=RETRY_STATUSES,
                  allowed_methods={"GET"}, raise_on_status=False)  # the last 5xx answer is reported, not raised
-
-
-def _candidate_urls(url: str, mirror_patterns: list[str]) -> list[str]:
-    path = urlparse(url).path.lstrip("/")
-    return [url] + [p.format(url=url, path=path, name=Path(path).name) for p in mirror_patterns]
 
 
 def _network_failure(err: requests.RequestException, url: str, retryable: bool) -> _Failure:
@@ -191,16 +186,16 @@ def _download_url(session, url: str, target: Path, args: FetchImagesArguments) -
         retry.sleep()
 
 
-def _download(session, url: str, target: Path, args: FetchImagesArguments) -> str:
-    """Try the URL, then its mirrors. Returns the URL that worked."""
-    last: _Failure | None = None
-    for candidate in _candidate_urls(url, args.mirror_patterns):
+def _download(session, url: str, target: Path, args: FetchImagesArguments) -> Path:
+    """Try the URL, then its mirrors; the last one's failure is raised."""
+    path = urlparse(url).path.lstrip("/")
+    mirrors = [p.format(url=url, path=path, name=Path(path).name) for p in args.mirror_patterns]
+    for i, candidate in enumerate([url, *mirrors]):
         try:
-            _download_url(session, candidate, target, args)
-            return candidate
-        except _Failure as err:
-            last = err
-    raise last or _Failure("download_failed", url)
+            return _download_url(session, candidate, target, args)
+        except _Failure:
+            if i == len(mirrors):
+                raise
 
 
 # ---------------------------------------------------------------------------------------------- extract

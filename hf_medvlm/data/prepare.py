@@ -273,19 +273,16 @@ def _converter(spec: SourceSpec, args: PrepareArguments, config: str, split: str
             raise ValueError("--text_only applies to llava_med_qa50 only; every other source needs its images")
         kwargs["text_only"] = True
 
-    def convert_checked(raw: dict):
-        if "messages" in raw and spec.features is TRAINING_FEATURES:  # a row `hf-medvlm generate` wrote
-            convert.generated += 1
-            row = cv.convert_generated(raw, handoff)
-        else:
-            row = convert_one(raw, resolver, **kwargs)
-        row = spec.validate(row) if row is not None and spec.validate else row
-        row = validate_training_record(cv.vqa_to_training_row(row)) if row is not None and as_training else row
-        return row if row is None else check_row_types(row, features)
-
     def convert(raw: dict):
         try:
-            return convert_checked(raw)
+            if "messages" in raw and spec.features is TRAINING_FEATURES:  # a row `hf-medvlm generate` wrote
+                convert.generated += 1
+                row = cv.convert_generated(raw, handoff)
+            else:
+                row = convert_one(raw, resolver, **kwargs)
+            row = spec.validate(row) if row is not None and spec.validate else row
+            row = validate_training_record(cv.vqa_to_training_row(row)) if row is not None and as_training else row
+            return row if row is None else check_row_types(row, features)
         except RecordError as err:  # name the file and the record's position, whatever the converter said
             raise RecordError(err.reason, f"{args.input_path}, entry {raw.get('_index')}: {err}") from None
 
