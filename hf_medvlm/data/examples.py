@@ -65,9 +65,8 @@ def write_llava_med_alignment(folder: Path) -> Path:
     Not checked (the file is git-LFS at HEAD d406e3f and 341 MB): whether records also carry `domain`, and whether
     every record uses the misspelt key.
     """
-    images = folder / "images"
-    write_jpeg(images / "17506892_F1.jpg", seed=1)
-    write_jpeg(images / "29156372_F3.jpg", seed=2)
+    for i, name in enumerate(("17506892_F1", "29156372_F3")):
+        write_jpeg(folder / "images" / f"{name}.jpg", seed=1 + i)
     records = [
         {"id": "17506892_F1", "image": "17506892_F1.jpg",
          "conversatons": [turn("human", "Summarize the visual content of the image.\n<image>"),
@@ -90,9 +89,8 @@ def write_llava_med_instruct(folder: Path) -> Path:
     and the notebook that reads the files with the `conversations` key. Not checked (git-LFS, 19-85 MB): how many
     released records lost their `<image>` turn.
     """
-    images = folder / "images"
     for i, name in enumerate(("32432162_F1", "27149012_F2", "30123456_F4")):
-        write_jpeg(images / f"{name}.jpg", seed=10 + i)
+        write_jpeg(folder / "images" / f"{name}.jpg", seed=10 + i)
     records = [
         {"id": "32432162_F1", "image": "32432162_F1.jpg", "domain": domain("ct_scan"),
          "conversations": [turn("human", "What type of imaging is used here?\n<image>"),
@@ -200,9 +198,8 @@ def write_biomed_vital(folder: Path) -> Path:
     keeps LLaVA-Med's layout (string ids, `<image>` markers). Not checked (the files are 127-463 MB on the Hub,
     unreachable here): the released records themselves, e.g. whether any kept the `imgs` key.
     """
-    images = folder / "images"
     for i, name in enumerate(("28104940_F2", "20041026_fig1", "32432162_F1", "35465023_fig1-2050313X221091670")):
-        write_jpeg(images / f"{name}.jpg", seed=40 + i)
+        write_jpeg(folder / "images" / f"{name}.jpg", seed=40 + i)
     generated = [turn("human", "What modality is used to take this image?"),
                  turn("gpt", "Computed tomography."),
                  turn("human", "Is there a midline shift?"), turn("gpt", "Yes, to the left.")]

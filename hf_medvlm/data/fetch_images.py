@@ -24,7 +24,7 @@ import tarfile
 import threading
 from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -280,10 +280,9 @@ def _plan(records: list[dict], images_dir: Path, report: FetchReport) -> tuple[d
 def fetch_images(records, output_dir: str | Path, args: FetchImagesArguments | None = None, *,
                  progress: bool = True, **overrides) -> FetchReport:
     """Fetch the images of `records` (a list of URL records, or a path to the JSONL) into `output_dir/images/`."""
-    args = args or FetchImagesArguments(urls_file=str(records) if not isinstance(records, list) else "",
-                                        output_dir=str(output_dir))
-    for key, value in overrides.items():
-        setattr(args, key, value)
+    default = FetchImagesArguments(urls_file="" if isinstance(records, list) else str(records),
+                                   output_dir=str(output_dir))
+    args = replace(args or default, **overrides)
     records = records if isinstance(records, list) else read_url_records(records, args.limit)
     out = Path(output_dir)
     (out / "images").mkdir(parents=True, exist_ok=True)
