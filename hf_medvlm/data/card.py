@@ -37,20 +37,19 @@ def load_card(folder: str | Path) -> DatasetCard:
     return DatasetCard.load(path) if path.is_file() else DatasetCard("---\n\n---\n")
 
 
-def _describe(feature: dict) -> str:
+def _describe(feature: str | list | dict) -> str:
+    """A readable type for a feature of `Features._to_yaml_list()`: a dtype, a struct's field list or a dict."""
+    if isinstance(feature, str):
+        return feature
+    if isinstance(feature, list):
+        return "{" + ", ".join(f"{f['name']}: {_describe(f)}" for f in feature) + "}"
     if "dtype" in feature:
         return feature["dtype"]
     if "list" in feature:
-        inner = feature["list"]
-        return f"list of {inner}" if isinstance(inner, str) else f"list of {_describe_struct(inner)}" \
-            if isinstance(inner, list) else f"list of {_describe(inner)}"
+        return f"list of {_describe(feature['list'])}"
     if "struct" in feature:
-        return _describe_struct(feature["struct"])
+        return _describe(feature["struct"])
     return next((str(v) for k, v in feature.items() if k != "name"), "?")
-
-
-def _describe_struct(fields: list[dict]) -> str:
-    return "{" + ", ".join(f"{f['name']}: {_describe(f)}" for f in fields) + "}"
 
 
 def _counts_and_schema(folder: Path, data: DatasetCardData) -> tuple[list[dict], dict]:

@@ -101,18 +101,13 @@ def _turn_text(turn, record_id: str, index: int) -> tuple[str, str]:
     return role, "" if value is None else str(value)
 
 
-def _move_images_first(content: list[dict]) -> list[dict]:
-    images = [b for b in content if b["type"] == "image"]
-    return images + [b for b in content if b["type"] != "image"]
-
-
-def conversations_to_messages(conversations, record_id: str, num_images: int, *, insert_images: bool = False,
-                              images_first: bool = True) -> list[dict]:
+def conversations_to_messages(conversations, record_id: str, num_images: int, *,
+                              insert_images: bool = False) -> list[dict]:
     """LLaVA `[{from, value}]` turns -> TRL messages with one `{"type": "image"}` block per image.
 
     `<image>` markers become image blocks. With `insert_images` (sources whose text has no markers, e.g.
-    PubMedVision) `num_images` blocks are put at the start of the first user turn. `images_first` moves the first
-    turn's image blocks in front of its text, as upstream LLaVA training does, whichever end the marker was on.
+    PubMedVision) `num_images` blocks are put at the start of the first user turn. The first turn's image blocks go
+    in front of its text, as upstream LLaVA training does, whichever end the marker was on.
     """
     if not isinstance(conversations, list) or not conversations:
         raise RecordError("no_conversation", f"record {record_id!r}: 'conversations' is empty or missing")
@@ -128,8 +123,8 @@ def conversations_to_messages(conversations, record_id: str, num_images: int, *,
     elif n_markers != num_images:
         raise RecordError("image_count_mismatch", f"record {record_id!r}: {n_markers} {IMAGE_TOKEN} markers in the "
                           f"text but {num_images} images")
-    if images_first and first_user is not None:
-        first_user["content"] = _move_images_first(first_user["content"])
+    if first_user is not None:  # a stable sort: images first, each kind in its order
+        first_user["content"] = sorted(first_user["content"], key=lambda block: block["type"] != "image")
     return messages
 
 
@@ -158,7 +153,7 @@ def _training_row(record_id, source, images, messages, domain=None, modality=Non
 # -------------------------------------------------------------------------------------------- LLaVA-Med
 
 
-def _llava_conversations(raw: dict, record_id: str):
+def _llava_conversations(raw: dict):
     # The original training code falls back to the misspelt key, which some released records use.
     return raw.get("conversations", raw.get("conversatons"))
 
@@ -183,8 +178,7 @@ def convert_llava_med(raw: dict, resolve: ImageResolver, source: str = "llava_me
     """
     record_id = _record_id(raw)
     images = [resolve(_image_reference(raw, record_id, image_keys), record_id)]
-    messages = conversations_to_messages(_llava_conversations(raw, record_id), record_id, len(images),
-                                         insert_images=True)
+    messages = conversations_to_messages(_llava_conversations(raw), record_id, len(images), insert_images=True)
     return _training_row(record_id, source, images, messages, domain_flags(raw.get("domain"), record_id))
 
 
@@ -279,8 +273,7 @@ def convert_pubmedvision(raw: dict, resolve: ImageResolver, conversation_key: st
     if not refs:
         raise RecordError("missing_image", f"record {record_id!r}: field 'image' is empty")
     images = [resolve(ref, record_id) for ref in refs]
-    conversations = raw.get(conversation_key)
-    messages = conversations_to_messages(conversations, record_id, len(images), insert_images=True)
+    messages = conversations_to_messages(raw.get(conversation_key), record_id, len(images), insert_images=True)
     return _training_row(record_id, source, images, messages, modality=raw.get("modality"),
                          body_part=raw.get("body_part"))
 
@@ -332,8 +325,8 @@ def closed_if_yes_no(answer: str) -> str:
 
 def _eval_row(record_id, source, image, question, answer, answer_type, question_type="", options=None,
               answer_label=None) -> dict:
-    question, answer = str(question or "").replace(IMAGE_TOKEN, "").strip(), str(answer if answer is not None
-                                                                                  else "").strip()
+    question = str(question or "").replace(IMAGE_TOKEN, "").strip()
+    answer = str(answer if answer is not None else "").strip()
     for name, value in (("question", question), ("answer", answer)):
         if not value:
             raise RecordError("empty_turn", f"record {record_id!r}: field {name!r} is empty")
@@ -344,9 +337,8 @@ def _eval_row(record_id, source, image, question, answer, answer_type, question_
 
 def vqa_to_training_row(row: dict) -> dict:
     """An eval-schema VQA record as a one-turn training conversation (downstream VQA fine-tuning, LLaVA-Med §4)."""
-    user = [{"type": "image", "text": None}, {"type": "text", "text": row["question"]}]
-    messages = [{"role": "user", "content": user},
-                {"role": "assistant", "content": [{"type": "text", "text": row["answer"]}]}]
+    messages = [{"role": "user", "content": [image_block(), text_block(row["question"])]},
+                {"role": "assistant", "content": [text_block(row["answer"])]}]
     return _training_row(row["id"], row["source"], [row["image"]], messages)
 
 
@@ -365,12 +357,11 @@ def _answer_type(value, record_id: str) -> str:
 def convert_llava_vqa(raw: dict, resolve: ImageResolver, source: str) -> dict:
     """LLaVA-Med's VQA files (`data_RAD`, `Slake1.0`, `pvqa`: id, image, answer_type, conversations) -> eval row."""
     record_id = _record_id(raw)
-    turns = _llava_conversations(raw, record_id)
+    turns = _llava_conversations(raw)
     if not isinstance(turns, list) or len(turns) < 2 or not all(isinstance(t, dict) for t in turns[:2]):
         raise RecordError("no_conversation", f"record {record_id!r}: field 'conversations' needs a question and an "
                           "answer turn")
-    answer = turns[1].get("value")
-    kind = raw.get("answer_type")
+    answer, kind = turns[1].get("value"), raw.get("answer_type")
     if kind is None:  # without a type, closed questions are exactly the yes/no ones
         kind = closed_if_yes_no(str(answer))
     return _eval_row(record_id, source, resolve(raw.get("image"), record_id), turns[0].get("value"), answer,

@@ -234,7 +234,7 @@ def _load_dicom_facts(max_side: int) -> list[ImageFacts]:
 
 # ------------------------------------------------------------------------------------ scikit-image facts
 
-# Each fact rests on phrases of the function's docstring (checked at build time, see `_check_docstring`).
+# Each fact rests on phrases of the function's docstring (checked at build time, in `_load_skimage_facts`).
 SKIMAGE_SPECS = (
     dict(
         function="immunohistochemistry", key="ihc_colon", doc_phrases=("colonic glands", "DAB", "Hematoxylin"),
@@ -266,13 +266,6 @@ SKIMAGE_SPECS = (
 )
 
 
-def _check_docstring(function, phrases: tuple[str, ...]) -> None:
-    doc = function.__doc__ or ""
-    missing = [p for p in phrases if p not in doc]
-    if missing:
-        raise ValueError(f"skimage.data.{function.__name__} docstring no longer mentions {missing}; demo facts stale")
-
-
 def _load_skimage_facts(max_side: int) -> list[ImageFacts]:
     try:
         import skimage.data
@@ -282,7 +275,10 @@ def _load_skimage_facts(max_side: int) -> list[ImageFacts]:
     for spec in SKIMAGE_SPECS:
         spec = dict(spec)
         function = getattr(skimage.data, spec.pop("function"))
-        _check_docstring(function, spec.pop("doc_phrases"))
+        missing = [p for p in spec.pop("doc_phrases") if p not in (function.__doc__ or "")]
+        if missing:
+            raise ValueError(f"skimage.data.{function.__name__} docstring no longer mentions {missing}; demo facts "
+                             "stale")
         image = downscale(array_to_pil(function()), max_side)
         facts.append(ImageFacts(
             origin=f"scikit-image sample data skimage.data.{function.__name__}()", image=image,
@@ -373,10 +369,6 @@ def caption_for(f: ImageFacts, detailed: bool = False) -> str:
 # ------------------------------------------------------------------------------------------- records
 
 
-def _domain(facts: ImageFacts) -> dict[str, bool]:
-    return {name: facts.domain == name for name in DOMAINS}
-
-
 def _training_row(facts: ImageFacts, row_id: str, turns: list[tuple[str, str]]) -> dict:
     messages = []
     for i, (question, answer) in enumerate(turns):
@@ -384,7 +376,8 @@ def _training_row(facts: ImageFacts, row_id: str, turns: list[tuple[str, str]]) 
         messages += [{"role": "user", "content": content}, {"role": "assistant", "content": [text_block(answer)]}]
     return {
         "id": row_id, "source": DEMO_SOURCE, "images": [facts.image], "messages": messages,
-        "domain": _domain(facts), "modality": facts.modality, "body_part": facts.body_part,
+        "domain": {name: facts.domain == name for name in DOMAINS}, "modality": facts.modality,
+        "body_part": facts.body_part,
     }
 
 
@@ -418,11 +411,7 @@ def _eval_rows(facts: ImageFacts) -> list[dict]:
 
 def _other_modality(facts: list[ImageFacts]) -> dict[str, ImageFacts]:
     """For each image, the next image in the list (cyclically) whose modality differs."""
-    swaps = {}
-    for i, f in enumerate(facts):
-        rest = facts[i + 1:] + facts[:i]
-        swaps[f.key] = next(g for g in rest if g.modality != f.modality)
-    return swaps
+    return {f.key: next(g for g in facts[i + 1:] + facts[:i] if g.modality != f.modality) for i, f in enumerate(facts)}
 
 
 def build_demo_records(max_side: int = 512, facts: list[ImageFacts] | None = None) -> dict[str, list[dict]]:

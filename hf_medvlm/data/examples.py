@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import zlib
 from pathlib import Path
 
 __all__ = ["write_examples", "write_jpeg", "DOMAIN_KEYS"]
@@ -35,6 +36,16 @@ def write_jpeg(path, seed: int = 0, size=(24, 20)) -> Path:
 DOMAIN_KEYS = ("chest_xray", "mri", "ct_scan", "histology", "gross")
 
 
+def _write_json(path: Path, value, **dumps_kwargs) -> Path:
+    path.write_text(json.dumps(value, **dumps_kwargs))
+    return path
+
+
+def _write_jsonl(path: Path, rows) -> Path:
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path
+
+
 def domain(*true_flags: str) -> dict:
     return {key: key in true_flags for key in DOMAIN_KEYS}
 
@@ -54,9 +65,8 @@ def write_llava_med_alignment(folder: Path) -> Path:
     Not checked (the file is git-LFS at HEAD d406e3f and 341 MB): whether records also carry `domain`, and whether
     every record uses the misspelt key.
     """
-    images = folder / "images"
-    write_jpeg(images / "17506892_F1.jpg", seed=1)
-    write_jpeg(images / "29156372_F3.jpg", seed=2)
+    for i, name in enumerate(("17506892_F1", "29156372_F3")):
+        write_jpeg(folder / "images" / f"{name}.jpg", seed=1 + i)
     records = [
         {"id": "17506892_F1", "image": "17506892_F1.jpg",
          "conversatons": [turn("human", "Summarize the visual content of the image.\n<image>"),
@@ -65,9 +75,7 @@ def write_llava_med_alignment(folder: Path) -> Path:
          "conversatons": [turn("human", "<image>\nDescribe the image concisely."),
                           turn("gpt", "Chest radiograph, PA view.")]},
     ]
-    path = folder / "llava_med_alignment_500k.json"
-    path.write_text(json.dumps(records))
-    return path
+    return _write_json(folder / "llava_med_alignment_500k.json", records)
 
 
 def write_llava_med_instruct(folder: Path) -> Path:
@@ -81,9 +89,8 @@ def write_llava_med_instruct(folder: Path) -> Path:
     and the notebook that reads the files with the `conversations` key. Not checked (git-LFS, 19-85 MB): how many
     released records lost their `<image>` turn.
     """
-    images = folder / "images"
     for i, name in enumerate(("32432162_F1", "27149012_F2", "30123456_F4")):
-        write_jpeg(images / f"{name}.jpg", seed=10 + i)
+        write_jpeg(folder / "images" / f"{name}.jpg", seed=10 + i)
     records = [
         {"id": "32432162_F1", "image": "32432162_F1.jpg", "domain": domain("ct_scan"),
          "conversations": [turn("human", "What type of imaging is used here?\n<image>"),
@@ -95,9 +102,7 @@ def write_llava_med_instruct(folder: Path) -> Path:
         {"id": "30123456_F4", "image": "30123456_F4.jpg", "domain": domain("mri"),
          "conversations": [turn("human", "Is there contrast enhancement?"), turn("gpt", "Yes, a ring.")]},
     ]
-    path = folder / "llava_med_instruct_60k_inline_mention.json"
-    path.write_text(json.dumps(records, indent=2))
-    return path
+    return _write_json(folder / "llava_med_instruct_60k_inline_mention.json", records, indent=2)
 
 
 QA50_MIX = [  # (true flags, type): the release's 7 flag combinations, incl. both two-flag ones
@@ -144,9 +149,7 @@ def write_llava_med_qa50(folder: Path, *, with_images: bool = False) -> Path:
     if with_images:
         for record in records:
             write_jpeg(folder / "images" / record["image"], seed=record["question_id"])
-    path = folder / "llava_med_eval_qa50_qa.jsonl"
-    path.write_text("".join(json.dumps(r) + "\n" for r in records))
-    return path
+    return _write_jsonl(folder / "llava_med_eval_qa50_qa.jsonl", records)
 
 
 def write_pubmedvision(folder: Path) -> dict[str, Path]:
@@ -179,10 +182,8 @@ def write_pubmedvision(folder: Path) -> dict[str, Path]:
                 "modality": "Microscopy Images",
                 "Alignment_VQA_conversations": [turn("human", "图中显示什么？"), turn("gpt", "染色的组织。")],
                 "Instruction-Tuning_VQA_conversations": [turn("human", "这是什么检查？"), turn("gpt", "显微镜检查。")]}]
-    paths = {"alignment": folder / "PubMedVision_Alignment_VQA.json", "chinese": folder / "PubMedVision_Chinese.json"}
-    paths["alignment"].write_text(json.dumps(rows))
-    paths["chinese"].write_text(json.dumps(chinese, ensure_ascii=False))
-    return paths
+    return {"alignment": _write_json(folder / "PubMedVision_Alignment_VQA.json", rows),
+            "chinese": _write_json(folder / "PubMedVision_Chinese.json", chinese, ensure_ascii=False)}
 
 
 def write_biomed_vital(folder: Path) -> Path:
@@ -197,9 +198,8 @@ def write_biomed_vital(folder: Path) -> Path:
     keeps LLaVA-Med's layout (string ids, `<image>` markers). Not checked (the files are 127-463 MB on the Hub,
     unreachable here): the released records themselves, e.g. whether any kept the `imgs` key.
     """
-    images = folder / "images"
     for i, name in enumerate(("28104940_F2", "20041026_fig1", "32432162_F1", "35465023_fig1-2050313X221091670")):
-        write_jpeg(images / f"{name}.jpg", seed=40 + i)
+        write_jpeg(folder / "images" / f"{name}.jpg", seed=40 + i)
     generated = [turn("human", "What modality is used to take this image?"),
                  turn("gpt", "Computed tomography."),
                  turn("human", "Is there a midline shift?"), turn("gpt", "Yes, to the left.")]
@@ -212,9 +212,7 @@ def write_biomed_vital(folder: Path) -> Path:
          "conversations": generated + [turn("gpt", "The shift measures 6 mm.")]},
         {"id": 5, "image": "40000000_F9.jpg", "domain": domain("gross"), "conversations": generated},  # not fetched
     ]
-    path = folder / "BioMed-VITAL-instructions-150K.json"
-    path.write_text(json.dumps(records, indent=4))
-    return path
+    return _write_json(folder / "BioMed-VITAL-instructions-150K.json", records, indent=4)
 
 
 def write_vqa_rad(folder: Path) -> Path:
@@ -242,9 +240,7 @@ def write_vqa_rad(folder: Path) -> Path:
             row(2, "test_freeform", "Is there a fracture?", "No", "CLOSED ", "PRES"),
             row(3, "test_para", "How many lesions are there?", 2, "OPEN", "COUNT"),
             row(4, "para", "Where is the lesion?", "Left frontal lobe", "OPEN", "POS")]
-    path = folder / "VQA_RAD Dataset Public.json"
-    path.write_text(json.dumps(rows, indent=4))
-    return path
+    return _write_json(folder / "VQA_RAD Dataset Public.json", rows, indent=4)
 
 
 def write_slake(folder: Path) -> Path:
@@ -276,9 +272,7 @@ def write_slake(folder: Path) -> Path:
          "answer": "", "q_lang": "en", "location": "Chest_lung", "modality": "CT", "answer_type": "OPEN",
          "base_type": "vqa", "content_type": "Organ", "triple": ["vhead", "_", "_"], "qid": 1622},
     ]
-    path = folder / "train.json"
-    path.write_text(json.dumps(rows, ensure_ascii=False))
-    return path
+    return _write_json(folder / "train.json", rows, ensure_ascii=False)
 
 
 def write_path_vqa(folder: Path) -> Path:
@@ -293,8 +287,7 @@ def write_path_vqa(folder: Path) -> Path:
     import pyarrow.parquet as pq
 
     images = [write_jpeg(folder / f"img{i}.jpg", seed=70 + i).read_bytes() for i in range(2)]
-    table = pa.table({"image": [{"bytes": images[0], "path": None}, {"bytes": images[1], "path": None},
-                                {"bytes": images[0], "path": None}],
+    table = pa.table({"image": [{"bytes": images[i], "path": None} for i in (0, 1, 0)],
                       "question": ["is this well-differentiated?", "what is present?", "does this show necrosis?"],
                       "answer": ["yes", "granulomas", "no"]})
     path = folder / "test-00000-of-00003.parquet"
@@ -391,15 +384,9 @@ def write_scan(path: Path, seed: int, size: int = 48) -> Path:
 
 def _figure_images(folder: Path) -> None:
     for fig_id, _, _, _, sizes in FIGURES:
-        for k, size in enumerate(sizes):
-            write_scan(folder / "figures" / f"{fig_id}_{k}.jpg", seed=hash_seed(fig_id, k), size=size)
-
-
-def hash_seed(text: str, k: int = 0) -> int:
-    """A stable seed from a string (Python's `hash` changes between runs)."""
-    import zlib
-
-    return zlib.crc32(f"{text}:{k}".encode()) % (2**31)
+        for k, size in enumerate(sizes):  # crc32: a seed stable across runs, unlike `hash`
+            seed = zlib.crc32(f"{fig_id}:{k}".encode()) % (2**31)
+            write_scan(folder / "figures" / f"{fig_id}_{k}.jpg", seed=seed, size=size)
 
 
 def write_figure_records(folder: Path) -> Path:
@@ -410,9 +397,7 @@ def write_figure_records(folder: Path) -> Path:
     lines = [{"id": fig_id, "images": [f"figures/{fig_id}_{k}.jpg" for k in range(len(sizes))], "caption": caption,
               "mentions": mentions, "fig_label": f"Figure {fig_id[-1]}", "domain": domain}
              for fig_id, caption, mentions, domain, sizes in FIGURES]
-    path = folder / "figures.jsonl"
-    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
-    return path
+    return _write_jsonl(folder / "figures.jsonl", lines)
 
 
 def write_classifier_labels(folder: Path) -> Path:
@@ -435,18 +420,14 @@ def write_classifier_labels(folder: Path) -> Path:
             path.parent.mkdir(parents=True, exist_ok=True)
             image.save(path)
         rows.append({"image": path.relative_to(folder).as_posix(), "label": int(medical)})
-    path = folder / "labelled.jsonl"
-    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
-    return path
+    return _write_jsonl(folder / "labelled.jsonl", rows)
 
 
 def write_demonstrations(folder: Path) -> Path:
     """`demos.jsonl` for `generate biomed-vital --demonstrations`: `{"context", "response", "modality"}`, one per
     modality, standing in for the clinician-selected ones (BioMed-VITAL released 58; see docs/data_pipelines.md)."""
-    path = folder / "demos.jsonl"
-    path.write_text("".join(json.dumps({"context": c, "response": r, "modality": m}) + "\n"
-                            for m, c, r in DEMONSTRATIONS))
-    return path
+    return _write_jsonl(folder / "demos.jsonl",
+                        ({"context": c, "response": r, "modality": m} for m, c, r in DEMONSTRATIONS))
 
 
 def write_clinician_pairs(folder: Path) -> list[Path]:
@@ -466,9 +447,7 @@ def write_clinician_pairs(folder: Path) -> list[Path]:
                      **{f"{k}_a": v for k, v in {**candidate, **first}.items()},
                      **{f"{k}_b": v for k, v in {**candidate, **second}.items()}})
     paths = [folder / "clinician_pairs.jsonl", folder / "clinician_test_pairs.jsonl"]
-    for path, part in zip(paths, (rows[:6], rows[6:])):
-        path.write_text("".join(json.dumps(row) + "\n" for row in part))
-    return paths
+    return [_write_jsonl(path, part) for path, part in zip(paths, (rows[:6], rows[6:]))]
 
 
 def _write_pmc_mirror(folder: Path, images: dict[str, bytes], pmc_url: str) -> Path:
@@ -488,9 +467,7 @@ def _write_pmc_mirror(folder: Path, images: dict[str, bytes], pmc_url: str) -> P
             archive.addfile(info, io.BytesIO(data))
         lines.append({"pmc_tar_url": f"{pmc_url.rstrip('/')}/pub/pmc/{prefix}/{pmcid}.tar.gz",
                       "image_file_path": f"{pmcid}/{pair_id}.jpg", "pair_id": pair_id})
-    path = folder / "llava_med_image_urls.jsonl"
-    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
-    return path
+    return _write_jsonl(folder / "llava_med_image_urls.jsonl", lines)
 
 
 def _move(path: Path, folder: Path) -> Path:
@@ -507,8 +484,8 @@ def _pmc_sources(folder: Path, scratch: Path, pmc_url: str) -> list[Path]:
         raws.append(_move(writer(scratch / name), folder))
         for image in sorted((scratch / name / "images").glob("*.jpg")):
             images.setdefault(image.stem, image.read_bytes())
-    sixty_k = folder / "BioMed-VITAL-instructions-60K.json"  # generated records only (integer ids), same layout
-    sixty_k.write_text(json.dumps([r for r in json.loads(raws[-1].read_text()) if isinstance(r["id"], int)], indent=4))
+    generated = [r for r in json.loads(raws[-1].read_text()) if isinstance(r["id"], int)]  # same layout
+    sixty_k = _write_json(folder / "BioMed-VITAL-instructions-60K.json", generated, indent=4)
     return [*raws, sixty_k, _write_pmc_mirror(folder, images, pmc_url)]
 
 
@@ -516,8 +493,7 @@ def _benchmarks(folder: Path) -> list[Path]:
     written = [write_vqa_rad(folder)]
     slake = write_slake(folder / "Slake1.0")  # train.json keeps the release's empty answer (qid 1622)
     rows = [row for row in json.loads(slake.read_text()) if row["answer"]]
-    (folder / "Slake1.0" / "test.json").write_text(json.dumps(rows, ensure_ascii=False))
-    written += [slake, folder / "Slake1.0" / "test.json"]
+    written += [slake, _write_json(folder / "Slake1.0" / "test.json", rows, ensure_ascii=False)]
     test = write_path_vqa(folder / "path-vqa" / "data")
     for leftover in test.parent.glob("*.jpg"):  # the writer's image files are embedded in the parquet
         leftover.unlink()
@@ -539,11 +515,10 @@ def write_examples(folder: str | Path, pmc_url: str = PMC_URL) -> list[Path]:
         written.append(_move(qa50, folder))
         (Path(scratch) / "qa50" / "images").replace(folder / "qa50_images")  # the qa50 images are not public
     pubmedvision = write_pubmedvision(folder / "PubMedVision")
-    instruct = folder / "PubMedVision" / "PubMedVision_InstructionTuning_VQA.json"
     rows = json.loads(pubmedvision["alignment"].read_text())
     for row in rows:  # the same layout as the alignment file; its ids were not checked
         row["id"] = row["id"].replace("Alignment_VQA", "InstructionTuning_VQA")
-    instruct.write_text(json.dumps(rows))
+    instruct = _write_json(folder / "PubMedVision" / "PubMedVision_InstructionTuning_VQA.json", rows)
     written += [*pubmedvision.values(), instruct, *_benchmarks(folder)]
     written += [write_figure_records(folder), write_classifier_labels(folder), write_demonstrations(folder),
                 *write_clinician_pairs(folder)]

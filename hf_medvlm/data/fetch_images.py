@@ -19,13 +19,12 @@ BioMed-VITAL share this list). Output: `{output_dir}/images/{pair_id}.jpg`, each
 
 from __future__ import annotations
 
-import io
 import json
 import tarfile
 import threading
 from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -35,6 +34,8 @@ from tqdm.auto import tqdm
 from urllib3.exceptions import MaxRetryError
 from urllib3.exceptions import TimeoutError as Urllib3Timeout
 from urllib3.util import Retry
+
+from ..files import atomic_write_text
 
 __all__ = ["FetchImagesArguments", "FetchReport", "fetch_images", "read_pair_ids", "read_url_records"]
 
@@ -132,19 +133,14 @@ def _unsafe_path(record: dict) -> _Failure | None:
 def _session(args: FetchImagesArguments) -> requests.Session:
     session = requests.Session()
     adapter = HTTPAdapter(max_retries=_retry_policy(args), pool_maxsize=max(10, args.num_workers))
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
+    for scheme in ("http://", "https://"):
+        session.mount(scheme, adapter)
     return session
 
 
 def _retry_policy(args: FetchImagesArguments) -> Retry:
     return Retry(total=args.max_retries, backoff_factor=args.backoff_seconds, status_forcelist=RETRY_STATUSES,
                  allowed_methods={"GET"}, raise_on_status=False)  # the last 5xx answer is reported, not raised
-
-
-def _candidate_urls(url: str, mirror_patterns: list[str]) -> list[str]:
-    path = urlparse(url).path.lstrip("/")
-    return [url] + [p.format(url=url, path=path, name=Path(path).name) for p in mirror_patterns]
 
 
 def _network_failure(err: requests.RequestException, url: str, retryable: bool) -> _Failure:
@@ -190,31 +186,19 @@ def _download_url(session, url: str, target: Path, args: FetchImagesArguments) -
         retry.sleep()
 
 
-def _download(session, url: str, target: Path, args: FetchImagesArguments) -> str:
-    """Try the URL, then its mirrors. Returns the URL that worked."""
-    last: _Failure | None = None
-    for candidate in _candidate_urls(url, args.mirror_patterns):
+def _download(session, url: str, target: Path, args: FetchImagesArguments) -> Path:
+    """Try the URL, then its mirrors; the last one's failure is raised."""
+    path = urlparse(url).path.lstrip("/")
+    mirrors = [p.format(url=url, path=path, name=Path(path).name) for p in args.mirror_patterns]
+    for i, candidate in enumerate([url, *mirrors]):
         try:
-            _download_url(session, candidate, target, args)
-            return candidate
-        except _Failure as err:
-            last = err
-    raise last or _Failure("download_failed", url)
+            return _download_url(session, candidate, target, args)
+        except _Failure:
+            if i == len(mirrors):
+                raise
 
 
 # ---------------------------------------------------------------------------------------------- extract
-
-
-def _check_image(data: bytes, source: str) -> None:
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            image.load()
-    except UnidentifiedImageError:  # its message names only the in-memory buffer
-        raise _Failure("undecodable_image", f"{source}: not an image format Pillow can identify") from None
-    except Exception as err:  # noqa: BLE001
-        raise _Failure("undecodable_image", f"{source}: {type(err).__name__}: {err}") from None
 
 
 def _member_bytes(archive: tarfile.TarFile, name: str, images_dir: Path) -> bytes:
@@ -228,10 +212,12 @@ def _member_bytes(archive: tarfile.TarFile, name: str, images_dir: Path) -> byte
 
 
 def _extract_one(archive, tarball: Path, record: dict, images_dir: Path) -> _Failure | None:
+    from .schema import RecordError, check_image_bytes  # imports `datasets`, which `fetch-images --help` need not
+
     source = f"{record['image_file_path']} in {tarball.name}"
     try:
         data = _member_bytes(archive, record["image_file_path"], images_dir)
-        _check_image(data, f"{source} (pair_id {record['pair_id']})")
+        check_image_bytes(data, f"{source} (pair_id {record['pair_id']})")
         tmp = images_dir / f"{record['pair_id']}.jpg.tmp"
         tmp.write_bytes(data)
         tmp.replace(tmp.with_suffix(""))
@@ -241,8 +227,8 @@ def _extract_one(archive, tarball: Path, record: dict, images_dir: Path) -> _Fai
         return _Failure("unsafe_tar_member", f"{source}: refused: {err}")
     except (tarfile.TarError, OSError, EOFError) as err:
         return _Failure("corrupt_tarball", f"{tarball.name}: {err}")
-    except _Failure as err:
-        return err
+    except RecordError as err:
+        return _Failure(err.reason, str(err))
     return None
 
 
@@ -257,10 +243,9 @@ def _extract(tarball: Path, records: list[dict], images_dir: Path) -> list[tuple
 
 def _fetch_tarball(session, url: str, records: list[dict], out: Path, args) -> tuple[list, bool]:
     tarball = out / "tarballs" / _tarball_name(url)
-    downloaded = False
-    if not tarball.exists():  # a kept tarball from an earlier run is reused
+    downloaded = not tarball.exists()  # a kept tarball from an earlier run is reused
+    if downloaded:
         _download(session, url, tarball, args)
-        downloaded = True
     try:
         return _extract(tarball, records, out / "images"), downloaded
     finally:
@@ -292,20 +277,12 @@ def _plan(records: list[dict], images_dir: Path, report: FetchReport) -> tuple[d
     return groups, refused
 
 
-def _write_manifest(out: Path, failures: list[dict]) -> Path:
-    path, tmp = out / "failures.jsonl", out / "failures.jsonl.tmp"
-    tmp.write_text("".join(json.dumps(failure) + "\n" for failure in failures), encoding="utf-8")
-    tmp.replace(path)
-    return path
-
-
 def fetch_images(records, output_dir: str | Path, args: FetchImagesArguments | None = None, *,
                  progress: bool = True, **overrides) -> FetchReport:
     """Fetch the images of `records` (a list of URL records, or a path to the JSONL) into `output_dir/images/`."""
-    args = args or FetchImagesArguments(urls_file=str(records) if not isinstance(records, list) else "",
-                                        output_dir=str(output_dir))
-    for key, value in overrides.items():
-        setattr(args, key, value)
+    default = FetchImagesArguments(urls_file="" if isinstance(records, list) else str(records),
+                                   output_dir=str(output_dir))
+    args = replace(args or default, **overrides)
     records = records if isinstance(records, list) else read_url_records(records, args.limit)
     out = Path(output_dir)
     (out / "images").mkdir(parents=True, exist_ok=True)
@@ -343,5 +320,5 @@ def fetch_images(records, output_dir: str | Path, args: FetchImagesArguments | N
         for future in as_completed([pool.submit(work, url, group) for url, group in groups.items()]):
             future.result()
     bar.close()
-    report.manifest = str(_write_manifest(out, failures))
+    report.manifest = str(atomic_write_text(out / "failures.jsonl", "".join(json.dumps(f) + "\n" for f in failures)))
     return report

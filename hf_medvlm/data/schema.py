@@ -144,18 +144,14 @@ class SkipCounter:
         if len(kept) < self.examples_per_reason:
             kept.append(str(error))
 
-    @property
-    def total(self) -> int:
-        return sum(self.counts.values())
-
     def as_dict(self) -> dict[str, int]:
         return {reason: self.counts[reason] for reason in SKIP_REASONS if self.counts[reason]}
 
     def summary(self) -> str:
-        if not self.total:
+        if not self.counts:
             return "skipped 0 records"
         parts = [f"{reason}={count}" for reason, count in self.as_dict().items()]
-        lines = [f"skipped {self.total} records: " + ", ".join(parts)]
+        lines = [f"skipped {self.counts.total()} records: " + ", ".join(parts)]
         for reason, messages in self.examples.items():
             lines.extend(f"  e.g. [{reason}] {message}" for message in messages)
         return "\n".join(lines)
@@ -204,21 +200,14 @@ def text_to_content(text: str) -> list[dict]:
     return blocks
 
 
-def _count_image_blocks(messages: list[dict]) -> int:
-    return sum(1 for m in messages for block in m.get("content") or [] if block.get("type") == "image")
-
-
 def _check_roles(record_id: str, messages: list[dict]) -> None:
     roles = [m.get("role") for m in messages]
     if roles and roles[0] == "system":
         roles = roles[1:]
     expected = ["user" if i % 2 == 0 else "assistant" for i in range(len(roles))]
     if roles != expected or len(roles) % 2:
-        raise RecordError(
-            "non_alternating_roles",
-            f"record {record_id!r}: field 'messages' must alternate user/assistant starting with user and ending with "
-            f"assistant, got roles {roles}",
-        )
+        raise RecordError("non_alternating_roles", f"record {record_id!r}: field 'messages' must alternate "
+                          f"user/assistant starting with user and ending with assistant, got roles {roles}")
 
 
 def _check_turns(record_id: str, messages: list[dict]) -> None:
@@ -238,12 +227,11 @@ def validate_training_record(record: dict) -> dict:
         raise RecordError("no_conversation", f"record {record_id!r}: field 'messages' is empty or missing")
     _check_roles(record_id, messages)
     _check_turns(record_id, messages)
-    n_blocks, n_images = _count_image_blocks(messages), len(record.get("images") or [])
+    n_blocks = sum(block.get("type") == "image" for m in messages for block in m.get("content") or [])
+    n_images = len(record.get("images") or [])
     if n_blocks != n_images:
-        raise RecordError(
-            "image_count_mismatch",
-            f"record {record_id!r}: {n_blocks} image blocks in 'messages' but {n_images} entries in 'images'",
-        )
+        raise RecordError("image_count_mismatch", f"record {record_id!r}: {n_blocks} image blocks in 'messages' but "
+                          f"{n_images} entries in 'images'")
     return record
 
 
@@ -254,27 +242,28 @@ def validate_eval_record(record: dict) -> dict:
         if not str(record.get(field) or "").strip():
             raise RecordError("empty_turn", f"record {record_id!r}: field {field!r} is empty")
     if record.get("answer_type") not in ("open", "closed"):
-        raise RecordError(
-            "bad_field", f"record {record_id!r}: field 'answer_type' must be 'open' or 'closed', got "
-            f"{record.get('answer_type')!r}"
-        )
+        raise RecordError("bad_field", f"record {record_id!r}: field 'answer_type' must be 'open' or 'closed', got "
+                          f"{record.get('answer_type')!r}")
     if record.get("image") is None:
         raise RecordError("missing_image", f"record {record_id!r}: field 'image' is missing")
     options, label = record.get("options"), record.get("answer_label")
     if options and (not label or not re.fullmatch(r"[A-Z]", label) or ord(label) - 65 >= len(options)):
-        raise RecordError(
-            "bad_field", f"record {record_id!r}: 'answer_label' {label!r} does not point into {len(options)} options"
-        )
+        raise RecordError("bad_field",
+                          f"record {record_id!r}: 'answer_label' {label!r} does not point into {len(options)} options")
     return record
 
 
 def check_image_bytes(data: bytes, where: str) -> None:
     """Fully decode image bytes (a truncated JPEG passes `verify()` but fails here); raise `RecordError` if not."""
     from PIL import Image as PILImage
+    from PIL import UnidentifiedImageError
 
     try:
         with PILImage.open(io.BytesIO(data)) as image:
             image.load()
+    except UnidentifiedImageError:  # its message names only the in-memory buffer
+        raise RecordError("undecodable_image", f"{where}: image does not decode (not an image format Pillow can "
+                          "identify)") from None
     except Exception as err:  # noqa: BLE001 - PIL raises many kinds for broken files
         raise RecordError("undecodable_image", f"{where}: image does not decode ({type(err).__name__}: {err})")
 

@@ -10,6 +10,7 @@ second config is made the default (hf_stack notes §3.5).
 from __future__ import annotations
 
 import contextlib
+import itertools
 import shutil
 from collections.abc import Iterable
 from pathlib import Path
@@ -32,76 +33,23 @@ DEFAULT_ROWS_PER_SHARD = 5_000
 ROW_GROUP_SIZE = 100  # rows per Parquet row group; `datasets` uses 100 for image datasets too
 
 
-def _shard_name(split: str, index: int, total: int) -> str:
-    return f"{split}-{index:05d}-of-{total:05d}.parquet"
-
-
-class _ShardedParquetWriter:
-    """Writes encoded batches to numbered temporary shards; `finish` renames them to their final names."""
-
-    def __init__(self, config_dir: Path, split: str, features: Features, rows_per_shard: int):
-        # Folders this writer creates, removed again if it fails before writing anything into them.
-        self.created = [d for d in (config_dir.parent, config_dir) if not d.exists()]
-        remove_stale_temporaries(config_dir / split)  # `.{split}.tmp-{host}-{pid}-*` of a killed run
-        self.tmp_dir = temporary_path(config_dir / split)
-        self.tmp_dir.mkdir(parents=True)
-        self.config_dir, self.split, self.features = config_dir, split, features
-        self.schema = features.arrow_schema
-        self.rows_per_shard = rows_per_shard
-        self.paths: list[Path] = []
-        self.writer: pq.ParquetWriter | None = None
-        self.rows_in_shard = 0
-        self.num_rows = 0
-
-    def _open_next(self) -> None:
-        self.close()
-        path = self.tmp_dir / f"shard-{len(self.paths):05d}.parquet"
-        self.paths.append(path)
-        self.writer = pq.ParquetWriter(path, self.schema)
-        self.rows_in_shard = 0
-
-    def write_batch(self, encoded_rows: list[dict]) -> None:
-        while encoded_rows:
-            if self.writer is None or self.rows_in_shard >= self.rows_per_shard:
-                self._open_next()
-            room = self.rows_per_shard - self.rows_in_shard
-            chunk, encoded_rows = encoded_rows[:room], encoded_rows[room:]
-            table = embed_table_storage(pa.Table.from_pylist(chunk, schema=self.schema))
-            self.writer.write_table(table.replace_schema_metadata(self.schema.metadata))
-            self.rows_in_shard += len(chunk)
-            self.num_rows += len(chunk)
-
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-            self.writer = None
-
-    def close_all(self) -> list[Path]:
-        """Close the last shard; returns the names the shards will have once `finish` moves them in."""
-        self.close()
-        if not self.num_rows:  # `datasets` cannot load an empty split, so writing one would only hide a problem
-            self.abort()
-            raise ValueError(f"{self.config_dir.name}/{self.split}: no rows to write (were all records skipped or "
-                             "filtered out?); nothing was written")
-        return [self.config_dir / _shard_name(self.split, i, len(self.paths)) for i in range(len(self.paths))]
-
-    def finish(self) -> list[Path]:
-        final = self.close_all()
-        for stale in self.config_dir.glob(f"{self.split}-*-of-*.parquet"):
-            stale.unlink()
-        for path, target in zip(self.paths, final):
-            path.replace(target)
-        shutil.rmtree(self.tmp_dir, ignore_errors=True)
-        return final
-
-    def abort(self) -> None:
-        self.close()
-        shutil.rmtree(self.tmp_dir, ignore_errors=True)
-        # An empty config folder is never left (it would look like a config with no data); the output folder only
-        # if this writer made it.
-        for folder in (self.config_dir, *[d for d in self.created if d != self.config_dir]):
-            with contextlib.suppress(OSError):  # not empty: other splits or files live there
-                folder.rmdir()
+def _write_shards(tmp_dir: Path, rows: Iterable[dict], features: Features, rows_per_shard: int,
+                  row_group_size: int) -> tuple[list[Path], int]:
+    """Encode rows as they arrive and write them to numbered shards of `rows_per_shard` rows in `tmp_dir`, in row
+    groups of `row_group_size` (memory stays flat whatever the size)."""
+    schema, paths, num_rows, rows = features.arrow_schema, [], 0, iter(rows)
+    while True:
+        shard = itertools.islice(rows, rows_per_shard)
+        batch = [features.encode_example(row) for row in itertools.islice(shard, row_group_size)]
+        if not batch:
+            return paths, num_rows
+        paths.append(tmp_dir / f"shard-{len(paths):05d}.parquet")
+        with pq.ParquetWriter(paths[-1], schema) as writer:
+            while batch:
+                table = embed_table_storage(pa.Table.from_pylist(batch, schema=schema))
+                writer.write_table(table.replace_schema_metadata(schema.metadata))
+                num_rows += len(batch)
+                batch = [features.encode_example(row) for row in itertools.islice(shard, row_group_size)]
 
 
 def update_readme_metadata(output_dir: Path, config_name: str, split: str, features: Features, counts: dict,
@@ -149,26 +97,36 @@ def write_dataset_folder(
     """
     _validate_names(config_name, split)
     output_dir = Path(output_dir)
-    writer = _ShardedParquetWriter(output_dir / config_name, split, features, rows_per_shard)
-    batch: list[dict] = []
+    config_dir, new_output_dir = output_dir / config_name, not output_dir.exists()
+    remove_stale_temporaries(config_dir / split)  # `.{split}.tmp-{host}-{pid}-*` of a killed run
+    tmp_dir = temporary_path(config_dir / split)
+    tmp_dir.mkdir(parents=True)
     try:
-        for row in tqdm(rows, desc=f"writing {config_name}/{split}", unit="rows", total=total, disable=not progress):
-            batch.append(features.encode_example(row))
-            if len(batch) >= row_group_size:
-                writer.write_batch(batch)
-                batch = []
-        writer.write_batch(batch)
-        files = writer.close_all()
+        rows = tqdm(rows, desc=f"writing {config_name}/{split}", unit="rows", total=total, disable=not progress)
+        shards, num_rows = _write_shards(tmp_dir, rows, features, rows_per_shard, row_group_size)
+        if not shards:  # `datasets` cannot load an empty split, so writing one would only hide a problem
+            raise ValueError(f"{config_name}/{split}: no rows to write (were all records skipped or filtered out?); "
+                             "nothing was written")
+        files = [config_dir / f"{split}-{i:05d}-of-{len(shards):05d}.parquet" for i in range(len(shards))]
         counts = {
-            "config_name": config_name, "split": split, "num_rows": writer.num_rows, "num_shards": len(files),
-            "num_bytes": sum(path.stat().st_size for path in writer.paths),
+            "config_name": config_name, "split": split, "num_rows": num_rows, "num_shards": len(files),
+            "num_bytes": sum(path.stat().st_size for path in shards),
             "files": [str(f.relative_to(output_dir)) for f in files],
         }
         # `load_dataset` checks a split's row count against the card: the card names the new count before the
         # shards move in, so a kill while they move leaves a config that refuses to load, never part of its rows.
         update_readme_metadata(output_dir, config_name, split, features, counts, default=default)
-        writer.finish()
+        for stale in config_dir.glob(f"{split}-*-of-*.parquet"):
+            stale.unlink()
+        for path, target in zip(shards, files):
+            path.replace(target)
     except BaseException:
-        writer.abort()
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+        # An empty config folder is never left (it would look like a config with no data); the output folder only
+        # if this call made it.
+        for folder in [config_dir, output_dir] if new_output_dir else [config_dir]:
+            with contextlib.suppress(OSError):  # not empty: other splits or files live there
+                folder.rmdir()
         raise
+    shutil.rmtree(tmp_dir, ignore_errors=True)
     return counts
