@@ -122,9 +122,8 @@ def export_annotations(args: ExportAnnotationsArguments) -> dict:
         shutil.copyfile(source, out / task["image"])
         tasks.append(task)
     _write_tasks(out, tasks)
-    (out / "INSTRUCTIONS.md").write_text(
-        resources.files(__package__).joinpath("resources/clinician_annotation.md").read_text(encoding="utf-8"),
-        encoding="utf-8")
+    instructions = resources.files(__package__) / "resources" / "clinician_annotation.md"
+    (out / "INSTRUCTIONS.md").write_text(instructions.read_text(encoding="utf-8"), encoding="utf-8")
     report = {"candidates": len(rows), "tasks": len(tasks), "skipped": dict(skipped), "output_dir": str(out)}
     (out / "export_report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     return report

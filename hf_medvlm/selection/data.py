@@ -100,8 +100,8 @@ def _message_text(message: dict) -> str:
     content = message.get("content")
     if isinstance(content, str):
         return content.strip()
-    texts = [block.get("text") or "" for block in content or [] if block.get("type") == "text"]
-    return " ".join(t.strip() for t in texts if t and t.strip())
+    texts = [(block.get("text") or "").strip() for block in content or [] if block.get("type") == "text"]
+    return " ".join(t for t in texts if t)
 
 
 def _qa_rounds(messages: list[dict]) -> list[tuple[str, str]]:
@@ -176,14 +176,9 @@ def fit_candidate_text(tokenizer, caption: str | None, question: str, answer: st
 def fit_candidate_texts(tokenizer, candidates: Iterable[dict], *, include_caption: bool = True,
                         max_length: int = 256) -> tuple[list[str], Counter]:
     """`fit_candidate_text` for each `{caption, question, answer}`; also returns the outcomes counted by kind."""
-    texts, outcomes = [], Counter()
-    for candidate in candidates:
-        text, outcome = fit_candidate_text(tokenizer, candidate.get("caption"), candidate["question"],
-                                           candidate["answer"], include_caption=include_caption, max_length=max_length)
-        texts.append(text)
-        if outcome:
-            outcomes[outcome] += 1
-    return texts, outcomes
+    fitted = [fit_candidate_text(tokenizer, c.get("caption"), c["question"], c["answer"],
+                                 include_caption=include_caption, max_length=max_length) for c in candidates]
+    return [text for text, _ in fitted], Counter(outcome for _, outcome in fitted if outcome)
 
 
 def encode_candidates(processor, candidates: list[dict], *, include_caption: bool, max_length: int):
@@ -199,9 +194,8 @@ def encode_candidates(processor, candidates: list[dict], *, include_caption: boo
 
 def pair_candidates(pairs: Iterable[dict]) -> Iterable[dict]:
     """Both candidates of every pair as `{caption, question, answer}` (side `a` then `b`, pair by pair)."""
-    for pair in pairs:
-        for side in "ab":
-            yield {name: pair.get(f"{name}_{side}") for name in ("caption", "question", "answer")}
+    return ({name: pair.get(f"{name}_{side}") for name in ("caption", "question", "answer")}
+            for pair in pairs for side in "ab")
 
 
 def _rating(row: dict, rating_column: str) -> float:

@@ -5,8 +5,6 @@ Two ways to pick, both offered because the paper and its code disagree:
 - `strategy="clusters"`: K-means on the selector's features, then an equal share of the top-ranked samples from every
   cluster (clusters too small for their share give all they have, the rest is shared among the others) -- what the
   paper text describes ("cluster all the data samples into K groups and uniformly select top-ranked data in each").
-
-Contents: `score_dataset`, `pick_indices`, `write_subsets`, `plot_precision_f1`.
 """
 
 from __future__ import annotations

@@ -1,8 +1,5 @@
-"""Training the selection model with the HF Trainer on mixed human/model preference pairs.
-
-The training stream holds one human pair per `model_pairs_per_human_pair` model pairs (the paper's 1:400, seed 002
-§4.2 "Preference mixture"), human pairs cycled or subsampled to reach it and spread evenly (`MixedSourceSampler`).
-"""
+"""Training the selection model with the HF Trainer on human and model preference pairs mixed at a set ratio (the
+paper's 1:400, seed 002 §4.2 "Preference mixture")."""
 
 from __future__ import annotations
 

@@ -66,7 +66,6 @@ def _pooled(output) -> torch.Tensor:
 class MedSelectorPreTrainedModel(PreTrainedModel):
     config_class = MedSelectorConfig
     base_model_prefix = "selector"
-    main_input_name = "input_ids"
     input_modalities = ("image", "text")
     supports_gradient_checkpointing = True
     _no_split_modules = []
