@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import random
 import shutil
 from collections import Counter
@@ -65,9 +66,6 @@ class ImportAnnotationsArguments:
                                                              "or edited text.", "choices": ["raise", "skip"]})
 
 
-# --------------------------------------------------------------------------------------------------------- export
-
-
 def _read_candidates(path: Path) -> list[dict]:
     if not path.is_file():
         raise FileNotFoundError(f"candidates file {path} does not exist")
@@ -84,7 +82,7 @@ def _read_candidates(path: Path) -> list[dict]:
 
 
 def _task(row: dict, number: int, root: Path, rng: random.Random) -> tuple[dict, Path]:
-    """(task row without its image path yet, the source image); raises RowProblem naming what is missing."""
+    """(task row, the source image of its `image` copy); raises RowProblem naming what is missing."""
     images = row.get("images", row.get("image"))
     image = images[0] if isinstance(images, list) and images else images
     texts = {key: str(row.get(key) or "").strip() for key in ("question", "answer_1", "answer_2")}
@@ -97,8 +95,9 @@ def _task(row: dict, number: int, root: Path, rng: random.Random) -> tuple[dict,
     first, second = (texts["answer_1"], texts["answer_2"])
     if rng.random() < 0.5:  # random order, so that position says nothing about the generator's order
         first, second = second, first
-    task = {"task_id": str(row["id"]), "context": str(row.get("context") or row.get("caption") or "").strip(),
-            "question": texts["question"], "answer_A": first, "answer_B": second, "choice": "", "comment": ""}
+    task = {"task_id": str(row["id"]), "image": f"images/{_safe_name(str(row['id']))}{source.suffix.lower()}",
+            "context": str(row.get("context") or row.get("caption") or "").strip(), "question": texts["question"],
+            "answer_A": first, "answer_B": second, "choice": "", "comment": ""}
     return task, source
 
 
@@ -120,14 +119,11 @@ def export_annotations(args: ExportAnnotationsArguments) -> dict:
             skipped[err.reason] += 1
             continue
         seen.add(task["task_id"])
-        image = Path("images") / f"{_safe_name(task['task_id'])}{source.suffix.lower()}"
-        shutil.copyfile(source, out / image)
-        tasks.append({"task_id": task["task_id"], "image": image.as_posix(),
-                      **{k: task[k] for k in TASK_COLUMNS[2:]}})
+        shutil.copyfile(source, out / task["image"])
+        tasks.append(task)
     _write_tasks(out, tasks)
-    (out / "INSTRUCTIONS.md").write_text(
-        resources.files(__package__).joinpath("resources/clinician_annotation.md").read_text(encoding="utf-8"),
-        encoding="utf-8")
+    instructions = resources.files(__package__) / "resources" / "clinician_annotation.md"
+    (out / "INSTRUCTIONS.md").write_text(instructions.read_text(encoding="utf-8"), encoding="utf-8")
     report = {"candidates": len(rows), "tasks": len(tasks), "skipped": dict(skipped), "output_dir": str(out)}
     (out / "export_report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     return report
@@ -145,9 +141,6 @@ def _write_tasks(out: Path, tasks: list[dict]) -> None:
     (out / TASKS_JSONL).write_text("".join(json.dumps(t, ensure_ascii=False) + "\n" for t in tasks), encoding="utf-8")
 
 
-# --------------------------------------------------------------------------------------------------------- import
-
-
 def _read_annotations(path: Path) -> list[dict]:
     if not path.is_file():
         raise FileNotFoundError(f"annotations file {path} does not exist")
@@ -160,12 +153,10 @@ def _read_annotations(path: Path) -> list[dict]:
 def _choice(value) -> str:
     """The normalised choice: "" (not annotated), one of CHOICES, or raises RowProblem."""
     text = str(value or "").strip()
-    for choice in CHOICES:
-        if text.lower() == choice.lower():
-            return choice
-    if text:
+    choice = {c.lower(): c for c in CHOICES}.get(text.lower(), "")
+    if text and not choice:
         raise RowProblem("unknown_choice", f"choice {text!r} must be one of {', '.join(CHOICES)} (or empty)")
-    return ""
+    return choice
 
 
 def _checked(row: dict, reference: dict | None) -> dict:
@@ -198,40 +189,30 @@ def import_annotations(args: ImportAnnotationsArguments) -> dict:
             continue
         counts[choice or "not_annotated"] += 1
         if choice in ("A", "B"):
-            preferred, other = (task["answer_A"], task["answer_B"]) if choice == "A" else (task["answer_B"],
-                                                                                          task["answer_A"])
+            preferred, other = task[f"answer_{choice}"], task["answer_B" if choice == "A" else "answer_A"]
             records.append({"id": f"clinician-{task['task_id']}", "image": str(export_dir / task["image"]),
                             "caption": task["context"], "question": task["question"], "answer_positive": preferred,
                             "answer_negative": other})
     pairs, report = validate_pairs(pairs_from_clinician_choices(records), on_error=args.on_error,
                                    name=f"pairs from {path}")
     _write_pairs(pairs, Path(args.output))
-    summary = {"rows": sum(counts.values()) + sum(problems.values()), "choices": dict(counts),
-               "pairs": len(pairs), "rows_left_out": dict(problems), "pairs_left_out": report.to_dict(),
-               "output": args.output}
-    return summary
+    return {"rows": sum(counts.values()) + sum(problems.values()), "choices": dict(counts), "pairs": len(pairs),
+            "rows_left_out": dict(problems), "pairs_left_out": report.to_dict(), "output": args.output}
 
 
 def _write_pairs(pairs, output: Path) -> None:
     """Parquet with the image bytes embedded (self-contained), or JSONL with image paths relative to the file."""
-    import os
+    import datasets
+    import pyarrow.parquet as pq
+    from datasets.table import embed_table_storage
 
     output.parent.mkdir(parents=True, exist_ok=True)
     if output.suffix == ".parquet":
-        import pyarrow.parquet as pq
-        from datasets.table import embed_table_storage
-
         pq.write_table(embed_table_storage(pairs.flatten_indices().data.table), output)
         return
-    rows = pairs.cast_column("image_a", _path_feature()).cast_column("image_b", _path_feature())
+    paths = datasets.Image(decode=False)
     with output.open("w", encoding="utf-8") as handle:
-        for row in rows:
+        for row in pairs.cast_column("image_a", paths).cast_column("image_b", paths):
             for side in "ab":
                 row[f"image_{side}"] = os.path.relpath(row[f"image_{side}"]["path"], output.parent)
             handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-
-
-def _path_feature():
-    import datasets
-
-    return datasets.Image(decode=False)

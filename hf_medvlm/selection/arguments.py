@@ -69,7 +69,7 @@ class PickArguments:
     percents: str = field(default="10,50,80", metadata={"help": "Comma-separated top-K percentages to write."})
     strategy: str = field(default="global", metadata={
         "help": "global = top K percent over all samples (the released code); clusters = equal share of "
-                "top-ranked samples from each K-means cluster (the paper text)."})
+                "top-ranked samples from each K-means cluster (the paper text).", "choices": ["global", "clusters"]})
     num_clusters: int = field(default=10, metadata={"help": "K-means clusters for strategy=clusters."})
     features_column: str = field(default="selection_features", metadata={"help": "Features for clustering."})
     seed: int = field(default=0, metadata={"help": "K-means seed."})

@@ -4,22 +4,14 @@ A *candidate* is one instruction sample reduced to what the selector reads: an i
 mention, a question and an answer. A *pair* holds two candidates, which one is preferred (`label`: 0 -> `a`, 1 -> `b`)
 and where the preference comes from (`source`: `"human"` for clinician annotations, `"model"` for LLM ratings).
 
-Contents:
-- `PAIR_FEATURES`: the pair schema as `datasets.Features`.
-- `candidate_from_row`: a training-schema row (`images` + `messages`) -> a candidate.
-- `candidate_text`: the text the selector encodes for a candidate; `fit_candidate_text` cuts it to the encoder's
-  length by shortening the caption, never the question and answer, and says what it cut.
-- `pairs_from_ratings`: model-rated rows (training schema + `rating` 0-10 or null) -> `source="model"` pairs.
-- `pairs_from_clinician_choices`: BioMed-VITAL clinician records (`image, question, answer_positive,
-  answer_negative`) -> `source="human"` pairs.
-- `validate_pairs`: count and (by `on_error`) drop or reject malformed pairs.
-- `load_pairs`: pairs from a JSON/JSONL/Parquet file, a local dataset folder or a Hub repo.
-
-Every rejected record is counted by reason in a `SkipReport`; nothing is dropped silently.
+`candidate_text` is what the selector encodes for a candidate; `fit_candidate_text` cuts it to the encoder's length
+by shortening the caption, never the question and answer. Every rejected record is counted by reason in a
+`SkipReport`; nothing is dropped silently.
 """
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import logging
 import random
@@ -38,6 +30,7 @@ __all__ = [
     "candidate_text",
     "fit_candidate_text",
     "fit_candidate_texts",
+    "encode_candidates",
     "pair_candidates",
     "pairs_from_ratings",
     "pairs_from_clinician_choices",
@@ -107,8 +100,8 @@ def _message_text(message: dict) -> str:
     content = message.get("content")
     if isinstance(content, str):
         return content.strip()
-    texts = [block.get("text") or "" for block in content or [] if block.get("type") == "text"]
-    return " ".join(t.strip() for t in texts if t and t.strip())
+    texts = [(block.get("text") or "").strip() for block in content or [] if block.get("type") == "text"]
+    return " ".join(t for t in texts if t)
 
 
 def _qa_rounds(messages: list[dict]) -> list[tuple[str, str]]:
@@ -170,13 +163,11 @@ def fit_candidate_text(tokenizer, caption: str | None, question: str, answer: st
     if _num_tokens(tokenizer, qa_only) > max_length:
         return qa_only, "qa_truncated"
     words = (caption or "").split() if include_caption else []
-    low, high = 0, len(words)  # the most caption words that still fit: binary search on the real tokenization
-    while low < high:
-        middle = (low + high + 1) // 2
-        if _num_tokens(tokenizer, candidate_text(" ".join(words[:middle]), question, answer)) <= max_length:
-            low = middle
-        else:
-            high = middle - 1
+
+    def num_tokens(kept_words: int) -> int:
+        return _num_tokens(tokenizer, candidate_text(" ".join(words[:kept_words]), question, answer))
+
+    low = bisect.bisect_right(range(1, len(words) + 1), max_length, key=num_tokens)  # the most words that fit
     if low == 0:
         return qa_only, "caption_dropped"
     return candidate_text(" ".join(words[:low]), question, answer), "caption_truncated"
@@ -185,21 +176,26 @@ def fit_candidate_text(tokenizer, caption: str | None, question: str, answer: st
 def fit_candidate_texts(tokenizer, candidates: Iterable[dict], *, include_caption: bool = True,
                         max_length: int = 256) -> tuple[list[str], Counter]:
     """`fit_candidate_text` for each `{caption, question, answer}`; also returns the outcomes counted by kind."""
-    texts, outcomes = [], Counter()
-    for candidate in candidates:
-        text, outcome = fit_candidate_text(tokenizer, candidate.get("caption"), candidate["question"],
-                                           candidate["answer"], include_caption=include_caption, max_length=max_length)
-        texts.append(text)
-        if outcome:
-            outcomes[outcome] += 1
-    return texts, outcomes
+    fitted = [fit_candidate_text(tokenizer, c.get("caption"), c["question"], c["answer"],
+                                 include_caption=include_caption, max_length=max_length) for c in candidates]
+    return [text for text, _ in fitted], Counter(outcome for _, outcome in fitted if outcome)
+
+
+def encode_candidates(processor, candidates: list[dict], *, include_caption: bool, max_length: int):
+    """`{image, caption, question, answer}` candidates -> the processor's `input_ids` / `attention_mask` /
+    `pixel_values` tensors, texts fitted by `fit_candidate_text`; also returns the truncation outcomes by kind."""
+    texts, outcomes = fit_candidate_texts(getattr(processor, "tokenizer", processor), candidates,
+                                          include_caption=include_caption, max_length=max_length)
+    images = [candidate["image"].convert("RGB") for candidate in candidates]
+    batch = processor(text=texts, images=images, padding=True, truncation=True, max_length=max_length,
+                      return_tensors="pt")
+    return {k: batch[k] for k in ("input_ids", "attention_mask", "pixel_values") if k in batch}, outcomes
 
 
 def pair_candidates(pairs: Iterable[dict]) -> Iterable[dict]:
     """Both candidates of every pair as `{caption, question, answer}` (side `a` then `b`, pair by pair)."""
-    for pair in pairs:
-        for side in "ab":
-            yield {name: pair.get(f"{name}_{side}") for name in ("caption", "question", "answer")}
+    return ({name: pair.get(f"{name}_{side}") for name in ("caption", "question", "answer")}
+            for pair in pairs for side in "ab")
 
 
 def _rating(row: dict, rating_column: str) -> float:
@@ -278,13 +274,10 @@ def pairs_from_ratings(
     if len(set(ratings)) < 2 or max(ratings) - min(ratings) < min_gap:
         raise ValueError(f"no two usable rated rows differ by at least {min_gap} in {rating_column!r}; "
                          f"{len(candidates)} usable rows ({report.summary()}).")
-    rng = random.Random(seed)
-    index_pairs = _sample_index_pairs(ratings, num_pairs or len(candidates), min_gap, rng)
-    pairs = []
-    for i, j in index_pairs:
-        if ratings[i] < ratings[j]:
-            i, j = j, i
-        preferred, other = candidates[i], candidates[j]
+    rng, pairs = random.Random(seed), []
+    for i, j in _sample_index_pairs(ratings, num_pairs or len(candidates), min_gap, rng):
+        # The higher rating is preferred; a stable sort keeps `i` first on a tie (possible with min_gap=0).
+        preferred, other = sorted((candidates[i], candidates[j]), key=lambda c: c["rating"], reverse=True)
         pairs.append(_make_pair(f"model-{preferred['id']}-{other['id']}", "model", preferred, other, rng))
     return pairs, report
 

@@ -5,12 +5,12 @@ Two ways to pick, both offered because the paper and its code disagree:
 - `strategy="clusters"`: K-means on the selector's features, then an equal share of the top-ranked samples from every
   cluster (clusters too small for their share give all they have, the rest is shared among the others) -- what the
   paper text describes ("cluster all the data samples into K groups and uniformly select top-ranked data in each").
-
-Contents: `score_dataset`, `pick_indices`, `write_subsets`, `plot_precision_f1`.
 """
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import logging
 from pathlib import Path
 
@@ -20,7 +20,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..data.writer import write_dataset_folder
-from .data import SkipReport, candidate_from_row, fit_candidate_texts
+from .data import SkipReport, candidate_from_row, encode_candidates
 
 __all__ = ["score_dataset", "pick_indices", "write_subsets", "plot_precision_f1", "STRATEGIES"]
 
@@ -29,17 +29,25 @@ STRATEGIES = ("global", "clusters")
 
 
 def _score_batch(model, processor, candidates: list[dict], max_length: int, with_features: bool, report: SkipReport):
-    texts, truncated = fit_candidate_texts(getattr(processor, "tokenizer", processor), candidates,
-                                           include_caption=model.config.include_caption, max_length=max_length)
+    inputs, truncated = encode_candidates(processor, candidates, include_caption=model.config.include_caption,
+                                          max_length=max_length)
     report.truncated.update(truncated)
-    images = [c["image"].convert("RGB") for c in candidates]
-    batch = processor(text=texts, images=images, padding=True, truncation=True, max_length=max_length,
-                      return_tensors="pt")
-    inputs = {k: batch[k].to(model.device) for k in ("input_ids", "attention_mask", "pixel_values") if k in batch}
+    inputs = {k: v.to(model.device) for k, v in inputs.items()}
     with torch.no_grad():
         out = model(**inputs, output_features=with_features)
     features = out.features.float().cpu().numpy() if with_features else None
     return out.logits.float().cpu().numpy(), features
+
+
+def _candidates(dataset: datasets.Dataset, qa_rounds: int, report: SkipReport):
+    """`(row index, candidate)` for every scorable row; the others are counted in `report` by reason."""
+    for index, row in enumerate(tqdm(dataset, desc="scoring", unit="sample")):
+        try:
+            candidate = candidate_from_row(row, qa_rounds)
+        except ValueError as err:
+            report.add(str(err), row.get("id", index))
+            continue
+        yield index, candidate
 
 
 def score_dataset(model, processor, dataset: datasets.Dataset, *, batch_size: int = 32, max_length: int = 256,
@@ -48,29 +56,16 @@ def score_dataset(model, processor, dataset: datasets.Dataset, *, batch_size: in
     texts shortened to `max_length` tokens, `report.truncated`)."""
     model.eval()
     scores = np.full(len(dataset), np.nan, dtype=np.float32)
-    features, report, pending = None, SkipReport(), []
-
-    def flush():
-        nonlocal features
-        batch_scores, batch_features = _score_batch(model, processor, [c for _, c in pending], max_length,
+    features, report = None, SkipReport()
+    candidates = _candidates(dataset, model.config.qa_rounds, report)
+    while batch := list(itertools.islice(candidates, batch_size)):
+        rows = [index for index, _ in batch]
+        scores[rows], batch_features = _score_batch(model, processor, [c for _, c in batch], max_length,
                                                     with_features, report)
-        rows = [i for i, _ in pending]
-        scores[rows] = batch_scores
         if with_features:
             if features is None:
                 features = np.full((len(dataset), batch_features.shape[1]), np.nan, dtype=np.float32)
             features[rows] = batch_features
-        pending.clear()
-
-    for index, row in enumerate(tqdm(dataset, desc="scoring", unit="sample")):
-        try:
-            pending.append((index, candidate_from_row(row, model.config.qa_rounds)))
-        except ValueError as err:
-            report.add(str(err), row.get("id", index))
-        if len(pending) == batch_size:
-            flush()
-    if pending:
-        flush()
     if report.total:
         logger.warning("score: %s", report.summary())
     if report.truncated:
@@ -80,20 +75,12 @@ def score_dataset(model, processor, dataset: datasets.Dataset, *, batch_size: in
 
 
 def _cluster_quotas(sizes: np.ndarray, total: int) -> np.ndarray:
-    """Equal shares of `total` over clusters, capped by cluster size, with leftovers re-shared (water filling)."""
-    quotas = np.zeros(len(sizes), dtype=int)
-    remaining = total
-    while remaining > 0:
-        open_clusters = np.flatnonzero(quotas < sizes)
-        if len(open_clusters) == 0:
-            break
-        share = max(remaining // len(open_clusters), 1)
-        for c in open_clusters:
-            take = min(share, sizes[c] - quotas[c], remaining)
-            quotas[c] += take
-            remaining -= take
-            if remaining == 0:
-                break
+    """Equal shares of `total` over clusters, capped by cluster size, with leftovers re-shared (water filling): every
+    cluster gets up to the highest common level that fits in `total`, the first clusters with room one more."""
+    level = bisect.bisect_right(range(max(sizes, default=0) + 1), total,
+                                key=lambda n: np.minimum(sizes, n).sum()) - 1
+    quotas = np.minimum(sizes, level)
+    quotas[np.flatnonzero(sizes > level)[: total - quotas.sum()]] += 1
     return quotas
 
 

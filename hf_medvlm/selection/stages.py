@@ -15,13 +15,12 @@ from transformers import AutoConfig, AutoProcessor
 from ..data.loading import load_rows
 from ..models.med_selector import MedSelectorConfig, MedSelectorModel
 from ..outcome import check_failure_rate, failure_exit_code
-from .arguments import PickArguments, ScoreArguments, TrainArguments
-from .data import load_pairs, pairs_from_ratings, validate_pairs
+from .data import PAIR_FEATURES, load_pairs, pairs_from_ratings, validate_pairs
 from .metrics import format_metrics_table, precision_f1_at_k
-from .selection import STRATEGIES, pick_indices, plot_precision_f1, score_dataset, write_subsets
+from .selection import pick_indices, plot_precision_f1, score_dataset, write_subsets
 from .training import MixedSourceSampler, train_selector
 
-__all__ = ["run_train", "run_score", "run_pick", "load_selector", "load_rows"]
+__all__ = ["run_train", "run_score", "run_pick", "load_selector"]
 
 logger = logging.getLogger(__name__)
 
@@ -47,40 +46,33 @@ def load_selector(name_or_path: str, train_args=None):
 def _training_pairs(args, training_args):
     """(train pairs, held-out human pairs, skip counts by input) with every bad record counted."""
     skipped, parts, test = {}, [], None
+
+    def validated(pairs, name: str) -> datasets.Dataset:
+        pairs, report = validate_pairs(pairs, on_error=args.on_error, name=name)
+        skipped[name] = report.to_dict()
+        return pairs
+
     if args.model_ratings:
         rows = load_rows(args.model_ratings, args.dataset_config)
         model_pairs, report = pairs_from_ratings(rows, num_pairs=args.num_model_pairs, min_gap=args.rating_min_gap,
                                                  qa_rounds=args.qa_rounds, seed=training_args.seed,
                                                  on_error=args.on_error)
         skipped["model_ratings"] = report.to_dict()
-        parts.append(model_pairs)
+        parts.append(datasets.Dataset.from_list(model_pairs, features=PAIR_FEATURES))
     if args.model_pairs:
         parts.append(load_pairs(args.model_pairs, name=args.dataset_config))
     if args.human_pairs:
-        human, report = validate_pairs(load_pairs(args.human_pairs, name=args.dataset_config),
-                                       on_error=args.on_error, name="human_pairs")
-        skipped["human_pairs"] = report.to_dict()
+        human = validated(load_pairs(args.human_pairs, name=args.dataset_config), "human_pairs")
         if args.human_test_pairs is None and len(human) > 1:
             split = human.train_test_split(test_size=args.human_test_fraction, seed=training_args.seed)
             human, test = split["train"], split["test"]
         parts.append(human)
     if args.human_test_pairs:
-        test, report = validate_pairs(load_pairs(args.human_test_pairs, name=args.dataset_config),
-                                      on_error=args.on_error, name="human_test_pairs")
-        skipped["human_test_pairs"] = report.to_dict()
+        test = validated(load_pairs(args.human_test_pairs, name=args.dataset_config), "human_test_pairs")
     if not parts:
         raise ValueError("select train: give human_pairs, model_pairs and/or model_ratings.")
-    train, report = validate_pairs(_concat(parts), on_error=args.on_error, name="train_pairs")
-    skipped["train_pairs"] = report.to_dict()
+    train = validated(datasets.concatenate_datasets([part.cast(PAIR_FEATURES) for part in parts]), "train_pairs")
     return train, test, skipped
-
-
-def _concat(parts) -> datasets.Dataset:
-    from .data import PAIR_FEATURES
-
-    as_datasets = [p if isinstance(p, datasets.Dataset) else datasets.Dataset.from_list(p, features=PAIR_FEATURES)
-                   for p in parts]
-    return datasets.concatenate_datasets([d.cast(PAIR_FEATURES) for d in as_datasets])
 
 
 def _train_one(args, training_args, train, test) -> dict:
@@ -98,15 +90,11 @@ def _train_one(args, training_args, train, test) -> dict:
 
         summary = ("BioMed-VITAL data-selection model (hf_medvlm `select train`): scores how much clinicians would "
                    f"prefer an instruction sample. Held-out clinician-pair metrics: {metrics}.")
+        base = args.model_name_or_path  # only a Hub repo id belongs in the card's `base_model`, not a local folder
         push_model(training_args.output_dir, training_args.hub_model_id or Path(training_args.output_dir).name,
                    token=training_args.hub_token, commit_message="Train BioMed-VITAL selection model",
-                   card_kwargs={"summary": summary, "base_models": _hub_ids([args.model_name_or_path])})
+                   card_kwargs={"summary": summary, "base_models": [] if Path(base).exists() else [base]})
     return metrics
-
-
-def _hub_ids(names: list[str]) -> list[str]:
-    """Only Hub repo ids belong in a card's `base_model`; local folders are left out."""
-    return [n for n in names if not Path(n).exists()]
 
 
 def run_train(args, training_args) -> int:
@@ -180,8 +168,6 @@ def _good_labels(dataset, args) -> np.ndarray:
 
 
 def run_pick(args) -> int:
-    if args.strategy not in STRATEGIES:
-        raise ValueError(f"select pick: strategy must be one of {STRATEGIES}, got {args.strategy!r}.")
     dataset = load_rows(args.dataset_name, args.dataset_config, args.dataset_split)
     if args.score_column not in dataset.column_names:
         raise ValueError(f"{args.dataset_name}: no score column {args.score_column!r}; run `select score` first.")

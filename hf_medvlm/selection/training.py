@@ -1,14 +1,5 @@
-"""Training the selection model with the HF Trainer on mixed human/model preference pairs.
-
-Contents:
-- `SelectorTrainingArguments`: `TrainingArguments` plus the mixing weight w, mixed-batch and freezing options.
-- `PairCollator`: pairs -> one processor batch of 2N candidates (`a`s then `b`s), labels and per-pair weights; texts
-  are cut to the encoder's length by shortening the caption, never the QA (`fit_candidate_text`).
-- `MixedSourceSampler`: one human pair per `model_pairs_per_human_pair` model pairs in the training stream (the
-  paper's 1:400, seed 002 §4.2 "Preference mixture"), human pairs cycled or subsampled to reach it, spread evenly.
-- `SelectorTrainer`: a `Trainer` that uses that sampler.
-- `freeze_encoder`, `compute_pair_metrics`, `train_selector`.
-"""
+"""Training the selection model with the HF Trainer on human and model preference pairs mixed at a set ratio (the
+paper's 1:400, seed 002 §4.2 "Preference mixture")."""
 
 from __future__ import annotations
 
@@ -20,7 +11,7 @@ import numpy as np
 import torch
 from transformers import Trainer, TrainingArguments
 
-from .data import fit_candidate_texts, pair_candidates
+from .data import encode_candidates, fit_candidate_texts, pair_candidates
 from .metrics import pair_metrics
 
 __all__ = [
@@ -34,9 +25,9 @@ __all__ = [
     "text_truncation",
 ]
 
-# Attribute names of the vision / text towers (and their projections) in transformers dual encoders.
 logger = logging.getLogger(__name__)
 
+# Attribute names of the vision / text towers (and their projections) in transformers dual encoders.
 _VISION_MODULES = ("vision_model", "visual_projection", "vision_projection")
 _TEXT_MODULES = ("text_model", "text_projection")
 
@@ -72,15 +63,10 @@ class PairCollator:
     max_length: int = 256
 
     def __call__(self, pairs: list[dict]) -> dict[str, torch.Tensor]:
-        # All `a` candidates, then all `b` candidates.
         candidates = [{name: pair[f"{name}_{side}"] for name in ("caption", "question", "answer", "image")}
-                      for side in "ab" for pair in pairs]
-        texts, _ = fit_candidate_texts(getattr(self.processor, "tokenizer", self.processor), candidates,
-                                       include_caption=self.include_caption, max_length=self.max_length)
-        images = [candidate["image"].convert("RGB") for candidate in candidates]
-        batch = self.processor(text=texts, images=images, padding=True, truncation=True,
-                               max_length=self.max_length, return_tensors="pt")
-        batch = {k: batch[k] for k in ("input_ids", "attention_mask", "pixel_values") if k in batch}
+                      for side in "ab" for pair in pairs]  # all `a` candidates, then all `b` candidates
+        batch, _ = encode_candidates(self.processor, candidates, include_caption=self.include_caption,
+                                     max_length=self.max_length)
         batch["labels"] = torch.tensor([int(p["label"]) for p in pairs])
         batch["pair_weights"] = torch.tensor(
             [self.human_weight if p["source"] == "human" else 1.0 for p in pairs], dtype=torch.float32)
@@ -162,9 +148,8 @@ def compute_pair_metrics(eval_pred) -> dict[str, float]:
 
 def train_selector(model, processor, train_pairs: datasets.Dataset, eval_pairs: datasets.Dataset | None,
                    args: SelectorTrainingArguments) -> SelectorTrainer:
-    """Freeze as asked, train on `train_pairs`, evaluate on `eval_pairs` (held-out human pairs).
-
-    Returns the trainer."""
+    """Freeze as asked, train on `train_pairs`; returns the trainer, evaluating on `eval_pairs` (held-out human
+    pairs)."""
     freeze_encoder(model, vision=args.freeze_vision_encoder, text=args.freeze_text_encoder)
     truncated = text_truncation(processor, train_pairs, model.config.include_caption, args.max_text_length)
     collator = PairCollator(processor, human_weight=args.human_weight, include_caption=model.config.include_caption,

@@ -72,11 +72,9 @@ class MedSelectorConfig(PreTrainedConfig):
 
 
 def _feature_dim(encoder_config, sub_name: str) -> int:
-    projection = getattr(encoder_config, "projection_dim", None)
-    if projection:
-        return int(projection)
     sub_config = getattr(encoder_config, sub_name, None)
-    if getattr(sub_config, "hidden_size", None):
-        return int(sub_config.hidden_size)
-    raise ValueError(f"cannot infer the {sub_name} feature size of {type(encoder_config).__name__}; "
-                     "set text_feature_dim/image_feature_dim in MedSelectorConfig.")
+    size = getattr(encoder_config, "projection_dim", None) or getattr(sub_config, "hidden_size", None)
+    if not size:
+        raise ValueError(f"cannot infer the {sub_name} feature size of {type(encoder_config).__name__}; "
+                         "set text_feature_dim/image_feature_dim in MedSelectorConfig.")
+    return int(size)

@@ -66,17 +66,9 @@ def _pooled(output) -> torch.Tensor:
 class MedSelectorPreTrainedModel(PreTrainedModel):
     config_class = MedSelectorConfig
     base_model_prefix = "selector"
-    main_input_name = "input_ids"
     input_modalities = ("image", "text")
     supports_gradient_checkpointing = True
     _no_split_modules = []
-
-    def _init_weights(self, module):
-        if isinstance(module, nn.Linear) and getattr(module, "_is_selector_head", False):
-            nn.init.normal_(module.weight, std=0.02)
-            nn.init.zeros_(module.bias)
-        else:
-            super()._init_weights(module)
 
 
 class MedSelectorModel(MedSelectorPreTrainedModel):
@@ -87,9 +79,7 @@ class MedSelectorModel(MedSelectorPreTrainedModel):
         layers = []
         for size_in, size_out in zip(sizes[:-1], sizes[1:]):
             layers += [nn.Dropout(config.head_dropout), nn.Linear(size_in, size_out), nn.ReLU()]
-        layers.append(nn.Linear(sizes[-1], 1))
-        for layer in layers:
-            layer._is_selector_head = True
+        layers.append(nn.Linear(sizes[-1], 1))  # PreTrainedModel's default init: normal(std=0.02), zero bias
         self.head = nn.Sequential(*layers)
         self.post_init()
 
