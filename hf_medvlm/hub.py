@@ -117,16 +117,14 @@ def _package_versions() -> list[tuple[str, str]]:
 
 def _git_revision() -> str:
     """The hf_medvlm checkout's commit (`+dirty` with uncommitted changes), or `unknown` for an installed wheel."""
-    root = Path(__file__).resolve().parent.parent
+    # `--exclude=*` ignores tags, so the commit is always named by its full hash.
+    command = ["git", "describe", "--always", "--abbrev=40", "--dirty=+dirty", "--exclude=*"]
     try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
-        if sha.returncode != 0:
-            return "unknown"
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-        return sha.stdout.strip() + ("+dirty" if dirty else "")
+        git = subprocess.run(command, cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True,
+                             timeout=10)
     except (OSError, subprocess.SubprocessError):
         return "unknown"
+    return git.stdout.strip() if git.returncode == 0 else "unknown"
 
 
 def _as_yaml(config: Any) -> str | None:
@@ -357,13 +355,11 @@ def validate_dataset_folder(folder) -> list[str]:
     for name, config in configs.items():
         for split, split_patterns in sanitize_patterns(config.get("data_files") or {}).items():
             for pattern in split_patterns:
-                try:
+                try:  # raises when nothing matches
                     files = resolve_pattern(pattern, base_path=str(folder))
-                except FileNotFoundError:
-                    files = []
-                if not files:
+                except FileNotFoundError as err:
                     raise InvalidFolderError(f"{readme}: config {name!r} (split {split!r}) lists data files "
-                                             f"{pattern!r} but no file in {folder} matches.")
+                                             f"{pattern!r} but no file in {folder} matches.") from err
                 for file in files:
                     _check_data_file(Path(file))
                 patterns.append(pattern)
