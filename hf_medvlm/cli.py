@@ -55,9 +55,9 @@ class CLIError(Exception):
 
 
 def _usage() -> str:
-    width = max((len(name) for name in COMMANDS), default=0)
+    width = max(map(len, COMMANDS))
     lines = [f"  {name.ljust(width)}  {summary}" for name, (_, summary) in COMMANDS.items()]
-    return USAGE.format(commands="\n".join(lines) or "  (none yet)")
+    return USAGE.format(commands="\n".join(lines))
 
 
 def _run(name: str, argv: list[str]) -> int:

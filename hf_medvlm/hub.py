@@ -36,9 +36,8 @@ from huggingface_hub import (
     ModelCardData,
     constants,
     get_token,
-    parse_local_safetensors_file_metadata,
 )
-from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled, SafetensorsParsingError
+from huggingface_hub.errors import HfHubHTTPError
 from safetensors import SafetensorError, safe_open
 
 from .files import atomic_write_text
@@ -94,12 +93,8 @@ class InvalidFolderError(ValueError):
 # ----------------------------------------------------------------------------------------------------- model card
 def _named(items: Iterable, licenses: dict[str, str]) -> list[dict[str, str | None]]:
     """Base models / datasets as `{"id", "license"}`: given as ids or dicts, licences filled from `licenses`."""
-    out = []
-    for item in items or ():
-        entry = {"id": item, "license": None} if isinstance(item, str) else {"license": None, **dict(item)}
-        entry["license"] = entry["license"] or licenses.get(entry["id"])
-        out.append(entry)
-    return out
+    entries = [{"id": item} if isinstance(item, str) else dict(item) for item in items or ()]
+    return [{**entry, "license": entry.get("license") or licenses.get(entry["id"])} for entry in entries]
 
 
 def _is_hub_id(name: str) -> bool:
@@ -122,16 +117,14 @@ def _package_versions() -> list[tuple[str, str]]:
 
 def _git_revision() -> str:
     """The hf_medvlm checkout's commit (`+dirty` with uncommitted changes), or `unknown` for an installed wheel."""
-    root = Path(__file__).resolve().parent.parent
+    # `--exclude=*` ignores tags, so the commit is always named by its full hash.
+    command = ["git", "describe", "--always", "--abbrev=40", "--dirty=+dirty", "--exclude=*"]
     try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
-        if sha.returncode != 0:
-            return "unknown"
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-        return sha.stdout.strip() + ("+dirty" if dirty else "")
+        git = subprocess.run(command, cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True,
+                             timeout=10)
     except (OSError, subprocess.SubprocessError):
         return "unknown"
+    return git.stdout.strip() if git.returncode == 0 else "unknown"
 
 
 def _as_yaml(config: Any) -> str | None:
@@ -182,10 +175,8 @@ def render_model_card(*, repo_id: str | None = None, base_models=(), datasets=()
 
 def write_model_card(folder, **kwargs) -> Path:
     """Render the model card (same keywords as `render_model_card`) into `folder/README.md`."""
-    path = Path(folder) / "README.md"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, render_model_card(**kwargs))  # complete or absent: it marks a finished training run
-    return path
+    # complete or absent: it marks a finished training run
+    return atomic_write_text(Path(folder) / "README.md", render_model_card(**kwargs))
 
 
 # ----------------------------------------------------------------------------------------------------- validation
@@ -197,18 +188,17 @@ def _read_json(path: Path) -> dict:
 
 
 def _check_weight_file(path: Path, named_by: str):
-    """The safetensors header of one weights file (None for a legacy .bin), refused if missing, empty or truncated."""
+    """The tensor names of one weights file (None for a legacy .bin), refused if missing, empty or truncated."""
     if not path.is_file():
         raise InvalidFolderError(f"{named_by} names {path.name}, which is missing from {path.parent}.")
     if path.stat().st_size == 0:
         raise InvalidFolderError(f"{path} is empty (0 bytes); save the model again.")
     if path.suffix != ".safetensors":
         return None
-    try:
-        with safe_open(path, framework="np"):  # checks each dtype x shape against its bytes, and the file's length
-            pass
-        return parse_local_safetensors_file_metadata(path)
-    except (SafetensorError, SafetensorsParsingError) as err:
+    try:  # safe_open checks each dtype x shape against its bytes, and the file's length
+        with safe_open(path, framework="np") as weights:
+            return set(weights.keys())
+    except SafetensorError as err:
         raise InvalidFolderError(f"{path} is not a valid safetensors file ({err}); it is probably truncated, so "
                                  "save the model again.") from err
 
@@ -218,9 +208,9 @@ def _check_index(index_path: Path) -> None:
     weight_map = _read_json(index_path).get("weight_map")
     if not isinstance(weight_map, dict) or not weight_map:
         raise InvalidFolderError(f"{index_path} has no weight_map naming the shards.")
-    headers = {s: _check_weight_file(index_path.parent / s, index_path.name) for s in sorted(set(weight_map.values()))}
+    held = {s: _check_weight_file(index_path.parent / s, index_path.name) for s in sorted(set(weight_map.values()))}
     for tensor, shard in weight_map.items():
-        if headers[shard] is not None and tensor not in headers[shard].tensors:
+        if held[shard] is not None and tensor not in held[shard]:
             raise InvalidFolderError(f"{index_path.name} maps {tensor} to {shard}, which has no such tensor (are the "
                                      "shards from another save?).")
 
@@ -365,13 +355,11 @@ def validate_dataset_folder(folder) -> list[str]:
     for name, config in configs.items():
         for split, split_patterns in sanitize_patterns(config.get("data_files") or {}).items():
             for pattern in split_patterns:
-                try:
+                try:  # raises when nothing matches
                     files = resolve_pattern(pattern, base_path=str(folder))
-                except FileNotFoundError:
-                    files = []
-                if not files:
+                except FileNotFoundError as err:
                     raise InvalidFolderError(f"{readme}: config {name!r} (split {split!r}) lists data files "
-                                             f"{pattern!r} but no file in {folder} matches.")
+                                             f"{pattern!r} but no file in {folder} matches.") from err
                 for file in files:
                     _check_data_file(Path(file))
                 patterns.append(pattern)
@@ -419,27 +407,22 @@ def _online_if_loopback():
     walkthroughs' server) is not the network, so pushes to it go ahead in offline mode: the flag, which
     huggingface_hub read into `constants` at import, is lifted for the push only. Every request of a push goes to
     `constants.ENDPOINT`, loopback here, so nothing can reach a real Hub meanwhile."""
-    if not (constants.HF_HUB_OFFLINE and is_loopback_endpoint()):
-        yield
-        return
-    constants.HF_HUB_OFFLINE = False
+    offline = constants.HF_HUB_OFFLINE
+    constants.HF_HUB_OFFLINE = offline and not is_loopback_endpoint()
     try:
         yield
     finally:
-        constants.HF_HUB_OFFLINE = True
+        constants.HF_HUB_OFFLINE = offline
 
 
 @contextmanager
 def _hub_errors(repo_id: str):
-    """One sentence per failure. Nothing is retried here: huggingface_hub already retried what can pass on retry."""
-    offline = (f"Cannot push to {repo_id}: offline mode is on (HF_HUB_OFFLINE=1) and publishing needs the Hub at "
-               f"{constants.ENDPOINT}; unset HF_HUB_OFFLINE to push.")
+    """One sentence per failure. Nothing is retried here: huggingface_hub already retried what can pass on retry.
+    Offline mode is refused before any request (`require_hub_access`), so no request meets `OfflineModeIsEnabled`."""
     require_hub_access(f"push to {repo_id}")
     try:
         with _online_if_loopback():
             yield
-    except OfflineModeIsEnabled as err:
-        raise HubAccessError(offline) from err
     except HfHubHTTPError as err:
         status = err.response.status_code if err.response is not None else None
         detail = f" (server: {err.server_message.strip().splitlines()[0]})" if err.server_message else ""

@@ -3,8 +3,8 @@
 Commands that go through many items (questions, records, requests, images) count the items that produced nothing
 and still write their outputs with those counts. The exit status then says whether the run did its job: 1 ("the
 work failed") when the failed share is above the command's `--max_failure_rate`, or when an LLM request failed for
-good (a rerun sends only those), else 0. Each command documents
-what it counts as a failed item and why its default is what it is (docs/cli.md, "Exit codes").
+good (a rerun sends only those), else 0. Each command documents what it counts as a failed item and why its default
+is what it is (docs/cli.md, "Exit codes").
 """
 
 from __future__ import annotations

@@ -56,17 +56,9 @@ class DemoArguments:
     seed: int = field(default=42, metadata={"help": "Random seed of the model and of training."})
 
 
-def parse_args(argv: list[str] | None = None) -> DemoArguments:
-    (args,) = parse((DemoArguments,), argv, prog="hf-medvlm demo", doc=__doc__, epilog=EPILOG)
-    return args
-
-
-# ------------------------------------------------------------------------------------------------- orchestration
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = parse_args(argv)
+    (args,) = parse((DemoArguments,), argv, prog="hf-medvlm demo", doc=__doc__, epilog=EPILOG)
     if args.hub == "endpoint":
         from ..hub import require_hub_access
 
@@ -135,10 +127,9 @@ def _quiet_libraries() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
-# ------------------------------------------------------------------------------------------------- steps
-
-
 def _build_data(out: Path, args: DemoArguments) -> tuple[Path, dict]:
+    import pyarrow.parquet as pq
+
     from ..data.demo import write_demo_dataset
     from ..testing import save_tiny_base_models
 
@@ -149,16 +140,9 @@ def _build_data(out: Path, args: DemoArguments) -> tuple[Path, dict]:
         vision_config={"hidden_size": width, "intermediate_size": 2 * width, "image_size": 64, "patch_size": 16},
         text_config={"hidden_size": width, "intermediate_size": 2 * width},
     )
-    counts = {}
-    for config in ("alignment", "instruct", "eval"):
-        counts[config] = sum(_parquet_rows(p) for p in (data_dir / config).glob("*.parquet"))
+    counts = {config: sum(pq.ParquetFile(p).metadata.num_rows for p in (data_dir / config).glob("*.parquet"))
+              for config in ("alignment", "instruct", "eval")}
     return data_dir, counts
-
-
-def _parquet_rows(path: Path) -> int:
-    import pyarrow.parquet as pq
-
-    return pq.ParquetFile(path).metadata.num_rows
 
 
 def _common_training(args: DemoArguments, steps: int) -> dict:
@@ -347,12 +331,10 @@ def _what_it_shows(comparison: dict) -> str:
 def _write_model_card(model_dir: Path, args: DemoArguments, out: Path, eval_results: list[dict]) -> None:
     from ..hub import write_model_card
 
-    recipe = out / "recipes" / "stage2.yaml"
     write_model_card(
-        model_dir, repo_id=args.model_repo_id, base_models=[], datasets=[args.dataset_repo_id],
-        licenses={args.dataset_repo_id: "other"}, recipe_path=str(recipe),
-        resolved_config=out / "stage2" / "resolved_config.yaml",
-        eval_results=eval_results,
+        model_dir, repo_id=args.model_repo_id, datasets=[args.dataset_repo_id],
+        licenses={args.dataset_repo_id: "other"}, recipe_path=str(out / "recipes" / "stage2.yaml"),
+        resolved_config=out / "stage2" / "resolved_config.yaml", eval_results=eval_results,
         summary="A small random LlavaMed trained by `hf-medvlm demo` on the embedded demo set: a workflow "
                 "check, not a medical model.",
     )
@@ -388,9 +370,6 @@ def _answer_one_question(model_ref: str, data_dir: Path) -> tuple[str, str, str]
         generated = model.generate(**inputs, max_new_tokens=24, do_sample=False)
     answer = processor.decode(generated[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True).strip()
     return row["question"], answer, row["answer"]
-
-
-# ------------------------------------------------------------------------------------------------- summary
 
 
 class Summary:

@@ -29,11 +29,11 @@ def main(argv: list[str] | None = None) -> int:
     step, parsed = parse_subcommand(SUBCOMMANDS, argv, prog="hf-medvlm filter", doc=__doc__, epilog=EPILOG)
     if step is None:
         return 0
-    run = filter_records if step == "pubmedvision" else train_classifier
-    report = run(*parsed)
-    print(json.dumps(report, indent=2))
-    if step != "pubmedvision":
+    (args,) = parsed
+    if step == "train-classifier":
+        print(json.dumps(train_classifier(args), indent=2))
         return 0
-    args = parsed[0]
+    report = filter_records(args)
+    print(json.dumps(report, indent=2))
     return failure_exit_code("filter", report["failed"]["count"], report["failed"]["of"], args.max_failure_rate,
                              "records", details=f"reasons in {args.output_dir}/dropped.jsonl")

@@ -47,12 +47,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     args, endpoint = parsed
     if method == "select-demos":
-        report = select_demos(args)
-    else:
-        report = run_method(method, args, chat_backend(args, endpoint), concurrency=endpoint.llm_concurrency)
-    print(json.dumps(report, indent=2))
-    if method == "select-demos":
+        print(json.dumps(select_demos(args), indent=2))
         return 0
+    report = run_method(method, args, chat_backend(args, endpoint), concurrency=endpoint.llm_concurrency)
+    print(json.dumps(report, indent=2))
     return failure_exit_code("generate", report["failed"]["count"], report["failed"]["of"], args.max_failure_rate,
                              "records", details=f"counts in {args.output_dir}/report.json",
                              failed_requests=report["requests"]["failed"])

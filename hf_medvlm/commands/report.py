@@ -14,10 +14,6 @@ EPILOG = """examples:
 """
 
 
-def parse_args(argv: list[str] | None = None) -> ReportArguments:
-    (args,) = parse((ReportArguments,), argv, prog="hf-medvlm report", doc=__doc__, epilog=EPILOG)
-    return args
-
-
 def main(argv: list[str] | None = None) -> int:
-    return run_report(parse_args(argv))
+    (args,) = parse((ReportArguments,), argv, prog="hf-medvlm report", doc=__doc__, epilog=EPILOG)
+    return run_report(args)
