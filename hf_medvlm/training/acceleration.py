@@ -1,20 +1,8 @@
 """The GPU throughput keys of the training recipes, resolved once against what this machine has.
 
-Every key is a TRL / transformers one; the only value of ours is `attn_implementation: auto`. What each does here:
-
-| key | on a CUDA machine with the packages | fallback (logged warning) |
-|---|---|---|
-| `attn_implementation: auto` | `flash_attention_2` when flash-attn imports | `sdpa` |
-| `use_liger_kernel` | Liger's RMSNorm / SwiGLU / RoPE kernels on the language model | off without liger-kernel or CUDA |
-| `optim: adamw_torch_fused` | fused AdamW | `adamw_torch` where torch has no fused kernel for the device |
-| `torch_compile` | the model compiled by accelerate (inductor) | off when inductor would need a C++ compiler that is absent |
-| `activation_checkpointing(_kwargs)`, `bf16` | transformers' own | transformers' own (`use_cpu: true` for bf16 without a GPU) |
-
-Liger and the 32k-vocabulary logits: TRL 1.16's `SFTTrainer` computes the loss with its own tiled LM head (only the
-supervised positions, never the full `(batch, length, vocab)` logits) and refuses Liger's fused linear cross-entropy,
-which would replace that forward. It also hands `use_liger_kernel` to transformers, which looks the kernels up by the
-top-level `model_type`, and Liger knows no `llava_med`, so nothing would be applied. `apply_liger_kernels` therefore
-patches the language model by its own `model_type` (`mistral`, `llama`), with the loss kernels off.
+Every key is a TRL / transformers one; the only value of ours is `attn_implementation: auto`. What each key does here,
+its logged fallback, and why Liger's kernels are applied to the language model by its own `model_type` with the loss
+kernels off (TRL's tiled LM head never builds the full logits; Liger knows no `llava_med`): docs/scaling.md, section 9.
 """
 
 from __future__ import annotations

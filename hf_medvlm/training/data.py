@@ -13,25 +13,23 @@ __all__ = ["load_training_data", "check_training_schema", "check_sources"]
 
 logger = logging.getLogger(__name__)
 
-REQUIRED_COLUMNS = ("messages",)
-
 
 def check_sources(script_args, mixture_args, model_args, stage_args) -> None:
     """Every dataset and model the run reads is a local path or a readable Hub repo, checked in one request each before
     anything loads: a typo, a 404 or offline mode is one sentence at once (exit 2), not minutes of retries."""
     from ..hub import check_source
 
-    datasets_ = [(d.path, "datasets[].path") for d in mixture_args.datasets or []]
-    if not datasets_ and script_args.dataset_name:
-        datasets_ = [(script_args.dataset_name, "dataset_name")]
-    for name, what in datasets_:
-        check_source(name, "dataset", what=what)
-    models = [(model_args.model_name_or_path, "model_name_or_path", model_args.model_revision),
-              (stage_args.vision_model_name_or_path, "vision_model_name_or_path", None),
-              (stage_args.text_model_name_or_path, "text_model_name_or_path", None)]
-    for name, what, revision in models:
-        if name and not (what == "model_name_or_path" and stage_args.vision_model_name_or_path):
-            check_source(name, "model", what=what, revision=revision)
+    for dataset in mixture_args.datasets or []:
+        check_source(dataset.path, "dataset", what="datasets[].path")
+    if not mixture_args.datasets and script_args.dataset_name:
+        check_source(script_args.dataset_name, "dataset", what="dataset_name")
+    if stage_args.vision_model_name_or_path:  # the fresh model replaces model_name_or_path
+        check_source(stage_args.vision_model_name_or_path, "model", what="vision_model_name_or_path")
+    elif model_args.model_name_or_path:
+        check_source(model_args.model_name_or_path, "model", what="model_name_or_path",
+                     revision=model_args.model_revision)
+    if stage_args.text_model_name_or_path:
+        check_source(stage_args.text_model_name_or_path, "model", what="text_model_name_or_path")
 
 
 def load_training_data(script_args, mixture_args) -> tuple[datasets.Dataset, datasets.Dataset | None]:
@@ -54,12 +52,9 @@ def load_training_data(script_args, mixture_args) -> tuple[datasets.Dataset, dat
 
 def check_training_schema(dataset: datasets.Dataset, source: str) -> None:
     """Fail early, naming the column, when `dataset` is not in the training schema (docs/development.md)."""
-    missing = [c for c in REQUIRED_COLUMNS if c not in dataset.column_names]
-    if missing:
-        raise ValueError(
-            f"training data {source} lacks column(s) {missing}; expected `images` + `messages` "
-            f"(found {dataset.column_names})"
-        )
+    if "messages" not in dataset.column_names:
+        raise ValueError(f"training data {source} lacks column(s) ['messages']; expected `images` + `messages` "
+                         f"(found {dataset.column_names})")
     if "images" not in dataset.column_names and "image" not in dataset.column_names:
         raise ValueError(f"training data {source} has no `images` column; vision training needs one (may be empty)")
     if len(dataset) == 0:

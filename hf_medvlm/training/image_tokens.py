@@ -38,7 +38,10 @@ class ImageExpansion:
     def __init__(self, processor):
         self.processor = processor
         self.tokenizer = processor.tokenizer
-        self.placeholder = _placeholder(processor)
+        self.placeholder = getattr(processor, "image_token", None)
+        if not self.placeholder:
+            raise ValueError(f"{type(processor).__name__} names no image placeholder (processor.image_token), so the "
+                             "length of its rows cannot be measured")
         probes = {size: self._expand(size) for size in PROBE_SIZES}
         self.fixed = len(set(probes.values())) == 1
         self._fixed_ids = probes[PROBE_SIZES[0]] if self.fixed else None
@@ -129,14 +132,6 @@ class ImageExpansion:
         return self._texts[ids]
 
 
-def _placeholder(processor) -> str:
-    token = getattr(processor, "image_token", None)
-    if not token:
-        raise ValueError(f"{type(processor).__name__} names no image placeholder (processor.image_token), so the "
-                         "length of its rows cannot be measured")
-    return token
-
-
 def image_size(image: dict) -> tuple[int, int]:
     """(height, width) of an undecoded `datasets.Image` value (`{"bytes", "path"}`), from its header only.
 
@@ -146,13 +141,8 @@ def image_size(image: dict) -> tuple[int, int]:
     source = io.BytesIO(image["bytes"]) if image.get("bytes") else image["path"]
     with Image.open(source) as opened:
         width, height = opened.size
-        exif = opened.info.get("exif")
-    if exif and _orientation(exif) in _ROTATED:
+        exif = Image.Exif()
+        exif.load(opened.info.get("exif") or b"")
+    if exif.get(_EXIF_ORIENTATION) in _ROTATED:
         width, height = height, width
     return height, width
-
-
-def _orientation(exif: bytes):
-    parsed = Image.Exif()
-    parsed.load(exif)
-    return parsed.get(_EXIF_ORIENTATION)

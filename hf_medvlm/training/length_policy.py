@@ -1,24 +1,13 @@
 """Fit training rows to `max_length` before training starts, counting image placeholders as the processor expands them.
 
-TRL's vision collator tokenises on the fly with `truncation=True, max_length`. A row longer than that either loses
-image placeholders, and the processor raises "Mismatch in `image` token count" from the data loader at whichever step
-draws the row (a crash mid-epoch), or loses the end of its answer and its EOS without a word. At 336 px / patch 14 an
-image is 576 tokens, so a PubMedVision row with 4 of its up to 29 images cannot fit 2048 at all.
-
-This module measures every row once, as the collator will build it (chat template rendered, each image placeholder
-expanded as the processor expands it: `image_tokens.ImageExpansion`, which also covers processors whose count depends
-on the image size, such as Qwen2-VL's and Idefics3's), and decides before the first step what happens to rows that do
-not fit:
-
-- `skip`: the row is left out.
-- `trim_rounds`: the conversation keeps its leading user/assistant rounds, with exactly their images, as far as they
-  fit; a row whose first round alone does not fit is left out. The rest is a real, shorter conversation.
-- `error`: training does not start; the rows are named.
-
-Images are never removed from a round on their own: a multi-image answer refers to its images by position ("Image
-B", "the second image"), so it would then describe images the model was not shown. For the same reason a row is never
-split into several rows: later rounds ask about images and answers of earlier ones. Every row left out or trimmed is
-counted in a `LengthReport`, which is logged and stored in the trainer state.
+TRL's collator truncates on the fly: a row too long loses image placeholders (a "Mismatch in `image` token count"
+crash at whichever step draws it) or, silently, the end of its answer and its EOS. So every row is measured once as
+the collator will build it (`image_tokens.ImageExpansion`), and before the first step a row that does not fit is
+left out (`skip`), cut to its leading whole user/assistant rounds that fit, with exactly their images (`trim_rounds`;
+left out if its first round alone does not fit), or named in an error (`error`). Images are never removed from a round
+and a row is never split, since answers and later rounds refer to images by position (docs/training.md, "Rows longer
+than `max_length`"). Every row left out or trimmed is counted in a `LengthReport`, logged and stored in the trainer
+state.
 """
 
 from __future__ import annotations
@@ -228,10 +217,6 @@ def _round_ends(messages: list[dict]) -> list[int]:
             if m["role"] == "assistant" and (i + 1 == len(messages) or messages[i + 1]["role"] != "assistant")]
 
 
-def _image_blocks(messages: list[dict]) -> int:
-    return sum(block["type"] == "image" for m in messages for block in m["content"])
-
-
 def _trim_rows(dataset, over: list[int], counts: list[int], processor, expansion,
                limits: _Limits) -> dict[int, _Trim]:
     # A single `image` column cannot lose its image: only prefixes that keep it count.
@@ -261,7 +246,7 @@ def _trim(messages: list[dict], images, expansion, processor, limits: _Limits, k
         ends = ends[:-1]  # the whole conversation is what did not fit
     for rounds in range(len(ends), 0, -1):
         end = ends[rounds - 1]
-        kept = _image_blocks(prepared[:end])
+        kept = sum(block["type"] == "image" for m in prepared[:end] for block in m["content"])
         if keep_all and kept != num_images:
             return None
         kept_images = kept if isinstance(images, int) else images[:kept]
@@ -315,15 +300,13 @@ def _apply_trims(dataset: datasets.Dataset, trims: dict[int, _Trim]) -> datasets
     """The trimmed rows (in index order) as a dataset with `dataset`'s features; images are copied, never decoded."""
     indices = sorted(trims)
     subset = dataset.select(indices)
-    features = subset.features
-    raw = datasets.Features({name: _without_decoding(f) for name, f in features.items()})
-    subset = subset.cast(raw)
+    raw = _undecoded(subset)
 
     def trim(row, j):
         t = trims[indices[j]]
         return {"messages": t.messages, **({"images": row["images"][: t.num_images]} if "images" in row else {})}
 
-    return subset.map(trim, with_indices=True, features=raw, desc="Trimming rounds").cast(features)
+    return raw.map(trim, with_indices=True, features=raw.features, desc="Trimming rounds").cast(subset.features)
 
 
 def _without_decoding(feature):

@@ -32,15 +32,9 @@ _PROJECTOR_WORDS = ("merger", "projector", "connector")
 class ModelParts:
     """Module paths (as in `named_modules()`) of each part. The projector may lie inside the vision tower."""
 
-    model_class: str
     vision_tower: tuple[str, ...]
     multi_modal_projector: tuple[str, ...]
-    language_model: tuple[str, ...]
-
-    def paths(self, part: str) -> tuple[str, ...]:
-        if part not in PART_NAMES:
-            raise ValueError(f"unknown part {part!r}; choose from {list(PART_NAMES)}")
-        return getattr(self, part)
+    language_model: tuple[str, ...]  # the decoder, then the LM head (kept out of LoRA and quantisation) if any
 
     def part_of(self, name: str) -> str | None:
         """The part a parameter or module name belongs to (the projector wins over the tower that contains it).
@@ -48,14 +42,9 @@ class ModelParts:
         `name` may carry a wrapper's prefix (PEFT's `base_model.model.`) or suffix (`.modules_to_save.default`).
         """
         for part in ("multi_modal_projector", "vision_tower", "language_model"):
-            if any(_within(name, path) for path in self.paths(part)):
+            if any(_within(name, path) for path in getattr(self, part)):
                 return part
         return None
-
-    @property
-    def head(self) -> str | None:
-        """The LM head's path, kept out of LoRA and quantisation."""
-        return next((p for p in self.language_model[1:]), None)
 
 
 def _within(name: str, path: str) -> bool:
@@ -85,7 +74,7 @@ def resolve_parts(model: nn.Module) -> ModelParts:
             f"language model {language} holds parameters, and no child of the encoder is named like a projector "
             f"({_children(base.get_submodule(vision))}, looked for {list(_PROJECTOR_WORDS)})"
         )
-    return ModelParts(cls, (vision,), tuple(projector), language)
+    return ModelParts((vision,), tuple(projector), language)
 
 
 def _module_path(base: nn.Module, names: dict[int, str], module) -> str | None:

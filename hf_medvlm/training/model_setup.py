@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections import Counter
 
 import torch
 from torch import nn
@@ -61,8 +62,11 @@ def load_model_and_processor(model_args, stage_args, *, quantization_config=None
     elif checkpoint_family(model_args, trust_remote_code) != "llava_med":
         return _from_any_checkpoint(model_args, stage_args.processor_kwargs, dtype, quantization_config, device_map,
                                     trust_remote_code)
-    else:
-        model, processor = _from_checkpoint(model_args, dtype, quantization_config, device_map)
+    else:  # a stock Llava checkpoint loads into LlavaMed unchanged: same modules, and its weight layout is registered
+        path = model_args.model_name_or_path
+        load_kwargs = _load_kwargs(model_args, dtype, quantization_config, device_map)
+        model = llava_med.LlavaMedForConditionalGeneration.from_pretrained(path, **load_kwargs)
+        processor = llava_med.LlavaMedProcessor.from_pretrained(path, revision=model_args.model_revision)
     from ..models.llava_med.processing_llava_med import stop_strings_for_template
 
     processor.chat_template = llava_med.load_chat_template(stage_args.chat_template_name)
@@ -145,16 +149,6 @@ def _resolve_dtype(dtype):
 
 
 # ------------------------------------------------------------------------------------------------------- LlavaMed
-def _from_checkpoint(model_args, dtype, quantization_config, device_map):
-    path = model_args.model_name_or_path
-    # A stock Llava checkpoint loads into LlavaMed unchanged: same modules, and the Llava weight layout is registered.
-    model = llava_med.LlavaMedForConditionalGeneration.from_pretrained(
-        path, **_load_kwargs(model_args, dtype, quantization_config, device_map)
-    )
-    processor = llava_med.LlavaMedProcessor.from_pretrained(path, revision=model_args.model_revision)
-    return model, processor
-
-
 def _from_vision_and_text(stage_args, dtype):
     from ..models.llava_med.original_checkpoint import V1_IMAGE_END, V1_IMAGE_START
 
@@ -216,10 +210,10 @@ def freeze_modules(model: nn.Module, names: list[str]) -> None:
     parts = resolve_parts(model)
     model.requires_grad_(True)
     for name in names:
-        for path in parts.paths(name):
+        for path in getattr(parts, name):
             _set_trainable(model, path, False)
     for name in set(FREEZABLE_MODULES) - set(names):  # nested parts: undo what freezing the enclosing part did
-        for path in parts.paths(name):
+        for path in getattr(parts, name):
             _set_trainable(model, path, True)
     if not any(p.requires_grad for p in model.parameters()):
         raise ValueError(f"freeze_modules={names} freezes every parameter; nothing would be trained")
@@ -278,7 +272,7 @@ def _names_frozen_part(model: nn.Module, parts, name: str) -> bool:
     """Whether `name` (PEFT matches module names by suffix) names the vision tower or the LM head."""
     matched = [n for n, _ in model.named_modules() if n == name or n.endswith("." + name)]
     return name in ("vision_tower", "lm_head") or any(
-        n == parts.head or parts.part_of(n) == "vision_tower" for n in matched
+        n in parts.language_model[1:] or parts.part_of(n) == "vision_tower" for n in matched
     )
 
 
@@ -318,9 +312,8 @@ def check_quantization_supported(model_args) -> None:
 def trainable_parameter_report(model: nn.Module) -> dict[str, int]:
     """Trainable parameter count per part (vision_tower, multi_modal_projector, language_model, other)."""
     parts = resolve_parts(model)
-    report: dict[str, int] = {}
+    report = Counter()
     for name, param in model.named_parameters():
         if param.requires_grad:
-            part = parts.part_of(name) or "other"
-            report[part] = report.get(part, 0) + param.numel()
-    return report
+            report[parts.part_of(name) or "other"] += param.numel()
+    return dict(report)

@@ -86,13 +86,14 @@ def clean_output_dir(output_dir: str | Path, resume_from_checkpoint: str | bool 
                                 f"kill cut off is removed); the latest complete checkpoint there is {latest}")
 
 
-def finish_run(trainer, output_dir: str, config: dict, *, base_models, datasets, recipe_path, push_to_hub: bool,
-               hub_model_id: str | None, hub_private: bool | None, hub_revision: str | None) -> str | None:
-    """Write the resolved config and model card into `output_dir`; push it when asked. Returns the pushed URL."""
-    write_resolved_config(output_dir, config)
+def finish_run(trainer, config: dict, *, base_models, datasets, recipe_path, push_to_hub: bool) -> str | None:
+    """Write the resolved config and model card into the run's `output_dir`; push it to its `hub_model_id` (and
+    `hub_revision`, `hub_private_repo`) when asked. Returns the pushed URL."""
+    args = trainer.args
+    write_resolved_config(args.output_dir, config)
     write_model_card(
-        output_dir,
-        repo_id=hub_model_id,
+        args.output_dir,
+        repo_id=args.hub_model_id,
         base_models=tuple(base_models),
         datasets=tuple(datasets),
         recipe_path=recipe_path,
@@ -102,9 +103,9 @@ def finish_run(trainer, output_dir: str, config: dict, *, base_models, datasets,
     )
     if not push_to_hub:
         return None
-    if not hub_model_id:
+    if not args.hub_model_id:
         raise ValueError("push_to_hub is set but hub_model_id is empty; name the target repo (user/name)")
-    url = push_model(output_dir, hub_model_id, revision=hub_revision, private=hub_private,
+    url = push_model(args.output_dir, args.hub_model_id, revision=args.hub_revision, private=args.hub_private_repo,
                      commit_message=f"hf-medvlm train: {config.get('stage')} stage")
-    logger.info("Pushed %s to %s", output_dir, url)
+    logger.info("Pushed %s to %s", args.output_dir, url)
     return url

@@ -228,9 +228,9 @@ def build_trainer(script_args, mixture_args, training_args, model_args, stage_ar
     if not stage_args.vision_model_name_or_path:
         fit_stage_to_family(stage_args, checkpoint_family(model_args, training_args.trust_remote_code))
     train_dataset, eval_dataset = load_training_data(script_args, mixture_args)
-    quantization_config = _quantization_config(model_args, training_args.trust_remote_code)
+    quantization_config, device_map = _quantization(model_args, training_args.trust_remote_code)
     model, processor = load_model_and_processor(
-        model_args, stage_args, quantization_config=quantization_config, device_map=_device_map(quantization_config),
+        model_args, stage_args, quantization_config=quantization_config, device_map=device_map,
         trust_remote_code=training_args.trust_remote_code,
     )
     peft_config = lora_config_for(model, model_args) if model_args.use_peft else None
@@ -286,21 +286,19 @@ def run_sft(script_args, mixture_args, training_args, model_args, stage_args, re
     config = resolved_config(script_args, mixture_args, training_args, model_args, stage_args)
     push_to_hub, training_args.push_to_hub = training_args.push_to_hub, False  # pushed by finish_run instead
     trainer = build_trainer(script_args, mixture_args, training_args, model_args, stage_args, config)
-    processor = trainer.processing_class
     if trainer.is_world_process_zero():
         write_resolved_config(training_args.output_dir, config)
     _train(trainer, training_args.resume_from_checkpoint)
     trainer.save_model(training_args.output_dir)
     trainer.save_state()
     if trainer.is_world_process_zero():
-        processor.save_pretrained(training_args.output_dir)
+        trainer.processing_class.save_pretrained(training_args.output_dir)
         finish_run(
-            trainer, training_args.output_dir, config,
+            trainer, config,
             base_models=[m for m in (model_args.model_name_or_path, stage_args.vision_model_name_or_path,
                                      stage_args.text_model_name_or_path) if m],
             datasets=[d.path for d in mixture_args.datasets] or [script_args.dataset_name],
-            recipe_path=recipe_path, push_to_hub=push_to_hub, hub_model_id=training_args.hub_model_id,
-            hub_private=training_args.hub_private_repo, hub_revision=training_args.hub_revision,
+            recipe_path=recipe_path, push_to_hub=push_to_hub,
         )
 
 
@@ -329,18 +327,14 @@ def _train(trainer, resume_from_checkpoint):
         trainer.remove_callback(callback)
 
 
-def _quantization_config(model_args, trust_remote_code: bool):
+def _quantization(model_args, trust_remote_code: bool) -> tuple:
+    """TRL's quantization config (QLoRA) and the device map it needs, or `(None, None)`."""
     config = get_quantization_config(model_args)
-    if config is not None:
-        # The tower, projector and head stay in full precision, as in LLaVA's QLoRA (llm_int8_skip_modules).
-        config.llm_int8_skip_modules = quantization_skip_modules(model_args, trust_remote_code)
-    return config
-
-
-def _device_map(quantization_config):
-    if quantization_config is None:
-        return None
+    if config is None:
+        return None, None
     from accelerate import PartialState
 
-    return {"": PartialState().local_process_index}
+    # The tower, projector and head stay in full precision, as in LLaVA's QLoRA (llm_int8_skip_modules).
+    config.llm_int8_skip_modules = quantization_skip_modules(model_args, trust_remote_code)
+    return config, {"": PartialState().local_process_index}
 

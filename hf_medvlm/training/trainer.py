@@ -22,10 +22,6 @@ logger = logging.getLogger(__name__)
 INCOMPLETE = "incomplete"  # kind of the marker inside a checkpoint folder being written
 
 
-def is_peft_model(model) -> bool:
-    return isinstance(model, PeftModel)
-
-
 class MedVLMSFTTrainer(SFTTrainer):
     """`SFTTrainer` plus two LLaVA-1.5 training options TRL lacks, and Liger kernels that reach a LlavaMed.
 
@@ -91,7 +87,7 @@ class MedVLMSFTTrainer(SFTTrainer):
         # on-disk Llava layout (`language_model.model.*`): every LM tensor would be silently skipped. Load through
         # `from_pretrained`, which applies the layout conversion, and insist that every tensor matches.
         target = self.model if model is None else model
-        if is_peft_model(target) or self.is_fsdp_enabled or self.is_deepspeed_enabled:
+        if isinstance(target, PeftModel) or self.is_fsdp_enabled or self.is_deepspeed_enabled:
             return super()._load_from_checkpoint(resume_from_checkpoint, model)
         reloaded = type(target).from_pretrained(resume_from_checkpoint, dtype=target.dtype)
         target.load_state_dict(reloaded.state_dict(), strict=True)

@@ -87,9 +87,6 @@ class LlavaMedConfig(LlavaConfig):
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
         # Checked here rather than through `@strict` validators so that users get a plain ValueError.
-        self._validate_llava_med()
-
-    def _validate_llava_med(self):
         if self.projector_type not in PROJECTOR_TYPES:
             raise ValueError(f"projector_type must be one of {PROJECTOR_TYPES}, got {self.projector_type!r}")
         if self.image_aspect_mode not in IMAGE_ASPECT_MODES:
@@ -99,10 +96,6 @@ class LlavaMedConfig(LlavaConfig):
                 "vision_feature_select_strategy must be 'default' (patch tokens) or 'full' (CLS included), "
                 f"got {self.vision_feature_select_strategy!r}"
             )
-        self._validate_feature_layer()
-        self._validate_image_token()
-
-    def _validate_feature_layer(self):
         num_layers = self.vision_config.num_hidden_layers
         # hidden_states has num_layers + 1 entries (embeddings first), so valid indices are [-(n+1), n].
         layers = [self.vision_feature_layer] if isinstance(self.vision_feature_layer, int) else self.vision_feature_layer
@@ -114,8 +107,6 @@ class LlavaMedConfig(LlavaConfig):
                 )
         if self.projector_type == "linear" and not isinstance(self.vision_feature_layer, int):
             raise ValueError("projector_type 'linear' (LLaVA-Med v1.0) takes a single vision_feature_layer, not a list")
-
-    def _validate_image_token(self):
         vocab_size = self.text_config.vocab_size
         if not 0 <= self.image_token_index < vocab_size:
             raise ValueError(

@@ -31,8 +31,7 @@ from transformers.core_model_loading import revert_weight_conversion
 from transformers.dynamic_module_utils import custom_object_save
 from transformers.utils import SAFE_WEIGHTS_INDEX_NAME
 
-from ... import files
-from ...files import temporary_path
+from ...files import remove_stale_temporaries, temporary_path
 from .configuration_llava_med import LlavaMedConfig
 from .modeling_llava_med import LlavaMedForConditionalGeneration, mean_rows
 from .original_checkpoint import (
@@ -83,31 +82,27 @@ class CheckpointReader:
                 return weight_map
         for single in ("model.safetensors", "pytorch_model.bin"):
             if (self.directory / single).is_file():
-                return {key: single for key in self._keys(single)}
+                return {key: single for key in self._read(single)}
         raise FileNotFoundError(f"{self.directory}: no model.safetensors(.index.json) or pytorch_model.bin(.index.json)")
 
-    def _keys(self, shard: str) -> list[str]:
+    def _read(self, shard: str, key: str | None = None):
+        """The keys of `shard`, or its tensor `key`; an unreadable file is one sentence naming it."""
         path = self.directory / shard
         try:
             if shard.endswith(".safetensors"):
                 with safe_open(str(path), framework="pt") as handle:
-                    return list(handle.keys())
-            return list(torch.load(path, map_location="cpu", mmap=True, weights_only=True))
+                    return list(handle.keys()) if key is None else handle.get_tensor(key)
+            state = torch.load(path, map_location="cpu", mmap=True, weights_only=True)
+            return list(state) if key is None else state[key]
         except Exception as err:  # noqa: BLE001 - one sentence naming the file
-            raise ValueError(f"{path}: cannot read this checkpoint file (truncated or corrupt?): {err}") from err
+            what = "this checkpoint file" if key is None else f"tensor {key!r}"
+            raise ValueError(f"{path}: cannot read {what} (truncated or corrupt?): {err}") from err
 
     def keys(self) -> list[str]:
         return list(self.weight_map)
 
     def get(self, key: str) -> torch.Tensor:
-        path = self.directory / self.weight_map[key]
-        try:
-            if path.suffix == ".safetensors":
-                with safe_open(str(path), framework="pt") as handle:
-                    return handle.get_tensor(key)
-            return torch.load(path, map_location="cpu", mmap=True, weights_only=True)[key]
-        except Exception as err:  # noqa: BLE001
-            raise ValueError(f"{path}: cannot read tensor {key!r} (truncated or corrupt?): {err}") from err
+        return self._read(self.weight_map[key], key)
 
     def source(self, key: str) -> Source:
         tensor = self.get(key)  # memory-mapped: shape and dtype without reading the data
@@ -165,14 +160,12 @@ def attach_base(plan: dict[str, Source], base: CheckpointReader, ignored: list[s
 
 def _check_delta_shape(source: Source) -> None:
     delta_shape, base_shape = source.shape, source.base.shape
-    if delta_shape == base_shape:
-        return
-    if len(delta_shape) == 2 and delta_shape[1:] == base_shape[1:] and delta_shape[0] > base_shape[0]:
-        return  # the delta's vocabulary extends the base's
-    raise ValueError(
-        f"delta/base mismatch for {source.key!r}: {source.name} has shape {list(delta_shape)} but {source.base.name} "
-        f"has {list(base_shape)} (different vocabulary or model size?)"
-    )
+    extends_vocab = len(delta_shape) == 2 and delta_shape[1:] == base_shape[1:] and delta_shape[0] > base_shape[0]
+    if delta_shape != base_shape and not extends_vocab:
+        raise ValueError(
+            f"delta/base mismatch for {source.key!r}: {source.name} has shape {list(delta_shape)} but "
+            f"{source.base.name} has {list(base_shape)} (different vocabulary or model size?)"
+        )
 
 
 def check_plan(plan: dict[str, Source], expected: dict[str, tuple[int, ...]]) -> None:
@@ -295,35 +288,27 @@ def save_side_files(folder: Path, args: ConvertArguments, config: LlavaMedConfig
         stop_strings=stop_strings_for_template(processor.chat_template),
     )
     generation.save_pretrained(folder)
-    if args.to == "llava":
-        stock = LlavaConfig(**{k: v for k, v in config.to_dict().items() if k in _LLAVA_FIELDS})
-        stock.dtype = dtype_name
-        stock.architectures = ["LlavaForConditionalGeneration"]
-        stock.save_pretrained(folder)
-        LlavaProcessor(
+    saved_config, saved_processor, stock = config, processor, args.to == "llava"
+    if stock:
+        saved_config = LlavaConfig(**{k: v for k, v in config.to_dict().items() if k in _LLAVA_FIELDS})
+        saved_processor = LlavaProcessor(
             image_processor=processor.image_processor, tokenizer=processor.tokenizer, patch_size=processor.patch_size,
             vision_feature_select_strategy=processor.vision_feature_select_strategy,
             chat_template=processor.chat_template, num_additional_image_tokens=processor.num_additional_image_tokens,
-        ).save_pretrained(folder)
-        _keep_tokenizer_json_verbatim(folder)
-        return
-    config.dtype = dtype_name
-    config.architectures = ["LlavaMedForConditionalGeneration"]
-    config.save_pretrained(folder)
-    processor.save_pretrained(folder)
-    _keep_tokenizer_json_verbatim(folder)
-    # Remote code, so the checkpoint loads with trust_remote_code=True where hf_medvlm is not installed.
-    with torch.device("meta"):
-        custom_object_save(LlavaMedForConditionalGeneration(config), folder, config=config)
-
-
-def _keep_tokenizer_json_verbatim(folder: Path) -> None:
+        )
+    saved_config.dtype = dtype_name
+    saved_config.architectures = ["LlavaForConditionalGeneration" if stock else "LlavaMedForConditionalGeneration"]
+    saved_config.save_pretrained(folder)
+    saved_processor.save_pretrained(folder)
     # LlamaTokenizer rebuilds its pre-tokenizer on load and would undo `match_original_chunking`; the generic fast
     # class loads tokenizer.json exactly as written, so the saved checkpoint tokenises like the original.
-    path = folder / "tokenizer_config.json"
-    config = json.loads(path.read_text())
-    config["tokenizer_class"] = "PreTrainedTokenizerFast"
-    path.write_text(json.dumps(config, indent=2, ensure_ascii=False))
+    tokenizer_config = json.loads((folder / "tokenizer_config.json").read_text())
+    tokenizer_config["tokenizer_class"] = "PreTrainedTokenizerFast"
+    (folder / "tokenizer_config.json").write_text(json.dumps(tokenizer_config, indent=2, ensure_ascii=False))
+    if not stock:
+        # Remote code, so the checkpoint loads with trust_remote_code=True where hf_medvlm is not installed.
+        with torch.device("meta"):
+            custom_object_save(LlavaMedForConditionalGeneration(config), folder, config=config)
 
 
 _LLAVA_FIELDS = (
@@ -332,23 +317,13 @@ _LLAVA_FIELDS = (
 )
 
 
-def _temporary(output: Path, kind: str) -> Path:
-    # Host and pid in the name let a rerun prove a leftover is ours and that its writer is dead.
-    return temporary_path(output, kind)
-
-
-def remove_stale_temporaries(output: Path) -> list[Path]:
-    """Delete this host's `.{name}.tmp-*` / `.{name}.old-*` folders of `output` whose writing process is dead."""
-    return files.remove_stale_temporaries(output, kinds="tmp|old")
-
-
 def _finalize(tmp: Path, output: Path, overwrite: bool) -> None:
     if not output.exists():
         os.replace(tmp, output)
         return
     if not overwrite:
         raise FileExistsError(f"{output}: already exists (pass --overwrite to replace it)")
-    old = _temporary(output, "old")
+    old = temporary_path(output, "old")
     os.replace(output, old)  # the old output disappears whole, never half-deleted under its real name
     os.replace(tmp, output)
     shutil.rmtree(old)
@@ -366,8 +341,8 @@ def convert(args: ConvertArguments) -> dict:
     plan, ignored = build_plan(args, config)
     dtype = DTYPES.get(args.dtype)
     output.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(output)
-    tmp = _temporary(output, "tmp")
+    remove_stale_temporaries(output)  # host and pid in the names prove a leftover ours and its writer dead
+    tmp = temporary_path(output, "tmp")
     tmp.mkdir()
     try:
         total = write_shards(tmp, plan, dtype, args.max_shard_size)

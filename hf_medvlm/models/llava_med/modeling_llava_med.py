@@ -37,12 +37,8 @@ def register_llava_weight_layout() -> None:
     `LlavaMedModel` rule (stock `LlavaModel`'s) saving would write `language_model.*` instead of
     `language_model.model.*`. Idempotent.
     """
-    register_checkpoint_conversion_mapping(
-        LlavaMedConfig.model_type, get_checkpoint_conversion_mapping("llava"), overwrite=True
-    )
-    register_checkpoint_conversion_mapping(
-        "LlavaMedModel", get_checkpoint_conversion_mapping("LlavaModel"), overwrite=True
-    )
+    for ours, stock in ((LlavaMedConfig.model_type, "llava"), ("LlavaMedModel", "LlavaModel")):
+        register_checkpoint_conversion_mapping(ours, get_checkpoint_conversion_mapping(stock), overwrite=True)
 
 
 class LlavaMedLinearProjector(nn.Module):
@@ -56,13 +52,6 @@ class LlavaMedLinearProjector(nn.Module):
 
     def forward(self, image_features: torch.Tensor) -> torch.Tensor:
         return self.linear_1(image_features)
-
-
-def build_projector(config: LlavaMedConfig) -> nn.Module:
-    if config.projector_type == "linear":
-        return LlavaMedLinearProjector(config)
-    # `mlp2x_gelu` is exactly Llava's projector, which keeps `--to llava` exports key-compatible.
-    return LlavaMultiModalProjector(config)
 
 
 class LlavaMedPreTrainedModel(LlavaPreTrainedModel):
@@ -87,7 +76,9 @@ class LlavaMedModel(LlavaMedPreTrainedModel, LlavaModel):
     def __init__(self, config: LlavaMedConfig):
         LlavaPreTrainedModel.__init__(self, config)
         self.vision_tower = AutoModel.from_config(config.vision_config)
-        self.multi_modal_projector = build_projector(config)
+        # `mlp2x_gelu` is exactly Llava's projector, which keeps `--to llava` exports key-compatible.
+        linear = config.projector_type == "linear"
+        self.multi_modal_projector = LlavaMedLinearProjector(config) if linear else LlavaMultiModalProjector(config)
         self.language_model = AutoModel.from_config(config.text_config)
         self.post_init()
 
@@ -151,10 +142,14 @@ def _fit_vocab_to_tokenizer(lm: nn.Module, tokenizer, config_kwargs: dict) -> No
     image_id = tokenizer.convert_tokens_to_ids(image_token)
     if image_id is None or image_id == tokenizer.unk_token_id:
         raise ValueError(f"the tokenizer has no {image_token!r} token; build it with LlavaMedProcessor first")
-    grow_vocab(lm, -(-len(tokenizer) // 64) * 64)
+    grow_vocab(lm, padded_vocab_size(len(tokenizer)))
     config_kwargs.setdefault("image_token_index", image_id)
     if tokenizer.pad_token_id is not None:
         lm.config.pad_token_id = tokenizer.pad_token_id
+
+
+def padded_vocab_size(n: int, multiple: int = 64) -> int:
+    return -(-n // multiple) * multiple
 
 
 @torch.no_grad()

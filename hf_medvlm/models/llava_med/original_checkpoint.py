@@ -20,7 +20,7 @@ from transformers.utils import cached_file
 
 from .configuration_llava_med import LlavaMedConfig
 from .configuration_llava_mistral import LlavaMedOriginalConfig
-from .modeling_llava_med import LlavaMedForConditionalGeneration, _load_vision_encoder, grow_vocab
+from .modeling_llava_med import LlavaMedForConditionalGeneration, _load_vision_encoder, grow_vocab, padded_vocab_size
 from .processing_llava_med import IMAGE_TOKEN, PAD_TOKEN, LlavaMedProcessor, add_image_and_pad_tokens
 
 __all__ = [
@@ -77,10 +77,6 @@ def rename_original_key(key: str) -> str:
     return apply_renamings(key, renamings)
 
 
-def padded_vocab_size(n: int, multiple: int = 64) -> int:
-    return -(-n // multiple) * multiple
-
-
 # --------------------------------------------------------------------------------------------- config mapping
 
 
@@ -118,13 +114,6 @@ _TEXT_FIELDS = (
 )
 
 
-def _projector_type(original: dict) -> str:
-    kind = original.get("mm_projector_type", "linear")
-    if kind not in ("linear", "mlp2x_gelu"):
-        raise ValueError(f"mm_projector_type {kind!r} is not supported (LLaVA-Med uses 'mlp2x_gelu' or 'linear')")
-    return kind
-
-
 def llava_med_config_from_original(
     original: dict, added_tokens: dict[str, int], bos_token_id: int, eos_token_id: int, pad_token_id: int,
     vision_tower: str | None = None,
@@ -147,9 +136,12 @@ def llava_med_config_from_original(
     select = original.get("mm_vision_select_feature", "patch")
     if select not in ("patch", "cls_patch"):
         raise ValueError(f"mm_vision_select_feature {select!r} is not supported (expected 'patch' or 'cls_patch')")
+    projector = original.get("mm_projector_type", "linear")
+    if projector not in ("linear", "mlp2x_gelu"):
+        raise ValueError(f"mm_projector_type {projector!r} is not supported (LLaVA-Med uses 'mlp2x_gelu' or 'linear')")
     return dict(
         vision_config=vision, text_config=text, image_token_index=added_tokens[IMAGE_TOKEN],
-        projector_type=_projector_type(original), vision_feature_layer=original.get("mm_vision_select_layer", -2),
+        projector_type=projector, vision_feature_layer=original.get("mm_vision_select_layer", -2),
         vision_feature_select_strategy="default" if select == "patch" else "full",
         image_aspect_mode="pad" if original.get("image_aspect_ratio") == "pad" else "none",
         image_seq_length=(vision["image_size"] // vision["patch_size"]) ** 2, added_tokens=dict(added_tokens),
@@ -230,13 +222,6 @@ def _conventional_added_tokens(original: dict) -> dict[str, int]:
     return {IMAGE_TOKEN: vocab, PAD_TOKEN: vocab + 1}
 
 
-def as_llava_med_config(config: LlavaMedConfig) -> LlavaMedConfig:
-    data = config.to_dict()
-    data.pop("model_type", None)
-    data.pop("auto_map", None)
-    return LlavaMedConfig(**data)
-
-
 class LlavaMedOriginalForConditionalGeneration(LlavaMedForConditionalGeneration):
     """Loader for original v1.5 directories: returns a plain `LlavaMedForConditionalGeneration`.
 
@@ -252,7 +237,7 @@ class LlavaMedOriginalForConditionalGeneration(LlavaMedForConditionalGeneration)
         path = str(pretrained_model_name_or_path)
         if not isinstance(config, LlavaMedConfig):
             config = AutoConfig.from_pretrained(path, vision_tower=vision_tower)
-        final = as_llava_med_config(config)
+        final = LlavaMedConfig(**{k: v for k, v in config.to_dict().items() if k not in ("model_type", "auto_map")})
         load_config = copy.deepcopy(final)
         # Load at the original vocabulary size (the new pad id does not exist yet), then grow it.
         load_config.text_config.vocab_size = min(final.added_tokens.values())

@@ -54,14 +54,6 @@ def build_llava_med_image_processor(image_size: int = 336, image_aspect_mode: st
     )
 
 
-def _count_images_per_sample(images) -> list[int] | None:
-    if images is None:
-        return None
-    if isinstance(images, (list, tuple)) and images and all(isinstance(x, (list, tuple)) for x in images):
-        return [len(x) for x in images]
-    return None
-
-
 class LlavaMedProcessor(LlavaProcessor):
     """`LlavaProcessor` plus an image-count check and LLaVA-Med chat templates.
 
@@ -112,13 +104,11 @@ class LlavaMedProcessor(LlavaProcessor):
 
     def _check_image_count(self, images, texts: list[str]) -> None:
         markers = [t.count(self.image_token) for t in texts]
-        per_sample = _count_images_per_sample(images)
-        if per_sample is not None:
-            for i, (n_markers, n_images) in enumerate(zip(markers, per_sample)):
-                if n_markers != n_images:
-                    raise ValueError(
-                        f"sample {i} has {n_markers} {self.image_token} token(s) in its text but {n_images} image(s)"
-                    )
+        if isinstance(images, (list, tuple)) and images and all(isinstance(x, (list, tuple)) for x in images):
+            for i, (n_markers, sample) in enumerate(zip(markers, images)):
+                if n_markers != len(sample):
+                    raise ValueError(f"sample {i} has {n_markers} {self.image_token} token(s) in its text but "
+                                     f"{len(sample)} image(s)")
             return
         n_images = 0 if images is None else (len(images) if isinstance(images, (list, tuple)) else 1)
         if sum(markers) != n_images:
