@@ -69,7 +69,8 @@ def image_features(model: MedicalImageClassifier, image_processor, images, batch
     can be trained for many epochs cheaply."""
     chunks = []
     for start in range(0, len(images), batch_size):
-        batch = [Image.open(x).convert("RGB") if isinstance(x, (str, Path)) else x for x in images[start:start + batch_size]]
+        batch = [Image.open(x).convert("RGB") if isinstance(x, (str, Path)) else x
+                 for x in images[start:start + batch_size]]
         pixel_values = image_processor(images=batch, return_tensors="pt")["pixel_values"]
         chunks.append(model.features(pixel_values.to(model.dtype)))
     return torch.cat(chunks)

@@ -45,7 +45,8 @@ def self_instruct_rows(records, results: dict, *, turn_filters="llava_med_turn_f
             records_by_reason["no_turns_left"] += 1
             continue
         # "Blind" generation: the conversation is about the image, which the trainer shows once.
-        rows.append(training_row(record, kept, row_id=record.id, source="llava_med_self_instruct", n_images=min(1, len(record.images))))
+        rows.append(training_row(record, kept, row_id=record.id, source="llava_med_self_instruct",
+                                 n_images=min(1, len(record.images))))
     stats = {"records_in": len(records), "rows_out": len(rows), "dropped_records": dict(records_by_reason),
              "dropped_turns": dict(turns_by_reason)}
     return rows, stats

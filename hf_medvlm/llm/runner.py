@@ -147,8 +147,9 @@ def run_requests(
             report.total += 1
             if job_id in done_rows:
                 if done_rows[job_id].get("request_key") not in (None, key):
-                    raise ValueError(f"{path}: id {job_id!r} was answered for a different request (prompt, model or "
-                                     "settings changed); use a new output path, or delete the file to redo everything.")
+                    raise ValueError(f"{path}: id {job_id!r} was answered for a different request (prompt, model "
+                                     "or settings changed); use a new output path, or delete the file to redo "
+                                     "everything.")
                 report.skipped += 1
                 bar.update(1)
                 continue
