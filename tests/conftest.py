@@ -28,7 +28,9 @@ def _free_port() -> int:
 def _hermetic_environment() -> None:
     hf_home = tempfile.mkdtemp(prefix="hf_medvlm_tests_hf_home_")
     # Any accidental Hub access goes to loopback, never to the internet; the Hub tests start a server on this port.
-    os.environ.setdefault("HF_MEDVLM_TEST_HUB_PORT", str(_free_port()))
+    # pytest-xdist workers inherit the controller's environment, so each takes a port of its own.
+    if os.environ.get("PYTEST_XDIST_WORKER") or "HF_MEDVLM_TEST_HUB_PORT" not in os.environ:
+        os.environ["HF_MEDVLM_TEST_HUB_PORT"] = str(_free_port())
     os.environ["HF_ENDPOINT"] = f"http://127.0.0.1:{os.environ['HF_MEDVLM_TEST_HUB_PORT']}"
     os.environ["HF_HOME"] = hf_home
     os.environ["HF_HUB_DISABLE_XET"] = "1"
