@@ -3,6 +3,7 @@ threaded HTTP server bound to 127.0.0.1 that serves from a daemon thread (stdlib
 
 from __future__ import annotations
 
+import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -14,8 +15,10 @@ class LoopbackHandler(BaseHTTPRequestHandler):
     def log_message(self, format, *args):  # noqa: A002 - keep test output clean
         pass
 
-    def send_body(self, status: int, body: bytes, headers: dict | None = None) -> None:
-        """A JSON reply (`headers` may override the content type); a HEAD request gets the headers only."""
+    def send_json(self, payload, status: int = 200, headers: dict | None = None) -> None:
+        """`payload` as JSON, or bytes as they are (malformed-body tests); `headers` may override the content type.
+        A HEAD request gets the headers only."""
+        body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
         self.send_response(status)
         for key, value in {"Content-Type": "application/json", "Content-Length": str(len(body)),
                            **(headers or {})}.items():

@@ -11,10 +11,10 @@ huggingface_hub is imported (they are read at import time); Xet storage is not i
     server.stop()
 
 Design (stdlib and PyYAML): content-addressed blobs (`sha256`) under `root_dir/blobs`, one JSON state file holding
-repos, commits (each with its full path index), branches, tags and `refs/pr/N`. Every new repo starts with a commit that adds
-`.gitattributes`. Writes need a bearer token (any token, or exactly `token=` if given); reads are open. LFS upload URLs
-are HMAC-signed because the client sends them without an Authorization header; the upload itself is checked against
-its sha256 and size, so there is no separate verify step. Missing repos, revisions and files answer 404 with
+repos, commits (each with its full path index), branches, tags and `refs/pr/N`. Every new repo starts with a commit
+that adds `.gitattributes`. Writes need a bearer token (any token, or exactly `token=` if given); reads are open. LFS
+upload URLs are HMAC-signed because the client sends them without an Authorization header; the upload itself is checked
+against its sha256 and size, so there is no separate verify step. Missing repos, revisions and files answer 404 with
 `X-Error-Code` so that the clients raise their usual exceptions.
 
 For tests of error handling: `server.fail_next(n, status=500, method=None, path_contains=None)` makes the next `n`
@@ -48,11 +48,11 @@ REPO_TYPES = {"models": "model", "datasets": "dataset", "spaces": "space"}
 URL_PREFIX = {"model": "", "dataset": "datasets/", "space": "spaces/"}
 LFS_THRESHOLD = 10 * 1024 * 1024
 # Extensions the Hub's default .gitattributes stores with LFS (binary formats, archives, weights, data, media).
-LFS_SUFFIXES = (
+LFS_SUFFIXES = tuple(
     ".7z .arrow .bin .bz2 .ckpt .ftz .gz .h5 .joblib .mlmodel .model .msgpack .npy .npz .onnx .ot .parquet .pb "
     ".pickle .pkl .pt .pth .rar .safetensors .tar .tflite .tgz .wasm .xz .zip .zst .png .jpg .jpeg .webp .gif .bmp "
-    ".tif .tiff .dcm .nii .mp3 .wav .flac .ogg .mp4 .pdf .db"
-).split()
+    ".tif .tiff .dcm .nii .mp3 .wav .flac .ogg .mp4 .pdf .db".split()
+)
 GITATTRIBUTES = "".join(f"*{s} filter=lfs diff=lfs merge=lfs -text\n" for s in LFS_SUFFIXES)
 # `[datasets/|spaces/]namespace/name/resolve/<revision>/<path>`; a revision is one quoted segment or a raw `refs/x/y`.
 _RESOLVE = re.compile(r"/(?:(datasets|spaces)/)?([^/]+/[^/]+)/resolve/(refs/[^/]+/[^/]+|[^/]+)/(.+)")
@@ -65,13 +65,6 @@ def _now() -> str:
 
 def _git_blob_oid(data: bytes) -> str:
     return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
-
-
-def upload_mode(path: str, size: int, sample: bytes) -> str:
-    """The Hub's rule of thumb: big files, known binary extensions and binary-looking content go to LFS."""
-    if size >= LFS_THRESHOLD or b"\0" in sample or path.lower().endswith(tuple(LFS_SUFFIXES)):
-        return "lfs"
-    return "regular"
 
 
 class HubError(Exception):
@@ -105,19 +98,16 @@ def _dir_entry(path: str) -> dict:
 def _list_tree(files: dict, base: str, recursive: bool) -> list[dict]:
     """Files and folders under `base` ('' = root); folders are implied by file paths, as in git."""
     prefix = f"{base.strip('/')}/" if base.strip("/") else ""
-    entries, dirs = [], set()
-    for path in sorted(files):
-        if not path.startswith(prefix):
-            continue
-        rest = path[len(prefix):].split("/")
-        for depth in range(1, len(rest)):
-            if depth > 1 and not recursive:
-                break
-            dirs.add(prefix + "/".join(rest[:depth]))
-        if recursive or len(rest) == 1:
-            entries.append(_file_entry(path, files[path]))
-    if prefix and not entries and not dirs:
+    below = [path for path in sorted(files) if path.startswith(prefix)]
+    if prefix and not below:
         raise HubError(404, f"{base} does not exist", "EntryNotFound")
+    entries, dirs = [], set()
+    for path in below:
+        parts = path[len(prefix):].split("/")
+        depths = range(1, len(parts) if recursive else min(len(parts), 2))  # every folder above it, or the top one
+        dirs.update(prefix + "/".join(parts[:depth]) for depth in depths)
+        if recursive or len(parts) == 1:
+            entries.append(_file_entry(path, files[path]))
     return [_dir_entry(d) for d in sorted(dirs)] + entries
 
 
@@ -127,10 +117,10 @@ class _Handler(LoopbackHandler):
     def _dispatch(self) -> None:
         split = urlsplit(self.path)
         self.query = parse_qs(split.query)
-        self._body = None
         hub = self.server.hub
         try:
-            self.body()  # always consume the body, so an early error reply keeps the keep-alive stream in sync
+            # Always consume the body first, so that an early error reply keeps the keep-alive stream in sync.
+            self.body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             self.server.maybe_fail(self.command, split.path)
             if self.command in ("GET", "HEAD") and (match := _RESOLVE.fullmatch(split.path)):
                 self._resolve(REPO_TYPES[match[1] or "models"], *match.groups()[1:])
@@ -150,21 +140,11 @@ class _Handler(LoopbackHandler):
 
     do_GET = do_HEAD = do_POST = do_PUT = do_DELETE = _dispatch
 
-    def body(self) -> bytes:
-        if self._body is None:
-            length = int(self.headers.get("Content-Length") or 0)
-            self._body = self.rfile.read(length) if length else b""
-        return self._body
-
     def flag(self, name: str) -> bool:
         return self.query.get(name, ["0"])[0].lower() in ("1", "true")
 
     def json_body(self) -> dict:
-        raw = self.body()
-        return json.loads(raw) if raw else {}
-
-    def send_json(self, payload, status: int = 200, headers: dict | None = None) -> None:
-        self.send_body(status, json.dumps(payload).encode(), headers)
+        return json.loads(self.body) if self.body else {}
 
     def _send_error(self, err: HubError) -> None:
         headers = dict(err.extra_headers)
@@ -211,26 +191,26 @@ class _Handler(LoopbackHandler):
     def _repo_api(self, method: str, repo_type: str, repo_id: str, rest: list[str]) -> None:
         hub = self.server.hub
         action, args = (rest[0], rest[1:]) if rest else ("", [])
+        revision, path = _split_rev_path(args)
         if method in ("POST", "PUT", "DELETE"):
             self.require_auth()
         if action in ("", "revision") and method == "GET":
-            return self.send_json(hub.repo_info(repo_type, repo_id, _join_rev(args)))
+            return self.send_json(hub.repo_info(repo_type, repo_id, revision))
         if action == "preupload" and method == "POST":
-            return self.send_json(hub.preupload(repo_type, repo_id, _join_rev(args), self.json_body()))
+            return self.send_json(hub.preupload(repo_type, repo_id, revision, self.json_body()))
         if action == "commit" and method == "POST":
-            return self.send_json(hub.commit(repo_type, repo_id, _join_rev(args), self.body(), self.flag("create_pr")))
+            return self.send_json(hub.commit(repo_type, repo_id, revision, self.body, self.flag("create_pr")))
         if action == "tree" and method == "GET":
-            revision, path = _split_rev_path(args)
             return self.send_json(hub.tree(repo_type, repo_id, revision, path, self.flag("recursive")))
         if action == "paths-info" and method == "POST":  # the client posts the paths form-encoded
-            paths = parse_qs(self.body().decode()).get("paths", [])
-            return self.send_json(hub.paths_info(repo_type, repo_id, _join_rev(args), paths))
+            paths = parse_qs(self.body.decode()).get("paths", [])
+            return self.send_json(hub.paths_info(repo_type, repo_id, revision, paths))
         if action == "refs" and method == "GET":
             return self.send_json(hub.refs(repo_type, repo_id, self.flag("include_prs")))
         if action == "commits" and method == "GET":
-            return self.send_json(hub.commits(repo_type, repo_id, _join_rev(args)))
+            return self.send_json(hub.commits(repo_type, repo_id, revision))
         if action in ("branch", "tag") and method == "POST":  # a branch's name, or the revision a tag points at
-            name = unquote("/".join(args)) if action == "branch" else _join_rev(args)
+            name = unquote("/".join(args)) if action == "branch" else revision
             hub.create_ref(repo_type, repo_id, action, name, self.json_body())
             return self.send_json({})
         if action in ("branch", "tag") and method == "DELETE":
@@ -272,7 +252,7 @@ class _Handler(LoopbackHandler):
         size = self.query.get("size", [""])[0]
         if not hmac.compare_digest(self.query.get("sig", [""])[0], hub.sign(oid, size)):
             raise HubError(403, "Invalid or missing signature on LFS upload URL")
-        data = self.body()
+        data = self.body
         if len(data) != int(size) or hashlib.sha256(data).hexdigest() != oid:
             raise HubError(400, f"Uploaded content does not match LFS object {oid} ({size} bytes)")
         hub.put_blob(data)
@@ -280,12 +260,8 @@ class _Handler(LoopbackHandler):
         self.send_json({})
 
 
-def _join_rev(args: list[str]) -> str:
-    """A revision from URL segments: one quoted segment (`refs%2Fpr%2F1`) or the raw `refs/pr/1` form."""
-    return _split_rev_path(args)[0]
-
-
 def _split_rev_path(args: list[str]) -> tuple[str, str]:
+    """A revision (one quoted segment, `refs%2Fpr%2F1`, or the raw `refs/pr/1` form) and the path after it."""
     if not args:
         return "main", ""
     if args[0] == "refs" and len(args) >= 3:
@@ -294,16 +270,15 @@ def _split_rev_path(args: list[str]) -> tuple[str, str]:
 
 
 def _parse_range(header: str, size: int) -> tuple[int, int]:
+    """`bytes=a-b`, `bytes=a-` or `bytes=-n` (the last n bytes) as inclusive (start, end)."""
     match = re.fullmatch(r"bytes=(\d*)-(\d*)", header.strip())
-    if not match or (not match.group(1) and not match.group(2)):
-        raise HubError(416, f"Unsupported Range header {header!r}", extra_headers={"Content-Range": f"bytes */{size}"})
-    first, last = match.groups()
-    if not first:  # suffix range: the last N bytes
+    first, last = match.groups() if match else ("", "")
+    if first:
+        start, end = int(first), min(int(last or size - 1), size - 1)
+    elif last:
         start, end = max(size - int(last), 0), size - 1
-    else:
-        start, end = int(first), min(int(last) if last else size - 1, size - 1)
-    if start >= size and size > 0:
-        raise HubError(416, "Range not satisfiable", extra_headers={"Content-Range": f"bytes */{size}"})
+    if not (first or last) or start >= size > 0:
+        raise HubError(416, f"Range {header!r} not satisfiable", extra_headers={"Content-Range": f"bytes */{size}"})
     return start, end
 
 
@@ -451,7 +426,10 @@ class Hub:
             files = {}
         answer = []
         for item in body.get("files", []):
-            mode = upload_mode(item["path"], int(item["size"]), base64.b64decode(item.get("sample") or ""))
+            # The Hub's rule of thumb: big files, known binary extensions and binary-looking content go to LFS.
+            sample = base64.b64decode(item.get("sample") or "")
+            lfs = int(item["size"]) >= LFS_THRESHOLD or b"\0" in sample or item["path"].lower().endswith(LFS_SUFFIXES)
+            mode = "lfs" if lfs else "regular"
             existing = files.get(item["path"])
             oid = None if existing is None else existing["sha256" if mode == "lfs" else "git_oid"]
             answer.append({"path": item["path"], "uploadMode": mode, "shouldIgnore": False, "oid": oid})

@@ -109,8 +109,7 @@ class _Handler(LoopbackHandler):
 
     def do_GET(self):
         if self.path.rstrip("/").endswith("/models"):
-            body = {"object": "list", "data": [{"id": self.server.model_name, "object": "model"}]}
-            return self._send(200, json.dumps(body).encode())
+            return self._send(200, {"object": "list", "data": [{"id": self.server.model_name, "object": "model"}]})
         self._send(404, _error_body(f"no route {self.path}", "not_found"))
 
     def do_POST(self):
@@ -153,9 +152,9 @@ class _Handler(LoopbackHandler):
                       "total_tokens": prompt_tokens + completion_tokens},
         }).encode()
 
-    def _send(self, status: int, body: bytes, headers: dict[str, str] | None = None):
+    def _send(self, status: int, body: bytes | dict, headers: dict[str, str] | None = None):
         try:
-            self.send_body(status, body, headers)
+            self.send_json(body, status, headers)
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client gave up (a timeout test); nothing to tell it
 
