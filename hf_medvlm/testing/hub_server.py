@@ -117,7 +117,6 @@ class _Handler(LoopbackHandler):
     def _dispatch(self) -> None:
         split = urlsplit(self.path)
         self.query = parse_qs(split.query)
-        hub = self.server.hub
         try:
             # Always consume the body first, so that an early error reply keeps the keep-alive stream in sync.
             self.body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
@@ -125,7 +124,7 @@ class _Handler(LoopbackHandler):
             if self.command in ("GET", "HEAD") and (match := _RESOLVE.fullmatch(split.path)):
                 self._resolve(REPO_TYPES[match[1] or "models"], *match.groups()[1:])
             else:
-                with hub.lock:  # one request at a time changes or reads the state; downloads stream outside it
+                with self.server.hub.lock:  # one request at a time changes or reads the state; downloads stream outside it
                     self._route(self.command, split.path, [s for s in split.path.split("/") if s != ""])
         except HubError as err:
             self._send_error(err)
