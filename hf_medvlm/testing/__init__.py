@@ -35,11 +35,14 @@ def _wordllama_tokenizer_file() -> Path:
     return Path(wordllama.__file__).parent / "tokenizers" / "l2_supercat_tokenizer_config.json"
 
 
+def _plain_llama2_tokenizer() -> PreTrainedTokenizerFast:
+    return PreTrainedTokenizerFast(tokenizer_file=str(_wordllama_tokenizer_file()), bos_token="<s>", eos_token="</s>",
+                                   unk_token="<unk>")
+
+
 @functools.lru_cache(maxsize=1)
 def _cached_llama2_tokenizer() -> PreTrainedTokenizerFast:
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_file=str(_wordllama_tokenizer_file()), bos_token="<s>", eos_token="</s>", unk_token="<unk>"
-    )
+    tokenizer = _plain_llama2_tokenizer()
     add_image_and_pad_tokens(tokenizer)
     return tokenizer
 
@@ -103,8 +106,5 @@ def save_tiny_base_models(output_dir, seed: int = 0, **config_overrides) -> tupl
     text_config.pad_token_id = None
     text_config.vocab_size = 32000
     AutoModelForCausalLM.from_config(text_config).save_pretrained(output_dir / "lm")
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_file=str(_wordllama_tokenizer_file()), bos_token="<s>", eos_token="</s>", unk_token="<unk>"
-    )
-    tokenizer.save_pretrained(output_dir / "lm")
+    _plain_llama2_tokenizer().save_pretrained(output_dir / "lm")
     return output_dir / "vision", output_dir / "lm"

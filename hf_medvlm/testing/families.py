@@ -53,11 +53,10 @@ def _tokenizer(special: list[str], **kwargs) -> PreTrainedTokenizerFast:
     return tokenizer
 
 
-def _ids(tokenizer, *tokens: str) -> list[int]:
-    return [tokenizer.convert_tokens_to_ids(t) for t in tokens]
-
-
-def _finish(model, eos: list[int], pad: int):
+def _build(model_class, config, seed: int, eos: list[int], pad: int):
+    """The model with random weights from `seed`, and the stop and pad tokens its real checkpoint ships."""
+    torch.manual_seed(seed)
+    model = model_class(config)
     model.generation_config.eos_token_id = eos
     model.generation_config.pad_token_id = pad
     return model.eval()
@@ -74,7 +73,7 @@ def build_tiny_qwen2_5_vl(seed: int = 0):
     from transformers import Qwen2VLImageProcessorPil
 
     tokenizer = _tokenizer(QWEN_TOKENS, eos_token="<|im_end|>", pad_token="<|endoftext|>")
-    end, _, im_end, vis_start, vis_end, image, video = _ids(tokenizer, *QWEN_TOKENS)
+    end, _, im_end, vis_start, vis_end, image, video = tokenizer.convert_tokens_to_ids(QWEN_TOKENS)
     config = Qwen2_5_VLConfig(
         text_config=dict(**TINY_HIDDEN, vocab_size=len(tokenizer), bos_token_id=end, eos_token_id=im_end,
                          pad_token_id=end,
@@ -84,14 +83,12 @@ def build_tiny_qwen2_5_vl(seed: int = 0):
                            fullatt_block_indexes=[1]),
         image_token_id=image, video_token_id=video, vision_start_token_id=vis_start, vision_end_token_id=vis_end,
     )
-    torch.manual_seed(seed)
-    model = Qwen2_5_VLForConditionalGeneration(config)
     image_processor = Qwen2VLImageProcessorPil(patch_size=8, merge_size=2, temporal_patch_size=2,
                                                min_pixels=32 * 32, max_pixels=64 * 64)
     processor = Qwen2_5_VLProcessor(image_processor=image_processor, tokenizer=tokenizer,
                                     video_processor=_video_processor(),
                                     chat_template=trl_chat_template("qwen2_5_vl"))
-    return _finish(model, [im_end, end], end), processor
+    return _build(Qwen2_5_VLForConditionalGeneration, config, seed, [im_end, end], end), processor
 
 
 # ---------------------------------------------------------------------------------------------- SmolVLM (Idefics3)
@@ -106,7 +103,7 @@ def build_tiny_smolvlm(seed: int = 0):
 
     tokenizer = _tokenizer(SMOLVLM_TOKENS, bos_token="<|im_start|>", eos_token="<end_of_utterance>",
                            pad_token="<|endoftext|>")
-    end, start, eou, _, image = _ids(tokenizer, *SMOLVLM_TOKENS[:5])
+    end, start, eou, _, image = tokenizer.convert_tokens_to_ids(SMOLVLM_TOKENS[:5])
     config = Idefics3Config(
         text_config=dict(model_type="llama", **TINY_HIDDEN, vocab_size=len(tokenizer), bos_token_id=start,
                          eos_token_id=eou, pad_token_id=end),
@@ -114,12 +111,10 @@ def build_tiny_smolvlm(seed: int = 0):
                            image_size=32, patch_size=8),
         scale_factor=2, image_token_id=image,
     )
-    torch.manual_seed(seed)
-    model = Idefics3ForConditionalGeneration(config)
     image_processor = Idefics3ImageProcessorPil(size={"longest_edge": 64}, max_image_size={"longest_edge": 32})
     processor = Idefics3Processor(image_processor=image_processor, tokenizer=tokenizer, image_seq_len=4,
                                   chat_template=trl_chat_template("smolvlm"))
-    return _finish(model, [eou], end), processor
+    return _build(Idefics3ForConditionalGeneration, config, seed, [eou], end), processor
 
 
 # ---------------------------------------------------------------------------------------------- Gemma 3 / MedGemma
@@ -134,7 +129,7 @@ def build_tiny_gemma3(seed: int = 0):
     image_tokens = dict(boi_token="<start_of_image>", eoi_token="<end_of_image>", image_token="<image_soft_token>")
     tokenizer = _tokenizer(GEMMA_TOKENS, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>",
                            extra_special_tokens=image_tokens)
-    pad, eos, bos, _, end_of_turn, boi, eoi, soft = _ids(tokenizer, *GEMMA_TOKENS)
+    pad, eos, bos, _, end_of_turn, boi, eoi, soft = tokenizer.convert_tokens_to_ids(GEMMA_TOKENS)
     config = Gemma3Config(
         text_config=dict(**TINY_HIDDEN, head_dim=8, vocab_size=len(tokenizer), sliding_window=64, bos_token_id=bos,
                          eos_token_id=[eos, end_of_turn], pad_token_id=pad),
@@ -142,23 +137,19 @@ def build_tiny_gemma3(seed: int = 0):
                            image_size=32, patch_size=8),
         mm_tokens_per_image=4, boi_token_index=boi, eoi_token_index=eoi, image_token_index=soft,
     )
-    torch.manual_seed(seed)
-    model = Gemma3ForConditionalGeneration(config)
     processor = Gemma3Processor(image_processor=Gemma3ImageProcessorPil(size={"height": 32, "width": 32}),
                                 tokenizer=tokenizer, image_seq_length=4, chat_template=trl_chat_template("gemma3"))
-    return _finish(model, [eos, end_of_turn], pad), processor
+    return _build(Gemma3ForConditionalGeneration, config, seed, [eos, end_of_turn], pad), processor
 
 
 # ------------------------------------------------------------------------------------- Qwen-VL without torchvision
 def _video_processor():
-    from transformers.utils import is_torchvision_available
+    allow_image_only_video_processors()  # defines NoVideoProcessor where torchvision is missing
+    if "NoVideoProcessor" in globals():
+        return globals()["NoVideoProcessor"]()
+    from transformers import Qwen2VLVideoProcessor
 
-    if is_torchvision_available():
-        from transformers import Qwen2VLVideoProcessor
-
-        return Qwen2VLVideoProcessor()
-    allow_image_only_video_processors()
-    return globals()["NoVideoProcessor"]()
+    return Qwen2VLVideoProcessor()
 
 
 @functools.cache
@@ -182,11 +173,8 @@ def allow_image_only_video_processors() -> None:
     # without torchvision, and loads it through AutoVideoProcessor, which needs torchvision.
     setattr(transformers, "VideoProcessorMixin", VideoProcessorMixin)
     processing_utils._LazyAutoProcessorMapping._MAPPING_NAMES["video_processor"] = (__name__, "NoVideoProcessor")
-    globals()["NoVideoProcessor"] = _no_video_processor_class(VideoProcessorMixin)
 
-
-def _no_video_processor_class(base):
-    class NoVideoProcessor(base):
+    class NoVideoProcessor(VideoProcessorMixin):
         """Stands in for a video processor where torchvision is missing; refuses videos."""
 
         def __call__(self, videos, **kwargs):
@@ -196,7 +184,7 @@ def _no_video_processor_class(base):
         def from_pretrained(cls, *args, **kwargs):
             return cls()
 
-    return NoVideoProcessor
+    globals()["NoVideoProcessor"] = NoVideoProcessor
 
 
 def __getattr__(name: str):

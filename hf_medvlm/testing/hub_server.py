@@ -10,17 +10,18 @@ huggingface_hub is imported (they are read at import time); Xet storage is not i
     ...                                                    # HF_ENDPOINT=server.url
     server.stop()
 
-Design (stdlib only): content-addressed blobs (`sha256`) under `root_dir/blobs`, one JSON state file holding repos,
-commits (each with its full path index), branches, tags and `refs/pr/N`. Every new repo starts with a commit that adds
-`.gitattributes`. Writes need a bearer token (any token, or exactly `token=` if given); reads are open. LFS upload URLs
-are HMAC-signed because the client sends them without an Authorization header. Missing repos, revisions and files
-answer 404 with `X-Error-Code` so that the clients raise their usual exceptions.
+Design (stdlib and PyYAML): content-addressed blobs (`sha256`) under `root_dir/blobs`, one JSON state file holding
+repos, commits (each with its full path index), branches, tags and `refs/pr/N`. Every new repo starts with a commit
+that adds `.gitattributes`. Writes need a bearer token (any token, or exactly `token=` if given); reads are open. LFS
+upload URLs are HMAC-signed because the client sends them without an Authorization header; the upload itself is checked
+against its sha256 and size, so there is no separate verify step. Missing repos, revisions and files answer 404 with
+`X-Error-Code` so that the clients raise their usual exceptions.
 
 For tests of error handling: `server.fail_next(n, status=500, method=None, path_contains=None)` makes the next `n`
 matching requests fail, and `server.requests` records `(method, path, status)` for every request served.
 
-Known gaps (fine for tests): no private-repo read control, one user, no LFS multipart, no discussions API, no tree
-pagination, no `refs/convert/parquet`, repo ids must be `namespace/name`.
+Known gaps (fine for tests): no private-repo read control, no repo settings, one user, no LFS multipart, no
+discussions API, no tree pagination, no `refs/convert/parquet`, repo ids must be `namespace/name`.
 """
 
 from __future__ import annotations
@@ -34,10 +35,11 @@ import os
 import re
 import secrets
 import threading
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
+
+from ._loopback import LoopbackHandler, LoopbackServer
 
 __all__ = ["HubServer", "start_hub_server", "USER_NAME"]
 
@@ -46,12 +48,15 @@ REPO_TYPES = {"models": "model", "datasets": "dataset", "spaces": "space"}
 URL_PREFIX = {"model": "", "dataset": "datasets/", "space": "spaces/"}
 LFS_THRESHOLD = 10 * 1024 * 1024
 # Extensions the Hub's default .gitattributes stores with LFS (binary formats, archives, weights, data, media).
-LFS_SUFFIXES = (
+LFS_SUFFIXES = tuple(
     ".7z .arrow .bin .bz2 .ckpt .ftz .gz .h5 .joblib .mlmodel .model .msgpack .npy .npz .onnx .ot .parquet .pb "
     ".pickle .pkl .pt .pth .rar .safetensors .tar .tflite .tgz .wasm .xz .zip .zst .png .jpg .jpeg .webp .gif .bmp "
-    ".tif .tiff .dcm .nii .mp3 .wav .flac .ogg .mp4 .pdf .db"
-).split()
+    ".tif .tiff .dcm .nii .mp3 .wav .flac .ogg .mp4 .pdf .db".split()
+)
 GITATTRIBUTES = "".join(f"*{s} filter=lfs diff=lfs merge=lfs -text\n" for s in LFS_SUFFIXES)
+# `[datasets/|spaces/]namespace/name/resolve/<revision>/<path>`; a revision is one quoted segment or a raw `refs/x/y`.
+_RESOLVE = re.compile(r"/(?:(datasets|spaces)/)?([^/]+/[^/]+)/resolve/(refs/[^/]+/[^/]+|[^/]+)/(.+)")
+_LFS_BATCH = re.compile(r"/(?:(datasets|spaces)/)?([^/]+/[^/]+)\.git/info/lfs/objects/batch")
 
 
 def _now() -> str:
@@ -60,17 +65,6 @@ def _now() -> str:
 
 def _git_blob_oid(data: bytes) -> str:
     return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
-
-
-def _lfs_pointer(sha256: str, size: int) -> bytes:
-    return f"version https://git-lfs.github.com/spec/v1\noid sha256:{sha256}\nsize {size}\n".encode()
-
-
-def upload_mode(path: str, size: int, sample: bytes) -> str:
-    """The Hub's rule of thumb: big files, known binary extensions and binary-looking content go to LFS."""
-    if size >= LFS_THRESHOLD or b"\0" in sample or path.lower().endswith(tuple(LFS_SUFFIXES)):
-        return "lfs"
-    return "regular"
 
 
 class HubError(Exception):
@@ -90,28 +84,247 @@ class _Fault:
     path_contains: str | None
 
 
-@dataclass
-class HubState:
-    """Repos, commits and refs, persisted as JSON next to the blob store after every write."""
+def _file_entry(path: str, info: dict) -> dict:
+    entry = {"type": "file", "oid": info["git_oid"], "size": info["size"], "path": path}
+    if info["lfs"]:
+        entry["lfs"] = {"oid": info["sha256"], "size": info["size"], "pointerSize": info["pointer_size"]}
+    return entry
 
-    root: Path
-    repos: dict = field(default_factory=dict)
-    counter: int = 0
 
-    @classmethod
-    def load(cls, root: Path) -> "HubState":
+def _dir_entry(path: str) -> dict:
+    return {"type": "directory", "oid": hashlib.sha1(f"tree:{path}".encode()).hexdigest(), "path": path}
+
+
+def _list_tree(files: dict, base: str, recursive: bool) -> list[dict]:
+    """Files and folders under `base` ('' = root); folders are implied by file paths, as in git."""
+    prefix = f"{base.strip('/')}/" if base.strip("/") else ""
+    below = [path for path in sorted(files) if path.startswith(prefix)]
+    if prefix and not below:
+        raise HubError(404, f"{base} does not exist", "EntryNotFound")
+    entries, dirs = [], set()
+    for path in below:
+        parts = path[len(prefix):].split("/")
+        depths = range(1, len(parts) if recursive else min(len(parts), 2))  # every folder above it, or the top one
+        dirs.update(prefix + "/".join(parts[:depth]) for depth in depths)
+        if recursive or len(parts) == 1:
+            entries.append(_file_entry(path, files[path]))
+    return [_dir_entry(d) for d in sorted(dirs)] + entries
+
+
+class _Handler(LoopbackHandler):
+    server: "HubServer"
+
+    def _dispatch(self) -> None:
+        split = urlsplit(self.path)
+        self.query = parse_qs(split.query)
+        try:
+            # Always consume the body first, so that an early error reply keeps the keep-alive stream in sync.
+            self.body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self.server.maybe_fail(self.command, split.path)
+            if self.command in ("GET", "HEAD") and (match := _RESOLVE.fullmatch(split.path)):
+                self._resolve(REPO_TYPES[match[1] or "models"], *match.groups()[1:])
+            else:
+                with self.server.hub.lock:  # one request at a time changes or reads the state; downloads stream outside it
+                    self._route(self.command, split.path, [s for s in split.path.split("/") if s != ""])
+        except HubError as err:
+            self._send_error(err)
+        except Exception as err:  # noqa: BLE001 - a test server reports its own bugs as 500s
+            self._send_error(HubError(500, f"{type(err).__name__}: {err}"))
+
+    def send_response(self, code, message=None) -> None:
+        # Recorded before the reply leaves: a client that has its answer must find its request in `requests`.
+        # (A malformed request line is answered before `command` and `path` are set.)
+        self.server.requests.append((getattr(self, "command", None), urlsplit(getattr(self, "path", "")).path, code))
+        super().send_response(code, message)
+
+    do_GET = do_HEAD = do_POST = do_PUT = do_DELETE = _dispatch
+
+    def flag(self, name: str) -> bool:
+        return self.query.get(name, ["0"])[0].lower() in ("1", "true")
+
+    def json_body(self) -> dict:
+        return json.loads(self.body) if self.body else {}
+
+    def _send_error(self, err: HubError) -> None:
+        headers = dict(err.extra_headers)
+        if err.code:
+            headers["X-Error-Code"] = err.code
+        headers["X-Error-Message"] = str(err).replace("\n", " ")
+        self.send_json(err.body if err.body is not None else {"error": str(err)}, err.status, headers)
+
+    def require_auth(self) -> None:
+        auth = self.headers.get("Authorization", "")
+        token = auth[len("Bearer "):].strip() if auth.startswith("Bearer ") else ""
+        expected = self.server.hub.token
+        if not token or (expected is not None and token != expected):
+            raise HubError(401, "Invalid credentials in Authorization header")
+
+    # ---------------------------------------------------------------- routing
+    def _route(self, method: str, path: str, seg: list[str]) -> None:
+        hub = self.server.hub
+        if seg[:2] == ["api", "whoami-v2"]:
+            self.require_auth()
+            return self.send_json({"type": "user", "name": USER_NAME, "fullname": "Test User", "orgs": [],
+                                   "auth": {"type": "access_token", "accessToken": {"role": "write"}}})
+        if seg[:2] == ["api", "validate-yaml"] and method == "POST":
+            # Always a JSON body: the client parses it before looking at the status code.
+            errors = _front_matter(self.json_body().get("content", ""))[1]
+            return self.send_json({"errors": errors, "warnings": []}, 400 if errors else 200)
+        if seg[:3] == ["api", "repos", "create"] and method == "POST":
+            self.require_auth()
+            return self.send_json(hub.create_repo(self.json_body()))
+        if seg[:3] == ["api", "repos", "delete"] and method == "DELETE":
+            self.require_auth()
+            hub.delete_repo(self.json_body())
+            return self.send_json({})
+        if seg[:1] == ["lfs-upload"] and method == "PUT":
+            return self._lfs_put(seg)
+        if seg and seg[0] == "api" and len(seg) >= 4 and seg[1] in REPO_TYPES:
+            return self._repo_api(method, REPO_TYPES[seg[1]], f"{seg[2]}/{seg[3]}", seg[4:])
+        if method == "POST" and (match := _LFS_BATCH.fullmatch(path)):
+            self.require_auth()
+            return self.send_json(hub.lfs_batch(REPO_TYPES[match[1] or "models"], match[2], self.json_body()),
+                                  headers={"Content-Type": "application/vnd.git-lfs+json"})
+        raise HubError(404, f"{method} {path} is not implemented")
+
+    def _repo_api(self, method: str, repo_type: str, repo_id: str, rest: list[str]) -> None:
+        hub = self.server.hub
+        action, args = (rest[0], rest[1:]) if rest else ("", [])
+        revision, path = _split_rev_path(args)
+        if method in ("POST", "PUT", "DELETE"):
+            self.require_auth()
+        if action in ("", "revision") and method == "GET":
+            return self.send_json(hub.repo_info(repo_type, repo_id, revision))
+        if action == "preupload" and method == "POST":
+            return self.send_json(hub.preupload(repo_type, repo_id, revision, self.json_body()))
+        if action == "commit" and method == "POST":
+            return self.send_json(hub.commit(repo_type, repo_id, revision, self.body, self.flag("create_pr")))
+        if action == "tree" and method == "GET":
+            return self.send_json(hub.tree(repo_type, repo_id, revision, path, self.flag("recursive")))
+        if action == "paths-info" and method == "POST":  # the client posts the paths form-encoded
+            paths = parse_qs(self.body.decode()).get("paths", [])
+            return self.send_json(hub.paths_info(repo_type, repo_id, revision, paths))
+        if action == "refs" and method == "GET":
+            return self.send_json(hub.refs(repo_type, repo_id, self.flag("include_prs")))
+        if action == "commits" and method == "GET":
+            return self.send_json(hub.commits(repo_type, repo_id, revision))
+        if action in ("branch", "tag") and method == "POST":  # a branch's name, or the revision a tag points at
+            name = unquote("/".join(args)) if action == "branch" else revision
+            hub.create_ref(repo_type, repo_id, action, name, self.json_body())
+            return self.send_json({})
+        if action in ("branch", "tag") and method == "DELETE":
+            hub.delete_ref(repo_type, repo_id, action, unquote("/".join(args)))
+            return self.send_json({})
+        raise HubError(404, f"{method} /api/{repo_type}s/{repo_id}/{'/'.join(rest)} is not implemented")
+
+    # ---------------------------------------------------------------- downloads and LFS uploads
+    def _resolve(self, repo_type: str, repo_id: str, revision: str, path: str) -> None:
+        hub = self.server.hub
+        with hub.lock:
+            repo = hub.repo(repo_type, repo_id)
+            commit_oid = hub.resolve_revision(repo, revision)
+            info = repo["commits"][commit_oid]["files"].get(unquote(path))
+        if info is None:
+            raise HubError(404, f"Entry not found: {unquote(path)}", "EntryNotFound", {"X-Repo-Commit": commit_oid})
+        size = info["size"]
+        start, end, status = 0, size - 1, 200
+        if self.headers.get("Range"):
+            start, end = _parse_range(self.headers["Range"], size)
+            status = 206
+        self.send_response(status)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", str(max(end - start + 1, 0)))
+        self.send_header("Accept-Ranges", "bytes")
+        self.send_header("ETag", f'"{info["sha256"] if info["lfs"] else info["git_oid"]}"')
+        self.send_header("X-Repo-Commit", commit_oid)
+        if status == 206:
+            self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
+        self.end_headers()
+        if self.command == "GET" and end >= start:
+            with open(hub.blob_path(info["sha256"]), "rb") as handle:  # headers are flushed: wfile is unbuffered
+                self.connection.sendfile(handle, start, end - start + 1)
+
+    def _lfs_put(self, seg: list[str]) -> None:
+        # Presigned-URL semantics: no Authorization header is sent, so the URL carries an HMAC of (oid, size).
+        hub = self.server.hub
+        oid = seg[1] if len(seg) > 1 else ""
+        size = self.query.get("size", [""])[0]
+        if not hmac.compare_digest(self.query.get("sig", [""])[0], hub.sign(oid, size)):
+            raise HubError(403, "Invalid or missing signature on LFS upload URL")
+        data = self.body
+        if len(data) != int(size) or hashlib.sha256(data).hexdigest() != oid:
+            raise HubError(400, f"Uploaded content does not match LFS object {oid} ({size} bytes)")
+        hub.put_blob(data)
+        self.server.lfs_uploads.append(oid)
+        self.send_json({})
+
+
+def _split_rev_path(args: list[str]) -> tuple[str, str]:
+    """A revision (one quoted segment, `refs%2Fpr%2F1`, or the raw `refs/pr/1` form) and the path after it."""
+    if not args:
+        return "main", ""
+    if args[0] == "refs" and len(args) >= 3:
+        return "/".join(args[:3]), unquote("/".join(args[3:]))
+    return unquote(args[0]), unquote("/".join(args[1:]))
+
+
+def _parse_range(header: str, size: int) -> tuple[int, int]:
+    """`bytes=a-b`, `bytes=a-` or `bytes=-n` (the last n bytes) as inclusive (start, end)."""
+    match = re.fullmatch(r"bytes=(\d*)-(\d*)", header.strip())
+    first, last = match.groups() if match else ("", "")
+    if first:
+        start, end = int(first), min(int(last or size - 1), size - 1)
+    elif last:
+        start, end = max(size - int(last), 0), size - 1
+    if not (first or last) or start >= size > 0:
+        raise HubError(416, f"Range {header!r} not satisfiable", extra_headers={"Content-Range": f"bytes */{size}"})
+    return start, end
+
+
+def _front_matter(content: str) -> tuple[dict | None, list[dict]]:
+    """A README's YAML front matter and its errors."""
+    import yaml
+
+    if not content.startswith("---"):
+        return None, []
+    parts = content.split("\n---", 1)
+    if len(parts) < 2:
+        return None, [{"message": "YAML front matter is not closed with '---'"}]
+    try:
+        data = yaml.safe_load(parts[0][3:])
+    except yaml.YAMLError as err:
+        return None, [{"message": f"Invalid YAML: {err}"}]
+    if data is not None and not isinstance(data, dict):
+        return None, [{"message": "YAML front matter must be a mapping"}]
+    return data or None, []
+
+
+class Hub:
+    """The server's logic, independent of HTTP: every method takes parsed arguments and returns JSON-able data.
+
+    Repos, commits and refs live in `repos`, saved as JSON next to the blob store after every write. Callers hold
+    `lock` (the HTTP handler does, for each request).
+    """
+
+    def __init__(self, root: Path, base_url: str, token: str | None):
+        self.root, self.base_url, self.token = root, base_url, token
+        self.lock = threading.RLock()
+        self.secret = secrets.token_bytes(32)
         (root / "blobs").mkdir(parents=True, exist_ok=True)
-        state_file = root / "state.json"
-        state = cls(root=root)
-        if state_file.exists():
-            data = json.loads(state_file.read_text())
-            state.repos, state.counter = data["repos"], data["counter"]
-        return state
+        state = json.loads((root / "state.json").read_text()) if (root / "state.json").exists() else {}
+        self.repos: dict = state.get("repos", {})
+        self.counter: int = state.get("counter", 0)
 
     def save(self) -> None:
         tmp = self.root / "state.json.tmp"
         tmp.write_text(json.dumps({"repos": self.repos, "counter": self.counter}))
         os.replace(tmp, self.root / "state.json")
+
+    def sign(self, oid: str, size: str) -> str:
+        return hmac.new(self.secret, f"{oid}:{size}".encode(), hashlib.sha256).hexdigest()
+
+    def repo_url(self, repo_type: str, repo_id: str) -> str:
+        return f"{self.base_url}/{URL_PREFIX[repo_type]}{repo_id}"
 
     # -- blobs
     def blob_path(self, sha256: str) -> Path:
@@ -125,6 +338,10 @@ class HubState:
             tmp.write_bytes(data)
             os.replace(tmp, path)
         return sha
+
+    def _regular_entry(self, data: bytes) -> dict:
+        return {"sha256": self.put_blob(data), "size": len(data), "git_oid": _git_blob_oid(data), "lfs": False,
+                "pointer_size": 0}
 
     # -- repos and revisions
     def repo(self, repo_type: str, repo_id: str) -> dict:
@@ -153,430 +370,103 @@ class HubState:
             return revision
         raise HubError(404, f"Invalid rev id: {revision}", "RevisionNotFound")
 
+    def _files(self, repo_type: str, repo_id: str, revision: str) -> dict:
+        repo = self.repo(repo_type, repo_id)
+        return repo["commits"][self.resolve_revision(repo, revision)]["files"]
 
-def _file_entry(path: str, info: dict) -> dict:
-    entry = {"type": "file", "oid": info["git_oid"], "size": info["size"], "path": path}
-    if info["lfs"]:
-        entry["lfs"] = {"oid": info["sha256"], "size": info["size"], "pointerSize": info["pointer_size"]}
-    return entry
-
-
-def _dir_entry(path: str) -> dict:
-    return {"type": "directory", "oid": hashlib.sha1(f"tree:{path}".encode()).hexdigest(), "path": path}
-
-
-def _list_tree(files: dict, base: str, recursive: bool) -> list[dict]:
-    """Files and folders under `base` ('' = root); folders are implied by file paths, as in git."""
-    prefix = f"{base.strip('/')}/" if base.strip("/") else ""
-    entries, dirs = [], set()
-    for path in sorted(files):
-        if not path.startswith(prefix):
-            continue
-        rest = path[len(prefix):].split("/")
-        for depth in range(1, len(rest)):
-            if depth > 1 and not recursive:
-                break
-            dirs.add(prefix + "/".join(rest[:depth]))
-        if recursive or len(rest) == 1:
-            entries.append(_file_entry(path, files[path]))
-    if prefix and not entries and not dirs:
-        raise HubError(404, f"{base} does not exist", "EntryNotFound")
-    return [_dir_entry(d) for d in sorted(dirs)] + entries
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: "_Server"
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, format, *args):  # noqa: A002 - keep test output clean
-        pass
-
-    # ---------------------------------------------------------------- plumbing
-    def _dispatch(self) -> None:
-        method, split = self.command, urlsplit(self.path)
-        self.query = parse_qs(split.query)
-        self.raw_path = split.path
-        self._body = None
-        try:
-            self.body()  # always consume the body, so an early error reply keeps the keep-alive stream in sync
-            self.server.hub.maybe_fail(method, split.path)
-            self._route(method, [s for s in split.path.split("/") if s != ""])
-        except HubError as err:
-            self._send_error(err)
-        except Exception as err:  # noqa: BLE001 - a test server reports its own bugs as 500s
-            self._send_error(HubError(500, f"{type(err).__name__}: {err}"))
-
-    def send_response(self, code, message=None) -> None:
-        # Recorded before the reply leaves: a client that has its answer must find its request in `requests`.
-        # (A malformed request line is answered before `command` and `path` are set.)
-        self.server.hub.requests.append((getattr(self, "command", None), urlsplit(getattr(self, "path", "")).path, code))
-        super().send_response(code, message)
-
-    do_GET = do_HEAD = do_POST = do_PUT = do_DELETE = _dispatch
-
-    def body(self) -> bytes:
-        if self._body is None:
-            length = int(self.headers.get("Content-Length") or 0)
-            self._body = self.rfile.read(length) if length else b""
-        return self._body
-
-    def flag(self, name: str) -> bool:
-        return self.query.get(name, ["0"])[0].lower() in ("1", "true")
-
-    def json_body(self) -> dict:
-        raw = self.body()
-        return json.loads(raw) if raw else {}
-
-    def send_json(self, payload, status: int = 200, headers: dict | None = None) -> int:
-        data = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        for key, value in (headers or {}).items():
-            self.send_header(key, value)
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(data)
-        return status
-
-    def _send_error(self, err: HubError) -> None:
-        headers = dict(err.extra_headers)
-        if err.code:
-            headers["X-Error-Code"] = err.code
-        headers["X-Error-Message"] = str(err).replace("\n", " ")
-        self.send_json(err.body if err.body is not None else {"error": str(err)}, err.status, headers)
-
-    def require_auth(self) -> None:
-        auth = self.headers.get("Authorization", "")
-        token = auth[len("Bearer "):].strip() if auth.startswith("Bearer ") else ""
-        expected = self.server.hub.token
-        if not token or (expected is not None and token != expected):
-            raise HubError(401, "Invalid credentials in Authorization header")
-
-    # ---------------------------------------------------------------- routing
-    def _route(self, method: str, seg: list[str]) -> int:
-        hub = self.server.hub
-        if seg[:2] == ["api", "whoami-v2"]:
-            self.require_auth()
-            return self.send_json({"type": "user", "name": USER_NAME, "fullname": "Test User", "orgs": [],
-                                   "auth": {"type": "access_token", "accessToken": {"role": "write"}}})
-        if seg[:2] == ["api", "validate-yaml"] and method == "POST":
-            return self._validate_yaml()
-        if seg[:3] == ["api", "repos", "create"] and method == "POST":
-            self.require_auth()
-            return self.send_json(*hub.create_repo(self.json_body()))
-        if seg[:3] == ["api", "repos", "delete"] and method == "DELETE":
-            self.require_auth()
-            hub.delete_repo(self.json_body())
-            return self.send_json({})
-        if seg[:1] == ["lfs-upload"] and method == "PUT":
-            return self._lfs_put(seg)
-        if seg and seg[0] == "api" and len(seg) >= 4 and seg[1] in REPO_TYPES:
-            return self._repo_api(method, REPO_TYPES[seg[1]], f"{seg[2]}/{seg[3]}", seg[4:])
-        return self._git_or_resolve(method, seg)
-
-    def _repo_api(self, method: str, repo_type: str, repo_id: str, rest: list[str]) -> int:
-        hub = self.server.hub
-        action, args = (rest[0], rest[1:]) if rest else ("", [])
-        if method in ("POST", "PUT", "DELETE"):
-            self.require_auth()
-        if action == "" and method == "GET":
-            return self.send_json(hub.repo_info(repo_type, repo_id, "main"))
-        if action == "revision" and method == "GET":
-            return self.send_json(hub.repo_info(repo_type, repo_id, _join_rev(args)))
-        if action == "settings" and method == "PUT":
-            hub.update_settings(repo_type, repo_id, self.json_body())
-            return self.send_json({})
-        if action == "preupload" and method == "POST":
-            return self.send_json(hub.preupload(repo_type, repo_id, _join_rev(args), self.json_body()))
-        if action == "commit" and method == "POST":
-            return self.send_json(hub.commit(repo_type, repo_id, _join_rev(args), self.body(), self.flag("create_pr")))
-        if action == "tree" and method == "GET":
-            revision, path = _split_rev_path(args)
-            return self.send_json(hub.tree(repo_type, repo_id, revision, path, self.flag("recursive")))
-        if action == "paths-info" and method == "POST":
-            return self.send_json(hub.paths_info(repo_type, repo_id, _join_rev(args), self._paths_from_body()))
-        if action == "refs" and method == "GET":
-            return self.send_json(hub.refs(repo_type, repo_id, self.flag("include_prs")))
-        if action == "commits" and method == "GET":
-            return self.send_json(hub.commits(repo_type, repo_id, _join_rev(args) or "main"))
-        if action in ("branch", "tag") and method == "POST":  # a branch's name, or the revision a tag points at
-            name = unquote("/".join(args)) if action == "branch" else _join_rev(args)
-            hub.create_ref(repo_type, repo_id, action, name, self.json_body())
-            return self.send_json({})
-        if action in ("branch", "tag") and method == "DELETE":
-            hub.delete_ref(repo_type, repo_id, action, unquote("/".join(args)))
-            return self.send_json({})
-        raise HubError(404, f"{method} /api/{repo_type}s/{repo_id}/{'/'.join(rest)} is not implemented")
-
-    def _paths_from_body(self) -> list[str]:
-        raw = self.body().decode()
-        if self.headers.get("Content-Type", "").startswith("application/json"):
-            return list(json.loads(raw).get("paths", []))
-        return parse_qs(raw).get("paths", [])
-
-    def _validate_yaml(self) -> int:
-        # Always a JSON body: the client parses it before looking at the status code.
-        errors = _front_matter(self.json_body().get("content", ""))[1]
-        return self.send_json({"errors": errors, "warnings": []}, 400 if errors else 200)
-
-    def _git_or_resolve(self, method: str, seg: list[str]) -> int:
-        repo_type = "model"
-        if seg and seg[0] in ("datasets", "spaces"):
-            repo_type, seg = REPO_TYPES[seg[0]], seg[1:]
-        if len(seg) >= 2 and seg[1].endswith(".git") and seg[2:] == ["info", "lfs", "objects", "batch"]:
-            self.require_auth()
-            return self.send_json(self.server.hub.lfs_batch(repo_type, f"{seg[0]}/{seg[1][:-4]}", self.json_body()),
-                                  headers={"Content-Type": "application/vnd.git-lfs+json"})
-        if len(seg) >= 2 and seg[1].endswith(".git") and seg[2:] == ["info", "lfs", "objects", "verify"]:
-            self.require_auth()
-            body = self.json_body()
-            if not self.server.hub.state.blob_path(body.get("oid", "")).exists():
-                raise HubError(404, f"LFS object {body.get('oid')} was not uploaded")
-            return self.send_json({})
-        if len(seg) >= 5 and seg[2] == "resolve" and method in ("GET", "HEAD"):
-            revision, path = _split_rev_path(seg[3:])
-            return self._resolve(repo_type, f"{seg[0]}/{seg[1]}", revision, path)
-        raise HubError(404, f"{method} {self.raw_path} is not implemented")
-
-    # ---------------------------------------------------------------- downloads and LFS uploads
-    def _resolve(self, repo_type: str, repo_id: str, revision: str, path: str) -> int:
-        hub = self.server.hub
-        with hub.lock:
-            repo = hub.state.repo(repo_type, repo_id)
-            commit_oid = hub.state.resolve_revision(repo, revision)
-            info = repo["commits"][commit_oid]["files"].get(path)
-        if info is None:
-            raise HubError(404, f"Entry not found: {path}", "EntryNotFound", {"X-Repo-Commit": commit_oid})
-        blob = hub.state.blob_path(info["sha256"])
-        size = info["size"]
-        start, end, status = 0, size - 1, 200
-        range_header = self.headers.get("Range")
-        if range_header:
-            start, end = _parse_range(range_header, size)
-            status = 206
-        self.send_response(status)
-        self.send_header("Content-Type", "application/octet-stream")
-        self.send_header("Content-Length", str(max(end - start + 1, 0)))
-        self.send_header("Accept-Ranges", "bytes")
-        self.send_header("ETag", f'"{info["sha256"] if info["lfs"] else info["git_oid"]}"')
-        self.send_header("X-Repo-Commit", commit_oid)
-        if status == 206:
-            self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
-        self.end_headers()
-        if self.command == "GET" and end >= start:
-            with open(blob, "rb") as handle:  # headers are already flushed: wfile is unbuffered
-                self.connection.sendfile(handle, start, end - start + 1)
-        return status
-
-    def _lfs_put(self, seg: list[str]) -> int:
-        # Presigned-URL semantics: no Authorization header is sent, so the URL carries an HMAC of (oid, size).
-        hub = self.server.hub
-        oid = seg[1] if len(seg) > 1 else ""
-        size = self.query.get("size", [""])[0]
-        if not hmac.compare_digest(self.query.get("sig", [""])[0], hub.sign(oid, size)):
-            raise HubError(403, "Invalid or missing signature on LFS upload URL")
-        data = self.body()
-        if len(data) != int(size) or hashlib.sha256(data).hexdigest() != oid:
-            raise HubError(400, f"Uploaded content does not match LFS object {oid} ({size} bytes)")
-        hub.state.put_blob(data)
-        with hub.lock:
-            hub.lfs_uploads.append(oid)
-        return self.send_json({})
-
-
-def _join_rev(args: list[str]) -> str:
-    """A revision from URL segments: one quoted segment (`refs%2Fpr%2F1`) or the raw `refs/pr/1` form."""
-    return _split_rev_path(args)[0]
-
-
-def _split_rev_path(args: list[str]) -> tuple[str, str]:
-    if not args:
-        return "main", ""
-    if args[0] == "refs" and len(args) >= 3:
-        return "/".join(args[:3]), unquote("/".join(args[3:]))
-    return unquote(args[0]), unquote("/".join(args[1:]))
-
-
-def _parse_range(header: str, size: int) -> tuple[int, int]:
-    match = re.fullmatch(r"bytes=(\d*)-(\d*)", header.strip())
-    if not match or (not match.group(1) and not match.group(2)):
-        raise HubError(416, f"Unsupported Range header {header!r}", extra_headers={"Content-Range": f"bytes */{size}"})
-    first, last = match.groups()
-    if not first:  # suffix range: the last N bytes
-        start, end = max(size - int(last), 0), size - 1
-    else:
-        start, end = int(first), min(int(last) if last else size - 1, size - 1)
-    if start >= size and size > 0:
-        raise HubError(416, "Range not satisfiable", extra_headers={"Content-Range": f"bytes */{size}"})
-    return start, end
-
-
-def _front_matter(content: str) -> tuple[dict | None, list[dict]]:
-    """A README's YAML front matter and its errors (checked only when PyYAML is importable; the server is stdlib-only)."""
-    if not content.startswith("---"):
-        return None, []
-    parts = content.split("\n---", 1)
-    if len(parts) < 2:
-        return None, [{"message": "YAML front matter is not closed with '---'"}]
-    try:
-        import yaml
-    except ImportError:
-        return None, []
-    try:
-        data = yaml.safe_load(parts[0][3:])
-    except yaml.YAMLError as err:
-        return None, [{"message": f"Invalid YAML: {err}"}]
-    if data is not None and not isinstance(data, dict):
-        return None, [{"message": "YAML front matter must be a mapping"}]
-    return data or None, []
-
-
-def _card_data(files: dict, state: HubState) -> dict | None:
-    info = files.get("README.md")
-    return None if info is None else _front_matter(state.blob_path(info["sha256"]).read_text(errors="replace"))[0]
-
-
-class Hub:
-    """The server's logic, independent of HTTP: every method takes parsed arguments and returns JSON-able data."""
-
-    def __init__(self, root: Path, base_url: str, token: str | None):
-        self.state = HubState.load(root)
-        self.base_url = base_url
-        self.token = token
-        self.lock = threading.RLock()
-        self.secret = secrets.token_bytes(32)
-        self.requests: list[tuple[str, str, int]] = []
-        self.lfs_uploads: list[str] = []
-        self.faults: list[_Fault] = []
-
-    # -- fault injection for tests
-    def maybe_fail(self, method: str, path: str) -> None:
-        with self.lock:
-            for fault in self.faults:
-                if fault.remaining > 0 and fault.method in (None, method) and (
-                        fault.path_contains is None or fault.path_contains in path):
-                    fault.remaining -= 1
-                    raise HubError(fault.status, f"Injected failure ({fault.status}) for {method} {path}")
-
-    def sign(self, oid: str, size: str) -> str:
-        return hmac.new(self.secret, f"{oid}:{size}".encode(), hashlib.sha256).hexdigest()
-
-    def repo_url(self, repo_type: str, repo_id: str) -> str:
-        return f"{self.base_url}/{URL_PREFIX[repo_type]}{repo_id}"
-
-    # -- repos
-    def create_repo(self, body: dict) -> tuple[dict, int]:
+    def create_repo(self, body: dict) -> dict:
         repo_type = body.get("type") or "model"
         if repo_type not in URL_PREFIX:
             raise HubError(400, f"Invalid repo type {repo_type!r}")
         repo_id = f"{body.get('organization') or USER_NAME}/{body['name']}"
-        url = self.repo_url(repo_type, repo_id)
-        with self.lock:
-            key = f"{repo_type}:{repo_id}"
-            if key in self.state.repos:
-                return {"error": "You already created this repo", "url": url}, 409
-            repo = {"type": repo_type, "id": repo_id, "private": body.get("visibility") == "private"
-                    or bool(body.get("private")), "created": _now(), "commits": {}, "branches": {}, "tags": {},
-                    "prs": []}
-            data = GITATTRIBUTES.encode()
-            files = {".gitattributes": self._regular_entry(data)}
-            repo["branches"]["main"] = self.state.new_commit(repo, None, files, "initial commit")
-            self.state.repos[key] = repo
-            self.state.save()
-        return {"url": url, "name": repo_id, "id": repo_id}, 200
+        url, key = self.repo_url(repo_type, repo_id), f"{repo_type}:{repo_id}"
+        if key in self.repos:  # the client reads the url of an existing repo from the 409 body (`exist_ok=True`)
+            message = "You already created this repo"
+            raise HubError(409, message, body={"error": message, "url": url})
+        repo = {"type": repo_type, "id": repo_id, "private": body.get("visibility") == "private"
+                or bool(body.get("private")), "created": _now(), "commits": {}, "branches": {}, "tags": {}, "prs": []}
+        files = {".gitattributes": self._regular_entry(GITATTRIBUTES.encode())}
+        repo["branches"]["main"] = self.new_commit(repo, None, files, "initial commit")
+        self.repos[key] = repo
+        self.save()
+        return {"url": url, "name": repo_id, "id": repo_id}
 
     def delete_repo(self, body: dict) -> None:
         repo_type = body.get("type") or "model"
         repo_id = f"{body.get('organization') or USER_NAME}/{body['name']}"
-        with self.lock:
-            self.state.repo(repo_type, repo_id)
-            del self.state.repos[f"{repo_type}:{repo_id}"]
-            self.state.save()
-
-    def update_settings(self, repo_type: str, repo_id: str, body: dict) -> None:
-        with self.lock:
-            repo = self.state.repo(repo_type, repo_id)
-            if "private" in body:
-                repo["private"] = bool(body["private"])
-            self.state.save()
+        self.repo(repo_type, repo_id)
+        del self.repos[f"{repo_type}:{repo_id}"]
+        self.save()
 
     def repo_info(self, repo_type: str, repo_id: str, revision: str) -> dict:
-        with self.lock:
-            repo = self.state.repo(repo_type, repo_id)
-            oid = self.state.resolve_revision(repo, revision)
-            commit = repo["commits"][oid]
-            files = commit["files"]
-            siblings = [{"rfilename": path, "size": info["size"], "blobId": info["git_oid"],
-                         **({"lfs": {"sha256": info["sha256"], "size": info["size"],
-                                     "pointerSize": info["pointer_size"]}} if info["lfs"] else {})}
-                        for path, info in sorted(files.items())]
-            return {
-                "_id": hashlib.sha1(repo_id.encode()).hexdigest()[:24], "id": repo_id, "author": repo_id.split("/")[0],
-                "sha": oid, "lastModified": commit["date"], "createdAt": repo["created"], "private": repo["private"],
-                "gated": False, "disabled": False, "downloads": 0, "likes": 0, "tags": [],
-                "siblings": siblings, "cardData": _card_data(files, self.state),
-            }
+        repo = self.repo(repo_type, repo_id)
+        oid = self.resolve_revision(repo, revision)
+        commit = repo["commits"][oid]
+        files = commit["files"]
+        siblings = [{"rfilename": path, "size": info["size"], "blobId": info["git_oid"],
+                     **({"lfs": {"sha256": info["sha256"], "size": info["size"],
+                                 "pointerSize": info["pointer_size"]}} if info["lfs"] else {})}
+                    for path, info in sorted(files.items())]
+        readme = files.get("README.md")
+        card = readme and _front_matter(self.blob_path(readme["sha256"]).read_text(errors="replace"))[0]
+        return {
+            "_id": hashlib.sha1(repo_id.encode()).hexdigest()[:24], "id": repo_id, "author": repo_id.split("/")[0],
+            "sha": oid, "lastModified": commit["date"], "createdAt": repo["created"], "private": repo["private"],
+            "gated": False, "disabled": False, "downloads": 0, "likes": 0, "tags": [], "siblings": siblings,
+            "cardData": card,
+        }
 
     # -- uploads
-    def _regular_entry(self, data: bytes) -> dict:
-        return {"sha256": self.state.put_blob(data), "size": len(data), "git_oid": _git_blob_oid(data),
-                "lfs": False, "pointer_size": 0}
-
     def preupload(self, repo_type: str, repo_id: str, revision: str, body: dict) -> dict:
-        with self.lock:
-            repo = self.state.repo(repo_type, repo_id)
-            try:
-                files = repo["commits"][self.state.resolve_revision(repo, revision)]["files"]
-            except HubError:  # a branch that the commit will create (create_pr / new revision) has no files yet
-                files = {}
+        self.repo(repo_type, repo_id)
+        try:
+            files = self._files(repo_type, repo_id, revision)
+        except HubError:  # a branch that the commit will create (create_pr / new revision) has no files yet
+            files = {}
         answer = []
         for item in body.get("files", []):
-            mode = upload_mode(item["path"], int(item["size"]), base64.b64decode(item.get("sample") or ""))
+            # The Hub's rule of thumb: big files, known binary extensions and binary-looking content go to LFS.
+            sample = base64.b64decode(item.get("sample") or "")
+            lfs = int(item["size"]) >= LFS_THRESHOLD or b"\0" in sample or item["path"].lower().endswith(LFS_SUFFIXES)
+            mode = "lfs" if lfs else "regular"
             existing = files.get(item["path"])
             oid = None if existing is None else existing["sha256" if mode == "lfs" else "git_oid"]
             answer.append({"path": item["path"], "uploadMode": mode, "shouldIgnore": False, "oid": oid})
         return {"files": answer, "commitOid": None}
 
     def lfs_batch(self, repo_type: str, repo_id: str, body: dict) -> dict:
-        with self.lock:
-            self.state.repo(repo_type, repo_id)
+        self.repo(repo_type, repo_id)
         objects = []
         for obj in body.get("objects", []):
             oid, size = obj["oid"], int(obj["size"])
             entry = {"oid": oid, "size": size, "authenticated": True}
-            if not self.state.blob_path(oid).exists():
+            if not self.blob_path(oid).exists():
                 query = f"size={size}&sig={self.sign(oid, str(size))}"
-                prefix = URL_PREFIX[repo_type]
-                entry["actions"] = {
-                    "upload": {"href": f"{self.base_url}/lfs-upload/{oid}?{query}"},
-                    "verify": {"href": f"{self.base_url}/{prefix}{repo_id}.git/info/lfs/objects/verify"},
-                }
+                entry["actions"] = {"upload": {"href": f"{self.base_url}/lfs-upload/{oid}?{query}"}}
             objects.append(entry)
         return {"transfer": "basic", "objects": objects}
 
     def commit(self, repo_type: str, repo_id: str, revision: str, raw: bytes, create_pr: bool) -> dict:
         lines = [json.loads(line) for line in raw.decode().splitlines() if line.strip()]
         header = next((line["value"] for line in lines if line.get("key") == "header"), {})
-        with self.lock:
-            repo = self.state.repo(repo_type, repo_id)
-            head = self.state.resolve_revision(repo, revision)
-            parent = header.get("parentCommit")
-            if parent and parent != head:
-                raise HubError(412, f"A commit has happened since. Parent commit {parent} is not the head {head}")
-            files = dict(repo["commits"][head]["files"])
-            for line in lines:
-                self._apply(files, line.get("key"), line.get("value") or {})
-            oid = self.state.new_commit(repo, head, files, header.get("summary", ""), header.get("description", ""))
-            pr_url = None
-            if create_pr:
-                repo["prs"].append(oid)
-                pr_url = f"{self.repo_url(repo_type, repo_id)}/discussions/{len(repo['prs'])}"
-            elif (branch := unquote(revision).removeprefix("refs/heads/")) in repo["branches"]:
-                repo["branches"][branch] = oid
-            else:
-                raise HubError(400, f"Cannot commit to {revision}: not a branch")
-            self.state.save()
+        repo = self.repo(repo_type, repo_id)
+        head = self.resolve_revision(repo, revision)
+        parent = header.get("parentCommit")
+        if parent and parent != head:
+            raise HubError(412, f"A commit has happened since. Parent commit {parent} is not the head {head}")
+        files = dict(repo["commits"][head]["files"])
+        for line in lines:
+            self._apply(files, line.get("key"), line.get("value") or {})
+        oid = self.new_commit(repo, head, files, header.get("summary", ""), header.get("description", ""))
+        pr_url = None
+        if create_pr:
+            repo["prs"].append(oid)
+            pr_url = f"{self.repo_url(repo_type, repo_id)}/discussions/{len(repo['prs'])}"
+        elif (branch := unquote(revision).removeprefix("refs/heads/")) in repo["branches"]:
+            repo["branches"][branch] = oid
+        else:
+            raise HubError(400, f"Cannot commit to {revision}: not a branch")
+        self.save()
         return {"commitOid": oid, "commitUrl": f"{self.repo_url(repo_type, repo_id)}/commit/{oid}",
                 "pullRequestUrl": pr_url}
 
@@ -587,131 +477,104 @@ class Hub:
             data = base64.b64decode(content) if value.get("encoding") == "base64" else content.encode()
             files[path] = self._regular_entry(data)
         elif key == "lfsFile":
-            sha, blob = value["oid"], self.state.blob_path(value["oid"])
+            sha, blob = value["oid"], self.blob_path(value["oid"])
             if not blob.exists():
                 raise HubError(400, f"LFS object {sha} for {path} was never uploaded")
             size = blob.stat().st_size
-            pointer = _lfs_pointer(sha, size)
+            pointer = f"version https://git-lfs.github.com/spec/v1\noid sha256:{sha}\nsize {size}\n".encode()
             files[path] = {"sha256": sha, "size": size, "git_oid": _git_blob_oid(pointer), "lfs": True,
                            "pointer_size": len(pointer)}
         elif key == "deletedFile":
             if files.pop(path, None) is None:
                 raise HubError(404, f"A file with this name doesn't exist: {path}", "EntryNotFound")
         elif key == "deletedFolder":
-            prefix = path.rstrip("/") + "/"
-            for name in [p for p in files if p.startswith(prefix)]:
+            for name in [p for p in files if p.startswith(path.rstrip("/") + "/")]:
                 del files[name]
         elif key != "header":
             raise HubError(400, f"Unknown commit operation {key!r}")
 
     # -- listings and refs
-    def _files(self, repo_type: str, repo_id: str, revision: str) -> dict:
-        repo = self.state.repo(repo_type, repo_id)
-        return repo["commits"][self.state.resolve_revision(repo, revision)]["files"]
-
     def tree(self, repo_type: str, repo_id: str, revision: str, path: str, recursive: bool) -> list[dict]:
-        with self.lock:
-            return _list_tree(self._files(repo_type, repo_id, revision), path, recursive)
+        return _list_tree(self._files(repo_type, repo_id, revision), path, recursive)
 
     def paths_info(self, repo_type: str, repo_id: str, revision: str, paths: list[str]) -> list[dict]:
-        with self.lock:
-            files = self._files(repo_type, repo_id, revision)
-            out = []
-            for path in paths:
-                path = path.strip("/")
-                if path in files:
-                    out.append(_file_entry(path, files[path]))
-                elif any(p.startswith(path + "/") for p in files):
-                    out.append(_dir_entry(path))
-            return out
+        files, out = self._files(repo_type, repo_id, revision), []
+        for path in (p.strip("/") for p in paths):
+            if path in files:
+                out.append(_file_entry(path, files[path]))
+            elif any(p.startswith(path + "/") for p in files):
+                out.append(_dir_entry(path))
+        return out
 
     def refs(self, repo_type: str, repo_id: str, include_prs: bool) -> dict:
-        with self.lock:
-            repo = self.state.repo(repo_type, repo_id)
-            out = {
-                "branches": [{"name": n, "ref": f"refs/heads/{n}", "targetCommit": c}
-                             for n, c in repo["branches"].items()],
-                "tags": [{"name": n, "ref": f"refs/tags/{n}", "targetCommit": c} for n, c in repo["tags"].items()],
-                "converts": [],
-            }
-            if include_prs:
-                out["pullRequests"] = [{"name": str(i + 1), "ref": f"refs/pr/{i + 1}", "targetCommit": c}
-                                       for i, c in enumerate(repo["prs"])]
-            return out
+        repo = self.repo(repo_type, repo_id)
+        out = {kind: [{"name": n, "ref": f"refs/{ref}/{n}", "targetCommit": c} for n, c in repo[kind].items()]
+               for kind, ref in (("branches", "heads"), ("tags", "tags"))}
+        out["converts"] = []
+        if include_prs:
+            out["pullRequests"] = [{"name": str(i + 1), "ref": f"refs/pr/{i + 1}", "targetCommit": c}
+                                   for i, c in enumerate(repo["prs"])]
+        return out
 
     def commits(self, repo_type: str, repo_id: str, revision: str) -> list[dict]:
-        with self.lock:
-            repo = self.state.repo(repo_type, repo_id)
-            oid, out = self.state.resolve_revision(repo, revision), []
-            while oid is not None:
-                commit = repo["commits"][oid]
-                out.append({"id": oid, "title": commit["title"], "message": commit["message"],
-                            "date": commit["date"], "authors": [{"user": USER_NAME}]})
-                oid = commit["parent"]
-            return out
+        repo = self.repo(repo_type, repo_id)
+        oid, out = self.resolve_revision(repo, revision), []
+        while oid is not None:
+            commit = repo["commits"][oid]
+            out.append({"id": oid, "title": commit["title"], "message": commit["message"], "date": commit["date"],
+                        "authors": [{"user": USER_NAME}]})
+            oid = commit["parent"]
+        return out
 
     def create_ref(self, repo_type: str, repo_id: str, kind: str, name: str, body: dict) -> None:
-        """A branch `name` (at `startingPoint`, main or an empty commit), or the tag `body["tag"]` at revision `name`."""
-        with self.lock:
-            repo = self.state.repo(repo_type, repo_id)
-            ref, table = (name, "branches") if kind == "branch" else (body["tag"], "tags")
-            if ref in repo[table]:
-                raise HubError(409, f"{kind.capitalize()} {ref} already exists")
-            if body.get("emptyBranch"):
-                repo[table][ref] = self.state.new_commit(repo, None, {}, f"create empty branch {ref}")
-            else:
-                start = (body.get("startingPoint") or "main") if kind == "branch" else name
-                repo[table][ref] = self.state.resolve_revision(repo, start)
-            self.state.save()
+        """A branch `name` (at `startingPoint` or main), or the tag `body["tag"]` at revision `name`."""
+        repo = self.repo(repo_type, repo_id)
+        ref, table = (name, "branches") if kind == "branch" else (body["tag"], "tags")
+        if ref in repo[table]:
+            raise HubError(409, f"{kind.capitalize()} {ref} already exists")
+        start = (body.get("startingPoint") or "main") if kind == "branch" else name
+        repo[table][ref] = self.resolve_revision(repo, start)
+        self.save()
 
     def delete_ref(self, repo_type: str, repo_id: str, kind: str, name: str) -> None:
-        with self.lock:
-            repo = self.state.repo(repo_type, repo_id)
-            if repo["branches" if kind == "branch" else "tags"].pop(name, None) is None:
-                raise HubError(404, f"{kind.capitalize()} {name} not found", "RevisionNotFound")
-            self.state.save()
+        repo = self.repo(repo_type, repo_id)
+        if repo["branches" if kind == "branch" else "tags"].pop(name, None) is None:
+            raise HubError(404, f"{kind.capitalize()} {name} not found", "RevisionNotFound")
+        self.save()
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    hub: Hub
-
-
-class HubServer:
+class HubServer(LoopbackServer):
     """A running loopback Hub: `.url` (no trailing slash), `.stop()`, `.requests`, `.lfs_uploads`, `.fail_next()`."""
 
-    def __init__(self, httpd: _Server, thread: threading.Thread):
-        self._httpd, self._thread, self.hub = httpd, thread, httpd.hub
-        self.url = httpd.hub.base_url
-        self.port = httpd.server_address[1]
-        self.root_dir = httpd.hub.state.root
-        self.requests: list[tuple[str, str, int]] = self.hub.requests  # (method, path, status) of every request
-        self.lfs_uploads: list[str] = self.hub.lfs_uploads  # sha256 of each object uploaded by LFS PUT, in order
+    def __init__(self, root_dir: str | os.PathLike, port: int = 0, token: str | None = None):
+        super().__init__(_Handler, port)
+        self.url = self.root_url
+        self.hub = Hub(Path(root_dir), self.url, token)
+        self.requests: list[tuple[str, str, int]] = []  # (method, path, status) of every request
+        self.lfs_uploads: list[str] = []  # sha256 of each object uploaded by LFS PUT, in order
+        self.faults: list[_Fault] = []
 
     def fail_next(self, n: int = 1, status: int = 500, method: str | None = None,
                   path_contains: str | None = None) -> None:
         """Answer the next `n` requests matching `method` / `path_contains` with `status` (tests of retries)."""
         with self.hub.lock:
-            self.hub.faults.append(_Fault(n, status, method, path_contains))
+            self.faults.append(_Fault(n, status, method, path_contains))
 
     def clear_faults(self) -> None:
         with self.hub.lock:
-            self.hub.faults.clear()
+            self.faults.clear()
+
+    def maybe_fail(self, method: str, path: str) -> None:
+        with self.hub.lock:
+            for fault in self.faults:
+                if fault.remaining > 0 and fault.method in (None, method) and (
+                        fault.path_contains is None or fault.path_contains in path):
+                    fault.remaining -= 1
+                    raise HubError(fault.status, f"Injected failure ({fault.status}) for {method} {path}")
 
     def commit_count(self, repo_id: str, repo_type: str = "model", revision: str = "main") -> int:
-        return len(self.hub.commits(repo_type, repo_id, revision))
-
-    def stop(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        self._thread.join(timeout=5)
-
-    def __enter__(self) -> "HubServer":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
+        with self.hub.lock:
+            return len(self.hub.commits(repo_type, repo_id, revision))
 
 
 def start_hub_server(root_dir: str | os.PathLike, port: int = 0, token: str | None = None) -> HubServer:
@@ -720,19 +583,12 @@ def start_hub_server(root_dir: str | os.PathLike, port: int = 0, token: str | No
     Returns once the socket listens, so clients can connect immediately. `token`, if given, is the only bearer token
     accepted for writes; by default any non-empty token is.
     """
-    httpd = _Server(("127.0.0.1", int(port)), _Handler)
-    url = f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.hub = Hub(Path(root_dir), url, token)
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True,
-                              name=f"hub-server-{httpd.server_address[1]}")
-    thread.start()
-    return HubServer(httpd, thread)
+    return HubServer(root_dir, port, token).start()
 
 
 def main(argv: list[str] | None = None) -> int:
     """`python -m hf_medvlm.testing.hub_server --root DIR --port 8765`: run the loopback Hub in the foreground."""
     import argparse
-    import time
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=(
         "example:\n  python -m hf_medvlm.testing.hub_server --root /tmp/hub --port 8765\n"
@@ -741,13 +597,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--root", required=True, help="directory for the server's blobs and state")
     parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (0 = any free port)")
     args = parser.parse_args(argv)
-    server = start_hub_server(args.root, args.port)
+    server = HubServer(args.root, args.port)
     print(f"Hub server listening on {server.url} (state in {args.root}); Ctrl-C to stop", flush=True)
-    try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        server.stop()
+    server.serve_until_interrupted()
     return 0
 
 

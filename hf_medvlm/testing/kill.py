@@ -83,13 +83,10 @@ def run_and_kill(args: list[str], when: Condition, *, timeout: float = 600, poll
 def _watch(process: subprocess.Popen, when: Condition, timeout: float, poll_s: float) -> bool:
     deadline = time.monotonic() + timeout
     while process.poll() is None:
-        if when():
+        held = when()
+        if held or time.monotonic() > deadline:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
-            return True
-        if time.monotonic() > deadline:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-            return False
+            return held
         time.sleep(poll_s)
     return False

@@ -27,8 +27,9 @@ import urllib.parse
 import zlib
 from collections import deque
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
+
+from ._loopback import LoopbackHandler, LoopbackServer
 
 __all__ = ["Reply", "RecordedRequest", "OpenAIServer", "start_openai_server", "TransformersResponder", "CannedResponder",
            "message_texts"]
@@ -99,27 +100,16 @@ def message_texts(messages: list[dict]) -> list[str]:
     return texts
 
 
-def _count_tokens(text: str) -> int:
-    return len(text.split())  # a stand-in tokenizer: good enough for accounting tests
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive, so clients can reuse pooled connections
-    disable_nagle_algorithm = True  # headers and body go out as separate writes; don't let Nagle delay the body
-    server: "_Server"
-
-    def log_message(self, format, *args):  # noqa: A002 - quiet test output
-        pass
+class _Handler(LoopbackHandler):
+    server: "OpenAIServer"
 
     def do_GET(self):
         if self.path.rstrip("/").endswith("/models"):
-            body = {"object": "list", "data": [{"id": self.server.owner.model_name, "object": "model"}]}
-            return self._send(200, json.dumps(body).encode())
+            return self._send(200, {"object": "list", "data": [{"id": self.server.model_name, "object": "model"}]})
         self._send(404, _error_body(f"no route {self.path}", "not_found"))
 
     def do_POST(self):
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length)
+        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         parsed = urllib.parse.urlsplit(self.path)
         record = RecordedRequest(
             method="POST", path=parsed.path, query=dict(urllib.parse.parse_qsl(parsed.query)),
@@ -129,14 +119,14 @@ class _Handler(BaseHTTPRequestHandler):
             record.body = json.loads(raw)
         except ValueError:
             record.body = raw.decode("utf-8", errors="replace")
-        self.server.owner._record(record)
+        self.server._record(record)
         if not parsed.path.endswith("/chat/completions"):
             record.reply_status = 404
             return self._send(404, _error_body(f"no route {parsed.path}", "not_found"))
         if not isinstance(record.body, dict) or not isinstance(record.body.get("messages"), list):
             record.reply_status = 400
             return self._send(400, _error_body("body must be JSON with a 'messages' list", "invalid_request_error"))
-        reply = self.server.owner._next_reply(record.body)
+        reply = self.server._next_reply(record.body)
         record.reply_status = reply.status
         if reply.delay:
             time.sleep(reply.delay)
@@ -144,49 +134,35 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(reply.status, body, reply.headers)
 
     def _completion(self, request: dict, reply: Reply) -> bytes:
-        owner = self.server.owner
+        # Words stand in for tokens: good enough for accounting tests.
         prompt_tokens = reply.prompt_tokens
         if prompt_tokens is None:
-            prompt_tokens = sum(_count_tokens(t) for t in message_texts(request["messages"]))
-        completion_tokens = reply.completion_tokens
-        if completion_tokens is None:
-            completion_tokens = _count_tokens(reply.text)
+            prompt_tokens = sum(len(text.split()) for text in message_texts(request["messages"]))
+        completion_tokens = len(reply.text.split()) if reply.completion_tokens is None else reply.completion_tokens
         return json.dumps({
-            "id": f"chatcmpl-{owner._counter}", "object": "chat.completion", "created": int(time.time()),
-            "model": request.get("model") or owner.model_name,
+            "id": f"chatcmpl-{self.server._counter}", "object": "chat.completion", "created": int(time.time()),
+            "model": request.get("model") or self.server.model_name,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": reply.text},
                          "finish_reason": reply.finish_reason}],
             "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
                       "total_tokens": prompt_tokens + completion_tokens},
         }).encode()
 
-    def _send(self, status: int, body: bytes, headers: dict[str, str] | None = None):
+    def _send(self, status: int, body: bytes | dict, headers: dict[str, str] | None = None):
         try:
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            for name, value in (headers or {}).items():
-                self.send_header(name, value)
-            self.end_headers()
-            self.wfile.write(body)
+            self.send_json(body, status, headers)
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client gave up (a timeout test); nothing to tell it
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    owner: "OpenAIServer"
-
-    def handle_error(self, request, client_address):
-        pass  # clients that time out and hang up are expected here; the request log says what happened
-
-
-class OpenAIServer:
-    """Handle for a running loopback server: `url` (API root with `/v1`), `root_url` (Azure endpoint), `requests`."""
+class OpenAIServer(LoopbackServer):
+    """A loopback server (`start()` it, or use `start_openai_server`): `url` (API root with `/v1`), `root_url` (Azure
+    endpoint), `requests`."""
 
     def __init__(self, responder: Callable[[dict], Reply | str] | None = None, *, port: int = 0,
                  model_name: str = "loopback-model", default_text: str = "OK"):
+        super().__init__(_Handler, port)
+        self.url = f"{self.root_url}/v1"
         self.responder = responder
         self.model_name = model_name
         self.default_text = default_text
@@ -194,21 +170,9 @@ class OpenAIServer:
         self._queue: deque[Reply] = deque()
         self._lock = threading.Lock()
         self._counter = 0
-        self._httpd = _Server(("127.0.0.1", port), _Handler)
-        self._httpd.owner = self
-        self._thread: threading.Thread | None = None
 
-    @property
-    def port(self) -> int:
-        return self._httpd.server_address[1]
-
-    @property
-    def root_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def url(self) -> str:
-        return f"{self.root_url}/v1"
+    def handle_error(self, request, client_address):
+        pass  # clients that time out and hang up are expected here; the request log says what happened
 
     def enqueue(self, *replies: Reply | str) -> None:
         """Script the next replies, served in order before the responder is asked."""
@@ -238,34 +202,6 @@ class OpenAIServer:
             return Reply(text=self.default_text)
         reply = self.responder(body)
         return Reply(text=reply) if isinstance(reply, str) else reply
-
-    def serve_forever(self) -> None:
-        """Serve on the calling thread until interrupted (the `python -m` entry point)."""
-        try:
-            self._httpd.serve_forever(poll_interval=0.2)
-        except KeyboardInterrupt:
-            pass
-        finally:
-            self._httpd.server_close()
-
-    def start(self) -> "OpenAIServer":
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.02}, name="openai-loopback", daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=1)
-
-    def __enter__(self) -> "OpenAIServer":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
 
 
 def start_openai_server(responder: Callable[[dict], Reply | str] | None = None, *, port: int = 0,
@@ -343,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     server = OpenAIServer(CannedResponder() if args.canned else None, port=args.port, model_name=args.model_name,
                           default_text=args.text)
     print(f"OpenAI-compatible server listening on {server.url}; Ctrl-C to stop", flush=True)
-    server.serve_forever()
+    server.serve_until_interrupted()
     return 0
 
 

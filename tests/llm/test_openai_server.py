@@ -15,7 +15,7 @@ from tests.conftest import make_rgb_image
 
 def test_server_answers_as_soon_as_started_binds_loopback_only_and_stops():
     server = start_openai_server()
-    assert server._httpd.server_address[0] == "127.0.0.1"
+    assert server.server_address[0] == "127.0.0.1"
     # no polling: the first request right after start() is answered
     assert requests.get(f"{server.url}/models", timeout=5).json()["data"][0]["id"] == "loopback-model"
     server.stop()
