@@ -4,6 +4,7 @@ threaded HTTP server bound to 127.0.0.1 that serves from a daemon thread (stdlib
 from __future__ import annotations
 
 import json
+import signal
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -56,6 +57,8 @@ class LoopbackServer(ThreadingHTTPServer):
         self.stop()
 
     def serve_until_interrupted(self) -> None:
+        # A shell starts background jobs (`... &` in a script) with SIGINT ignored; `kill -INT` must still stop us.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         try:
             self.serve_forever(poll_interval=0.2)
         except KeyboardInterrupt:
