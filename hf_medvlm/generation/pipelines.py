@@ -7,6 +7,7 @@ the same command after a crash sends only the requests that have no reply yet.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -82,8 +83,9 @@ def chat_backend(args: GenerateArguments, endpoint):
         from hf_medvlm.llm.local import LocalChatBackend
 
         return LocalChatBackend.from_pretrained(args.local_model, max_new_tokens=args.max_new_tokens)
-    if not endpoint.llm_base_url:
-        raise ValueError("give --llm_base_url (an OpenAI-compatible endpoint) or --local_model")
+    env = "AZURE_OPENAI_ENDPOINT" if endpoint.llm_api_style == "azure" else "OPENAI_BASE_URL"
+    if not (endpoint.llm_base_url or os.environ.get(env)):
+        raise ValueError(f"give --llm_base_url (an OpenAI-compatible endpoint; default ${env}) or --local_model")
     return endpoint.build_backend()
 
 

@@ -75,3 +75,17 @@ def test_offline_the_llm_client_never_retries_a_refusal_in_a_command(figure_reco
                          "--llm_base_url", llm.url, "--llm_model", "m", "--llm_concurrency", "1", "--limit", "1"])
         assert code == 1 and len(llm.chat_requests()) == 1
     assert "HTTP 401" in capsys.readouterr().err
+
+
+def test_generate_takes_the_endpoint_from_openai_base_url_as_its_help_says(figure_records, tmp_path, capsys,
+                                                                         monkeypatch):
+    from hf_medvlm.testing.openai_server import CannedResponder, start_openai_server
+
+    argv = ["generate", "llava-med", "--input", str(figure_records), "--llm_model", "m", "--limit", "1"]
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    assert cli_main([*argv, "--output_dir", str(tmp_path / "none")]) == 2
+    assert "give --llm_base_url (an OpenAI-compatible endpoint; default $OPENAI_BASE_URL)" in capsys.readouterr().err
+    with start_openai_server(CannedResponder()) as llm:
+        monkeypatch.setenv("OPENAI_BASE_URL", llm.url)
+        assert cli_main([*argv, "--output_dir", str(tmp_path / "env")]) == 0
+        assert len(llm.chat_requests()) == 1
