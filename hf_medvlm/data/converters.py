@@ -269,9 +269,12 @@ def convert_pubmedvision(raw: dict, resolve: ImageResolver, conversation_key: st
     """PubMedVision row (`image` is a list of 1..29 paths, text has no `<image>`) -> training row."""
     record_id = _record_id(raw)
     refs = raw.get("image")
-    refs = [refs] if isinstance(refs, str) else refs
+    refs = [refs] if isinstance(refs, (str, dict)) else refs
     if not refs:
         raise RecordError("missing_image", f"record {record_id!r}: field 'image' is empty")
+    if not isinstance(refs, list):
+        raise RecordError("bad_field", f"record {record_id!r}: field 'image' is a {type(refs).__name__} ({refs!r}), "
+                          "not a path or a list of paths")
     images = [resolve(ref, record_id) for ref in refs]
     messages = conversations_to_messages(raw.get(conversation_key), record_id, len(images), insert_images=True)
     return _training_row(record_id, source, images, messages, modality=raw.get("modality"),

@@ -124,6 +124,17 @@ def test_in_text_mentions_keep_their_structure():
             in_text_mentions([bad], "q")
 
 
+@pytest.mark.parametrize("image", [True, 3, 1.5])
+def test_pubmedvision_image_that_is_neither_a_path_nor_a_list_is_a_named_error(image):
+    """Found by the converter fuzz test at the lowest versions: `"image": true` was a TypeError, not a record error."""
+    from hf_medvlm.data.converters import ImageResolver, convert_pubmedvision
+    from hf_medvlm.data.schema import RecordError
+
+    raw = {"id": "Alignment_VQA_1", "image": image, "conversations": [{"from": "human", "value": "What is shown?"}]}
+    with pytest.raises(RecordError, match=rf"record 'Alignment_VQA_1': field 'image' is a {type(image).__name__} "):
+        convert_pubmedvision(raw, ImageResolver(None))
+
+
 def test_qa50_per_domain_grouping_equals_the_release(tmp_path):
     """prepare -> the judge's grouping function gives the release's first-true-flag domains (5 groups, not 7 reprs)."""
     from hf_medvlm.eval.judge import qa50_domain, summarize_chat_scores
