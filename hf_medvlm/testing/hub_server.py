@@ -124,7 +124,8 @@ class _Handler(LoopbackHandler):
             if self.command in ("GET", "HEAD") and (match := _RESOLVE.fullmatch(split.path)):
                 self._resolve(REPO_TYPES[match[1] or "models"], *match.groups()[1:])
             else:
-                with self.server.hub.lock:  # one request at a time changes or reads the state; downloads stream outside it
+                # One request at a time reads or changes the state; downloads (above) stream outside the lock.
+                with self.server.hub.lock:
                     self._route(self.command, split.path, [s for s in split.path.split("/") if s != ""])
         except HubError as err:
             self._send_error(err)
