@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import tarfile
-import threading
 from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
@@ -201,22 +200,17 @@ def _download(session, url: str, target: Path, args: FetchImagesArguments) -> Pa
 # ---------------------------------------------------------------------------------------------- extract
 
 
-def _member_bytes(archive: tarfile.TarFile, name: str, images_dir: Path) -> bytes:
-    """A member's bytes, if `tarfile.data_filter` would extract it into `images_dir` (KeyError if absent)."""
-    member = archive.getmember(name)
-    tarfile.data_filter(member, str(images_dir))  # raises tarfile.FilterError for absolute, `..`, links out
-    handle = archive.extractfile(member)
-    if handle is None:
-        raise KeyError(name)  # a directory or special file
-    return handle.read()
-
-
 def _extract_one(archive, tarball: Path, record: dict, images_dir: Path) -> _Failure | None:
     from .schema import RecordError, check_image_bytes  # imports `datasets`, which `fetch-images --help` need not
 
     source = f"{record['image_file_path']} in {tarball.name}"
     try:
-        data = _member_bytes(archive, record["image_file_path"], images_dir)
+        member = archive.getmember(record["image_file_path"])
+        tarfile.data_filter(member, str(images_dir))  # raises tarfile.FilterError for absolute, `..`, links out
+        handle = archive.extractfile(member)
+        if handle is None:
+            raise KeyError(member.name)  # a directory or special file
+        data = handle.read()
         check_image_bytes(data, f"{source} (pair_id {record['pair_id']})")
         tmp = images_dir / f"{record['pair_id']}.jpg.tmp"
         tmp.write_bytes(data)
@@ -232,34 +226,28 @@ def _extract_one(archive, tarball: Path, record: dict, images_dir: Path) -> _Fai
     return None
 
 
-def _extract(tarball: Path, records: list[dict], images_dir: Path) -> list[tuple[dict, _Failure | None]]:
-    try:
-        archive = tarfile.open(tarball, "r:*")
-    except (tarfile.TarError, OSError, EOFError) as err:
-        raise _Failure("corrupt_tarball", f"{tarball.name}: {err}") from None
-    with archive:
-        return [(record, _extract_one(archive, tarball, record, images_dir)) for record in records]
-
-
 def _fetch_tarball(session, url: str, records: list[dict], out: Path, args) -> tuple[list, bool]:
+    """Each record with its failure (None when extracted), and whether the tarball was downloaded."""
     tarball = out / "tarballs" / _tarball_name(url)
     downloaded = not tarball.exists()  # a kept tarball from an earlier run is reused
-    if downloaded:
-        _download(session, url, tarball, args)
     try:
-        return _extract(tarball, records, out / "images"), downloaded
+        if downloaded:
+            _download(session, url, tarball, args)
+        try:
+            archive = tarfile.open(tarball, "r:*")
+        except (tarfile.TarError, OSError, EOFError) as err:
+            raise _Failure("corrupt_tarball", f"{tarball.name}: {err}") from None
+        with archive:
+            results = [(record, _extract_one(archive, tarball, record, out / "images")) for record in records]
+        return results, downloaded
+    except _Failure as err:
+        return [(record, err) for record in records], False
     finally:
         if not args.keep_tarballs:
             tarball.unlink(missing_ok=True)
 
 
 # -------------------------------------------------------------------------------------------------- run
-
-
-def _remove_stale_temporaries(out: Path) -> None:
-    """`*.part` / `*.tmp` are only ever a killed run's leftovers: finished files are renamed away from them."""
-    for stale in [*(out / "tarballs").glob("*.part"), *(out / "images").glob("*.tmp")]:
-        stale.unlink(missing_ok=True)
 
 
 def _plan(records: list[dict], images_dir: Path, report: FetchReport) -> tuple[dict[str, list[dict]], list]:
@@ -287,38 +275,28 @@ def fetch_images(records, output_dir: str | Path, args: FetchImagesArguments | N
     out = Path(output_dir)
     (out / "images").mkdir(parents=True, exist_ok=True)
     (out / "tarballs").mkdir(exist_ok=True)
-    _remove_stale_temporaries(out)
-    report, failures, lock = FetchReport(), [], threading.Lock()
-    groups, refused = _plan(records, out / "images", report)
+    # `*.part` / `*.tmp` are only ever a killed run's leftovers: finished files are renamed away from them
+    for stale in [*(out / "tarballs").glob("*.part"), *(out / "images").glob("*.tmp")]:
+        stale.unlink(missing_ok=True)
+    report, failures = FetchReport(), []
+    groups, outcomes = _plan(records, out / "images", report)
     session = _session(args)
-    bar = tqdm(total=len(refused) + sum(map(len, groups.values())), desc="fetching PMC images", unit="img",
-               disable=not progress)
-
-    def record_outcome(record, failure):
-        with lock:
-            if failure is None:
-                report.done += 1
-            else:
-                report.failed[failure.reason] += 1
-                failures.append({**{k: record[k] for k in REQUIRED_KEYS}, "reason": failure.reason,
-                                 "detail": str(failure)})
-            bar.update(1)
-
-    def work(url, group):
-        try:
-            results, downloaded = _fetch_tarball(session, url, group, out, args)
-        except _Failure as err:
-            results, downloaded = [(record, err) for record in group], False
-        with lock:
-            report.downloads += int(downloaded)
-        for record, failure in results:
-            record_outcome(record, failure)
-
-    for record, failure in refused:
-        record_outcome(record, failure)
+    bar = tqdm(total=len(outcomes) + sum(map(len, groups.values())), initial=len(outcomes),
+               desc="fetching PMC images", unit="img", disable=not progress)
     with ThreadPoolExecutor(max_workers=max(1, args.num_workers)) as pool:
-        for future in as_completed([pool.submit(work, url, group) for url, group in groups.items()]):
-            future.result()
+        futures = [pool.submit(_fetch_tarball, session, url, group, out, args) for url, group in groups.items()]
+        for future in as_completed(futures):  # tallied here, in the main thread, as each tarball finishes
+            results, downloaded = future.result()
+            report.downloads += downloaded
+            outcomes += results
+            bar.update(len(results))
     bar.close()
+    for record, failure in outcomes:
+        if failure is None:
+            report.done += 1
+        else:
+            report.failed[failure.reason] += 1
+            failures.append({**{k: record[k] for k in REQUIRED_KEYS}, "reason": failure.reason,
+                             "detail": str(failure)})
     report.manifest = str(atomic_write_text(out / "failures.jsonl", "".join(json.dumps(f) + "\n" for f in failures)))
     return report

@@ -74,7 +74,17 @@ def read_jsonl_rows(path: str | Path, image_root: str | Path | None = None) -> l
     return [_normalise(row, f"{path}:{number}", base) for number, row in _lines(path)]
 
 
-def _from_rows(rows: list[dict], path: str) -> datasets.Dataset:
+def load_rows(path: str, name: str | None = None, split: str = "train") -> datasets.Dataset:
+    """A dataset from a training-schema `.jsonl`/`.json` file, a `.parquet` file, a dataset folder or a Hub repo
+    (`name` and `split` apply to the last two)."""
+    path = str(path)
+    if not path.endswith(FILE_SUFFIXES):
+        return datasets.load_dataset(path, name=name, split=split)
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"dataset file {path} does not exist")
+    if path.endswith(".parquet"):
+        return datasets.load_dataset("parquet", data_files=path, split="train")
+    rows = read_jsonl_rows(path)
     if not rows:
         raise ValueError(f"dataset file {path} has no rows")
     try:
@@ -84,16 +94,3 @@ def _from_rows(rows: list[dict], path: str) -> datasets.Dataset:
     if "images" in dataset.column_names:
         dataset = dataset.cast_column("images", datasets.List(datasets.Image()))
     return dataset
-
-
-def load_rows(path: str, name: str | None = None, split: str = "train") -> datasets.Dataset:
-    """A dataset from a training-schema `.jsonl`/`.json` file, a `.parquet` file, a dataset folder or a Hub repo
-    (`name` and `split` apply to the last two)."""
-    path = str(path)
-    if path.endswith(FILE_SUFFIXES):
-        if not Path(path).is_file():
-            raise FileNotFoundError(f"dataset file {path} does not exist")
-        if path.endswith(".parquet"):
-            return datasets.load_dataset("parquet", data_files=path, split="train")
-        return _from_rows(read_jsonl_rows(path), path)
-    return datasets.load_dataset(path, name=name, split=split)

@@ -154,11 +154,8 @@ class SourceSpec:
     license: dict
     provenance: str
     summary: str
-    validate: Callable | None = None
-    task_categories: tuple[str, ...] = ("image-text-to-text",)
 
 
-_VQA = ("visual-question-answering",)
 _APACHE = {"license": "apache-2.0", "license_details": "As stated on the source's Hub dataset card."}
 
 SOURCES: dict[str, SourceSpec] = {
@@ -166,18 +163,17 @@ SOURCES: dict[str, SourceSpec] = {
         cv.convert_llava_med_alignment, TRAINING_FEATURES, {"500k": {}}, "train", LLAVA_MED_LICENSE,
         "microsoft/LLaVA-Med data/alignment/llava_med_alignment_500k.json; images from PMC OA via "
         "llava_med_image_urls.jsonl (`hf-medvlm fetch-images`)",
-        "LLaVA-Med stage-1 (concept alignment) figure-caption pairs.", validate_training_record,
+        "LLaVA-Med stage-1 (concept alignment) figure-caption pairs.",
     ),
     "llava_med_instruct": SourceSpec(
         cv.convert_llava_med, TRAINING_FEATURES, {"10k": {}, "60k": {}, "60k_inline_mention": {}}, "train",
         LLAVA_MED_LICENSE, "microsoft/LLaVA-Med data/instruct/llava_med_instruct_{10k,60k,60k_inline_mention}.json; "
         "images from PMC OA via llava_med_image_urls.jsonl", "LLaVA-Med stage-2 GPT-4 generated instruction data.",
-        validate_training_record,
     ),
     "llava_med_qa50": SourceSpec(
         cv.convert_llava_med_qa50, QA50_FEATURES, {"eval": {}}, "test", LLAVA_MED_LICENSE,
         "microsoft/LLaVA-Med data/eval/llava_med_eval_qa50_qa.jsonl (images are not in the public URL list)",
-        "LLaVA-Med's 193-question chat evaluation set with GPT-4 reference answers.", None,
+        "LLaVA-Med's 193-question chat evaluation set with GPT-4 reference answers.",
     ),
     "pubmedvision": SourceSpec(
         cv.convert_pubmedvision, TRAINING_FEATURES,
@@ -187,7 +183,6 @@ SOURCES: dict[str, SourceSpec] = {
         "train", _APACHE, "FreedomIntelligence/PubMedVision PubMedVision_{Alignment_VQA,InstructionTuning_VQA,"
         "Chinese}.json; images from images_0..19.zip unzipped into images/",
         "PubMedVision GPT-4V reformatted PubMed image-text VQA (1 to 29 images per sample).",
-        validate_training_record,
     ),
     "biomed_vital": SourceSpec(
         cv.convert_biomed_vital, TRAINING_FEATURES, {"60k": {}, "80k": {}, "150k": {}, "210k": {}}, "train",
@@ -196,26 +191,24 @@ SOURCES: dict[str, SourceSpec] = {
              "CC BY-NC 4.0, research use only, is applied."),
         "mao1207/BioMed-VITAL-instructions BioMed-VITAL-instructions-{60K,80K,150K,210K}.json; images from PMC OA "
         "via PMC_image_urls.jsonl (same as LLaVA-Med's list)", "BioMed-VITAL clinician-aligned instruction data.",
-        validate_training_record,
     ),
     "vqa_rad": SourceSpec(
         cv.convert_vqa_rad, EVAL_FEATURES, {"eval": {}, "train_sft": {"as_training": True}}, "test",
         {"license": "cc0-1.0", "license_details": "VQA-RAD is released under CC0 1.0."},
         "VQA-RAD public JSON (`VQA_RAD Dataset Public.json` + image folder) or flaviagiammarino/vqa-rad parquet",
-        "VQA-RAD radiology visual question answering.", validate_eval_record, _VQA,
+        "VQA-RAD radiology visual question answering.",
     ),
     "slake": SourceSpec(
         cv.convert_slake, EVAL_FEATURES,
         {"eval": {"language": "en"}, "train_sft": {"language": "en", "as_training": True}}, "test",
         {"license": "cc-by-4.0", "license_details": "SLAKE is released under CC BY 4.0."},
         "BoKelvin/SLAKE {train,validate,test}.json + imgs.zip (English questions only)",
-        "SLAKE bilingual medical VQA, English subset.", validate_eval_record, _VQA,
+        "SLAKE bilingual medical VQA, English subset.",
     ),
     "path_vqa": SourceSpec(
         cv.convert_path_vqa, EVAL_FEATURES, {"eval": {}, "train_sft": {"as_training": True}}, "test",
         {"license": "mit", "license_details": "As stated on flaviagiammarino/path-vqa."},
         "flaviagiammarino/path-vqa parquet files", "PathVQA pathology VQA; closed = yes/no questions.",
-        validate_eval_record, _VQA,
     ),
     "pmc_vqa": SourceSpec(
         cv.convert_pmc_vqa, EVAL_FEATURES, {"eval": {}}, "test",
@@ -223,7 +216,6 @@ SOURCES: dict[str, SourceSpec] = {
          "license_details": "See the upstream card of xmcmic/PMC-VQA; figures come from PubMed Central OA articles "
                             "under their own licences. Check the terms before redistributing."},
         "xmcmic/PMC-VQA {train,test,test_clean}.csv + images.zip", "PMC-VQA 4-way multiple-choice medical VQA.",
-        validate_eval_record, _VQA,
     ),
 }
 
@@ -280,9 +272,12 @@ def _converter(spec: SourceSpec, args: PrepareArguments, config: str, split: str
                 row = cv.convert_generated(raw, handoff)
             else:
                 row = convert_one(raw, resolver, **kwargs)
-            row = spec.validate(row) if row is not None and spec.validate else row
-            row = validate_training_record(cv.vqa_to_training_row(row)) if row is not None and as_training else row
-            return row if row is None else check_row_types(row, features)
+            if row is None:
+                return None
+            if spec.features is not QA50_FEATURES:  # qa50 questions have no answer turn to check
+                row = (validate_training_record if spec.features is TRAINING_FEATURES else validate_eval_record)(row)
+            row = validate_training_record(cv.vqa_to_training_row(row)) if as_training else row
+            return check_row_types(row, features)
         except RecordError as err:  # name the file and the record's position, whatever the converter said
             raise RecordError(err.reason, f"{args.input_path}, entry {raw.get('_index')}: {err}") from None
 
@@ -323,15 +318,16 @@ GENERATED_LICENSE = {"license": "other", "license_name": "generated-data", "lice
 
 def _card(output_dir: Path, source: str, spec: SourceSpec, report: dict, repo_id: str | None,
           generated: bool = False) -> None:
-    license_ = {k: v for k, v in (GENERATED_LICENSE if generated else spec.license).items() if k != "research_only"}
+    license_ = {**spec.license, **GENERATED_LICENSE} if generated else spec.license  # research use stays the source's
     skipped = {k: v for k, v in report.items() if not k.startswith("_")}
     write_dataset_card(
-        output_dir, **license_, research_only=spec.license.get("research_only", False), pretty_name=source,
+        output_dir, **license_, pretty_name=source,
         summary=spec.summary, provenance=[spec.provenance], skipped=skipped, repo_id=repo_id,
         notes=[f"`{part}`: {note}" for part, note in sorted(report.get("_notes", {}).items())],
         how_built=f"`hf-medvlm prepare {source}` (or `dataset_scripts/{source}.py`) from hf_medvlm: records streamed "
                   "through `hf_medvlm.data.converters`, validated, images embedded as bytes.",
-        tags=["medical", source], task_categories=list(spec.task_categories),
+        tags=["medical", source],
+        task_categories=["visual-question-answering" if spec.features is EVAL_FEATURES else "image-text-to-text"],
     )
 
 

@@ -200,33 +200,23 @@ def text_to_content(text: str) -> list[dict]:
     return blocks
 
 
-def _check_roles(record_id: str, messages: list[dict]) -> None:
-    roles = [m.get("role") for m in messages]
-    if roles and roles[0] == "system":
-        roles = roles[1:]
-    expected = ["user" if i % 2 == 0 else "assistant" for i in range(len(roles))]
-    if roles != expected or len(roles) % 2:
-        raise RecordError("non_alternating_roles", f"record {record_id!r}: field 'messages' must alternate "
-                          f"user/assistant starting with user and ending with assistant, got roles {roles}")
-
-
-def _check_turns(record_id: str, messages: list[dict]) -> None:
-    for i, message in enumerate(messages):
-        blocks = message.get("content") or []
-        texts = [b.get("text") or "" for b in blocks if b.get("type") == "text"]
-        has_image = any(b.get("type") == "image" for b in blocks)
-        if not any(t.strip() for t in texts) and not (has_image and message.get("role") == "user"):
-            raise RecordError("empty_turn", f"record {record_id!r}: turn {i} ({message.get('role')}) has no text")
-
-
 def validate_training_record(record: dict) -> dict:
     """Check the conversation of a training-schema record; returns it unchanged or raises `RecordError`."""
     record_id = record.get("id") or "?"
     messages = record.get("messages") or []
     if not messages:
         raise RecordError("no_conversation", f"record {record_id!r}: field 'messages' is empty or missing")
-    _check_roles(record_id, messages)
-    _check_turns(record_id, messages)
+    roles = [m.get("role") for m in messages]
+    roles = roles[1:] if roles[0] == "system" else roles
+    if roles != ["user", "assistant"] * (len(roles) // 2) or len(roles) % 2:
+        raise RecordError("non_alternating_roles", f"record {record_id!r}: field 'messages' must alternate "
+                          f"user/assistant starting with user and ending with assistant, got roles {roles}")
+    for i, message in enumerate(messages):
+        blocks = message.get("content") or []
+        has_text = any((b.get("text") or "").strip() for b in blocks if b.get("type") == "text")
+        has_image = any(b.get("type") == "image" for b in blocks)
+        if not has_text and not (has_image and message.get("role") == "user"):
+            raise RecordError("empty_turn", f"record {record_id!r}: turn {i} ({message.get('role')}) has no text")
     n_blocks = sum(block.get("type") == "image" for m in messages for block in m.get("content") or [])
     n_images = len(record.get("images") or [])
     if n_blocks != n_images:
