@@ -79,7 +79,8 @@ class ImageResolver:
         if not isinstance(ref, str) or not ref.strip():
             raise RecordError("missing_image", f"record {record_id!r}: no image reference (got {ref!r})")
         try:  # a record never names a file outside the image root: absolute paths and escaping '..' are refused
-            path = Path(ref) if self.root is None else confined_path(self.root, ref) if self.confine else self.root / ref
+            path = (Path(ref) if self.root is None else confined_path(self.root, ref) if self.confine
+                    else self.root / ref)
         except ValueError as err:
             raise RecordError("unsafe_image_path", f"record {record_id!r}: image path {err}") from None
         if not path.is_file():
@@ -185,8 +186,8 @@ def convert_llava_med(raw: dict, resolve: ImageResolver, source: str = "llava_me
 def convert_llava_med_alignment(raw: dict, resolve: ImageResolver, source: str = "llava_med_alignment") -> dict:
     """Stage-1 caption pair; a human turn with no instruction gets a brief-description instruction (Table 6)."""
     row = convert_llava_med(raw, resolve, source)
-    first = row["messages"][0] if row["messages"] else None
-    if first and first["role"] == "user" and not any(b["type"] == "text" for b in first["content"]):
+    first = row["messages"][0]  # conversations_to_messages refuses an empty conversation
+    if first["role"] == "user" and not any(b["type"] == "text" for b in first["content"]):
         first["content"].append(text_block(pick_instruction(row["id"], "brief")))
     return row
 
@@ -232,14 +233,6 @@ def _qa50_image(raw: dict, record_id: str, resolve: ImageResolver | None):
         raise RecordError("missing_image", f"{err}; {QA50_NO_IMAGES}") from None
 
 
-def _qa50_domain(raw, record_id: str) -> dict:
-    flags = domain_flags(raw, record_id)
-    if not flags or not any(flags.values()):
-        raise RecordError("bad_field", f"record {record_id!r}: field 'domain' has no true flag ({raw!r}); the qa50 "
-                          "report groups every question by its first true flag")
-    return flags
-
-
 def convert_llava_med_qa50(raw: dict, resolve: ImageResolver | None = None, *, text_only: bool = False) -> dict:
     """qa50 chat-eval question -> `QA50_FEATURES` row.
 
@@ -252,12 +245,16 @@ def convert_llava_med_qa50(raw: dict, resolve: ImageResolver | None = None, *, t
     if not question:
         raise RecordError("empty_turn", f"record {record_id!r}: field 'text' (the question) is empty")
     image = None if text_only else _qa50_image(raw, record_id, resolve)
+    mentions = in_text_mentions(raw.get("in_text_mention"), record_id)
+    domain = domain_flags(raw.get("domain"), record_id)
+    if not domain or not any(domain.values()):
+        raise RecordError("bad_field", f"record {record_id!r}: field 'domain' has no true flag "
+                          f"({raw.get('domain')!r}); the qa50 report groups every question by its first true flag")
     return {
         "id": record_id, "source": "llava_med_qa50", "image": image, "image_name": raw.get("image"),
         "pair_id": raw.get("pair_id"), "text": text, "question": question, "gpt4_answer": raw.get("gpt4_answer"),
-        "fig_caption": raw.get("fig_caption"), "fig_label": raw.get("fig_label"),
-        "in_text_mention": in_text_mentions(raw.get("in_text_mention"), record_id),
-        "domain": _qa50_domain(raw.get("domain"), record_id), "type": raw.get("type"),
+        "fig_caption": raw.get("fig_caption"), "fig_label": raw.get("fig_label"), "in_text_mention": mentions,
+        "domain": domain, "type": raw.get("type"),
     }
 
 
@@ -319,11 +316,9 @@ def convert_generated(raw: dict, resolve: ImageResolver) -> dict:
 
 # -------------------------------------------------------------------------------------------- VQA benches
 
-YES_NO = {"yes", "no"}
-
 
 def closed_if_yes_no(answer: str) -> str:
-    return "closed" if answer.strip().lower() in YES_NO else "open"
+    return "closed" if answer.strip().lower() in ("yes", "no") else "open"
 
 
 def _eval_row(record_id, source, image, question, answer, answer_type, question_type="", options=None,
@@ -401,8 +396,9 @@ def convert_path_vqa(raw: dict, resolve: ImageResolver) -> dict:
     """PathVQA (Hub parquet `image`, `question`, `answer`; no id, so the reader's `_index`); closed = yes/no."""
     record_id = str(raw.get("id", raw.get("_index", "")))
     answer = str(raw.get("answer", "")).strip()
-    return _eval_row(record_id, "path_vqa", resolve(raw.get("image"), record_id), raw.get("question"), answer,
-                     closed_if_yes_no(answer), "yes/no" if closed_if_yes_no(answer) == "closed" else "other")
+    kind = closed_if_yes_no(answer)
+    return _eval_row(record_id, "path_vqa", resolve(raw.get("image"), record_id), raw.get("question"), answer, kind,
+                     "yes/no" if kind == "closed" else "other")
 
 
 _CHOICE_PREFIX = re.compile(r"^\s*[A-D]\s*[:.)]\s*")

@@ -150,8 +150,8 @@ class SkipCounter:
     def summary(self) -> str:
         if not self.counts:
             return "skipped 0 records"
-        parts = [f"{reason}={count}" for reason, count in self.as_dict().items()]
-        lines = [f"skipped {self.counts.total()} records: " + ", ".join(parts)]
+        parts = ", ".join(f"{reason}={count}" for reason, count in self.as_dict().items())
+        lines = [f"skipped {self.counts.total()} records: {parts}"]
         for reason, messages in self.examples.items():
             lines.extend(f"  e.g. [{reason}] {message}" for message in messages)
         return "\n".join(lines)

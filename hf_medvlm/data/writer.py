@@ -76,13 +76,6 @@ def update_readme_metadata(output_dir: Path, config_name: str, split: str, featu
     atomic_write_text(output_dir / "README.md", str(card))  # never a half-written card, whose YAML would not load
 
 
-def _validate_names(config_name: str, split: str) -> None:
-    if config_name == "data" or not config_name.replace("_", "").replace("-", "").isalnum():
-        raise ValueError(f"config name {config_name!r} must be alphanumeric with - or _ and must not be 'data'")
-    if not split.replace("_", "").isalnum():
-        raise ValueError(f"split name {split!r} must be alphanumeric (underscores allowed)")
-
-
 def write_dataset_folder(
     output_dir: str | Path, config_name: str, split: str, rows: Iterable[dict], features: Features, *,
     rows_per_shard: int = DEFAULT_ROWS_PER_SHARD, row_group_size: int = ROW_GROUP_SIZE, default: bool = False,
@@ -95,7 +88,10 @@ def write_dataset_folder(
     are kept. An empty `rows` raises `ValueError` (nothing is written). Returns `{"config_name", "split", "num_rows",
     "num_shards", "num_bytes", "files"}`.
     """
-    _validate_names(config_name, split)
+    if config_name == "data" or not config_name.replace("_", "").replace("-", "").isalnum():
+        raise ValueError(f"config name {config_name!r} must be alphanumeric with - or _ and must not be 'data'")
+    if not split.replace("_", "").isalnum():
+        raise ValueError(f"split name {split!r} must be alphanumeric (underscores allowed)")
     output_dir = Path(output_dir)
     config_dir, new_output_dir = output_dir / config_name, not output_dir.exists()
     remove_stale_temporaries(config_dir / split)  # `.{split}.tmp-{host}-{pid}-*` of a killed run
