@@ -22,6 +22,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from .imaging import array_to_pil, dicom_to_pil, downscale, encode_image
 from .instructions import pick_instruction
 from .schema import DOMAINS, EVAL_FEATURES, TRAINING_FEATURES, image_block, text_block
@@ -170,12 +172,9 @@ def plane_from_header(ds) -> str | None:
     iop = [float(v) for v in ds.get("ImageOrientationPatient") or []]
     if len(iop) != 6:
         return None
-    row, col = iop[:3], iop[3:]
-    normal = [row[1] * col[2] - row[2] * col[1], row[2] * col[0] - row[0] * col[2], row[0] * col[1] - row[1] * col[0]]
-    axis = max(range(3), key=lambda i: abs(normal[i]))
-    if abs(normal[axis]) < math.cos(math.radians(15)):
-        return None
-    return ("sagittal", "coronal", "axial")[axis]
+    normal = np.abs(np.cross(iop[:3], iop[3:]))
+    axis = int(normal.argmax())
+    return ("sagittal", "coronal", "axial")[axis] if normal[axis] >= math.cos(math.radians(15)) else None
 
 
 def weighting_from_header(ds) -> str | None:
@@ -217,24 +216,9 @@ def facts_from_dicom(ds, spec: DicomSpec, max_side: int = 512) -> ImageFacts:
     )
 
 
-def _load_dicom_facts(max_side: int) -> list[ImageFacts]:
-    try:
-        from pydicom import dcmread
-        from pydicom.data import get_testdata_file
-    except ImportError as err:
-        raise ImportError("the demo set needs pydicom and pydicom-data: pip install 'hf_medvlm[demo]'") from err
-    facts = []
-    for spec in DICOM_SPECS:
-        path = get_testdata_file(spec.file)
-        if path is None:
-            raise FileNotFoundError(f"DICOM test file {spec.file} not found; install pydicom-data (hf_medvlm[demo])")
-        facts.append(facts_from_dicom(dcmread(path), spec, max_side))
-    return facts
-
-
 # ------------------------------------------------------------------------------------ scikit-image facts
 
-# Each fact rests on phrases of the function's docstring (checked at build time, in `_load_skimage_facts`).
+# Each fact rests on phrases of the function's docstring (checked at build time, in `load_demo_facts`).
 SKIMAGE_SPECS = (
     dict(
         function="immunohistochemistry", key="ihc_colon", doc_phrases=("colonic glands", "DAB", "Hematoxylin"),
@@ -266,12 +250,21 @@ SKIMAGE_SPECS = (
 )
 
 
-def _load_skimage_facts(max_side: int) -> list[ImageFacts]:
+def load_demo_facts(max_side: int = 512) -> list[ImageFacts]:
+    """Facts and rendered images for every demo image (DICOM first, then scikit-image)."""
     try:
         import skimage.data
+        from pydicom import dcmread
+        from pydicom.data import get_testdata_file
     except ImportError as err:
-        raise ImportError("the demo set needs scikit-image: pip install 'hf_medvlm[demo]'") from err
+        raise ImportError(f"the demo set needs pydicom, pydicom-data and scikit-image ({err}): pip install "
+                          "'hf_medvlm[demo]'") from err
     facts = []
+    for dicom in DICOM_SPECS:
+        path = get_testdata_file(dicom.file)
+        if path is None:
+            raise FileNotFoundError(f"DICOM test file {dicom.file} not found; install pydicom-data (hf_medvlm[demo])")
+        facts.append(facts_from_dicom(dcmread(path), dicom, max_side))
     for spec in SKIMAGE_SPECS:
         spec = dict(spec)
         function = getattr(skimage.data, spec.pop("function"))
@@ -287,11 +280,6 @@ def _load_skimage_facts(max_side: int) -> list[ImageFacts]:
     return facts
 
 
-def load_demo_facts(max_side: int = 512) -> list[ImageFacts]:
-    """Facts and rendered images for every demo image (DICOM first, then scikit-image)."""
-    return _load_dicom_facts(max_side) + _load_skimage_facts(max_side)
-
-
 # ----------------------------------------------------------------------------------------- questions
 
 
@@ -305,8 +293,8 @@ def _open_questions(f: ImageFacts) -> list[QA]:
         qas.append(QA("In which plane was this image acquired?", f.plane, f"It is {_article(f.plane)} {f.plane} image.",
                       "open", "plane"))
     if f.view:
-        qas.append(QA("What is the projection of this radiograph?", f.view.split(" (")[-1].rstrip(")").lower()
-                      if "(" in f.view else f.view, f"It is {_article(f.view)} {f.view} projection.", "open", "view"))
+        qas.append(QA("What is the projection of this radiograph?", f.view.split(" (")[-1].rstrip(")").lower(),
+                      f"It is {_article(f.view)} {f.view} projection.", "open", "view"))
     if f.weighting:
         qas.append(QA("What is the MRI weighting?", f.weighting.lower(), f"It is {f.weighting}-weighted.", "open",
                       "weighting"))
