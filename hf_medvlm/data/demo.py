@@ -349,7 +349,7 @@ def caption_for(f: ImageFacts, detailed: bool = False) -> str:
     if f.finding and f.finding_question:
         parts.append(f.finding_caption.format(f.finding))
     if detailed:
-        parts += [qa.long_answer for qa in _open_questions(f)[1:] if qa.question_type in
+        parts += [qa.long_answer for qa in _open_questions(f) if qa.question_type in
                   ("view", "weighting", "contrast")]
     return " ".join(parts)
 
@@ -415,26 +415,22 @@ def build_demo_records(max_side: int = 512, facts: list[ImageFacts] | None = Non
     }
 
 
-def _encoded(rows: list[dict], image_key: str) -> list[dict]:
-    # PNG-encode each distinct image once (many rows share one image); `datasets` and the writer store these bytes.
-    cache: dict[int, dict] = {}
-
-    def encode(image):
-        if id(image) not in cache:
-            cache[id(image)] = encode_image(image)
-        return cache[id(image)]
-
-    return [{**row, image_key: [encode(im) for im in row[image_key]] if isinstance(row[image_key], list)
-             else encode(row[image_key])} for row in rows]
+def _encoded_records(facts: list[ImageFacts]) -> dict[str, list[dict]]:
+    """`build_demo_records` with PNG-encoded images, as `datasets` and the writer store them."""
+    png = {id(f.image): encode_image(f.image) for f in facts}  # once per image: many rows share one
+    records = build_demo_records(facts=facts)
+    return {name: [{**row, key: [png[id(im)] for im in row[key]] if key == "images" else png[id(row[key])]}
+                   for row in records[name]]
+            for name, (key, _, _) in CONFIGS.items()}
 
 
 def build_demo_splits(max_side: int = 512) -> dict:
     """`{"alignment", "instruct"}` (training schema) and `"eval"` (eval schema) as in-memory `datasets.Dataset`s."""
     from datasets import Dataset
 
-    records = build_demo_records(max_side)
-    return {name: Dataset.from_list(_encoded(records[name], key), features=features)
-            for name, (key, features, _) in CONFIGS.items() if name != "eval_mismatched_images"}
+    records = _encoded_records(load_demo_facts(max_side))
+    return {name: Dataset.from_list(records[name], features=features)
+            for name, (_, features, _) in CONFIGS.items() if name != "eval_mismatched_images"}
 
 
 def write_demo_dataset(output_dir: str | Path, max_side: int = 512) -> Path:
@@ -445,9 +441,9 @@ def write_demo_dataset(output_dir: str | Path, max_side: int = 512) -> Path:
 
     output_dir = Path(output_dir)
     facts = load_demo_facts(max_side)
-    records = build_demo_records(max_side, facts=facts)
-    for name, (key, features, split) in CONFIGS.items():
-        write_dataset_folder(output_dir, name, split, _encoded(records[name], key), features,
+    records = _encoded_records(facts)
+    for name, (_, features, split) in CONFIGS.items():
+        write_dataset_folder(output_dir, name, split, records[name], features,
                              default=name == "alignment", progress=False)
     write_dataset_card(
         output_dir, pretty_name="hf_medvlm demo set (real DICOM, histology and fundus images)",
