@@ -36,6 +36,13 @@ EPILOG = """examples:
 
 HUB_MODES = ("loopback", "endpoint", "none")
 LOOPBACK_TOKEN = "hf_medvlm_demo_token"
+# The training settings both stages share.
+TRAINING = {
+    "dtype": "float32", "use_cpu": True, "bf16": False, "max_length": None, "assistant_only_loss": True,
+    "per_device_train_batch_size": 4, "lr_scheduler_type": "cosine", "warmup_steps": 0.03, "weight_decay": 0.0,
+    "activation_checkpointing": False, "logging_steps": 1, "save_strategy": "no", "report_to": "none",
+    "disable_tqdm": False,
+}
 
 
 @dataclass
@@ -91,28 +98,28 @@ def _run_with_loopback_hub(args: DemoArguments, argv: list[str]) -> int:
 def run_demo(args: DemoArguments) -> int:
     _quiet_libraries()
     out = Path(args.output_dir).resolve()
-    summary = Summary()
-    with summary.step("build demo data") as note:
+    started, steps = time.perf_counter(), []
+    with _step(steps, "build demo data") as note:
         data_dir, counts = _build_data(out, args)
         note(", ".join(f"{k} {v}" for k, v in counts.items()))
-    with summary.step("stage 1 (projector)") as note:
+    with _step(steps, "stage 1 (projector)") as note:
         stage1 = _train(out, "stage1", _stage1_recipe(out, args))
         note(_loss_note(stage1))
-    with summary.step(f"stage 2 ({args.stage2})") as note:
+    with _step(steps, f"stage 2 ({args.stage2})") as note:
         final = _stage2(out, args)
         note(_loss_note(out / "stage2"))
-    with summary.step("evaluate vs baselines") as note:
+    with _step(steps, "evaluate vs baselines") as note:
         comparison = _evaluate_against_baselines(out, args, final, data_dir)
         note(_score_note(comparison["trained"]))
-    with summary.step("model + dataset cards") as note:
+    with _step(steps, "model + dataset cards") as note:
         _write_model_card(final, args, out, comparison["model_index"])
         note(f"{final.name}/README.md, {data_dir.name}/README.md")
-    with summary.step("push to Hub") as note:
+    with _step(steps, "push to Hub") as note:
         model_ref = _push(args, final, data_dir, note)
-    with summary.step("from_pretrained + answer") as note:
+    with _step(steps, "from_pretrained + answer") as note:
         question, answer, expected = _answer_one_question(model_ref, data_dir)
         note(f"Q: {question} | A: {answer!r} | reference: {expected!r}")
-    summary.print()
+    _print_summary(steps, time.perf_counter() - started)
     print(_what_it_shows(comparison))
     return 0
 
@@ -145,21 +152,13 @@ def _build_data(out: Path, args: DemoArguments) -> tuple[Path, dict]:
     return data_dir, counts
 
 
-def _common_training(args: DemoArguments, steps: int) -> dict:
-    return {
-        "dtype": "float32", "use_cpu": True, "bf16": False, "max_length": None, "assistant_only_loss": True,
-        "max_steps": steps, "per_device_train_batch_size": 4, "lr_scheduler_type": "cosine", "warmup_steps": 0.03,
-        "weight_decay": 0.0, "activation_checkpointing": False, "logging_steps": 1, "save_strategy": "no",
-        "report_to": "none", "seed": args.seed, "disable_tqdm": False,
-    }
-
-
 def _stage1_recipe(out: Path, args: DemoArguments) -> dict:
     # A random tiny model needs larger learning rates than the 7B recipes (2e-3 / 2e-5) to learn in a few steps.
     return {
         "vision_model_name_or_path": str(out / "base" / "vision"), "text_model_name_or_path": str(out / "base" / "lm"),
         "dataset_name": str(out / "data"), "dataset_config": "alignment", "stage": "alignment",
-        "output_dir": str(out / "stage1"), "learning_rate": 5e-3, **_common_training(args, args.stage1_steps),
+        "output_dir": str(out / "stage1"), "learning_rate": 5e-3, **TRAINING, "max_steps": args.stage1_steps,
+        "seed": args.seed,
     }
 
 
@@ -167,7 +166,7 @@ def _stage2_recipe(out: Path, args: DemoArguments) -> dict:
     recipe = {
         "model_name_or_path": str(out / "stage1"), "dataset_name": str(out / "data"), "dataset_config": "instruct",
         "stage": "instruct", "group_by_modality_length": True, "output_dir": str(out / "stage2"),
-        "learning_rate": 6e-3, **_common_training(args, args.stage2_steps),
+        "learning_rate": 6e-3, **TRAINING, "max_steps": args.stage2_steps, "seed": args.seed,
         # Batch 2: TRL's loss over the 32k vocabulary is nearly all of a tiny model's step, and it grows with the
         # supervised tokens; more, smaller steps learn the demo set within the time budget.
         "per_device_train_batch_size": 2,
@@ -203,15 +202,15 @@ def _stage2(out: Path, args: DemoArguments) -> Path:
     return merged
 
 
-def _losses(run_dir: Path) -> list[float]:
+def _losses(run_dir: Path) -> tuple[list[float], float | None]:
+    """The logged training losses and the run time in seconds."""
     history = json.loads((run_dir / "trainer_state.json").read_text())["log_history"]
-    return [entry["loss"] for entry in history if "loss" in entry]
+    runtime = next((entry["train_runtime"] for entry in history if "train_runtime" in entry), None)
+    return [entry["loss"] for entry in history if "loss" in entry], runtime
 
 
 def _loss_note(run_dir: Path) -> str:
-    history = json.loads((run_dir / "trainer_state.json").read_text())["log_history"]
-    losses = _losses(run_dir)
-    runtime = next((entry["train_runtime"] for entry in history if "train_runtime" in entry), None)
+    losses, runtime = _losses(run_dir)
     if not losses:
         return "no loss logged"
     per_step = f", {runtime / len(losses):.2f} s/step" if runtime else ""
@@ -268,7 +267,7 @@ def _evaluate_against_baselines(out: Path, args: DemoArguments, final: Path, dat
                     "trained, swapped images": swapped["scores"]},
         "trained": trained, "num_questions": len(questions), "grounded": grounded, "evidence": evidence,
         "changed": changed, "commonest_answer": commonest,
-        "loss": _losses(out / "stage2"),
+        "loss": _losses(out / "stage2")[0],
         "model_index": json.loads((out / "eval" / "model_index.json").read_text()),
     }
 
@@ -372,26 +371,20 @@ def _answer_one_question(model_ref: str, data_dir: Path) -> tuple[str, str, str]
     return row["question"], answer, row["answer"]
 
 
-class Summary:
-    """Collects (step, seconds, note) rows and prints them as a table at the end."""
+@contextmanager
+def _step(rows: list, name: str):
+    """Prints the step's banner, yields a function that adds a note, and appends (name, seconds, notes) to `rows`."""
+    notes: list[str] = []
+    print(f"\n=== hf-medvlm demo: {name}", flush=True)
+    started = time.perf_counter()
+    yield notes.append
+    rows.append((name, time.perf_counter() - started, " ".join(notes)))
 
-    def __init__(self):
-        self.rows: list[tuple[str, float, str]] = []
-        self.start = time.perf_counter()
 
-    @contextmanager
-    def step(self, name: str):
-        notes: list[str] = []
-        print(f"\n=== hf-medvlm demo: {name}", flush=True)
-        started = time.perf_counter()
-        yield notes.append
-        self.rows.append((name, time.perf_counter() - started, " ".join(notes)))
-
-    def print(self) -> None:
-        width = max(len(name) for name, _, _ in self.rows)
-        print("\nhf-medvlm demo summary")
-        print(f"{'step'.ljust(width)}  {'time':>7}  result")
-        for name, seconds, note in self.rows:
-            print(f"{name.ljust(width)}  {seconds:6.1f}s  {note}")
-        print(f"{'total'.ljust(width)}  {time.perf_counter() - self.start:6.1f}s")
-
+def _print_summary(rows: list[tuple[str, float, str]], total: float) -> None:
+    width = max(len(name) for name, _, _ in rows)
+    print("\nhf-medvlm demo summary")
+    print(f"{'step'.ljust(width)}  {'time':>7}  result")
+    for name, seconds, note in rows:
+        print(f"{name.ljust(width)}  {seconds:6.1f}s  {note}")
+    print(f"{'total'.ljust(width)}  {total:6.1f}s")

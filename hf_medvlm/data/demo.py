@@ -22,6 +22,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from .imaging import array_to_pil, dicom_to_pil, downscale, encode_image
 from .instructions import pick_instruction
 from .schema import DOMAINS, EVAL_FEATURES, TRAINING_FEATURES, image_block, text_block
@@ -170,12 +172,9 @@ def plane_from_header(ds) -> str | None:
     iop = [float(v) for v in ds.get("ImageOrientationPatient") or []]
     if len(iop) != 6:
         return None
-    row, col = iop[:3], iop[3:]
-    normal = [row[1] * col[2] - row[2] * col[1], row[2] * col[0] - row[0] * col[2], row[0] * col[1] - row[1] * col[0]]
-    axis = max(range(3), key=lambda i: abs(normal[i]))
-    if abs(normal[axis]) < math.cos(math.radians(15)):
-        return None
-    return ("sagittal", "coronal", "axial")[axis]
+    normal = np.abs(np.cross(iop[:3], iop[3:]))
+    axis = int(normal.argmax())
+    return ("sagittal", "coronal", "axial")[axis] if normal[axis] >= math.cos(math.radians(15)) else None
 
 
 def weighting_from_header(ds) -> str | None:
@@ -217,24 +216,9 @@ def facts_from_dicom(ds, spec: DicomSpec, max_side: int = 512) -> ImageFacts:
     )
 
 
-def _load_dicom_facts(max_side: int) -> list[ImageFacts]:
-    try:
-        from pydicom import dcmread
-        from pydicom.data import get_testdata_file
-    except ImportError as err:
-        raise ImportError("the demo set needs pydicom and pydicom-data: pip install 'hf_medvlm[demo]'") from err
-    facts = []
-    for spec in DICOM_SPECS:
-        path = get_testdata_file(spec.file)
-        if path is None:
-            raise FileNotFoundError(f"DICOM test file {spec.file} not found; install pydicom-data (hf_medvlm[demo])")
-        facts.append(facts_from_dicom(dcmread(path), spec, max_side))
-    return facts
-
-
 # ------------------------------------------------------------------------------------ scikit-image facts
 
-# Each fact rests on phrases of the function's docstring (checked at build time, in `_load_skimage_facts`).
+# Each fact rests on phrases of the function's docstring (checked at build time, in `load_demo_facts`).
 SKIMAGE_SPECS = (
     dict(
         function="immunohistochemistry", key="ihc_colon", doc_phrases=("colonic glands", "DAB", "Hematoxylin"),
@@ -266,12 +250,21 @@ SKIMAGE_SPECS = (
 )
 
 
-def _load_skimage_facts(max_side: int) -> list[ImageFacts]:
+def load_demo_facts(max_side: int = 512) -> list[ImageFacts]:
+    """Facts and rendered images for every demo image (DICOM first, then scikit-image)."""
     try:
         import skimage.data
+        from pydicom import dcmread
+        from pydicom.data import get_testdata_file
     except ImportError as err:
-        raise ImportError("the demo set needs scikit-image: pip install 'hf_medvlm[demo]'") from err
+        raise ImportError(f"the demo set needs pydicom, pydicom-data and scikit-image ({err}): pip install "
+                          "'hf_medvlm[demo]'") from err
     facts = []
+    for dicom in DICOM_SPECS:
+        path = get_testdata_file(dicom.file)
+        if path is None:
+            raise FileNotFoundError(f"DICOM test file {dicom.file} not found; install pydicom-data (hf_medvlm[demo])")
+        facts.append(facts_from_dicom(dcmread(path), dicom, max_side))
     for spec in SKIMAGE_SPECS:
         spec = dict(spec)
         function = getattr(skimage.data, spec.pop("function"))
@@ -287,11 +280,6 @@ def _load_skimage_facts(max_side: int) -> list[ImageFacts]:
     return facts
 
 
-def load_demo_facts(max_side: int = 512) -> list[ImageFacts]:
-    """Facts and rendered images for every demo image (DICOM first, then scikit-image)."""
-    return _load_dicom_facts(max_side) + _load_skimage_facts(max_side)
-
-
 # ----------------------------------------------------------------------------------------- questions
 
 
@@ -305,8 +293,8 @@ def _open_questions(f: ImageFacts) -> list[QA]:
         qas.append(QA("In which plane was this image acquired?", f.plane, f"It is {_article(f.plane)} {f.plane} image.",
                       "open", "plane"))
     if f.view:
-        qas.append(QA("What is the projection of this radiograph?", f.view.split(" (")[-1].rstrip(")").lower()
-                      if "(" in f.view else f.view, f"It is {_article(f.view)} {f.view} projection.", "open", "view"))
+        qas.append(QA("What is the projection of this radiograph?", f.view.split(" (")[-1].rstrip(")").lower(),
+                      f"It is {_article(f.view)} {f.view} projection.", "open", "view"))
     if f.weighting:
         qas.append(QA("What is the MRI weighting?", f.weighting.lower(), f"It is {f.weighting}-weighted.", "open",
                       "weighting"))
@@ -361,7 +349,7 @@ def caption_for(f: ImageFacts, detailed: bool = False) -> str:
     if f.finding and f.finding_question:
         parts.append(f.finding_caption.format(f.finding))
     if detailed:
-        parts += [qa.long_answer for qa in _open_questions(f)[1:] if qa.question_type in
+        parts += [qa.long_answer for qa in _open_questions(f) if qa.question_type in
                   ("view", "weighting", "contrast")]
     return " ".join(parts)
 
@@ -427,26 +415,22 @@ def build_demo_records(max_side: int = 512, facts: list[ImageFacts] | None = Non
     }
 
 
-def _encoded(rows: list[dict], image_key: str) -> list[dict]:
-    # PNG-encode each distinct image once (many rows share one image); `datasets` and the writer store these bytes.
-    cache: dict[int, dict] = {}
-
-    def encode(image):
-        if id(image) not in cache:
-            cache[id(image)] = encode_image(image)
-        return cache[id(image)]
-
-    return [{**row, image_key: [encode(im) for im in row[image_key]] if isinstance(row[image_key], list)
-             else encode(row[image_key])} for row in rows]
+def _encoded_records(facts: list[ImageFacts]) -> dict[str, list[dict]]:
+    """`build_demo_records` with PNG-encoded images, as `datasets` and the writer store them."""
+    png = {id(f.image): encode_image(f.image) for f in facts}  # once per image: many rows share one
+    records = build_demo_records(facts=facts)
+    return {name: [{**row, key: [png[id(im)] for im in row[key]] if key == "images" else png[id(row[key])]}
+                   for row in records[name]]
+            for name, (key, _, _) in CONFIGS.items()}
 
 
 def build_demo_splits(max_side: int = 512) -> dict:
     """`{"alignment", "instruct"}` (training schema) and `"eval"` (eval schema) as in-memory `datasets.Dataset`s."""
     from datasets import Dataset
 
-    records = build_demo_records(max_side)
-    return {name: Dataset.from_list(_encoded(records[name], key), features=features)
-            for name, (key, features, _) in CONFIGS.items() if name != "eval_mismatched_images"}
+    records = _encoded_records(load_demo_facts(max_side))
+    return {name: Dataset.from_list(records[name], features=features)
+            for name, (_, features, _) in CONFIGS.items() if name != "eval_mismatched_images"}
 
 
 def write_demo_dataset(output_dir: str | Path, max_side: int = 512) -> Path:
@@ -457,9 +441,9 @@ def write_demo_dataset(output_dir: str | Path, max_side: int = 512) -> Path:
 
     output_dir = Path(output_dir)
     facts = load_demo_facts(max_side)
-    records = build_demo_records(max_side, facts=facts)
-    for name, (key, features, split) in CONFIGS.items():
-        write_dataset_folder(output_dir, name, split, _encoded(records[name], key), features,
+    records = _encoded_records(facts)
+    for name, (_, features, split) in CONFIGS.items():
+        write_dataset_folder(output_dir, name, split, records[name], features,
                              default=name == "alignment", progress=False)
     write_dataset_card(
         output_dir, pretty_name="hf_medvlm demo set (real DICOM, histology and fundus images)",

@@ -476,14 +476,17 @@ def _move(path: Path, folder: Path) -> Path:
     return target
 
 
-def _pmc_sources(folder: Path, scratch: Path, pmc_url: str) -> list[Path]:
+def _pmc_sources(folder: Path, pmc_url: str) -> list[Path]:
     """LLaVA-Med and BioMed-VITAL name PMC figures by pair id: their images go into the PMC mirror, not beside them."""
+    import tempfile
+
     raws, images = [], {}
-    for name, writer in (("alignment", write_llava_med_alignment), ("instruct", write_llava_med_instruct),
-                         ("vital", write_biomed_vital)):
-        raws.append(_move(writer(scratch / name), folder))
-        for image in sorted((scratch / name / "images").glob("*.jpg")):
-            images.setdefault(image.stem, image.read_bytes())
+    with tempfile.TemporaryDirectory(dir=folder) as scratch:
+        for name, writer in (("alignment", write_llava_med_alignment), ("instruct", write_llava_med_instruct),
+                             ("vital", write_biomed_vital)):
+            raws.append(_move(writer(Path(scratch) / name), folder))
+            for image in sorted((Path(scratch) / name / "images").glob("*.jpg")):
+                images.setdefault(image.stem, image.read_bytes())
     generated = [r for r in json.loads(raws[-1].read_text()) if isinstance(r["id"], int)]  # same layout
     sixty_k = _write_json(folder / "BioMed-VITAL-instructions-60K.json", generated, indent=4)
     return [*raws, sixty_k, _write_pmc_mirror(folder, images, pmc_url)]
@@ -505,15 +508,10 @@ def _benchmarks(folder: Path) -> list[Path]:
 
 def write_examples(folder: str | Path, pmc_url: str = PMC_URL) -> list[Path]:
     """Write every example (release files in their layouts, pipeline inputs, the PMC mirror) into `folder`."""
-    import tempfile
-
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=folder) as scratch:
-        written = _pmc_sources(folder, Path(scratch), pmc_url)
-        qa50 = write_llava_med_qa50(Path(scratch) / "qa50", with_images=True)
-        written.append(_move(qa50, folder))
-        (Path(scratch) / "qa50" / "images").replace(folder / "qa50_images")  # the qa50 images are not public
+    written = [*_pmc_sources(folder, pmc_url), write_llava_med_qa50(folder, with_images=True)]
+    (folder / "images").replace(folder / "qa50_images")  # the qa50 images are not public
     pubmedvision = write_pubmedvision(folder / "PubMedVision")
     rows = json.loads(pubmedvision["alignment"].read_text())
     for row in rows:  # the same layout as the alignment file; its ids were not checked

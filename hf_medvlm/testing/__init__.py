@@ -17,12 +17,17 @@ from ..models.llava_med import LlavaMedConfig, LlavaMedForConditionalGeneration,
 from ..models.llava_med.processing_llava_med import add_image_and_pad_tokens
 
 __all__ = [
-    "tiny_llava_med_config", "build_tiny_llava_med", "load_llama2_tokenizer", "save_tiny_base_models", "TINY_IMAGE_SIZE",
-    "TINY_PATCH",
+    "tiny_llava_med_config", "build_tiny_llava_med", "load_llama2_tokenizer", "save_tiny_base_models",
+    "TINY_IMAGE_SIZE", "TINY_PATCH", "TINY_VISION", "TINY_TEXT",
 ]
 
 TINY_IMAGE_SIZE = 32
 TINY_PATCH = 8  # -> (32 / 8)^2 = 16 image positions per image
+# The sizes every tiny model here shares (LlavaMed, the other families, the selector's CLIP).
+TINY_VISION = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                   image_size=TINY_IMAGE_SIZE, patch_size=TINY_PATCH)
+TINY_TEXT = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                 num_key_value_heads=2, max_position_embeddings=2048)
 
 
 def _wordllama_tokenizer_file() -> Path:
@@ -53,19 +58,22 @@ def load_llama2_tokenizer() -> PreTrainedTokenizerFast:
 
 
 def tiny_llava_med_config(vocab_size: int = 32064, **overrides) -> LlavaMedConfig:
-    vision = dict(
-        model_type="clip_vision_model", hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=2, image_size=TINY_IMAGE_SIZE, patch_size=TINY_PATCH, projection_dim=32,
-    )
-    text = dict(
-        model_type="mistral", hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=2, vocab_size=vocab_size, max_position_embeddings=2048, sliding_window=None,
-        bos_token_id=1, eos_token_id=2, pad_token_id=32001, tie_word_embeddings=False,
-    )
+    vision = dict(model_type="clip_vision_model", **TINY_VISION, projection_dim=32)
+    text = dict(model_type="mistral", **TINY_TEXT, vocab_size=vocab_size, sliding_window=None, bos_token_id=1,
+                eos_token_id=2, pad_token_id=32001, tie_word_embeddings=False)
     vision.update(overrides.pop("vision_config", {}))
     text.update(overrides.pop("text_config", {}))
     overrides.setdefault("image_token_index", 32000)
     return LlavaMedConfig(vision_config=vision, text_config=text, **overrides)
+
+
+def _random_model(model_class, config, seed: int, eos: int | list[int], pad: int):
+    """The model with random weights from `seed`, and the stop and pad tokens its real checkpoint ships."""
+    torch.manual_seed(seed)
+    model = model_class(config)
+    model.generation_config.eos_token_id = eos
+    model.generation_config.pad_token_id = pad
+    return model.eval()
 
 
 def build_tiny_llava_med(
@@ -73,10 +81,8 @@ def build_tiny_llava_med(
 ) -> tuple[LlavaMedForConditionalGeneration, LlavaMedProcessor]:
     """A random float32 LlavaMed (CLIP 32 px / patch 8 tower, 2-layer Mistral LM) and its processor."""
     config = tiny_llava_med_config(**config_overrides)
-    torch.manual_seed(seed)
-    model = LlavaMedForConditionalGeneration(config).eval()
-    model.generation_config.eos_token_id = config.text_config.eos_token_id
-    model.generation_config.pad_token_id = config.text_config.pad_token_id
+    model = _random_model(LlavaMedForConditionalGeneration, config, seed, config.text_config.eos_token_id,
+                          config.text_config.pad_token_id)
     processor = LlavaMedProcessor.from_tokenizer(
         load_llama2_tokenizer(),
         image_size=config.vision_config.image_size,
@@ -88,23 +94,22 @@ def build_tiny_llava_med(
     return model, processor
 
 
-def save_tiny_base_models(output_dir, seed: int = 0, **config_overrides) -> tuple[Path, Path]:
+def save_tiny_base_models(output_dir, seed: int = 0, names=("vision", "lm"), **config_overrides) -> tuple[Path, Path]:
     """Save a tiny random CLIP vision encoder and a tiny Mistral causal LM (+ Llama-2 tokenizer) separately.
 
     These are stage 1's inputs (`vision_model_name_or_path`, `text_model_name_or_path`), shaped like the real ones:
     the LM has the plain 32,000-token vocabulary; `<image>`/`<pad>` are added when the LlavaMed model is assembled.
-    Returns `(vision_dir, lm_dir)`.
+    Returns `(vision_dir, lm_dir)`, the folders `names` in `output_dir`.
     """
     from transformers import AutoModel, AutoModelForCausalLM
 
-    output_dir = Path(output_dir)
+    vision_dir, lm_dir = (Path(output_dir) / name for name in names)
     config = tiny_llava_med_config(**config_overrides)
     torch.manual_seed(seed)
-    vision = AutoModel.from_config(config.vision_config)
-    vision.save_pretrained(output_dir / "vision")
+    AutoModel.from_config(config.vision_config).save_pretrained(vision_dir)
     text_config = copy.deepcopy(config.text_config)
     text_config.pad_token_id = None
     text_config.vocab_size = 32000
-    AutoModelForCausalLM.from_config(text_config).save_pretrained(output_dir / "lm")
-    _plain_llama2_tokenizer().save_pretrained(output_dir / "lm")
-    return output_dir / "vision", output_dir / "lm"
+    AutoModelForCausalLM.from_config(text_config).save_pretrained(lm_dir)
+    _plain_llama2_tokenizer().save_pretrained(lm_dir)
+    return vision_dir, lm_dir

@@ -21,18 +21,15 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
-import torch
 from tokenizers import Tokenizer, decoders, normalizers
 from transformers import PreTrainedTokenizerFast
+from transformers.utils import is_torchvision_available
+from transformers.video_processing_utils import VideoProcessorMixin
 
-from . import _wordllama_tokenizer_file
+from . import TINY_TEXT, TINY_VISION, _random_model, _wordllama_tokenizer_file
 
 __all__ = ["build_tiny_qwen2_5_vl", "build_tiny_smolvlm", "build_tiny_gemma3", "trl_chat_template",
            "allow_image_only_video_processors"]
-
-TINY_HIDDEN = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-                   num_key_value_heads=2, max_position_embeddings=2048)
-
 
 def trl_chat_template(name: str) -> str:
     """A chat template as TRL ships it (`trl/chat_templates/<name>.jinja`, a copy of the Hub checkpoint's)."""
@@ -53,15 +50,6 @@ def _tokenizer(special: list[str], **kwargs) -> PreTrainedTokenizerFast:
     return tokenizer
 
 
-def _build(model_class, config, seed: int, eos: list[int], pad: int):
-    """The model with random weights from `seed`, and the stop and pad tokens its real checkpoint ships."""
-    torch.manual_seed(seed)
-    model = model_class(config)
-    model.generation_config.eos_token_id = eos
-    model.generation_config.pad_token_id = pad
-    return model.eval()
-
-
 # ------------------------------------------------------------------------------------------------------ Qwen2.5-VL
 QWEN_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>", "<|image_pad|>",
                "<|video_pad|>"]
@@ -75,7 +63,7 @@ def build_tiny_qwen2_5_vl(seed: int = 0):
     tokenizer = _tokenizer(QWEN_TOKENS, eos_token="<|im_end|>", pad_token="<|endoftext|>")
     end, _, im_end, vis_start, vis_end, image, video = tokenizer.convert_tokens_to_ids(QWEN_TOKENS)
     config = Qwen2_5_VLConfig(
-        text_config=dict(**TINY_HIDDEN, vocab_size=len(tokenizer), bos_token_id=end, eos_token_id=im_end,
+        text_config=dict(**TINY_TEXT, vocab_size=len(tokenizer), bos_token_id=end, eos_token_id=im_end,
                          pad_token_id=end,
                          rope_parameters={"rope_type": "default", "rope_theta": 1e6, "mrope_section": [1, 1, 2]}),
         vision_config=dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=32,
@@ -88,7 +76,7 @@ def build_tiny_qwen2_5_vl(seed: int = 0):
     processor = Qwen2_5_VLProcessor(image_processor=image_processor, tokenizer=tokenizer,
                                     video_processor=_video_processor(),
                                     chat_template=trl_chat_template("qwen2_5_vl"))
-    return _build(Qwen2_5_VLForConditionalGeneration, config, seed, [im_end, end], end), processor
+    return _random_model(Qwen2_5_VLForConditionalGeneration, config, seed, [im_end, end], end), processor
 
 
 # ---------------------------------------------------------------------------------------------- SmolVLM (Idefics3)
@@ -105,16 +93,15 @@ def build_tiny_smolvlm(seed: int = 0):
                            pad_token="<|endoftext|>")
     end, start, eou, _, image = tokenizer.convert_tokens_to_ids(SMOLVLM_TOKENS[:5])
     config = Idefics3Config(
-        text_config=dict(model_type="llama", **TINY_HIDDEN, vocab_size=len(tokenizer), bos_token_id=start,
+        text_config=dict(model_type="llama", **TINY_TEXT, vocab_size=len(tokenizer), bos_token_id=start,
                          eos_token_id=eou, pad_token_id=end),
-        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-                           image_size=32, patch_size=8),
+        vision_config=dict(TINY_VISION),
         scale_factor=2, image_token_id=image,
     )
     image_processor = Idefics3ImageProcessorPil(size={"longest_edge": 64}, max_image_size={"longest_edge": 32})
     processor = Idefics3Processor(image_processor=image_processor, tokenizer=tokenizer, image_seq_len=4,
                                   chat_template=trl_chat_template("smolvlm"))
-    return _build(Idefics3ForConditionalGeneration, config, seed, [eou], end), processor
+    return _random_model(Idefics3ForConditionalGeneration, config, seed, [eou], end), processor
 
 
 # ---------------------------------------------------------------------------------------------- Gemma 3 / MedGemma
@@ -131,22 +118,32 @@ def build_tiny_gemma3(seed: int = 0):
                            extra_special_tokens=image_tokens)
     pad, eos, bos, _, end_of_turn, boi, eoi, soft = tokenizer.convert_tokens_to_ids(GEMMA_TOKENS)
     config = Gemma3Config(
-        text_config=dict(**TINY_HIDDEN, head_dim=8, vocab_size=len(tokenizer), sliding_window=64, bos_token_id=bos,
+        text_config=dict(**TINY_TEXT, head_dim=8, vocab_size=len(tokenizer), sliding_window=64, bos_token_id=bos,
                          eos_token_id=[eos, end_of_turn], pad_token_id=pad),
-        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-                           image_size=32, patch_size=8),
+        vision_config=dict(TINY_VISION),
         mm_tokens_per_image=4, boi_token_index=boi, eoi_token_index=eoi, image_token_index=soft,
     )
     processor = Gemma3Processor(image_processor=Gemma3ImageProcessorPil(size={"height": 32, "width": 32}),
                                 tokenizer=tokenizer, image_seq_length=4, chat_template=trl_chat_template("gemma3"))
-    return _build(Gemma3ForConditionalGeneration, config, seed, [eos, end_of_turn], pad), processor
+    return _random_model(Gemma3ForConditionalGeneration, config, seed, [eos, end_of_turn], pad), processor
 
 
 # ------------------------------------------------------------------------------------- Qwen-VL without torchvision
+class NoVideoProcessor(VideoProcessorMixin):
+    """Stands in for a video processor where torchvision is missing; refuses videos."""
+
+    def __call__(self, videos, **kwargs):
+        raise RuntimeError("videos need torchvision (transformers' video processors); this stand-in has none")
+
+    @classmethod
+    def from_pretrained(cls, *args, **kwargs):
+        return cls()
+
+
 def _video_processor():
-    allow_image_only_video_processors()  # defines NoVideoProcessor where torchvision is missing
-    if "NoVideoProcessor" in globals():
-        return globals()["NoVideoProcessor"]()
+    allow_image_only_video_processors()
+    if not is_torchvision_available():
+        return NoVideoProcessor()
     from transformers import Qwen2VLVideoProcessor
 
     return Qwen2VLVideoProcessor()
@@ -161,34 +158,12 @@ def allow_image_only_video_processors() -> None:
     the processor holds a `NoVideoProcessor` instead, and loading one back yields the same. Nothing changes where
     torchvision is installed. Tests only: the package itself never calls this.
     """
-    from transformers.utils import is_torchvision_available
-
     if is_torchvision_available():
         return
     import transformers
     from transformers import processing_utils
-    from transformers.video_processing_utils import VideoProcessorMixin
 
     # The processor checks its video processor's class by name on the `transformers` module, where it is not exported
     # without torchvision, and loads it through AutoVideoProcessor, which needs torchvision.
     setattr(transformers, "VideoProcessorMixin", VideoProcessorMixin)
     processing_utils._LazyAutoProcessorMapping._MAPPING_NAMES["video_processor"] = (__name__, "NoVideoProcessor")
-
-    class NoVideoProcessor(VideoProcessorMixin):
-        """Stands in for a video processor where torchvision is missing; refuses videos."""
-
-        def __call__(self, videos, **kwargs):
-            raise RuntimeError("videos need torchvision (transformers' video processors); this stand-in has none")
-
-        @classmethod
-        def from_pretrained(cls, *args, **kwargs):
-            return cls()
-
-    globals()["NoVideoProcessor"] = NoVideoProcessor
-
-
-def __getattr__(name: str):
-    if name == "NoVideoProcessor":  # resolved by AutoProcessor through the mapping patched above
-        allow_image_only_video_processors()
-        return globals()["NoVideoProcessor"]
-    raise AttributeError(name)

@@ -15,7 +15,6 @@ The models are random: they check that commands connect, not what they learn.
 
 from __future__ import annotations
 
-import shutil
 import tempfile
 from pathlib import Path
 
@@ -25,7 +24,8 @@ from .tiny_selector import build_tiny_selector
 
 __all__ = ["KIT_FOLDERS", "write_tiny_kit"]
 
-KIT_FOLDERS = ("tiny-llava-med", "tiny-clip", "tiny-lm", "tiny-smolvlm", "tiny-selector", "tiny-sentence-encoder", "demo-data")
+KIT_FOLDERS = ("tiny-llava-med", "tiny-clip", "tiny-lm", "tiny-smolvlm", "tiny-selector", "tiny-sentence-encoder",
+               "demo-data")
 
 
 def _save(model, processor, folder: Path) -> None:
@@ -33,26 +33,12 @@ def _save(model, processor, folder: Path) -> None:
     processor.save_pretrained(folder)
 
 
-def _save_base_models(output_dir: Path, seed: int) -> None:
-    from transformers import CLIPImageProcessorPil
-
-    with tempfile.TemporaryDirectory(dir=output_dir) as scratch:
-        vision, lm = save_tiny_base_models(scratch, seed=seed)
-        for source, name in ((vision, "tiny-clip"), (lm, "tiny-lm")):
-            shutil.rmtree(output_dir / name, ignore_errors=True)
-            shutil.move(str(source), str(output_dir / name))
-    # An image processor next to the tower, so that it also serves as `filter train-classifier --vision_encoder`.
-    size = {"height": TINY_IMAGE_SIZE, "width": TINY_IMAGE_SIZE}
-    CLIPImageProcessorPil(size={"shortest_edge": TINY_IMAGE_SIZE}, crop_size=size).save_pretrained(
-        output_dir / "tiny-clip")
-
-
-def _save_sentence_encoder(folder: Path, seed: int) -> bool:
-    """A 2-layer BERT with the Llama-2 tokenizer, mean-pooled and normalised; False without sentence-transformers."""
+def _save_sentence_encoder(folder: Path, seed: int) -> str:
+    """A 2-layer BERT with the Llama-2 tokenizer, mean-pooled and normalised (needs sentence-transformers)."""
     try:
         from sentence_transformers import SentenceTransformer, models
     except ImportError:
-        return False
+        return "skipped: pip install 'hf_medvlm[generation]' for sentence-transformers"
     import torch
     from transformers import BertConfig, BertModel
 
@@ -66,28 +52,7 @@ def _save_sentence_encoder(folder: Path, seed: int) -> bool:
         _save(BertModel(config), tokenizer, Path(scratch))
         modules = [models.Transformer(scratch), models.Pooling(config.hidden_size, "mean"), models.Normalize()]
         SentenceTransformer(modules=modules, device="cpu").save(str(folder))
-    return True
-
-
-def write_tiny_kit(output_dir: str | Path = ".", seed: int = 0) -> dict[str, str]:
-    """Write the kit's folders (`KIT_FOLDERS`) into `output_dir`; returns folder -> what was written (or why not)."""
-    output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    written = {}
-    _save(*build_tiny_llava_med(seed=seed), output_dir / "tiny-llava-med")
-    written["tiny-llava-med"] = "random LlavaMed + processor (mistral_instruct template)"
-    _save_base_models(output_dir, seed)
-    written["tiny-clip"] = "random CLIP vision tower + image processor"
-    written["tiny-lm"] = "random Mistral-style causal LM + Llama-2 tokenizer"
-    _save(*build_tiny_smolvlm(seed=seed), output_dir / "tiny-smolvlm")
-    written["tiny-smolvlm"] = "random SmolVLM + processor (a family other than LlavaMed, its own chat template)"
-    _save(*build_tiny_selector(seed=seed, max_length=77), output_dir / "tiny-selector")  # CLIP's text length
-    written["tiny-selector"] = "random BioMed-VITAL selection model + processor"
-    has_encoder = _save_sentence_encoder(output_dir / "tiny-sentence-encoder", seed)
-    written["tiny-sentence-encoder"] = ("random sentence-transformers model" if has_encoder else
-                                        "skipped: pip install 'hf_medvlm[generation]' for sentence-transformers")
-    written["demo-data"] = _write_demo_data(output_dir / "demo-data")
-    return written
+    return "random sentence-transformers model"
 
 
 def _write_demo_data(folder: Path) -> str:
@@ -98,3 +63,27 @@ def _write_demo_data(folder: Path) -> str:
     except ImportError as err:
         return f"skipped ({err}): pip install 'hf_medvlm[demo]'"
     return "the embedded real demo set: configs alignment, instruct (train) and eval (test)"
+
+
+def write_tiny_kit(output_dir: str | Path = ".", seed: int = 0) -> dict[str, str]:
+    """Write the kit's folders (`KIT_FOLDERS`) into `output_dir`; returns folder -> what was written (or why not)."""
+    from transformers import CLIPImageProcessorPil
+
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    _save(*build_tiny_llava_med(seed=seed), output_dir / "tiny-llava-med")
+    vision, _ = save_tiny_base_models(output_dir, seed=seed, names=("tiny-clip", "tiny-lm"))
+    # An image processor next to the tower, so that it also serves as `filter train-classifier --vision_encoder`.
+    size = {"height": TINY_IMAGE_SIZE, "width": TINY_IMAGE_SIZE}
+    CLIPImageProcessorPil(size={"shortest_edge": TINY_IMAGE_SIZE}, crop_size=size).save_pretrained(vision)
+    _save(*build_tiny_smolvlm(seed=seed), output_dir / "tiny-smolvlm")
+    _save(*build_tiny_selector(seed=seed, max_length=77), output_dir / "tiny-selector")  # CLIP's text length
+    return {
+        "tiny-llava-med": "random LlavaMed + processor (mistral_instruct template)",
+        "tiny-clip": "random CLIP vision tower + image processor",
+        "tiny-lm": "random Mistral-style causal LM + Llama-2 tokenizer",
+        "tiny-smolvlm": "random SmolVLM + processor (a family other than LlavaMed, its own chat template)",
+        "tiny-selector": "random BioMed-VITAL selection model + processor",
+        "tiny-sentence-encoder": _save_sentence_encoder(output_dir / "tiny-sentence-encoder", seed),
+        "demo-data": _write_demo_data(output_dir / "demo-data"),
+    }

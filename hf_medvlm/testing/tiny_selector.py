@@ -8,6 +8,7 @@ from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processor
 from transformers import CLIPImageProcessorPil, CLIPProcessor, PreTrainedTokenizerFast
 
 from ..models.med_selector import MedSelectorConfig, MedSelectorModel
+from . import TINY_VISION
 
 __all__ = ["TINY_SELECTOR_WORDS", "build_tiny_selector", "tiny_selector_processor"]
 
@@ -42,8 +43,7 @@ def build_tiny_selector(seed: int = 0, max_length: int = 48, **config_overrides)
                          num_attention_heads=2, max_position_embeddings=processor.tokenizer.model_max_length,
                          bos_token_id=processor.tokenizer.bos_token_id, eos_token_id=processor.tokenizer.eos_token_id,
                          pad_token_id=processor.tokenizer.pad_token_id),
-        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-                           image_size=32, patch_size=8),
+        vision_config=dict(TINY_VISION),
     )
     config_overrides.setdefault("head_hidden_sizes", [32, 32])
     config = MedSelectorConfig(encoder_config=encoder, **config_overrides)
