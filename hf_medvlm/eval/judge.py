@@ -190,16 +190,11 @@ def summarize_chat_scores(records: list[dict]) -> dict[str, Any]:
 
 
 def _chat_record(question: Mapping, qid: str, answer: str, result: dict | None) -> dict[str, Any]:
-    record = {"question_id": qid, "type": question.get("type") or "unknown", "domain": qa50_domain(question),
-              "empty_prediction": not answer.strip(), "judge_text": None, "reference_score": None,
-              "model_score": None}
-    if result is None:
-        return {**record, "status": "request_failed"}
-    scores, reason = parse_score_pair(result["text"])
-    record["judge_text"] = result["text"]
-    if scores is None:
-        return {**record, "status": reason}
-    return {**record, "status": "scored", "reference_score": scores[0], "model_score": scores[1]}
+    scores, reason = parse_score_pair(result["text"]) if result else (None, "request_failed")
+    reference, model = scores or (None, None)
+    return {"question_id": qid, "type": question.get("type") or "unknown", "domain": qa50_domain(question),
+            "empty_prediction": not answer.strip(), "judge_text": result["text"] if result else None,
+            "reference_score": reference, "model_score": model, "status": reason or "scored"}
 
 
 def score_chat(
