@@ -35,7 +35,7 @@ class _Jobs:
     def __iter__(self):
         temperature = self.args.temperature if self.args.do_sample else 0.0
         for q in self.questions:
-            parts = [{"type": "image_url", "image_url": {"url": image_to_data_url(image)}} for image in q.load_images()]
+            parts = [{"type": "image_url", "image_url": {"url": image_to_data_url(i)}} for i in q.load_images()]
             messages = [{"role": "user", "content": [*parts, {"type": "text", "text": q.prompt}]}]
             yield q.id, ChatRequest(messages=messages, max_tokens=self.args.max_new_tokens, temperature=temperature)
 

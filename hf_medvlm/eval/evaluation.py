@@ -193,12 +193,10 @@ def judge_scores(args, endpoint, questions, answers, output_dir: Path) -> dict:
     rows = [q.row for q in questions]
     texts = {q.id: str(answers[q.id]["text"]) for q in questions}
     if args.task == "chat":
-        summary = score_chat(rows, texts, backend, output_dir, concurrency=endpoint.llm_concurrency)
-        return {"llava_med_qa50": summary}
+        return {"llava_med_qa50": score_chat(rows, texts, backend, output_dir, concurrency=endpoint.llm_concurrency)}
     other = {k: str(v["text"]) for k, v in read_answers(Path(args.answers_file_b)).items()}
-    summary = win_rate(rows, texts, other, backend, output_dir, model_a=args.model_name_or_path or "A",
-                       model_b=args.model_b_name, concurrency=endpoint.llm_concurrency)
-    return {"biomed_vital_win_rate": summary}
+    return {"biomed_vital_win_rate": win_rate(rows, texts, other, backend, output_dir, model_a=args.model_name_or_path
+                                              or "A", model_b=args.model_b_name, concurrency=endpoint.llm_concurrency)}
 
 
 def run_evaluation(args: EvalArguments, endpoint) -> int:

@@ -53,8 +53,7 @@ PROMPT_DIR = Path(__file__).parent / "prompts"
 @functools.lru_cache(maxsize=None)
 def load_judge_prompt(name: str) -> dict[str, str]:
     """A judge prompt data file from `hf_medvlm/eval/prompts/` by stem, e.g. `"llava_med_qa50_judge"`."""
-    with open(PROMPT_DIR / f"{name}.yaml", encoding="utf-8") as f:
-        return yaml.safe_load(f)
+    return yaml.safe_load((PROMPT_DIR / f"{name}.yaml").read_text(encoding="utf-8"))
 
 
 # --- inputs -----------------------------------------------------------------------------------------------------

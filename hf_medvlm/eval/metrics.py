@@ -140,26 +140,22 @@ def llava_med_closed_hit(prediction: str, reference: str) -> float:
     return float(("yes" in pred or "no" in pred) and ref in pred)
 
 
-def _llava_med_overlap(pred: str, ref: str) -> tuple[float, float, float, float]:
-    """(f1, precision, recall, exact match) over the word counts of the original's `split_sentence` (lowercase,
-    whitespace split), each text normalised once more as the original does."""
+def llava_med_open_scores(prediction: str, reference: str) -> dict[str, float]:
+    """Open-question scores as `run_eval.py` computes them; `recall` is the paper's "Open" column.
+
+    Word counts are the original's `split_sentence` (lowercase, whitespace split) of each text normalised once more,
+    as the original does.
+    """
+    pred, ref = normalize_llava_med(prediction.lower()), normalize_llava_med(reference.lower())
     pred_words = Counter(normalize_llava_med(pred).lower().split())
     ref_words = Counter(normalize_llava_med(ref).lower().split())
     total = sum(pred_words.values())
-    exact = sum(1 for w in ref_words if w in pred_words) / total if total else 0.0
     tp = sum(c for w, c in pred_words.items() if w in ref_words)  # the prediction's count of shared words
     fn = sum(c for w, c in ref_words.items() if w not in pred_words)
-    if tp == 0:
-        return 0.0, 0.0, 0.0, exact
-    precision, recall = tp / total, tp / (tp + fn)
-    return 2 * precision * recall / (precision + recall), precision, recall, exact
-
-
-def llava_med_open_scores(prediction: str, reference: str) -> dict[str, float]:
-    """Open-question scores as `run_eval.py` computes them; `recall` is the paper's "Open" column."""
-    pred, ref = normalize_llava_med(prediction.lower()), normalize_llava_med(reference.lower())
-    f1, precision, recall, exact_match = _llava_med_overlap(pred, ref)
-    scores = {"recall": recall, "precision": precision, "f1": f1, "exact_match": exact_match,
+    precision, recall = (tp / total, tp / (tp + fn)) if tp else (0.0, 0.0)
+    scores = {"recall": recall, "precision": precision,
+              "f1": 2 * precision * recall / (precision + recall) if tp else 0.0,
+              "exact_match": sum(1 for w in ref_words if w in pred_words) / total if total else 0.0,
               # run_eval_batch.py's "open accuracy": the whole normalised reference appears in the prediction.
               "substring_hit": float(ref in pred)}
     scores.update(bleu_scores(ref.lower().split(), pred.lower().split()))
