@@ -336,8 +336,7 @@ def _published_row(table: str, entry: dict, protocols: dict, sources: dict) -> R
 
 def load_published(path: Path = PUBLISHED_PATH) -> tuple[list[Row], dict, dict]:
     """(published rows, protocol descriptions, sources) from the package data file, validated."""
-    with open(path, encoding="utf-8") as handle:
-        data = yaml.safe_load(handle)
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
     protocols, sources = data["protocols"], data["sources"]
     unknown = set(data["published"]) - set(TABLES)
     if unknown:
