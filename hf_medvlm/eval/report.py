@@ -2,19 +2,10 @@
 
 `run_report(ReportArguments)` reads the `results.json` files that `hf-medvlm eval` wrote, maps each to a benchmark,
 puts your numbers beside the papers' (`published_results.yaml`, every value with its source) and writes `report.md`,
-one CSV per table and a bar chart `report.png` (`hf_medvlm.eval.report_render`).
-
-How a results.json is mapped (documented in docs/evaluation.md):
-
-1. its `task` picks the table: `vqa` -> VQA-RAD / SLAKE / PathVQA open and closed (one row per protocol),
-   `multiple_choice` -> accuracy by dataset, `chat` -> qa50 relative score, `win_rate` -> BioMed-VITAL win rate;
-2. the benchmark is named by the first of `benchmark`, `dataset` and `config.dataset_type` whose normalised form
-   (last path component, file extension dropped, lower case, letters and digits only) starts with a prefix of
-   `BENCHMARK_PREFIXES`. A multiple-choice run whose scores hold per-dataset groups (a
-   Medical_Multimodal_Evaluation_Data run) is mapped group by group instead (subset groups `<dataset>_<subset>` are
-   not columns);
-3. a file that maps to nothing, or to a benchmark its table has no column for, is listed with the reason and left out;
-   when no file can be used the report fails.
+one CSV per table and a bar chart `report.png` (`hf_medvlm.eval.report_render`). How a results.json is mapped (its
+`task` picks the table; `benchmark`, `dataset` or `config.dataset_type` names the benchmark through
+`BENCHMARK_PREFIXES`) is documented in docs/evaluation.md. A file that maps to nothing, or to a benchmark its table has
+no column for, is listed with the reason and left out; when no file can be used the report fails.
 """
 
 from __future__ import annotations
