@@ -225,15 +225,6 @@ def _qa50_values(summary: dict) -> dict[str, float]:
     return values
 
 
-def _qa50_values(summary: dict) -> dict[str, float]:
-    values = {}
-    for column, (group, key) in QA50_GROUPS.items():
-        scores = summary.get(group) or {}
-        scores = scores if key is None else scores.get(key) or {}
-        values[column] = scores.get("relative_score")
-    return values
-
-
 def _score_sets(results: dict, table: str, label: str, problems: list[str]) -> list[tuple[str, str, dict, str]]:
     """(model label, protocol, {column: value or None}, judge) of each row a results.json gives its table."""
     if table == "multiple_choice":
