@@ -194,8 +194,9 @@ def judge_scores(args, endpoint, questions, answers, output_dir: Path) -> dict:
     if args.task == "chat":
         return {"llava_med_qa50": score_chat(rows, texts, backend, output_dir, concurrency=endpoint.llm_concurrency)}
     other = {k: str(v["text"]) for k, v in read_answers(Path(args.answers_file_b)).items()}
-    return {"biomed_vital_win_rate": win_rate(rows, texts, other, backend, output_dir, model_a=args.model_name_or_path
-                                              or "A", model_b=args.model_b_name, concurrency=endpoint.llm_concurrency)}
+    summary = win_rate(rows, texts, other, backend, output_dir, model_a=args.model_name_or_path or "A",
+                       model_b=args.model_b_name, concurrency=endpoint.llm_concurrency)
+    return {"biomed_vital_win_rate": summary}
 
 
 def run_evaluation(args: EvalArguments, endpoint) -> int:
