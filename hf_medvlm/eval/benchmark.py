@@ -232,15 +232,12 @@ def score_answers(questions: list[Question], answers: dict[str, dict], task: str
     """Scores per protocol (`{"llava_med": {...}, "strict": {...}}` or `{"huatuo_mc": {...}}`), in percent."""
     predictions = [str(answers[q.id]["text"]) for q in questions]
     if task == "multiple_choice":
-        result = compute_mc_metrics(predictions, [q.options for q in questions], [q.gold for q in questions],
-                                    datasets=[q.group for q in questions], subsets=[q.subgroup for q in questions])
-        return {result.pop("protocol"): _to_percent(result)}
-    refs, types = [q.answer for q in questions], [q.answer_type for q in questions]
-    scores = {}
-    for protocol in protocols:
-        result = compute_vqa_metrics(predictions, refs, types, protocol=protocol)
-        scores[result.pop("protocol")] = _to_percent(result)
-    return scores
+        results = [compute_mc_metrics(predictions, [q.options for q in questions], [q.gold for q in questions],
+                                      datasets=[q.group for q in questions], subsets=[q.subgroup for q in questions])]
+    else:
+        refs, types = [q.answer for q in questions], [q.answer_type for q in questions]
+        results = [compute_vqa_metrics(predictions, refs, types, protocol=protocol) for protocol in protocols]
+    return {result.pop("protocol"): _to_percent(result) for result in results}
 
 
 def _to_percent(result: dict) -> dict:

@@ -281,9 +281,7 @@ def merge_rows(rows: list[Row]) -> list[Row]:
     merged: dict[tuple, Row] = {}
     for row in rows:
         key = (row.table, row.model, row.protocol, row.judge)
-        if key not in merged:
-            merged[key] = Row(row.table, row.model, row.protocol, judge=row.judge)
-        target = merged[key]
+        target = merged.setdefault(key, Row(row.table, row.model, row.protocol, judge=row.judge))
         for column, value in row.values.items():
             if column in target.values:
                 raise ValueError(f"{target.sources[column]} and {row.sources[column]} both give {column} for "
