@@ -112,43 +112,37 @@ def row_id(row: Mapping, where: str) -> str:
     raise ValueError(f"{where}: no 'id' or 'question_id' field (keys: {sorted(row)})")
 
 
-def _chat_question(row: dict, record_id: str, question_template: str, data_dir: str | None,
-                   require_images: bool = True) -> Question:
-    # qa50 rows carry the question in `text` with a "<image>" marker; the chat template places the image instead.
-    question = str(row.get("question") or row.get("text") or "").replace("<image>", "").strip()
-    if not question:
-        raise ValueError(f"record {record_id!r}: no 'question' or 'text' field")
-    answer = str(row.get("answer") or row.get("gpt4_answer") or "")
-    meta = {k: v for k, v in row.items() if k not in ("image", "images")}
-    q = Question(id=record_id, prompt=question_template.format(question=question), answer=answer, answer_type="open",
-                 row={**meta, "id": record_id, "question": question, "answer": answer,
-                      "image": row.get("image")})
-    if row.get("images", row.get("image")) is None:
-        if not require_images:
-            return q  # a text-only qa50 set (`prepare llava_med_qa50 --text_only`) judged from an answers file
-        raise FileNotFoundError(f"record {record_id!r}: field 'image' is empty; answers can only be generated with "
-                                "images (a text-only qa50 set can be judged from an existing --answers_file)")
-    q.images = _record_images(row, record_id, data_dir)
-    return q
-
-
 def _question_from_row(row: dict, record_id: str, task: str, question_template: str, data_dir: str | None,
                        require_images: bool = True) -> Question:
     if task in ("chat", "win_rate"):
-        return _chat_question(row, record_id, question_template, data_dir, require_images or task != "chat")
-    text = question_template.format(question=row["question"])
-    q = Question(id=record_id, prompt=text, answer=str(row.get("answer") or ""),
-                 answer_type=str(row.get("answer_type") or "").lower(),
-                 group=str(row.get("dataset") or ""), subgroup=str(row.get("subset") or ""))
-    if task == "multiple_choice":
-        options = list(row["options"])  # rows without options were counted as skipped
-        q.options, q.prompt = options, build_mc_prompt(text, options)
-        try:
-            q.gold = gold_letter(options, q.answer, row.get("answer_label") or None)
-        except ValueError as err:
-            raise ValueError(f"record {record_id!r}: {err}") from None
-    elif q.answer_type not in ("open", "closed"):
-        raise ValueError(f"record {record_id!r}: field 'answer_type' is {row.get('answer_type')!r}, not open/closed")
+        # qa50 rows carry the question in `text` with a "<image>" marker; the chat template places the image instead.
+        question = str(row.get("question") or row.get("text") or "").replace("<image>", "").strip()
+        if not question:
+            raise ValueError(f"record {record_id!r}: no 'question' or 'text' field")
+        answer = str(row.get("answer") or row.get("gpt4_answer") or "")
+        q = Question(id=record_id, prompt=question_template.format(question=question), answer=answer,
+                     answer_type="open", row={k: v for k, v in row.items() if k != "images"}
+                     | {"id": record_id, "question": question, "answer": answer, "image": row.get("image")})
+        if row.get("images", row.get("image")) is None:
+            if not require_images and task == "chat":
+                return q  # a text-only qa50 set (`prepare llava_med_qa50 --text_only`) judged from an answers file
+            raise FileNotFoundError(f"record {record_id!r}: field 'image' is empty; answers can only be generated "
+                                    "with images (a text-only qa50 set can be judged from an existing --answers_file)")
+    else:
+        text = question_template.format(question=row["question"])
+        q = Question(id=record_id, prompt=text, answer=str(row.get("answer") or ""),
+                     answer_type=str(row.get("answer_type") or "").lower(),
+                     group=str(row.get("dataset") or ""), subgroup=str(row.get("subset") or ""))
+        if task == "multiple_choice":
+            options = list(row["options"])  # rows without options were counted as skipped
+            q.options, q.prompt = options, build_mc_prompt(text, options)
+            try:
+                q.gold = gold_letter(options, q.answer, row.get("answer_label") or None)
+            except ValueError as err:
+                raise ValueError(f"record {record_id!r}: {err}") from None
+        elif q.answer_type not in ("open", "closed"):
+            raise ValueError(f"record {record_id!r}: field 'answer_type' is {row.get('answer_type')!r}, "
+                             "not open/closed")
     q.images = _record_images(row, record_id, data_dir)
     return q
 
@@ -238,15 +232,12 @@ def score_answers(questions: list[Question], answers: dict[str, dict], task: str
     """Scores per protocol (`{"llava_med": {...}, "strict": {...}}` or `{"huatuo_mc": {...}}`), in percent."""
     predictions = [str(answers[q.id]["text"]) for q in questions]
     if task == "multiple_choice":
-        result = compute_mc_metrics(predictions, [q.options for q in questions], [q.gold for q in questions],
-                                    datasets=[q.group for q in questions], subsets=[q.subgroup for q in questions])
-        return {result.pop("protocol"): _to_percent(result)}
-    refs, types = [q.answer for q in questions], [q.answer_type for q in questions]
-    scores = {}
-    for protocol in protocols:
-        result = compute_vqa_metrics(predictions, refs, types, protocol=protocol)
-        scores[result.pop("protocol")] = _to_percent(result)
-    return scores
+        results = [compute_mc_metrics(predictions, [q.options for q in questions], [q.gold for q in questions],
+                                      datasets=[q.group for q in questions], subsets=[q.subgroup for q in questions])]
+    else:
+        refs, types = [q.answer for q in questions], [q.answer_type for q in questions]
+        results = [compute_vqa_metrics(predictions, refs, types, protocol=protocol) for protocol in protocols]
+    return {result.pop("protocol"): _to_percent(result) for result in results}
 
 
 def _to_percent(result: dict) -> dict:

@@ -17,17 +17,9 @@ from pathlib import Path
 from ..llm import ChatRequest, OpenAIChatBackend, image_to_data_url, read_results, run_requests
 from .benchmark import append_answers
 
-__all__ = ["answer_request", "generate_with_endpoint"]
+__all__ = ["generate_with_endpoint"]
 
 RAW_NAME = "answers.endpoint.jsonl"
-
-
-def answer_request(question, *, max_new_tokens: int, do_sample: bool = False, temperature: float = 1.0) -> ChatRequest:
-    """The chat request for one `Question`: its images as data URLs, then its prompt."""
-    parts = [{"type": "image_url", "image_url": {"url": image_to_data_url(image)}} for image in question.load_images()]
-    parts.append({"type": "text", "text": question.prompt})
-    return ChatRequest(messages=[{"role": "user", "content": parts}], max_tokens=max_new_tokens,
-                       temperature=temperature if do_sample else 0.0)
 
 
 class _Jobs:
@@ -41,9 +33,11 @@ class _Jobs:
         return len(self.questions)
 
     def __iter__(self):
+        temperature = self.args.temperature if self.args.do_sample else 0.0
         for q in self.questions:
-            yield q.id, answer_request(q, max_new_tokens=self.args.max_new_tokens, do_sample=self.args.do_sample,
-                                       temperature=self.args.temperature)
+            parts = [{"type": "image_url", "image_url": {"url": image_to_data_url(i)}} for i in q.load_images()]
+            messages = [{"role": "user", "content": [*parts, {"type": "text", "text": q.prompt}]}]
+            yield q.id, ChatRequest(messages=messages, max_tokens=self.args.max_new_tokens, temperature=temperature)
 
 
 def generate_with_endpoint(args, questions, answers_path: Path) -> None:

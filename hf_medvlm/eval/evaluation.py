@@ -137,15 +137,14 @@ def generate_missing(args, questions, answers_path: Path, state) -> None:
     model, processor = load_model(args, state.device)
     settings = GenerationSettings(max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
                                   do_sample=args.do_sample, temperature=args.temperature)
-    bar = tqdm(total=len(todo), desc=f"answering (rank {state.process_index})")
-    for start in range(0, len(todo), args.save_every):
-        chunk = todo[start : start + args.save_every]
-        texts = generate_answers(model, processor, [q.prompt for q in chunk], [q.load_images() for q in chunk],
-                                 settings, progress=False)
-        append_answers(part_path, [dict(question_id=q.id, prompt=q.prompt, text=t, model_id=args.model_name_or_path)
-                                   for q, t in zip(chunk, texts)])
-        bar.update(len(chunk))
-    bar.close()
+    with tqdm(total=len(todo), desc=f"answering (rank {state.process_index})") as bar:
+        for start in range(0, len(todo), args.save_every):
+            chunk = todo[start : start + args.save_every]
+            texts = generate_answers(model, processor, [q.prompt for q in chunk], [q.load_images() for q in chunk],
+                                     settings, progress=False)
+            append_answers(part_path, [dict(question_id=q.id, prompt=q.prompt, text=t,
+                                            model_id=args.model_name_or_path) for q, t in zip(chunk, texts)])
+            bar.update(len(chunk))
 
 
 def merge_answers(questions, answers_path: Path) -> dict[str, dict]:
@@ -193,8 +192,7 @@ def judge_scores(args, endpoint, questions, answers, output_dir: Path) -> dict:
     rows = [q.row for q in questions]
     texts = {q.id: str(answers[q.id]["text"]) for q in questions}
     if args.task == "chat":
-        summary = score_chat(rows, texts, backend, output_dir, concurrency=endpoint.llm_concurrency)
-        return {"llava_med_qa50": summary}
+        return {"llava_med_qa50": score_chat(rows, texts, backend, output_dir, concurrency=endpoint.llm_concurrency)}
     other = {k: str(v["text"]) for k, v in read_answers(Path(args.answers_file_b)).items()}
     summary = win_rate(rows, texts, other, backend, output_dir, model_a=args.model_name_or_path or "A",
                        model_b=args.model_b_name, concurrency=endpoint.llm_concurrency)

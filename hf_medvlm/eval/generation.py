@@ -97,13 +97,12 @@ def generate_answers(
         raise ValueError(f"{len(questions)} questions but {len(images)} image lists")
     lengths = [len(processor.tokenizer(q).input_ids) + 1000 * len(imgs) for q, imgs in zip(questions, images)]
     order = sorted(range(len(questions)), key=lambda i: lengths[i])
-    answers: list[str | None] = [None] * len(questions)
-    bar = tqdm(total=len(questions), desc=desc, disable=not progress)
-    for start in range(0, len(order), settings.batch_size):
-        batch = order[start : start + settings.batch_size]
-        texts = _generate_batch(model, processor, [questions[i] for i in batch], [images[i] for i in batch], settings)
-        for i, text in zip(batch, texts):
-            answers[i] = text
-        bar.update(len(batch))
-    bar.close()
-    return answers
+    answers: dict[int, str] = {}
+    with tqdm(total=len(questions), desc=desc, disable=not progress) as bar:
+        for start in range(0, len(order), settings.batch_size):
+            batch = order[start : start + settings.batch_size]
+            texts = _generate_batch(model, processor, [questions[i] for i in batch], [images[i] for i in batch],
+                                    settings)
+            answers.update(zip(batch, texts))
+            bar.update(len(batch))
+    return [answers[i] for i in range(len(questions))]

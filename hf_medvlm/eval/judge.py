@@ -53,8 +53,7 @@ PROMPT_DIR = Path(__file__).parent / "prompts"
 @functools.lru_cache(maxsize=None)
 def load_judge_prompt(name: str) -> dict[str, str]:
     """A judge prompt data file from `hf_medvlm/eval/prompts/` by stem, e.g. `"llava_med_qa50_judge"`."""
-    with open(PROMPT_DIR / f"{name}.yaml", encoding="utf-8") as f:
-        return yaml.safe_load(f)
+    return yaml.safe_load((PROMPT_DIR / f"{name}.yaml").read_text(encoding="utf-8"))
 
 
 # --- inputs -----------------------------------------------------------------------------------------------------
@@ -190,16 +189,11 @@ def summarize_chat_scores(records: list[dict]) -> dict[str, Any]:
 
 
 def _chat_record(question: Mapping, qid: str, answer: str, result: dict | None) -> dict[str, Any]:
-    record = {"question_id": qid, "type": question.get("type") or "unknown", "domain": qa50_domain(question),
-              "empty_prediction": not answer.strip(), "judge_text": None, "reference_score": None,
-              "model_score": None}
-    if result is None:
-        return {**record, "status": "request_failed"}
-    scores, reason = parse_score_pair(result["text"])
-    record["judge_text"] = result["text"]
-    if scores is None:
-        return {**record, "status": reason}
-    return {**record, "status": "scored", "reference_score": scores[0], "model_score": scores[1]}
+    scores, reason = parse_score_pair(result["text"]) if result else (None, "request_failed")
+    reference, model = scores or (None, None)
+    return {"question_id": qid, "type": question.get("type") or "unknown", "domain": qa50_domain(question),
+            "empty_prediction": not answer.strip(), "judge_text": result["text"] if result else None,
+            "reference_score": reference, "model_score": model, "status": reason or "scored"}
 
 
 def score_chat(
@@ -282,11 +276,8 @@ def combine_orders(first: str | None, second: str | None) -> str | None:
         return None
     as_a = {"A": "win", "B": "loss", "C": "tie"}[first]
     as_b = {"A": "loss", "B": "win", "C": "tie"}[second]  # in the swapped order, "[[A]]" names model B
-    if as_a == as_b:
-        return as_a
-    if "tie" in (as_a, as_b):
-        return as_a if as_b == "tie" else as_b
-    return "inconsistent"
+    decided = {as_a, as_b} - {"tie"}  # a tie and a win is a win
+    return "inconsistent" if len(decided) == 2 else decided.pop() if decided else "tie"
 
 
 def _question_image(question: Mapping, qid: str, images: Mapping | None):

@@ -140,26 +140,22 @@ def llava_med_closed_hit(prediction: str, reference: str) -> float:
     return float(("yes" in pred or "no" in pred) and ref in pred)
 
 
-def _llava_med_overlap(pred: str, ref: str) -> tuple[float, float, float, float]:
-    """(f1, precision, recall, exact match) over the word counts of the original's `split_sentence` (lowercase,
-    whitespace split), each text normalised once more as the original does."""
+def llava_med_open_scores(prediction: str, reference: str) -> dict[str, float]:
+    """Open-question scores as `run_eval.py` computes them; `recall` is the paper's "Open" column.
+
+    Word counts are the original's `split_sentence` (lowercase, whitespace split) of each text normalised once more,
+    as the original does.
+    """
+    pred, ref = normalize_llava_med(prediction.lower()), normalize_llava_med(reference.lower())
     pred_words = Counter(normalize_llava_med(pred).lower().split())
     ref_words = Counter(normalize_llava_med(ref).lower().split())
     total = sum(pred_words.values())
-    exact = sum(1 for w in ref_words if w in pred_words) / total if total else 0.0
     tp = sum(c for w, c in pred_words.items() if w in ref_words)  # the prediction's count of shared words
     fn = sum(c for w, c in ref_words.items() if w not in pred_words)
-    if tp == 0:
-        return 0.0, 0.0, 0.0, exact
-    precision, recall = tp / total, tp / (tp + fn)
-    return 2 * precision * recall / (precision + recall), precision, recall, exact
-
-
-def llava_med_open_scores(prediction: str, reference: str) -> dict[str, float]:
-    """Open-question scores as `run_eval.py` computes them; `recall` is the paper's "Open" column."""
-    pred, ref = normalize_llava_med(prediction.lower()), normalize_llava_med(reference.lower())
-    f1, precision, recall, exact_match = _llava_med_overlap(pred, ref)
-    scores = {"recall": recall, "precision": precision, "f1": f1, "exact_match": exact_match,
+    precision, recall = (tp / total, tp / (tp + fn)) if tp else (0.0, 0.0)
+    scores = {"recall": recall, "precision": precision,
+              "f1": 2 * precision * recall / (precision + recall) if tp else 0.0,
+              "exact_match": sum(1 for w in ref_words if w in pred_words) / total if total else 0.0,
               # run_eval_batch.py's "open accuracy": the whole normalised reference appears in the prediction.
               "substring_hit": float(ref in pred)}
     scores.update(bleu_scores(ref.lower().split(), pred.lower().split()))
@@ -222,19 +218,15 @@ def score_vqa_item(prediction: str, reference: str, answer_type: str, protocol: 
     raise ValueError(f"answer_type must be one of {ANSWER_TYPES}, got {answer_type!r}")
 
 
-def _validate_vqa_inputs(predictions, references, answer_types) -> None:
-    if not len(predictions) == len(references) == len(answer_types):
-        raise ValueError(
-            f"predictions ({len(predictions)}), references ({len(references)}) and answer_types "
-            f"({len(answer_types)}) must have the same length"
-        )
-    for i, (pred, ref, kind) in enumerate(zip(predictions, references, answer_types)):
+def _check_inputs(predictions: Sequence, **columns: Sequence) -> None:
+    """Inputs of one length each, every prediction a string."""
+    lengths = {"predictions": len(predictions)} | {name: len(values) for name, values in columns.items()}
+    if len(set(lengths.values())) > 1:
+        *names, last = (f"{name} ({n})" for name, n in lengths.items())
+        raise ValueError(f"{', '.join(names)} and {last} must have the same length")
+    for i, pred in enumerate(predictions):
         if not isinstance(pred, str):
             raise ValueError(f"prediction {i} is {type(pred).__name__}, expected a string")
-        if not isinstance(ref, str) or not ref.strip():
-            raise ValueError(f"reference {i} is empty or not a string; every question needs a ground-truth answer")
-        if kind not in ANSWER_TYPES:
-            raise ValueError(f"answer_type {i} is {kind!r}; expected one of {ANSWER_TYPES}")
 
 
 def _mean(values: list[float]) -> float | None:
@@ -253,7 +245,12 @@ def compute_vqa_metrics(
     are wrong answers) and counted in `num_empty_predictions`.
     """
     _check_protocol(protocol)
-    _validate_vqa_inputs(predictions, references, answer_types)
+    _check_inputs(predictions, references=references, answer_types=answer_types)
+    for i, (ref, kind) in enumerate(zip(references, answer_types)):
+        if not isinstance(ref, str) or not ref.strip():
+            raise ValueError(f"reference {i} is empty or not a string; every question needs a ground-truth answer")
+        if kind not in ANSWER_TYPES:
+            raise ValueError(f"answer_type {i} is {kind!r}; expected one of {ANSWER_TYPES}")
     closed, open_scores = [], defaultdict(list)
     for pred, ref, kind in zip(predictions, references, answer_types):
         scores = score_vqa_item(pred, ref, kind, protocol)
@@ -263,9 +260,8 @@ def compute_vqa_metrics(
             for name, value in scores.items():
                 open_scores[name].append(value)
     result = {"protocol": protocol, "closed_accuracy": _mean(closed)}
-    names = ("recall", "exact_match", "f1", "precision", "substring_hit", *_BLEU_WEIGHTS)
-    if protocol == "strict":
-        names = ("exact_match", "f1", "precision", "recall")
+    names = (("exact_match", "f1", "precision", "recall") if protocol == "strict"
+             else ("recall", "exact_match", "f1", "precision", "substring_hit", *_BLEU_WEIGHTS))
     result.update({f"open_{name}": _mean(open_scores[name]) for name in names})
     result.update(
         num_closed=len(closed),
@@ -345,19 +341,13 @@ def compute_mc_metrics(
     subsets: Iterable[str] | None = None,
 ) -> dict:
     """Accuracy, how many answers each matching rule decided, and accuracy per dataset and per dataset_subset."""
-    if not len(predictions) == len(options) == len(gold_letters):
-        raise ValueError(
-            f"predictions ({len(predictions)}), options ({len(options)}) and gold_letters ({len(gold_letters)}) "
-            "must have the same length"
-        )
+    _check_inputs(predictions, options=options, gold_letters=gold_letters)
     datasets = list(datasets) if datasets is not None else [""] * len(predictions)
     subsets = list(subsets) if subsets is not None else [""] * len(predictions)
     decided_by = Counter({"letter": 0, "option_text": 0, "closest": 0})
     groups: dict[str, list[float]] = defaultdict(list)
     hits = []
     for i, (pred, opts, gold) in enumerate(zip(predictions, options, gold_letters)):
-        if not isinstance(pred, str):
-            raise ValueError(f"prediction {i} is {type(pred).__name__}, expected a string")
         letter, rule = match_choice(pred, opts)
         decided_by[rule] += 1
         hit = float(gold is not None and letter == gold)

@@ -2,19 +2,10 @@
 
 `run_report(ReportArguments)` reads the `results.json` files that `hf-medvlm eval` wrote, maps each to a benchmark,
 puts your numbers beside the papers' (`published_results.yaml`, every value with its source) and writes `report.md`,
-one CSV per table and a bar chart `report.png` (`hf_medvlm.eval.report_render`).
-
-How a results.json is mapped (documented in docs/evaluation.md):
-
-1. its `task` picks the table: `vqa` -> VQA-RAD / SLAKE / PathVQA open and closed (one row per protocol),
-   `multiple_choice` -> accuracy by dataset, `chat` -> qa50 relative score, `win_rate` -> BioMed-VITAL win rate;
-2. the benchmark is named by the first of `benchmark`, `dataset` and `config.dataset_type` whose normalised form
-   (last path component, file extension dropped, lower case, letters and digits only) starts with a prefix of
-   `BENCHMARK_PREFIXES`. A multiple-choice run whose scores hold per-dataset groups (a
-   Medical_Multimodal_Evaluation_Data run) is mapped group by group instead (subset groups `<dataset>_<subset>` are
-   not columns);
-3. a file that maps to nothing, or to a benchmark its table has no column for, is listed with the reason and left out;
-   when no file can be used the report fails.
+one CSV per table and a bar chart `report.png` (`hf_medvlm.eval.report_render`). How a results.json is mapped (its
+`task` picks the table; `benchmark`, `dataset` or `config.dataset_type` names the benchmark through
+`BENCHMARK_PREFIXES`) is documented in docs/evaluation.md. A file that maps to nothing, or to a benchmark its table has
+no column for, is listed with the reason and left out; when no file can be used the report fails.
 """
 
 from __future__ import annotations
@@ -195,27 +186,12 @@ def identify_benchmark(results: dict) -> tuple[str | None, str]:
 # --- your rows -------------------------------------------------------------------------------------------------------
 
 
-def _label(results: dict) -> str:
-    answers = (results.get("config") or {}).get("answers_file")
-    return str(results.get("model") or (f"answers {answers}" if answers else "(model not recorded)"))
-
-
 def _table_benchmark(results: dict, table: str, problems: list[str]) -> str | None:
     bench, why = identify_benchmark(results)
     if bench not in TABLE_BENCHMARKS[table]:
         problems.append(why if bench is None else f"{BENCHMARKS[bench]} has no column in the {table} table")
         return None
     return bench
-
-
-def _vqa_rows(results: dict, bench: str, label: str, where: str) -> list[Row]:
-    rows = []
-    for protocol, (open_key, closed_key) in VQA_METRICS.items():
-        scores = results["scores"].get(protocol)
-        if isinstance(scores, dict):
-            values = {f"{bench}_open": scores.get(open_key), f"{bench}_closed": scores.get(closed_key)}
-            rows.append(_your_row("vqa", label, protocol, values, where))
-    return rows
 
 
 def _mc_values(results: dict, problems: list[str]) -> dict[str, float]:
@@ -249,46 +225,49 @@ def _qa50_values(summary: dict) -> dict[str, float]:
     return values
 
 
-def _your_row(table: str, label: str, protocol: str, values: dict, where: str, judge: str = "") -> Row:
-    values = {k: float(v) for k, v in values.items() if v is not None}
-    return Row(table, label, protocol, values, {k: where for k in values}, judge=judge)
-
-
-def _judged_rows(results: dict, table: str, label: str, where: str, problems: list[str]) -> list[Row]:
+def _score_sets(results: dict, table: str, label: str, problems: list[str]) -> list[tuple[str, str, dict, str]]:
+    """(model label, protocol, {column: value or None}, judge) of each row a results.json gives its table."""
+    if table == "multiple_choice":
+        values = _mc_values(results, problems)
+        return [(label, "huatuo_mc", values, "")] if values else []
     bench = _table_benchmark(results, table, problems)
     if bench is None:
         return []
+    scores = results["scores"]
+    if table == "vqa":
+        sets = [(label, protocol, {f"{bench}_open": scores[protocol].get(open_key),
+                                   f"{bench}_closed": scores[protocol].get(closed_key)}, "")
+                for protocol, (open_key, closed_key) in VQA_METRICS.items() if isinstance(scores.get(protocol), dict)]
+        if not sets:
+            problems.append(f"scores hold neither of the protocols {list(VQA_METRICS)}")
+        return sets
     protocol = "llava_med_qa50" if table == "qa50" else "biomed_vital_win_rate"
-    summary = results["scores"].get(protocol)
+    summary = scores.get(protocol)
     if not isinstance(summary, dict):
         problems.append(f"scores hold no {protocol!r} entry")
         return []
     judge = summary.get("judge_model") or ""
     if table == "qa50":
-        return [_your_row(table, label, protocol, _qa50_values(summary), where, judge=judge)]
+        return [(label, protocol, _qa50_values(summary), judge)]
     rate = summary.get("win_rate")
     label = f"{summary.get('model_a') or label} vs {summary.get('model_b') or 'B'}"
-    return [_your_row(table, label, protocol, {bench: None if rate is None else 100 * rate}, where, judge=judge)]
+    return [(label, protocol, {bench: None if rate is None else 100 * rate}, judge)]
 
 
 def rows_from_results(path: Path, results: dict) -> tuple[list[Row], InputFile]:
     """Your rows from one results.json, and the record of what it was used as (or why it was not)."""
-    info = InputFile(path, task=results["task"], model=_label(results), num_questions=results.get("num_questions"),
+    answers = (results.get("config") or {}).get("answers_file")
+    label = str(results.get("model") or (f"answers {answers}" if answers else "(model not recorded)"))
+    info = InputFile(path, task=results["task"], model=label, num_questions=results.get("num_questions"),
                      skipped_records=dict(results.get("skipped") or {}))
-    table, where = TASK_TABLES.get(info.task), str(path)
+    table = TASK_TABLES.get(info.task)
     if table is None:
         info.problems.append(f"task {info.task!r} has no table")
         return [], info
-    if table == "vqa":
-        bench = _table_benchmark(results, table, info.problems)
-        rows = [] if bench is None else _vqa_rows(results, bench, info.model, where)
-        if bench and not rows:
-            info.problems.append(f"scores hold neither of the protocols {list(VQA_METRICS)}")
-    elif table == "multiple_choice":
-        values = _mc_values(results, info.problems)
-        rows = [_your_row(table, info.model, "huatuo_mc", values, where)] if values else []
-    else:
-        rows = _judged_rows(results, table, info.model, where, info.problems)
+    rows = []
+    for model, protocol, values, judge in _score_sets(results, table, label, info.problems):
+        values = {k: float(v) for k, v in values.items() if v is not None}
+        rows.append(Row(table, model, protocol, values, {k: str(path) for k in values}, judge=judge))
     if rows and not any(row.values for row in rows):
         info.problems.append("its scores are all empty (null)")
     rows = [row for row in rows if row.values]
@@ -302,9 +281,7 @@ def merge_rows(rows: list[Row]) -> list[Row]:
     merged: dict[tuple, Row] = {}
     for row in rows:
         key = (row.table, row.model, row.protocol, row.judge)
-        if key not in merged:
-            merged[key] = Row(row.table, row.model, row.protocol, judge=row.judge)
-        target = merged[key]
+        target = merged.setdefault(key, Row(row.table, row.model, row.protocol, judge=row.judge))
         for column, value in row.values.items():
             if column in target.values:
                 raise ValueError(f"{target.sources[column]} and {row.sources[column]} both give {column} for "
@@ -339,8 +316,7 @@ def _published_row(table: str, entry: dict, protocols: dict, sources: dict) -> R
 
 def load_published(path: Path = PUBLISHED_PATH) -> tuple[list[Row], dict, dict]:
     """(published rows, protocol descriptions, sources) from the package data file, validated."""
-    with open(path, encoding="utf-8") as handle:
-        data = yaml.safe_load(handle)
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
     protocols, sources = data["protocols"], data["sources"]
     unknown = set(data["published"]) - set(TABLES)
     if unknown:

@@ -53,20 +53,19 @@ def _source(row: Row, table: str, sources: dict) -> str:
     return "; ".join(parts)
 
 
-def _md(text: str) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
+def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
+    """Markdown table lines; a `|` in a cell is escaped and a line break becomes a space."""
+    cells = [header, *rows]
+    lines = ["| " + " | ".join(str(c).replace("|", "\\|").replace("\n", " ") for c in row) + " |" for row in cells]
+    return [lines[0], "|---" * len(header) + "|", *lines[1:]]
 
 
 def _markdown_table(table: str, rows: list[Row], protocols: dict, sources: dict) -> list[str]:
     title, columns = TABLES[table]
-    lines = [f"## {title}", "", "| row | model | setting | protocol | " + " | ".join(h for _, h in columns)
-             + " | source |", "|---" * (len(columns) + 5) + "|"]
-    for row in rows:
-        mark = "" if row.verified else " †"
-        cells = [row.kind, row.model, row.setting, _protocol(row), *(_cell(row, k, sources) for k, _ in columns),
-                 _source(row, table, sources) + mark]
-        lines.append("| " + " | ".join(_md(c) for c in cells) + " |")
-    lines += ["", "Protocols:"]
+    header = ["row", "model", "setting", "protocol", *(h for _, h in columns), "source"]
+    cells = [[row.kind, row.model, row.setting, _protocol(row), *(_cell(row, k, sources) for k, _ in columns),
+              _source(row, table, sources) + ("" if row.verified else " †")] for row in rows]
+    lines = [f"## {title}", "", *_md_table(header, cells), "", "Protocols:"]
     for protocol in dict.fromkeys(row.protocol for row in rows):
         alone = all(r.kind == "yours" for r in rows if r.protocol == protocol)
         lines.append(f"- {protocols.get(protocol, protocol)}" + (" (no published number uses it)" if alone else ""))
@@ -77,17 +76,16 @@ def _markdown_table(table: str, rows: list[Row], protocols: dict, sources: dict)
 
 
 def _inputs_section(inputs: list[InputFile]) -> list[str]:
-    lines = ["## Inputs", "", "| results.json | task | model | questions | skipped records | used as / left out |",
-             "|---|---|---|---|---|---|"]
+    cells = []
     for info in inputs:
         skipped = ", ".join(f"{k}={v}" for k, v in info.skipped_records.items()) or "none"
         outcome = "; ".join(info.used_as) or "left out: " + "; ".join(info.problems)
         if info.used_as and info.problems:
             outcome += "; problems: " + "; ".join(info.problems)
-        cells = [str(info.path), info.task, info.model, "" if info.num_questions is None else str(info.num_questions),
-                 skipped, outcome]
-        lines.append("| " + " | ".join(_md(c) for c in cells) + " |")
-    return lines + [""]
+        questions = "" if info.num_questions is None else info.num_questions
+        cells.append([info.path, info.task, info.model, questions, skipped, outcome])
+    header = ["results.json", "task", "model", "questions", "skipped records", "used as / left out"]
+    return ["## Inputs", "", *_md_table(header, cells), ""]
 
 
 def render_markdown(tables: dict[str, list[Row]], inputs: list[InputFile], protocols: dict, sources: dict) -> str:
