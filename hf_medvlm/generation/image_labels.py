@@ -62,4 +62,4 @@ def label_rows(records, results: dict, labels_path: str | Path, *, label_model: 
         rows.append({"image": os.path.relpath(Path(path).resolve(), base), "label": label, "id": job_id,
                      "label_model": label_model, "label_raw": text})
     stats = {"images_in": len(image_job_ids(records)), "labelled": len(rows), "counts": dict(counts)}
-    return rows, stats
+    return {"labels": rows}, stats

@@ -161,23 +161,17 @@ def _outputs(method: str, args: GenerateArguments, inputs: list, results: dict, 
     from . import biomed_vital, image_labels, llava_med, pubmedvision
 
     if method == "llava-med":
-        rows, stats = llava_med.self_instruct_rows(inputs, results, turn_filters=args.turn_filters)
-        return {"conversations": rows}, stats
+        return llava_med.self_instruct_rows(inputs, results, turn_filters=args.turn_filters)
     if method == "pubmedvision":
         prompt = {"prompt_file": args.prompt_file} if args.prompt_file else {}
-        alignment, instruct, stats = pubmedvision.reformat_rows(inputs, results, seed=args.seed, **prompt)
-        return {"alignment": alignment, "instruct": instruct}, stats
+        return pubmedvision.reformat_rows(inputs, results, seed=args.seed, **prompt)
     if method == "image-labels":
-        rows, stats = image_labels.label_rows(inputs, results, data_dir / "labels.jsonl", label_model=model_name)
-        return {"labels": rows}, stats
+        return image_labels.label_rows(inputs, results, data_dir / "labels.jsonl", label_model=model_name)
     if method == "biomed-vital-candidates":
-        rows, stats = biomed_vital.candidate_rows(inputs, results, generator=model_name)
-        return {"candidates": rows}, stats
+        return biomed_vital.candidate_rows(inputs, results, generator=model_name)
     if method == "biomed-vital":
-        rows, stats = biomed_vital.generation_rows(inputs, results)
-        return {"conversations": rows}, stats
-    rows, stats = biomed_vital.rating_rows(inputs, results, rating_model=model_name)
-    return {"ratings": rows}, stats
+        return biomed_vital.generation_rows(inputs, results)
+    return biomed_vital.rating_rows(inputs, results, rating_model=model_name)
 
 
 def write_generation_card(folder: Path, method: str, generator: str, counts: dict[str, int], *, license: str) -> Path:

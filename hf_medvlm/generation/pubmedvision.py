@@ -36,7 +36,7 @@ def reformat_jobs(records, *, prompt_file="pubmedvision_reformat", seed=0, max_i
 
 
 def reformat_rows(records, results: dict, *, prompt_file="pubmedvision_reformat", seed=0, max_images=8):
-    """Returns (alignment_rows, instruct_rows, stats); rejected replies are counted by reason."""
+    """Returns ({"alignment": rows, "instruct": rows}, stats); rejected replies are counted by reason."""
     prompt = load_prompt_file(prompt_file, REQUIRED)
     rejected, scenarios, alignment, instruct, repaired = Counter(), Counter(), [], [], 0
     for record, text in replies(records, results, rejected):
@@ -57,4 +57,4 @@ def reformat_rows(records, results: dict, *, prompt_file="pubmedvision_reformat"
                                      scenario=scenario))
     stats = {"records_in": len(records), "alignment_rows": len(alignment), "instruct_rows": len(instruct),
              "repaired_json": repaired, "rejected": dict(rejected), "scenarios": dict(scenarios)}
-    return alignment, instruct, stats
+    return {"alignment": alignment, "instruct": instruct}, stats

@@ -12,9 +12,9 @@ import io
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-__all__ = ["ChatRequest", "ChatResponse", "ChatBackend", "ChatBackendError", "image_to_data_url", "request_key"]
+__all__ = ["ChatRequest", "ChatResponse", "ChatBackendError", "image_to_data_url", "request_key"]
 
 
 @dataclass
@@ -54,12 +54,6 @@ class ChatResponse:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-class ChatBackend(Protocol):
-    name: str
-
-    def complete(self, request: ChatRequest) -> ChatResponse: ...
 
 
 class ChatBackendError(RuntimeError):
