@@ -61,14 +61,6 @@ def _domain(value) -> str:
     return str(value or "")
 
 
-def _pair_id_file_name(pair_id, where: str) -> str:
-    # An id becomes a file name here: refused unless it is one plain name, so no record reaches outside image_root.
-    name = f"{pair_id}.jpg"
-    if Path(name).name != name or "\\" in name:
-        raise ValueError(f"{where}: pair_id {pair_id!r} is not a plain file name (it has a '/' or '\\')")
-    return name
-
-
 def _record(raw: dict, where: str, base_dir: Path) -> FigureRecord:
     record_id = raw.get("id", raw.get("pair_id"))
     caption = raw.get("caption", raw.get("fig_caption"))
@@ -76,7 +68,10 @@ def _record(raw: dict, where: str, base_dir: Path) -> FigureRecord:
         raise ValueError(f"{where}: a figure record needs 'id' (or 'pair_id') and a non-empty 'caption' (or 'fig_caption')")
     images = raw.get("images", raw.get("image"))
     if images is None and "pair_id" in raw:
-        images = _pair_id_file_name(raw["pair_id"], where)
+        # An id becomes a file name here: refused unless it is one plain name, so no record reaches outside image_root.
+        images = f"{raw['pair_id']}.jpg"
+        if Path(images).name != images or "\\" in images:
+            raise ValueError(f"{where}: pair_id {raw['pair_id']!r} is not a plain file name (it has a '/' or '\\')")
     images = [images] if isinstance(images, str) else list(images or [])
     images = [str(p) if Path(p).is_absolute() else str(base_dir / p) for p in images]
     return FigureRecord(

@@ -47,9 +47,6 @@ class RunReport:
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "requests_per_s": round(self.done / self.elapsed_s, 3) if self.elapsed_s > 0 else 0.0}
 
-    def save(self, path: str | os.PathLike) -> Path:
-        return atomic_write_text(path, json.dumps(self.to_dict(), indent=2) + "\n")
-
 
 def read_results(output_path: str | os.PathLike, *, repair: bool = False) -> dict[str, dict[str, Any]]:
     """The rows of a `run_requests` JSONL by id. A torn last line (a kill mid-write) is ignored, and cut off if
@@ -169,7 +166,8 @@ def run_requests(
         report.elapsed_s = round(time.perf_counter() - start, 3)
         estimate = getattr(backend, "estimate_cost", None)
         report.estimated_cost_usd = estimate(report.prompt_tokens, report.completion_tokens) if estimate else None
-        report.save(report_path or path.with_name(f"{path.stem}.report.json"))
+        report_json = json.dumps(report.to_dict(), indent=2) + "\n"
+        atomic_write_text(report_path or path.with_name(f"{path.stem}.report.json"), report_json)
     return report
 
 
