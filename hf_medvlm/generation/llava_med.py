@@ -23,8 +23,7 @@ def self_instruct_jobs(records, *, prompt_file="llava_med_self_instruct", with_m
 
 
 def self_instruct_rows(records, results: dict, *, turn_filters="llava_med_turn_filters"):
-    """Parse and post-filter every reply; returns ({"conversations": rows}, stats) with drops
-    counted by reason."""
+    """Parse and post-filter every reply: ({"conversations": rows}, stats), drops counted by reason."""
     filters = compile_turn_filters(load_prompt_file(turn_filters))
     return conversation_rows(records, results, source="llava_med_self_instruct", filters=filters,
                              no_turns="no_turns_left")
