@@ -136,7 +136,7 @@ def _read_inputs(method: str, args: GenerateArguments) -> list:
 
 
 def _jobs(method: str, args: GenerateArguments, inputs: list):
-    from . import biomed_vital, image_labels, llava_med, pubmedvision
+    from . import biomed_vital, llava_med, pubmedvision
 
     prompt = {"prompt_file": args.prompt_file} if args.prompt_file else {}  # unset: each method's packaged file
     common = dict(temperature=args.temperature, max_tokens=args.max_new_tokens, **prompt)
@@ -147,7 +147,7 @@ def _jobs(method: str, args: GenerateArguments, inputs: list):
     if method == "pubmedvision":
         return pubmedvision.reformat_jobs(inputs, seed=args.seed, **common)
     if method == "image-labels":
-        return image_labels.labelling_jobs(inputs, **common)
+        return pubmedvision.labelling_jobs(inputs, **common)
     if method == "biomed-vital-candidates":
         return biomed_vital.candidate_jobs(inputs, **common)
     if not args.demonstrations:
@@ -158,7 +158,7 @@ def _jobs(method: str, args: GenerateArguments, inputs: list):
 
 def _outputs(method: str, args: GenerateArguments, inputs: list, results: dict, model_name: str, data_dir: Path):
     """{output name: rows} and the parsing stats of one method."""
-    from . import biomed_vital, image_labels, llava_med, pubmedvision
+    from . import biomed_vital, llava_med, pubmedvision
 
     if method == "llava-med":
         return llava_med.self_instruct_rows(inputs, results, turn_filters=args.turn_filters)
@@ -166,7 +166,7 @@ def _outputs(method: str, args: GenerateArguments, inputs: list, results: dict, 
         prompt = {"prompt_file": args.prompt_file} if args.prompt_file else {}
         return pubmedvision.reformat_rows(inputs, results, seed=args.seed, **prompt)
     if method == "image-labels":
-        return image_labels.label_rows(inputs, results, data_dir / "labels.jsonl", label_model=model_name)
+        return pubmedvision.label_rows(inputs, results, data_dir / "labels.jsonl", label_model=model_name)
     if method == "biomed-vital-candidates":
         return biomed_vital.candidate_rows(inputs, results, generator=model_name)
     if method == "biomed-vital":

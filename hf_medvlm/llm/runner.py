@@ -111,7 +111,6 @@ def run_requests(
     output_path: str | os.PathLike,
     concurrency: int = 8,
     desc: str | None = None,
-    report_path: str | os.PathLike | None = None,
     progress: bool = True,
     max_consecutive_failures: int | None = 20,
 ) -> RunReport:
@@ -120,7 +119,7 @@ def run_requests(
 
     Ids already in the file are skipped (resume). An id answered earlier for a different request is an error rather
     than a silently stale answer. Failed requests are counted in the report (not written), so a rerun retries them.
-    The report is also written to `report_path` (default: `<output stem>.report.json` beside the output).
+    The report is also written to `<output stem>.report.json` beside the output.
     A `fatal` error (401, 403, 404: no request can pass) stops the run at once, and so do
     `max_consecutive_failures` failures in a row (a dead endpoint): `ChatBackendError`, answers received so far kept.
     """
@@ -166,8 +165,7 @@ def run_requests(
         report.elapsed_s = round(time.perf_counter() - start, 3)
         estimate = getattr(backend, "estimate_cost", None)
         report.estimated_cost_usd = estimate(report.prompt_tokens, report.completion_tokens) if estimate else None
-        report_json = json.dumps(report.to_dict(), indent=2) + "\n"
-        atomic_write_text(report_path or path.with_name(f"{path.stem}.report.json"), report_json)
+        atomic_write_text(path.with_name(f"{path.stem}.report.json"), json.dumps(report.to_dict(), indent=2) + "\n")
     return report
 
 
