@@ -209,26 +209,25 @@ def select_demos(args: GenerateArguments) -> dict:
     from .records import figure_context, read_figure_records, write_jsonl
 
     records = read_figure_records(args.input, args.image_root)
-    features = embed_captions([figure_context(r) for r in records], args.text_model)
+    contexts = [figure_context(r) for r in records]
+    features = embed_captions(contexts, args.text_model)
     if args.image_encoder:
         features = np.concatenate([features, _image_features(records, args.image_encoder)], axis=1)
     complexity = [len(r.caption) + sum(len(m) for m in r.mentions) for r in records]
     picked, labels = select_demonstration_candidates(features, args.num_clusters, args.num_samples,
                                                      complexity=complexity, seed=args.seed)
     # Each row is also a figure record, so `generate biomed-vital-candidates` can read this file as its input.
-    rows = [_candidate_row(records[i], int(labels[i])) for i in picked]
+    rows = [_candidate_row(records[i], int(labels[i]), contexts[i]) for i in picked]
     written = write_jsonl(Path(args.output_dir) / "demonstration_candidates.jsonl", rows)
     report = {"method": "select-demos", "records_in": len(records), "clusters": args.num_clusters, "picked": written}
     atomic_write_text(Path(args.output_dir) / "report.json", json.dumps(report, indent=2) + "\n")
     return report
 
 
-def _candidate_row(record, cluster: int) -> dict:
-    from .records import figure_context
-
+def _candidate_row(record, cluster: int, context: str) -> dict:
     return {"id": record.id, "cluster": cluster, "images": [str(Path(x).resolve()) for x in record.images],
             "caption": record.caption, "mentions": record.mentions, "fig_label": record.fig_label,
-            "context": figure_context(record), "domain": record.domain}
+            "context": context, "domain": record.domain}
 
 
 def _image_features(records, encoder_path: str):
