@@ -80,8 +80,6 @@ def image_to_data_url(image, image_format: str = "PNG", quality: int = 90) -> st
     fewer bytes for large photographs.
     """
     image_format = image_format.upper()
-    if isinstance(image, (str, Path)) and not Path(image).is_file():
-        raise FileNotFoundError(f"image file {image} does not exist.")
     if isinstance(image, (str, Path, bytes, bytearray)):
         from PIL import Image
 
