@@ -20,9 +20,10 @@ from pathlib import Path
 import numpy as np
 
 from ..llm import ChatRequest
-from .parsing import parse_score_line, parse_two_answer_turns, parse_user_assistant_turns
+from .parsing import parse_score_line, parse_two_answer_turns
 from .prompts import load_prompt_file
-from .records import FigureRecord, figure_context, image_parts, record_rng, replies, training_row
+from .records import FigureRecord, conversation_rows, example_messages, figure_context, image_parts, record_rng
+from .records import replies, training_row
 
 __all__ = [
     "select_demonstration_candidates",
@@ -72,37 +73,21 @@ def read_demonstrations(path: str | Path) -> dict[str, list[dict]]:
     return dict(sorted(groups.items()))
 
 
-def sample_demonstrations(demos: dict[str, list[dict]], per_modality: int, rng) -> list[dict]:
-    return [demo for pool in demos.values() for demo in rng.sample(pool, min(per_modality, len(pool)))]
-
-
 def generation_jobs(records, demos, *, per_modality=2, seed=0, prompt_file="biomed_vital", temperature=0.0,
                     max_tokens=4096, model=None):
     """Figure 8 layout: system; demo context (user) -> demo transcript (assistant); query [image, context]."""
     system = load_prompt_file(prompt_file, ("generation_system",))["generation_system"]
     for record in records:
-        messages = [{"role": "system", "content": system}]
-        for demo in sample_demonstrations(demos, per_modality, record_rng(seed, record.id, "demos")):
-            messages.append({"role": "user", "content": demo["context"]})
-            messages.append({"role": "assistant", "content": demo["response"]})
+        rng = record_rng(seed, record.id, "demos")
+        picked = [demo for pool in demos.values() for demo in rng.sample(pool, min(per_modality, len(pool)))]
         content = [*image_parts(record, 1), {"type": "text", "text": figure_context(record)}]
-        messages.append({"role": "user", "content": content})
+        messages = [{"role": "system", "content": system}, *example_messages(picked),
+                    {"role": "user", "content": content}]
         yield record.id, ChatRequest(messages=messages, model=model, temperature=temperature, max_tokens=max_tokens)
 
 
-def generation_rows(records, results: dict, *, min_pairs: int = 1):
-    dropped_records, dropped_turns, rows = Counter(), Counter(), []
-    for record, text in replies(records, results, dropped_records):
-        parsed = parse_user_assistant_turns(text)
-        dropped_turns.update(parsed.drops)
-        if len(parsed.pairs) < min_pairs:
-            dropped_records["no_turns"] += 1
-            continue
-        rows.append(training_row(record, parsed.pairs, row_id=record.id, source="biomed_vital_generated",
-                                 n_images=min(1, len(record.images)), context=figure_context(record)))
-    stats = {"records_in": len(records), "rows_out": len(rows), "dropped_records": dict(dropped_records),
-             "dropped_turns": dict(dropped_turns)}
-    return rows, stats
+def generation_rows(records, results: dict):
+    return conversation_rows(records, results, source="biomed_vital_generated", with_context=True)
 
 
 def candidate_jobs(records, *, prompt_file="biomed_vital", temperature=0.0, max_tokens=4096, model=None):
@@ -129,7 +114,7 @@ def candidate_rows(records, results: dict, *, generator: str = ""):
                          "generator": generator})
     stats = {"records_in": len(records), "rows_out": len(rows), "dropped_records": dict(dropped_records),
              "dropped_rounds": dict(dropped_rounds)}
-    return rows, stats
+    return {"candidates": rows}, stats
 
 
 def conversation_pairs(row: dict) -> list[tuple[str, str]]:
@@ -173,4 +158,4 @@ def rating_rows(rows, results: dict, *, rating_model: str):
             ))
     stats = {"conversations_in": len(rows), "rated_rows": sum(r["rating"] is not None for r in out),
              "unrated_rows": sum(r["rating"] is None for r in out), "unparsed_replies": dict(reasons)}
-    return out, stats
+    return {"ratings": out}, stats

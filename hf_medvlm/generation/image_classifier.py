@@ -61,7 +61,7 @@ class MedicalImageClassifier(PreTrainedModel):
 
     @torch.no_grad()
     def predict_proba(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.head(self.features(pixel_values)).squeeze(-1))
+        return torch.sigmoid(self(pixel_values))
 
 
 def image_features(model: MedicalImageClassifier, image_processor, images, batch_size: int = 32) -> torch.Tensor:

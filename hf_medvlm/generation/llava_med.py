@@ -4,49 +4,26 @@ dropped and counted by reason."""
 
 from __future__ import annotations
 
-from collections import Counter
-
 from ..llm import ChatRequest
-from .parsing import compile_turn_filters, filter_turn_pairs, parse_user_assistant_turns
+from .parsing import compile_turn_filters
 from .prompts import load_prompt_file
-from .records import FigureRecord, figure_context, replies, training_row
+from .records import conversation_rows, example_messages, figure_context
 
-__all__ = ["build_self_instruct_messages", "self_instruct_jobs", "self_instruct_rows"]
-
-
-def build_self_instruct_messages(record: FigureRecord, prompt: dict, with_mentions: bool = True) -> list[dict]:
-    """Figure 4 layout: system message, few-shot (context -> response) pairs, then the query context."""
-    messages = [{"role": "system", "content": prompt["system"]}]
-    for example in prompt["few_shot"]:
-        messages.append({"role": "user", "content": example["context"]})
-        messages.append({"role": "assistant", "content": example["response"]})
-    messages.append({"role": "user", "content": figure_context(record, with_mentions)})
-    return messages
+__all__ = ["self_instruct_jobs", "self_instruct_rows"]
 
 
 def self_instruct_jobs(records, *, prompt_file="llava_med_self_instruct", with_mentions=True, temperature=0.0,
                        max_tokens=1024, model=None):
+    """Figure 4 layout: system message, few-shot (context -> response) pairs, then the query context."""
     prompt = load_prompt_file(prompt_file, ("system", "few_shot"))
+    few_shot = [{"role": "system", "content": prompt["system"]}, *example_messages(prompt["few_shot"])]
     for record in records:
-        messages = build_self_instruct_messages(record, prompt, with_mentions)
+        messages = [*few_shot, {"role": "user", "content": figure_context(record, with_mentions)}]
         yield record.id, ChatRequest(messages=messages, model=model, temperature=temperature, max_tokens=max_tokens)
 
 
-def self_instruct_rows(records, results: dict, *, turn_filters="llava_med_turn_filters", min_pairs: int = 1):
-    """Parse and post-filter every reply; returns (rows, stats) with drops counted by reason."""
+def self_instruct_rows(records, results: dict, *, turn_filters="llava_med_turn_filters"):
+    """Parse and post-filter every reply: ({"conversations": rows}, stats), drops counted by reason."""
     filters = compile_turn_filters(load_prompt_file(turn_filters))
-    records_by_reason, turns_by_reason, rows = Counter(), Counter(), []
-    for record, text in replies(records, results, records_by_reason):
-        parsed = parse_user_assistant_turns(text)
-        kept, dropped = filter_turn_pairs(parsed.pairs, filters)
-        turns_by_reason.update(parsed.drops)
-        turns_by_reason.update(dropped)
-        if len(kept) < min_pairs:
-            records_by_reason["no_turns_left"] += 1
-            continue
-        # "Blind" generation: the conversation is about the image, which the trainer shows once.
-        rows.append(training_row(record, kept, row_id=record.id, source="llava_med_self_instruct",
-                                 n_images=min(1, len(record.images))))
-    stats = {"records_in": len(records), "rows_out": len(rows), "dropped_records": dict(records_by_reason),
-             "dropped_turns": dict(turns_by_reason)}
-    return rows, stats
+    return conversation_rows(records, results, source="llava_med_self_instruct", filters=filters,
+                             no_turns="no_turns_left")

@@ -259,12 +259,7 @@ def parse_reformat_json(text: str) -> ReformatParse:
             return ReformatParse(reason=f"missing_{key}")
         if not fields[key].strip():
             return ReformatParse(reason=f"empty_{key}")
-    return ReformatParse(
-        image_description=fields["Image_description"].strip(),
-        qa_query=fields["QA-query"].strip(),
-        qa_answer=fields["QA-answer"].strip(),
-        repaired=repaired,
-    )
+    return ReformatParse(*(fields[key].strip() for key in REFORMAT_KEYS), repaired=repaired)
 
 
 # ----------------------------------------------------------------------------------------------------------------------

@@ -136,7 +136,7 @@ def _read_inputs(method: str, args: GenerateArguments) -> list:
 
 
 def _jobs(method: str, args: GenerateArguments, inputs: list):
-    from . import biomed_vital, image_labels, llava_med, pubmedvision
+    from . import biomed_vital, llava_med, pubmedvision
 
     prompt = {"prompt_file": args.prompt_file} if args.prompt_file else {}  # unset: each method's packaged file
     common = dict(temperature=args.temperature, max_tokens=args.max_new_tokens, **prompt)
@@ -147,7 +147,7 @@ def _jobs(method: str, args: GenerateArguments, inputs: list):
     if method == "pubmedvision":
         return pubmedvision.reformat_jobs(inputs, seed=args.seed, **common)
     if method == "image-labels":
-        return image_labels.labelling_jobs(inputs, **common)
+        return pubmedvision.labelling_jobs(inputs, **common)
     if method == "biomed-vital-candidates":
         return biomed_vital.candidate_jobs(inputs, **common)
     if not args.demonstrations:
@@ -158,26 +158,20 @@ def _jobs(method: str, args: GenerateArguments, inputs: list):
 
 def _outputs(method: str, args: GenerateArguments, inputs: list, results: dict, model_name: str, data_dir: Path):
     """{output name: rows} and the parsing stats of one method."""
-    from . import biomed_vital, image_labels, llava_med, pubmedvision
+    from . import biomed_vital, llava_med, pubmedvision
 
     if method == "llava-med":
-        rows, stats = llava_med.self_instruct_rows(inputs, results, turn_filters=args.turn_filters)
-        return {"conversations": rows}, stats
+        return llava_med.self_instruct_rows(inputs, results, turn_filters=args.turn_filters)
     if method == "pubmedvision":
         prompt = {"prompt_file": args.prompt_file} if args.prompt_file else {}
-        alignment, instruct, stats = pubmedvision.reformat_rows(inputs, results, seed=args.seed, **prompt)
-        return {"alignment": alignment, "instruct": instruct}, stats
+        return pubmedvision.reformat_rows(inputs, results, seed=args.seed, **prompt)
     if method == "image-labels":
-        rows, stats = image_labels.label_rows(inputs, results, data_dir / "labels.jsonl", label_model=model_name)
-        return {"labels": rows}, stats
+        return pubmedvision.label_rows(inputs, results, data_dir / "labels.jsonl", label_model=model_name)
     if method == "biomed-vital-candidates":
-        rows, stats = biomed_vital.candidate_rows(inputs, results, generator=model_name)
-        return {"candidates": rows}, stats
+        return biomed_vital.candidate_rows(inputs, results, generator=model_name)
     if method == "biomed-vital":
-        rows, stats = biomed_vital.generation_rows(inputs, results)
-        return {"conversations": rows}, stats
-    rows, stats = biomed_vital.rating_rows(inputs, results, rating_model=model_name)
-    return {"ratings": rows}, stats
+        return biomed_vital.generation_rows(inputs, results)
+    return biomed_vital.rating_rows(inputs, results, rating_model=model_name)
 
 
 def write_generation_card(folder: Path, method: str, generator: str, counts: dict[str, int], *, license: str) -> Path:
@@ -215,26 +209,25 @@ def select_demos(args: GenerateArguments) -> dict:
     from .records import figure_context, read_figure_records, write_jsonl
 
     records = read_figure_records(args.input, args.image_root)
-    features = embed_captions([figure_context(r) for r in records], args.text_model)
+    contexts = [figure_context(r) for r in records]
+    features = embed_captions(contexts, args.text_model)
     if args.image_encoder:
         features = np.concatenate([features, _image_features(records, args.image_encoder)], axis=1)
     complexity = [len(r.caption) + sum(len(m) for m in r.mentions) for r in records]
     picked, labels = select_demonstration_candidates(features, args.num_clusters, args.num_samples,
                                                      complexity=complexity, seed=args.seed)
     # Each row is also a figure record, so `generate biomed-vital-candidates` can read this file as its input.
-    rows = [_candidate_row(records[i], int(labels[i])) for i in picked]
+    rows = [_candidate_row(records[i], int(labels[i]), contexts[i]) for i in picked]
     written = write_jsonl(Path(args.output_dir) / "demonstration_candidates.jsonl", rows)
     report = {"method": "select-demos", "records_in": len(records), "clusters": args.num_clusters, "picked": written}
     atomic_write_text(Path(args.output_dir) / "report.json", json.dumps(report, indent=2) + "\n")
     return report
 
 
-def _candidate_row(record, cluster: int) -> dict:
-    from .records import figure_context
-
+def _candidate_row(record, cluster: int, context: str) -> dict:
     return {"id": record.id, "cluster": cluster, "images": [str(Path(x).resolve()) for x in record.images],
             "caption": record.caption, "mentions": record.mentions, "fig_label": record.fig_label,
-            "context": figure_context(record), "domain": record.domain}
+            "context": context, "domain": record.domain}
 
 
 def _image_features(records, encoder_path: str):

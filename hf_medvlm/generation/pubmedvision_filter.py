@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ..outcome import check_failure_rate, failure_rate_field
 
-__all__ = ["FilterArguments", "TrainClassifierArguments", "filter_records", "train_classifier", "term_text"]
+__all__ = ["FilterArguments", "TrainClassifierArguments", "filter_records", "train_classifier"]
 
 TERM_SOURCES = ("caption", "caption_and_mentions")
 
@@ -75,18 +75,15 @@ def _apply_stage(report: dict, dropped_rows: list, stage: str, records: list, ve
     return kept
 
 
-def term_text(record, terms_in: str = "caption") -> str:
-    """The text whose medical terms the text filter counts: the caption (the paper) or caption + inline mentions."""
-    if terms_in not in TERM_SOURCES:
-        raise ValueError(f"terms_in must be one of {TERM_SOURCES}, got {terms_in!r}")
-    return record.caption if terms_in == "caption" else " ".join([record.caption, *record.mentions])
-
-
 def _text_verdicts(records, args) -> list:
     from .filtering import count_medical_terms, load_lexicon
 
+    if args.terms_in not in TERM_SOURCES:
+        raise ValueError(f"terms_in must be one of {TERM_SOURCES}, got {args.terms_in!r}")
     lexicon = load_lexicon(args.lexicon)
-    counts = [count_medical_terms(term_text(record, args.terms_in), lexicon) for record in records]
+    # The caption (the paper), or caption + inline mentions.
+    texts = [" ".join([r.caption, *(r.mentions if args.terms_in == "caption_and_mentions" else [])]) for r in records]
+    counts = [count_medical_terms(text, lexicon) for text in texts]
     return [None if n >= args.min_terms else {"reason": f"{n} < {args.min_terms} terms in {args.terms_in}"}
             for n in counts]
 

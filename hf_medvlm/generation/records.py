@@ -19,16 +19,19 @@ from pathlib import Path
 from PIL import Image
 
 from ..llm import image_to_data_url
+from .parsing import filter_turn_pairs, parse_user_assistant_turns
 
 __all__ = [
     "FigureRecord",
     "read_figure_records",
     "figure_context",
     "image_parts",
+    "example_messages",
     "training_row",
     "write_jsonl",
     "record_rng",
     "replies",
+    "conversation_rows",
 ]
 
 
@@ -46,30 +49,16 @@ class FigureRecord:
 
 def _mentions(value) -> list[str]:
     """LLaVA-Med mentions are strings or ``{"tokens": ...}`` dicts; keep the text."""
-    if value is None:
-        return []
-    items = value if isinstance(value, list) else [value]
-    out = []
-    for item in items:
-        text = item.get("tokens", item.get("text", "")) if isinstance(item, dict) else item
-        text = " ".join(text) if isinstance(text, list) else str(text)
-        if text.strip():
-            out.append(text.strip())
-    return out
+    items = [] if value is None else value if isinstance(value, list) else [value]
+    texts = [item.get("tokens", item.get("text", "")) if isinstance(item, dict) else item for item in items]
+    texts = [(" ".join(text) if isinstance(text, list) else str(text)).strip() for text in texts]
+    return [text for text in texts if text]
 
 
 def _domain(value) -> str:
     if isinstance(value, dict):  # LLaVA-Med: {"chest_xray": false, "ct_scan": true, ...}
         return next((name for name, flag in value.items() if flag), "")
     return str(value or "")
-
-
-def _pair_id_file_name(pair_id, where: str) -> str:
-    # An id becomes a file name here: refused unless it is one plain name, so no record reaches outside image_root.
-    name = f"{pair_id}.jpg"
-    if Path(name).name != name or "\\" in name:
-        raise ValueError(f"{where}: pair_id {pair_id!r} is not a plain file name (it has a '/' or '\\')")
-    return name
 
 
 def _record(raw: dict, where: str, base_dir: Path) -> FigureRecord:
@@ -79,7 +68,10 @@ def _record(raw: dict, where: str, base_dir: Path) -> FigureRecord:
         raise ValueError(f"{where}: a figure record needs 'id' (or 'pair_id') and a non-empty 'caption' (or 'fig_caption')")
     images = raw.get("images", raw.get("image"))
     if images is None and "pair_id" in raw:
-        images = _pair_id_file_name(raw["pair_id"], where)
+        # An id becomes a file name here: refused unless it is one plain name, so no record reaches outside image_root.
+        images = f"{raw['pair_id']}.jpg"
+        if Path(images).name != images or "\\" in images:
+            raise ValueError(f"{where}: pair_id {raw['pair_id']!r} is not a plain file name (it has a '/' or '\\')")
     images = [images] if isinstance(images, str) else list(images or [])
     images = [str(p) if Path(p).is_absolute() else str(base_dir / p) for p in images]
     return FigureRecord(
@@ -135,6 +127,12 @@ def image_parts(record: FigureRecord, max_images: int = 8) -> list[dict]:
     return parts
 
 
+def example_messages(examples: list[dict]) -> list[dict]:
+    """Few-shot examples as user (their ``context``) / assistant (their ``response``) message pairs."""
+    return [{"role": role, "content": example[key]} for example in examples
+            for role, key in (("user", "context"), ("assistant", "response"))]
+
+
 def training_row(record: FigureRecord, pairs: list[tuple[str, str]], *, row_id: str, source: str, n_images: int,
                  **extra) -> dict:
     """A training-schema row: the image blocks open the first user turn, one per image, in order."""
@@ -178,7 +176,6 @@ def record_rng(seed: int, record_id: str, salt: str = "") -> random.Random:
     return random.Random(f"{seed}:{salt}:{record_id}")
 
 
-
 def replies(items, results: dict, dropped: Counter, key=lambda item: item.id):
     """`(item, reply text)` for every item whose id has a result; the others are counted in `dropped` as `no_reply`."""
     for item in items:
@@ -187,3 +184,25 @@ def replies(items, results: dict, dropped: Counter, key=lambda item: item.id):
             dropped["no_reply"] += 1
         else:
             yield item, result["text"]
+
+
+def conversation_rows(records, results: dict, *, source: str, filters=(), no_turns: str = "no_turns",
+                      with_context: bool = False):
+    """Training rows of `User:` / `Assistant:` transcripts, the pairs a turn filter matches dropped; returns
+    ({"conversations": rows}, stats), records and turns dropped counted by reason."""
+    records_by_reason, turns_by_reason, rows = Counter(), Counter(), []
+    for record, text in replies(records, results, records_by_reason):
+        parsed = parse_user_assistant_turns(text)
+        kept, dropped = filter_turn_pairs(parsed.pairs, filters)
+        turns_by_reason.update(parsed.drops)
+        turns_by_reason.update(dropped)
+        if not kept:
+            records_by_reason[no_turns] += 1
+            continue
+        # The conversation is about the image, which the trainer shows once.
+        extra = {"context": figure_context(record)} if with_context else {}
+        rows.append(training_row(record, kept, row_id=record.id, source=source, n_images=min(1, len(record.images)),
+                                 **extra))
+    stats = {"records_in": len(records), "rows_out": len(rows), "dropped_records": dict(records_by_reason),
+             "dropped_turns": dict(turns_by_reason)}
+    return {"conversations": rows}, stats

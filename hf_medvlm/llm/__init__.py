@@ -11,12 +11,11 @@ from .cache import ResponseCache
 from .configuration import ChatEndpointArguments
 from .openai_backend import OpenAIChatBackend
 from .runner import RunReport, read_results, run_requests
-from .types import ChatBackend, ChatBackendError, ChatRequest, ChatResponse, image_to_data_url, request_key
+from .types import ChatBackendError, ChatRequest, ChatResponse, image_to_data_url, request_key
 
 __all__ = [
     "ChatRequest",
     "ChatResponse",
-    "ChatBackend",
     "ChatBackendError",
     "ChatEndpointArguments",
     "OpenAIChatBackend",

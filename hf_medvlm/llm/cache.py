@@ -41,8 +41,7 @@ class ResponseCache:
     def put(self, key: str, response: ChatResponse) -> None:
         path = self._path(key)
         path.parent.mkdir(exist_ok=True)
-        data = response.to_dict()
-        data["cached"] = False
+        data = {**response.to_dict(), "cached": False}
         # A rerun that asks again for a reply whose write was killed removes the dead writer's temporary here.
         with atomic_write(path) as f:
             json.dump(data, f, ensure_ascii=False)

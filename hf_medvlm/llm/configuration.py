@@ -6,7 +6,7 @@ The key itself never goes in a recipe: `llm_api_key_env` names the environment v
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from .openai_backend import OpenAIChatBackend
 
@@ -54,15 +54,8 @@ class ChatEndpointArguments:
     )
 
     def build_backend(self) -> OpenAIChatBackend:
-        return OpenAIChatBackend(
-            base_url=self.llm_base_url,
-            model=self.llm_model,
-            api_key=os.environ.get(self.llm_api_key_env) or None,
-            api_style=self.llm_api_style,
-            api_version=self.llm_api_version,
-            timeout=self.llm_timeout,
-            max_retries=self.llm_max_retries,
-            cache_dir=self.llm_cache_dir,
-            prompt_price_per_million=self.llm_prompt_price_per_million,
-            completion_price_per_million=self.llm_completion_price_per_million,
-        )
+        # Each llm_* field but the key's variable and the concurrency is the OpenAIChatBackend argument of its name.
+        kwargs = {f.name.removeprefix("llm_"): getattr(self, f.name) for f in fields(self)}
+        del kwargs["concurrency"]
+        api_key = os.environ.get(kwargs.pop("api_key_env")) or None
+        return OpenAIChatBackend(api_key=api_key, **kwargs)

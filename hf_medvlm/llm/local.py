@@ -52,11 +52,6 @@ def to_hf_messages(messages: list[dict]) -> tuple[list[dict], list[Image.Image]]
     return converted, images
 
 
-def _text_only(messages: list[dict]) -> list[dict]:
-    """Flatten content blocks to strings for tokenizers whose chat templates expect plain-string content."""
-    return [{"role": m["role"], "content": "".join(b.get("text", "") for b in m["content"])} for m in messages]
-
-
 class LocalChatBackend:
     """Run chat requests on a local transformers model.
 
@@ -75,31 +70,28 @@ class LocalChatBackend:
         self._lock = threading.Lock()
 
     @classmethod
-    def from_pretrained(cls, model_name_or_path: str, *, multimodal: bool | None = None, max_new_tokens: int = 512,
-                        **kwargs) -> LocalChatBackend:
-        """Load a model and its processor/tokenizer; ``multimodal=None`` picks image-text-to-text when the
-        checkpoint ships an image processor."""
-        from transformers import AutoModelForCausalLM, AutoModelForImageTextToText, AutoProcessor, AutoTokenizer
+    def from_pretrained(cls, model_name_or_path: str, *, max_new_tokens: int = 512, **kwargs) -> LocalChatBackend:
+        """Load a model and its processor (a tokenizer for text LLMs): image-text-to-text when the checkpoint ships an
+        image processor."""
+        from transformers import AutoModelForCausalLM, AutoModelForImageTextToText, AutoProcessor
 
-        if multimodal is None:
-            processor = AutoProcessor.from_pretrained(model_name_or_path)
-            multimodal = hasattr(processor, "image_processor")
-        else:
-            processor = (AutoProcessor if multimodal else AutoTokenizer).from_pretrained(model_name_or_path)
-        model_class = AutoModelForImageTextToText if multimodal else AutoModelForCausalLM
+        processor = AutoProcessor.from_pretrained(model_name_or_path)
+        model_class = AutoModelForImageTextToText if hasattr(processor, "image_processor") else AutoModelForCausalLM
         model = model_class.from_pretrained(model_name_or_path, **kwargs)
         return cls(model, processor, name=f"local:{model_name_or_path}", max_new_tokens=max_new_tokens)
 
     def _inputs(self, request: ChatRequest) -> dict:
         messages, images = to_hf_messages(request.messages)
-        if images and not self.is_multimodal:
-            raise ValueError(f"{self.name} is a text-only model but the request holds {len(images)} image(s)")
-        if self.is_multimodal:
-            prompt = self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-            kwargs = {"images": images} if images else {}
-            return self.processor(text=prompt, return_tensors="pt", add_special_tokens=False, **kwargs)
-        prompt = self.tokenizer.apply_chat_template(_text_only(messages), add_generation_prompt=True, tokenize=False)
-        return self.tokenizer(prompt, return_tensors="pt", add_special_tokens=False)
+        engine = self.processor
+        if not self.is_multimodal:
+            if images:
+                raise ValueError(f"{self.name} is a text-only model but the request holds {len(images)} image(s)")
+            # Tokenizers' chat templates expect plain-string content.
+            messages = [{"role": m["role"], "content": "".join(b["text"] for b in m["content"])} for m in messages]
+            engine = self.tokenizer
+        prompt = engine.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        kwargs = {"images": images} if images else {}
+        return engine(text=prompt, return_tensors="pt", add_special_tokens=False, **kwargs)
 
     def complete(self, request: ChatRequest) -> ChatResponse:
         inputs = self._inputs(request).to(self.model.device)

@@ -1,4 +1,4 @@
-"""`OpenAIChatBackend`: the `openai` client (`OpenAI` / `AzureOpenAI`) behind the `ChatBackend` interface.
+"""`OpenAIChatBackend`: the `openai` client (`OpenAI` / `AzureOpenAI`) behind the `complete(request)` interface.
 
 It reaches OpenAI, Azure OpenAI deployments and any OpenAI-compatible server (vLLM, TGI, LiteLLM). The `openai` client
 retries 408, 409, 429, 5xx, timeouts and connection errors with its own exponential back-off and honours

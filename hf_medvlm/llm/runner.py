@@ -47,9 +47,6 @@ class RunReport:
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "requests_per_s": round(self.done / self.elapsed_s, 3) if self.elapsed_s > 0 else 0.0}
 
-    def save(self, path: str | os.PathLike) -> Path:
-        return atomic_write_text(path, json.dumps(self.to_dict(), indent=2) + "\n")
-
 
 def read_results(output_path: str | os.PathLike, *, repair: bool = False) -> dict[str, dict[str, Any]]:
     """The rows of a `run_requests` JSONL by id. A torn last line (a kill mid-write) is ignored, and cut off if
@@ -114,7 +111,6 @@ def run_requests(
     output_path: str | os.PathLike,
     concurrency: int = 8,
     desc: str | None = None,
-    report_path: str | os.PathLike | None = None,
     progress: bool = True,
     max_consecutive_failures: int | None = 20,
 ) -> RunReport:
@@ -123,7 +119,7 @@ def run_requests(
 
     Ids already in the file are skipped (resume). An id answered earlier for a different request is an error rather
     than a silently stale answer. Failed requests are counted in the report (not written), so a rerun retries them.
-    The report is also written to `report_path` (default: `<output stem>.report.json` beside the output).
+    The report is also written to `<output stem>.report.json` beside the output.
     A `fatal` error (401, 403, 404: no request can pass) stops the run at once, and so do
     `max_consecutive_failures` failures in a row (a dead endpoint): `ChatBackendError`, answers received so far kept.
     """
@@ -169,7 +165,7 @@ def run_requests(
         report.elapsed_s = round(time.perf_counter() - start, 3)
         estimate = getattr(backend, "estimate_cost", None)
         report.estimated_cost_usd = estimate(report.prompt_tokens, report.completion_tokens) if estimate else None
-        report.save(report_path or path.with_name(f"{path.stem}.report.json"))
+        atomic_write_text(path.with_name(f"{path.stem}.report.json"), json.dumps(report.to_dict(), indent=2) + "\n")
     return report
 
 

@@ -12,9 +12,9 @@ import io
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-__all__ = ["ChatRequest", "ChatResponse", "ChatBackend", "ChatBackendError", "image_to_data_url", "request_key"]
+__all__ = ["ChatRequest", "ChatResponse", "ChatBackendError", "image_to_data_url", "request_key"]
 
 
 @dataclass
@@ -56,12 +56,6 @@ class ChatResponse:
         return asdict(self)
 
 
-class ChatBackend(Protocol):
-    name: str
-
-    def complete(self, request: ChatRequest) -> ChatResponse: ...
-
-
 class ChatBackendError(RuntimeError):
     """A request that failed for good (a status no retry fixes, or retries exhausted); the message says why.
     `fatal`: no other request can pass either (wrong key, URL or model), so a run stops at once."""
@@ -86,8 +80,6 @@ def image_to_data_url(image, image_format: str = "PNG", quality: int = 90) -> st
     fewer bytes for large photographs.
     """
     image_format = image_format.upper()
-    if isinstance(image, (str, Path)) and not Path(image).is_file():
-        raise FileNotFoundError(f"image file {image} does not exist.")
     if isinstance(image, (str, Path, bytes, bytearray)):
         from PIL import Image
 
