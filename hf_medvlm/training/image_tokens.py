@@ -74,12 +74,14 @@ class ImageExpansion:
                 self._cache[key] = (self._placeholder_id,) * key[0] if self._repeats else self._expand(size)
         return [self._cache[key] for key in keys]
 
-    def lengths(self, texts: list[str], images: list, names: list[str] | None = None) -> list[int]:
-        """Token length of each rendered row once its images are expanded.
+    def lengths(self, conversations: list[list[dict]], images: list, names: list[str] | None = None) -> list[int]:
+        """Length of each row as `DataCollatorForVisionLanguageModeling` builds it without truncation.
 
-        `images[i]` is row i's image count (enough when `fixed`) or its list of (height, width) sizes; `names[i]`
-        names the row in errors.
+        `conversations` must already hold one image block per image (`prepare_multimodal_messages`); `images[i]` is
+        row i's image count (enough when `fixed`) or its list of (height, width) sizes; `names[i]` names the row in
+        errors. No image is decoded.
         """
+        texts = self.processor.apply_chat_template(conversations, tokenize=False)
         rows = [[None] * n if isinstance(n, int) else list(n) for n in images]
         for i, (text, sizes) in enumerate(zip(texts, rows)):
             if text.count(self.placeholder) != len(sizes):  # e.g. a literal placeholder typed in a question

@@ -1,13 +1,9 @@
 """Fit training rows to `max_length` before training starts, counting image placeholders as the processor expands them.
 
-TRL's collator truncates on the fly: a row too long loses image placeholders (a "Mismatch in `image` token count"
-crash at whichever step draws it) or, silently, the end of its answer and its EOS. So every row is measured once as
-the collator will build it (`image_tokens.ImageExpansion`), and before the first step a row that does not fit is
-left out (`skip`), cut to its leading whole user/assistant rounds that fit, with exactly their images (`trim_rounds`;
-left out if its first round alone does not fit), or named in an error (`error`). Images are never removed from a round
-and a row is never split, since answers and later rounds refer to images by position (docs/training.md, "Rows longer
-than `max_length`"). Every row left out or trimmed is counted in a `LengthReport`, logged and stored in the trainer
-state.
+TRL's collator truncates on the fly, which crashes on a cut image placeholder or silently drops an answer's end and
+EOS. So every row is measured once as the collator will build it (`image_tokens.ImageExpansion`) and, before the first
+step, a row that does not fit is skipped, trimmed to its leading whole rounds, or named in an error; a `LengthReport`
+counts it. Why images are never dropped from a round: docs/training.md, "Rows longer than `max_length`".
 """
 
 from __future__ import annotations
@@ -24,7 +20,7 @@ from .image_tokens import ImageExpansion, image_size
 from .sampler import image_counts
 
 __all__ = ["LENGTH_POLICIES", "LengthReport", "LengthReportCallback", "fit_to_length", "fit_splits_to_length",
-           "image_token_count", "token_lengths", "measure"]
+           "image_token_count", "measure"]
 
 logger = logging.getLogger(__name__)
 
@@ -41,20 +37,6 @@ def image_token_count(processor) -> int:
     if not expansion.fixed:
         raise ValueError(f"{type(processor).__name__}'s image token count depends on each image's size")
     return len(expansion.ids())
-
-
-def token_lengths(processor, conversations: list[list[dict]], images: list, expansion=None,
-                  names: list[str] | None = None) -> list[int]:
-    """Length of each row as `DataCollatorForVisionLanguageModeling` builds it without truncation.
-
-    `conversations` must already hold one image block per image (`prepare_multimodal_messages`); `images[i]` is row
-    i's image count, or its list of (height, width) sizes where the processor's count depends on them. No image is
-    decoded. `expansion` (an `ImageExpansion` of `processor`) saves probing the processor again; `names` name the
-    rows in errors.
-    """
-    expansion = expansion or ImageExpansion(processor)
-    texts = processor.apply_chat_template(conversations, tokenize=False)
-    return expansion.lengths(texts, images, names)
 
 
 @dataclass
@@ -135,7 +117,7 @@ def fit_to_length(
     over = [i for i, (n, k) in enumerate(zip(lengths, counts)) if not limits.fit(n, k)]
     if over and policy == "error":
         raise ValueError(_error_message(dataset, over, lengths, counts, limits, split))
-    trims = _trim_rows(dataset, over, counts, processor, expansion, limits) if policy == "trim_rounds" else {}
+    trims = _trim_rows(dataset, over, counts, expansion, limits) if policy == "trim_rounds" else {}
     _count(report, dataset, over, trims, counts, limits)
     for i, trim in trims.items():
         lengths[i] = trim.length
@@ -173,17 +155,17 @@ def measure(dataset: datasets.Dataset, processor, split: str = "train", batch_si
     measured = _undecoded(dataset.select_columns(columns)).map(
         _measure_batch, batched=True, batch_size=batch_size, with_indices=True, num_proc=num_proc,
         remove_columns=columns, desc=f"Measuring {split} rows",
-        fn_kwargs={"processor": processor, "expansion": expansion, "counts": counts, "split": split},
+        fn_kwargs={"expansion": expansion, "counts": counts, "split": split},
     )
     return list(measured["num_tokens"]), counts
 
 
-def _measure_batch(batch: dict, indices: list[int], processor, expansion, counts: list[int], split: str) -> dict:
+def _measure_batch(batch: dict, indices: list[int], expansion, counts: list[int], split: str) -> dict:
     num_images = [counts[i] for i in indices]
     names = batch["id"] if "id" in batch else [f"#{i}" for i in indices]
     prepared = [_prepared(m, k, name, split) for m, k, name in zip(batch["messages"], num_images, names)]
     try:
-        return {"num_tokens": token_lengths(processor, prepared, _sizes(batch) or num_images, expansion, names)}
+        return {"num_tokens": expansion.lengths(prepared, _sizes(batch) or num_images, names)}
     except ValueError as err:
         raise ValueError(f"{split} data, {err}") from err
 
@@ -217,8 +199,7 @@ def _round_ends(messages: list[dict]) -> list[int]:
             if m["role"] == "assistant" and (i + 1 == len(messages) or messages[i + 1]["role"] != "assistant")]
 
 
-def _trim_rows(dataset, over: list[int], counts: list[int], processor, expansion,
-               limits: _Limits) -> dict[int, _Trim]:
+def _trim_rows(dataset, over: list[int], counts: list[int], expansion, limits: _Limits) -> dict[int, _Trim]:
     # A single `image` column cannot lose its image: only prefixes that keep it count.
     keep_all = "images" not in dataset.column_names
     columns = ["messages"] + ([] if expansion.fixed else [c for c in ("images", "image") if c in dataset.column_names])
@@ -227,13 +208,13 @@ def _trim_rows(dataset, over: list[int], counts: list[int], processor, expansion
     for i in tqdm(over, desc="Trimming rounds", unit="row", disable=len(over) < 100):
         row = rows[i]
         images = (_sizes({k: [v] for k, v in row.items()}) or [counts[i]])[0]
-        trim = _trim(row["messages"], images, expansion, processor, limits, keep_all)
+        trim = _trim(row["messages"], images, expansion, limits, keep_all)
         if trim is not None:
             trims[i] = trim
     return trims
 
 
-def _trim(messages: list[dict], images, expansion, processor, limits: _Limits, keep_all: bool) -> _Trim | None:
+def _trim(messages: list[dict], images, expansion, limits: _Limits, keep_all: bool) -> _Trim | None:
     """The longest prefix of whole rounds that fits, with exactly the images its turns show; None if none does.
 
     `images` is the row's image count, or its image sizes where the processor's count depends on them.
@@ -250,7 +231,7 @@ def _trim(messages: list[dict], images, expansion, processor, limits: _Limits, k
         if keep_all and kept != num_images:
             return None
         kept_images = kept if isinstance(images, int) else images[:kept]
-        length = token_lengths(processor, [prepared[:end]], [kept_images], expansion)[0]
+        length = expansion.lengths([prepared[:end]], [kept_images])[0]
         if limits.fit(length, kept):
             return _Trim(messages[:end], kept, length, total_rounds - rounds)
     return None
@@ -286,27 +267,25 @@ def _error_message(dataset, over, lengths, counts, limits: _Limits, split: str) 
 
 
 def _rebuild(dataset: datasets.Dataset, skipped: set[int], trims: dict[int, _Trim]) -> datasets.Dataset:
-    """`dataset` without the skipped rows and with the trimmed ones replaced, in the original order."""
+    """`dataset` without the skipped rows and with the trimmed ones replaced, in the original order.
+
+    The trimmed rows are appended (images copied, never decoded) and picked in place of their originals.
+    """
     if not skipped and not trims:
         return dataset
-    num_rows, position = len(dataset), {}
+    indices, num_rows = sorted(trims), len(dataset)
     if trims:
-        position = {i: num_rows + j for j, i in enumerate(sorted(trims))}
-        dataset = datasets.concatenate_datasets([dataset, _apply_trims(dataset, trims)])
+        subset = dataset.select(indices)
+        raw = _undecoded(subset)
+
+        def trim(row, j):
+            t = trims[indices[j]]
+            return {"messages": t.messages, **({"images": row["images"][: t.num_images]} if "images" in row else {})}
+
+        trimmed = raw.map(trim, with_indices=True, features=raw.features, desc="Trimming rounds")
+        dataset = datasets.concatenate_datasets([dataset, trimmed.cast(subset.features)])
+    position = {i: num_rows + j for j, i in enumerate(indices)}
     return dataset.select([position.get(i, i) for i in range(num_rows) if i not in skipped])
-
-
-def _apply_trims(dataset: datasets.Dataset, trims: dict[int, _Trim]) -> datasets.Dataset:
-    """The trimmed rows (in index order) as a dataset with `dataset`'s features; images are copied, never decoded."""
-    indices = sorted(trims)
-    subset = dataset.select(indices)
-    raw = _undecoded(subset)
-
-    def trim(row, j):
-        t = trims[indices[j]]
-        return {"messages": t.messages, **({"images": row["images"][: t.num_images]} if "images" in row else {})}
-
-    return raw.map(trim, with_indices=True, features=raw.features, desc="Trimming rounds").cast(subset.features)
 
 
 def _without_decoding(feature):

@@ -14,8 +14,6 @@ import json
 import logging
 from dataclasses import dataclass, field
 
-from trl import get_quantization_config
-
 from ..models.llava_med.configuration_llava_med import PROJECTOR_INITS
 from ..models.llava_med.processing_llava_med import CHAT_TEMPLATE_NAMES
 from .length_policy import LENGTH_POLICIES, LengthReportCallback, fit_splits_to_length
@@ -26,7 +24,6 @@ from .model_setup import (
     freeze_modules,
     load_model_and_processor,
     lora_config_for,
-    quantization_skip_modules,
     train_embedding_rows,
     trainable_parameter_report,
 )
@@ -228,11 +225,8 @@ def build_trainer(script_args, mixture_args, training_args, model_args, stage_ar
     if not stage_args.vision_model_name_or_path:
         fit_stage_to_family(stage_args, checkpoint_family(model_args, training_args.trust_remote_code))
     train_dataset, eval_dataset = load_training_data(script_args, mixture_args)
-    quantization_config, device_map = _quantization(model_args, training_args.trust_remote_code)
-    model, processor = load_model_and_processor(
-        model_args, stage_args, quantization_config=quantization_config, device_map=device_map,
-        trust_remote_code=training_args.trust_remote_code,
-    )
+    model, processor = load_model_and_processor(model_args, stage_args,
+                                                trust_remote_code=training_args.trust_remote_code)
     peft_config = lora_config_for(model, model_args) if model_args.use_peft else None
     freeze_modules(model, stage_args.freeze_modules)
     if stage_args.stage == "alignment" and stage_args.train_image_start_end_embeddings:
@@ -325,16 +319,3 @@ def _train(trainer, resume_from_checkpoint):
                     resume_from_checkpoint, trainer.state.max_steps)
     finally:
         trainer.remove_callback(callback)
-
-
-def _quantization(model_args, trust_remote_code: bool) -> tuple:
-    """TRL's quantization config (QLoRA) and the device map it needs, or `(None, None)`."""
-    config = get_quantization_config(model_args)
-    if config is None:
-        return None, None
-    from accelerate import PartialState
-
-    # The tower, projector and head stay in full precision, as in LLaVA's QLoRA (llm_int8_skip_modules).
-    config.llm_int8_skip_modules = quantization_skip_modules(model_args, trust_remote_code)
-    return config, {"": PartialState().local_process_index}
-
