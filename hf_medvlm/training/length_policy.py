@@ -33,10 +33,7 @@ def image_token_count(processor) -> int:
 
     Raises for a processor whose count depends on the image size (Qwen2-VL, Idefics3 with image splitting).
     """
-    expansion = ImageExpansion(processor)
-    if not expansion.fixed:
-        raise ValueError(f"{type(processor).__name__}'s image token count depends on each image's size")
-    return len(expansion.ids())
+    return len(ImageExpansion(processor).ids())
 
 
 @dataclass
@@ -119,10 +116,8 @@ def fit_to_length(
         raise ValueError(_error_message(dataset, over, lengths, counts, limits, split))
     trims = _trim_rows(dataset, over, counts, expansion, limits) if policy == "trim_rounds" else {}
     _count(report, dataset, over, trims, counts, limits)
-    for i, trim in trims.items():
-        lengths[i] = trim.length
     skipped = set(over) - set(trims)
-    report.lengths = [n for i, n in enumerate(lengths) if i not in skipped]
+    report.lengths = [trims[i].length if i in trims else n for i, n in enumerate(lengths) if i not in skipped]
     report.rows_out, report.longest = len(report.lengths), max(report.lengths, default=0)
     (logger.warning if over else logger.info)("Length policy, %s", report.summary())
     if report.rows_out == 0:
@@ -163,8 +158,8 @@ def measure(dataset: datasets.Dataset, processor, split: str = "train", batch_si
 def _measure_batch(batch: dict, indices: list[int], expansion, counts: list[int], split: str) -> dict:
     num_images = [counts[i] for i in indices]
     names = batch["id"] if "id" in batch else [f"#{i}" for i in indices]
-    prepared = [_prepared(m, k, name, split) for m, k, name in zip(batch["messages"], num_images, names)]
     try:
+        prepared = [_prepared(m, k, name) for m, k, name in zip(batch["messages"], num_images, names)]
         return {"num_tokens": expansion.lengths(prepared, _sizes(batch) or num_images, names)}
     except ValueError as err:
         raise ValueError(f"{split} data, {err}") from err
@@ -185,12 +180,12 @@ def _sizes(batch: dict) -> list[list[tuple[int, int]]] | None:
     return None
 
 
-def _prepared(messages: list[dict], num_images: int, name: str, split: str) -> list[dict]:
+def _prepared(messages: list[dict], num_images: int, name: str) -> list[dict]:
     """Messages with one image block per image, as the collator makes them (`images` stand-ins: no decoding)."""
     try:
         return prepare_multimodal_messages(messages, images=[None] * num_images)
     except ValueError as err:
-        raise ValueError(f"{split} data, row {name!r}: {err}") from err
+        raise ValueError(f"row {name!r}: {err}") from err
 
 
 def _round_ends(messages: list[dict]) -> list[int]:

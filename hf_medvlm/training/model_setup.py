@@ -1,13 +1,9 @@
 """Build the model and processor for a training run, and choose what it trains.
 
 Any `AutoModelForImageTextToText` checkpoint whose processor has a chat template trains with that template through
-TRL's vision collator (Qwen2-VL, Qwen2.5-VL, Idefics3/SmolVLM, Gemma 3, ...). Freezing, LoRA targets and the projector
-learning rate find the parts from the model itself (`model_parts.resolve_parts`).
-
-LlavaMed is the one family with its own set-up (the `LlavaMed` section below): three starting points, an existing
-LlavaMed or stock Llava checkpoint (`model_name_or_path`), or a fresh LlavaMed made of a pretrained vision encoder and
-a pretrained causal LM (`vision_model_name_or_path` + `text_model_name_or_path`, stage 1 of LLaVA-Med's curriculum,
-with its projector initialisation); it trains with the package's chat templates (`chat_template_name`).
+TRL's vision collator. LlavaMed (a LlavaMed or stock Llava checkpoint, or a fresh one from a vision encoder and a causal
+LM, with LLaVA-Med's projector initialisation) trains with the package's chat templates. Freezing, LoRA targets and the
+projector learning rate find the parts from the model itself (`model_parts.resolve_parts`).
 """
 
 from __future__ import annotations
@@ -25,7 +21,6 @@ from ..models import llava_med  # its model classes are imported on first use, n
 from .model_parts import PART_NAMES, resolve_parts
 
 __all__ = [
-    "FREEZABLE_MODULES",
     "LLAVA_MED_MODEL_TYPES",
     "checkpoint_family",
     "load_model_and_processor",
@@ -41,8 +36,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-# Part names in recipes (`freeze_modules`); each model's modules for them are found by `resolve_parts`.
-FREEZABLE_MODULES = PART_NAMES
 # Checkpoints trained as LlavaMed: a stock Llava checkpoint loads into LlavaMed unchanged.
 LLAVA_MED_MODEL_TYPES = ("llava_med", "llava")
 # Original LLaVA-Med v1.5 release folders load for inference, but train only once converted.
@@ -56,7 +49,7 @@ def load_model_and_processor(model_args, stage_args, *, trust_remote_code: bool 
     """
     from transformers import AutoProcessor
 
-    dtype = _resolve_dtype(model_args.dtype)
+    dtype = model_args.dtype if model_args.dtype in (None, "auto") else getattr(torch, model_args.dtype)
     quantization = _quantization(model_args, trust_remote_code)
     if stage_args.vision_model_name_or_path:
         model, processor = _from_vision_and_text(stage_args, dtype)
@@ -142,12 +135,6 @@ def _quantization(model_args, trust_remote_code: bool) -> dict:
     return {"quantization_config": config, "device_map": {"": PartialState().local_process_index}}
 
 
-def _resolve_dtype(dtype):
-    if dtype in (None, "auto"):
-        return dtype
-    return getattr(torch, dtype) if isinstance(dtype, str) else dtype
-
-
 # ------------------------------------------------------------------------------------------------------- LlavaMed
 def _from_vision_and_text(stage_args, dtype):
     from ..models.llava_med.original_checkpoint import V1_IMAGE_END, V1_IMAGE_START
@@ -200,13 +187,13 @@ def train_embedding_rows(model: nn.Module, processor, tokens: list[str | None]) 
 
 # ---------------------------------------------------------------------------------------- parts, for any family
 def freeze_modules(model: nn.Module, names: list[str]) -> None:
-    """Train everything except the named parts (`FREEZABLE_MODULES`), as `resolve_parts` finds them in `model`.
+    """Train everything except the named parts (`PART_NAMES`), as `resolve_parts` finds them in `model`.
 
     A projector inside the vision tower (Qwen-VL's `visual.merger`) keeps training when only the tower is frozen.
     """
-    unknown = sorted(set(names) - set(FREEZABLE_MODULES))
+    unknown = sorted(set(names) - set(PART_NAMES))
     if unknown:
-        raise ValueError(f"freeze_modules has unknown entries {unknown}; choose from {list(FREEZABLE_MODULES)}")
+        raise ValueError(f"freeze_modules has unknown entries {unknown}; choose from {list(PART_NAMES)}")
     parts = resolve_parts(model)
     for name, param in model.named_parameters():
         param.requires_grad_(parts.part_of(name) not in names)

@@ -90,9 +90,5 @@ def image_counts(dataset) -> list[int]:
 
 def padded_tokens(lengths: Sequence[int], batches: Sequence[Sequence[int]]) -> tuple[int, int]:
     """(pad tokens, total tokens) when each batch is right-padded to its longest sample."""
-    pad = total = 0
-    for batch in batches:
-        longest = max(lengths[i] for i in batch)
-        total += longest * len(batch)
-        pad += sum(longest - lengths[i] for i in batch)
-    return pad, total
+    total = sum(max(lengths[i] for i in batch) * len(batch) for batch in batches)
+    return total - sum(lengths[i] for batch in batches for i in batch), total
