@@ -55,6 +55,12 @@ class LengthReport:
     examples: list[str] = field(default_factory=list)
     lengths: list[int] = field(default_factory=list, repr=False)
 
+    def fits(self, length: int, num_images: int) -> bool:
+        """Whether a row of `length` tokens and `num_images` images is within this pass's limits."""
+        return (self.max_length is None or length <= self.max_length) and (
+            self.max_images_per_sample is None or num_images <= self.max_images_per_sample
+        )
+
     @property
     def skipped(self) -> int:
         return self.skipped_over_max_length + self.skipped_over_max_images
@@ -72,17 +78,6 @@ class LengthReport:
                 f"({self.rounds_dropped} rounds, {self.images_dropped} images dropped); longest kept row "
                 f"{self.longest} tokens")
         return text + (f"; first affected rows: {self.examples}" if self.examples else "")
-
-
-@dataclass(frozen=True)
-class _Limits:
-    max_length: int | None
-    max_images: int | None
-
-    def fit(self, length: int, num_images: int) -> bool:
-        return (self.max_length is None or length <= self.max_length) and (
-            self.max_images is None or num_images <= self.max_images
-        )
 
 
 @dataclass(frozen=True)
@@ -106,16 +101,15 @@ def fit_to_length(
     if policy not in LENGTH_POLICIES:
         raise ValueError(f"length_policy must be one of {LENGTH_POLICIES}, got {policy!r}")
     report = LengthReport(split, policy, max_length, max_images_per_sample, len(dataset), len(dataset))
-    limits = _Limits(max_length, max_images_per_sample)
-    if limits.max_length is None and limits.max_images is None:
+    if max_length is None and max_images_per_sample is None:
         return dataset, report
     expansion = ImageExpansion(processor)
     lengths, counts = measure(dataset, processor, split, batch_size, num_proc, expansion=expansion)
-    over = [i for i, (n, k) in enumerate(zip(lengths, counts)) if not limits.fit(n, k)]
+    over = [i for i, (n, k) in enumerate(zip(lengths, counts)) if not report.fits(n, k)]
     if over and policy == "error":
-        raise ValueError(_error_message(dataset, over, lengths, counts, limits, split))
-    trims = _trim_rows(dataset, over, counts, expansion, limits) if policy == "trim_rounds" else {}
-    _count(report, dataset, over, trims, counts, limits)
+        raise ValueError(_error_message(dataset, over, lengths, counts, report))
+    trims = _trim_rows(dataset, over, counts, expansion, report) if policy == "trim_rounds" else {}
+    _count(report, dataset, over, trims, counts)
     skipped = set(over) - set(trims)
     report.lengths = [trims[i].length if i in trims else n for i, n in enumerate(lengths) if i not in skipped]
     report.rows_out, report.longest = len(report.lengths), max(report.lengths, default=0)
@@ -194,7 +188,7 @@ def _round_ends(messages: list[dict]) -> list[int]:
             if m["role"] == "assistant" and (i + 1 == len(messages) or messages[i + 1]["role"] != "assistant")]
 
 
-def _trim_rows(dataset, over: list[int], counts: list[int], expansion, limits: _Limits) -> dict[int, _Trim]:
+def _trim_rows(dataset, over: list[int], counts: list[int], expansion, report: LengthReport) -> dict[int, _Trim]:
     # A single `image` column cannot lose its image: only prefixes that keep it count.
     keep_all = "images" not in dataset.column_names
     columns = ["messages"] + ([] if expansion.fixed else [c for c in ("images", "image") if c in dataset.column_names])
@@ -203,13 +197,13 @@ def _trim_rows(dataset, over: list[int], counts: list[int], expansion, limits: _
     for i in tqdm(over, desc="Trimming rounds", unit="row", disable=len(over) < 100):
         row = rows[i]
         images = (_sizes({k: [v] for k, v in row.items()}) or [counts[i]])[0]
-        trim = _trim(row["messages"], images, expansion, limits, keep_all)
+        trim = _trim(row["messages"], images, expansion, report, keep_all)
         if trim is not None:
             trims[i] = trim
     return trims
 
 
-def _trim(messages: list[dict], images, expansion, limits: _Limits, keep_all: bool) -> _Trim | None:
+def _trim(messages: list[dict], images, expansion, report: LengthReport, keep_all: bool) -> _Trim | None:
     """The longest prefix of whole rounds that fits, with exactly the images its turns show; None if none does.
 
     `images` is the row's image count, or its image sizes where the processor's count depends on them.
@@ -227,18 +221,18 @@ def _trim(messages: list[dict], images, expansion, limits: _Limits, keep_all: bo
             return None
         kept_images = kept if isinstance(images, int) else images[:kept]
         length = expansion.lengths([prepared[:end]], [kept_images])[0]
-        if limits.fit(length, kept):
+        if report.fits(length, kept):
             return _Trim(messages[:end], kept, length, total_rounds - rounds)
     return None
 
 
-def _count(report: LengthReport, dataset, over: list[int], trims: dict[int, _Trim], counts, limits: _Limits) -> None:
+def _count(report: LengthReport, dataset, over: list[int], trims: dict[int, _Trim], counts) -> None:
     for i in over:
         if i in trims:
             report.trimmed += 1
             report.rounds_dropped += trims[i].rounds_dropped
             report.images_dropped += counts[i] - trims[i].num_images
-        elif limits.max_images is not None and counts[i] > limits.max_images:
+        elif report.max_images_per_sample is not None and counts[i] > report.max_images_per_sample:
             report.skipped_over_max_images += 1
         else:
             report.skipped_over_max_length += 1
@@ -252,13 +246,13 @@ def _row_name(dataset, index: int) -> str:
     return f"#{index}"
 
 
-def _error_message(dataset, over, lengths, counts, limits: _Limits, split: str) -> str:
+def _error_message(dataset, over, lengths, counts, report: LengthReport) -> str:
     first = ", ".join(
         f"{_row_name(dataset, i)!r} ({lengths[i]} tokens, {counts[i]} images)" for i in over[:EXAMPLES_KEPT]
     )
-    return (f"{split} data: {len(over)} of {len(dataset)} rows exceed max_length {limits.max_length} or "
-            f"max_images_per_sample {limits.max_images} (image placeholders counted): {first}. Set length_policy to "
-            f"'skip' or 'trim_rounds', or raise the limits")
+    return (f"{report.split} data: {len(over)} of {len(dataset)} rows exceed max_length {report.max_length} or "
+            f"max_images_per_sample {report.max_images_per_sample} (image placeholders counted): {first}. Set "
+            "length_policy to 'skip' or 'trim_rounds', or raise the limits")
 
 
 def _rebuild(dataset: datasets.Dataset, skipped: set[int], trims: dict[int, _Trim]) -> datasets.Dataset:

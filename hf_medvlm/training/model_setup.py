@@ -1,9 +1,9 @@
 """Build the model and processor for a training run, and choose what it trains.
 
 Any `AutoModelForImageTextToText` checkpoint whose processor has a chat template trains with that template through
-TRL's vision collator. LlavaMed (a LlavaMed or stock Llava checkpoint, or a fresh one from a vision encoder and a causal
-LM, with LLaVA-Med's projector initialisation) trains with the package's chat templates. Freezing, LoRA targets and the
-projector learning rate find the parts from the model itself (`model_parts.resolve_parts`).
+TRL's vision collator. LlavaMed (a LlavaMed or stock Llava checkpoint, or a fresh one from a vision encoder and a
+causal LM, with LLaVA-Med's projector initialisation) trains with the package's chat templates. Freezing, LoRA targets
+and the projector learning rate find the parts from the model itself (`model_parts.resolve_parts`).
 """
 
 from __future__ import annotations

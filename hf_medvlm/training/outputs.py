@@ -10,7 +10,9 @@ import shutil
 from pathlib import Path
 
 import yaml
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
 
+from ..files import atomic_write_text, stale_temporaries
 from ..hub import push_model, write_model_card
 
 __all__ = ["RESOLVED_CONFIG_NAME", "resolved_config", "write_resolved_config", "finish_run", "clean_output_dir"]
@@ -18,6 +20,7 @@ __all__ = ["RESOLVED_CONFIG_NAME", "resolved_config", "write_resolved_config", "
 logger = logging.getLogger(__name__)
 
 RESOLVED_CONFIG_NAME = "resolved_config.yaml"
+INCOMPLETE = "incomplete"  # kind of the marker inside a checkpoint folder being written
 # Never written to disk: secrets, and values that only make sense on the machine that parsed them.
 _SKIPPED_FIELDS = {"hub_token", "local_rank", "deepspeed_plugin"}
 
@@ -37,8 +40,6 @@ def _plain(value):
 
 
 def write_resolved_config(folder: str | Path, config: dict) -> Path:
-    from ..files import atomic_write_text
-
     header = "# Resolved training config written by `hf-medvlm train`; `--config` this file to rerun.\n"
     return atomic_write_text(Path(folder) / RESOLVED_CONFIG_NAME, header + yaml.safe_dump(config, sort_keys=True))
 
@@ -47,11 +48,6 @@ def clean_output_dir(output_dir: str | Path, resume_from_checkpoint: str | bool 
     """Before a run writes into `output_dir`: delete the checkpoints a killed run left half-written (their writer on
     this host is dead) and an earlier README.md, so that a README there always means a finished run. A
     `resume_from_checkpoint` folder that is not there (or was one of those) is an error naming the latest good one."""
-    from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
-
-    from ..files import stale_temporaries
-    from .trainer import INCOMPLETE
-
     output_dir = Path(output_dir)
     for checkpoint in sorted(output_dir.glob(f"{PREFIX_CHECKPOINT_DIR}-*")):
         if checkpoint.is_dir() and stale_temporaries(checkpoint / PREFIX_CHECKPOINT_DIR, kinds=INCOMPLETE):

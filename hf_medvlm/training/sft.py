@@ -30,9 +30,7 @@ __all__ = ["StageArguments", "STAGE_DEFAULTS", "check_args", "fit_stage_to_famil
 
 logger = logging.getLogger(__name__)
 
-# stage -> (frozen parts, chat template): stage 1 trains the projector on caption data; stage 2 (and the VQA
-# fine-tunes) train LM + projector with the tower frozen on `mistral_instruct` conversations. The stage-1 default is
-# LLaVA-1.5's `plain` (the v1.5 recipes); LLaVA-Med's own stage 1 is `llava_v0` with the description instruction kept.
+# stage -> (frozen parts, chat template) by default; the `stage` and `chat_template_name` helps say why.
 STAGE_DEFAULTS = {
     "alignment": (["vision_tower", "language_model"], "plain"),
     "instruct": (["vision_tower"], "mistral_instruct"),
@@ -142,8 +140,7 @@ class StageArguments:
             self.freeze_modules = list(frozen)
         # Known only once the checkpoint is: another family than LlavaMed drops a template that came from here.
         self.template_from_stage = self.chat_template_name is None
-        if self.chat_template_name is None:
-            self.chat_template_name = template
+        self.chat_template_name = template if self.template_from_stage else self.chat_template_name
         if isinstance(self.processor_kwargs, str):
             self.processor_kwargs = json.loads(self.processor_kwargs)
         if self.max_images_per_sample is not None and self.max_images_per_sample < 1:
@@ -191,11 +188,8 @@ def check_args(training_args, model_args, stage_args) -> None:
 
 
 def fit_stage_to_family(stage_args, family: str) -> None:
-    """Fit the stage arguments to the model family (`checkpoint_family`): LLaVA-Med's curriculum is LlavaMed's.
-
-    Another family trains stage-2 style with its own chat template: stage `alignment` (which pre-trains the projector
-    of a LlavaMed assembled from a vision encoder and a causal LM) and a LlavaMed template are errors.
-    """
+    """Fit the stage arguments to the model family (`checkpoint_family`): LLaVA-Med's curriculum (stage `alignment`,
+    the package's templates) is LlavaMed's; another family trains stage-2 style with its own chat template."""
     if family == "llava_med":
         if stage_args.processor_kwargs:
             raise ValueError("processor_kwargs applies to other families than LlavaMed; a LlavaMed's image "

@@ -13,14 +13,12 @@ from ..files import temporary_path
 from .acceleration import apply_liger_kernels
 from .length_policy import measure
 from .model_parts import resolve_parts
-from .outputs import write_resolved_config
+from .outputs import INCOMPLETE, write_resolved_config
 from .sampler import ModalityLengthGroupedSampler, image_counts
 
 __all__ = ["MedVLMSFTTrainer"]
 
 logger = logging.getLogger(__name__)
-
-INCOMPLETE = "incomplete"  # kind of the marker inside a checkpoint folder being written
 
 
 class MedVLMSFTTrainer(SFTTrainer):
@@ -75,7 +73,7 @@ class MedVLMSFTTrainer(SFTTrainer):
 
     def _save_checkpoint(self, model, trial):
         # A marker written first and removed last: a checkpoint that still holds it was cut off by a kill, and the next
-        # run deletes it (`remove_incomplete_checkpoints`) before `resume_from_checkpoint` could pick it as the latest.
+        # run deletes it (`clean_output_dir`) before `resume_from_checkpoint` could pick it as the latest.
         marker = None
         if self.args.should_save:
             folder = Path(self._get_output_dir(trial=trial)) / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
