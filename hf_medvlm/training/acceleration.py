@@ -40,28 +40,25 @@ def resolve_training_acceleration(training_args, model_args) -> dict[str, str]:
     if model_args.attn_implementation == "auto":
         model_args.attn_implementation = resolve_attn_implementation("auto")
         decisions["attn_implementation"] = f"{model_args.attn_implementation} (auto)"
-    liger_problem = _liger_problem() if training_args.use_liger_kernel else None
-    if liger_problem:
-        _fall_back("use_liger_kernel", liger_problem, "the model's own RMSNorm/SwiGLU/RoPE")
+    if training_args.use_liger_kernel and (problem := _liger_problem()):
+        _fall_back(decisions, "use_liger_kernel", False, problem, "the model's own RMSNorm/SwiGLU/RoPE")
         training_args.use_liger_kernel = False
-        decisions["use_liger_kernel"] = f"False ({liger_problem})"
     if str(getattr(training_args.optim, "value", training_args.optim)) == FUSED_ADAMW:
         device = training_args.device
         if not fused_adamw_supported(device):
-            _fall_back("optim: adamw_torch_fused", f"torch has no fused AdamW kernel for {device.type}", "adamw_torch")
+            reason = f"torch has no fused AdamW kernel for {device.type}"
+            _fall_back(decisions, f"optim: {FUSED_ADAMW}", "adamw_torch", reason)
             training_args.optim = "adamw_torch"
-            decisions["optim"] = f"adamw_torch (no fused kernel for {device.type})"
-    compile_problem = _compile_problem(training_args) if training_args.torch_compile else None
-    if compile_problem:
-        _fall_back("torch_compile", compile_problem, "eager mode")
+    if training_args.torch_compile and (problem := _compile_problem(training_args)):
+        _fall_back(decisions, "torch_compile", False, problem, "eager mode")
         training_args.torch_compile = False
         training_args.torch_compile_backend = training_args.torch_compile_mode = None
-        decisions["torch_compile"] = f"False ({compile_problem})"
     return decisions
 
 
-def _fall_back(key: str, reason: str, instead: str) -> None:
-    logger.warning("%s is set but %s: training continues with %s.", key, reason, instead)
+def _fall_back(decisions: dict, key: str, value, reason: str, instead=None) -> None:
+    logger.warning("%s is set but %s: training continues with %s.", key, reason, instead or value)
+    decisions[key.partition(":")[0]] = f"{value} ({reason})"
 
 
 def _liger_problem() -> str | None:

@@ -44,9 +44,8 @@ class ImageExpansion:
                              "length of its rows cannot be measured")
         probes = {size: self._expand(size) for size in PROBE_SIZES}
         self.fixed = len(set(probes.values())) == 1
-        self._fixed_ids = probes[PROBE_SIZES[0]] if self.fixed else None
         self._by_count = not self.fixed and self._counts_separate(probes)
-        self._cache = dict(zip(self._keys(list(probes)), probes.values())) if not self.fixed else {}
+        self._cache = dict(zip(self._keys(list(probes)), probes.values()))
         added = set(self.tokenizer.added_tokens_decoder)
         self._placeholder_id = self.tokenizer.convert_tokens_to_ids(self.placeholder)
         self.bounded = self._placeholder_id in added and all(ids[0] in added and ids[-1] in added
@@ -58,28 +57,27 @@ class ImageExpansion:
 
     def ids(self, size: tuple[int, int] | None = None) -> tuple[int, ...]:
         """The expansion of one image of `size` (height, width); any size for a fixed-size processor."""
-        if self.fixed:
-            return self._fixed_ids
-        if size is None:
-            raise ValueError(f"{type(self.processor).__name__}'s image tokens depend on the image size; give it")
+        if size is None and not self.fixed:
+            raise ValueError(f"{type(self.processor).__name__}'s image token count depends on each image's size; "
+                             "give the size")
         return self._expansions([size])[0]
 
     def _expansions(self, sizes: list) -> list[tuple[int, ...]]:
         """`ids` of many sizes, asking the processor's size count once for all of them."""
-        if self.fixed:
-            return [self._fixed_ids] * len(sizes)
         keys = self._keys(sizes)
         for key, size in zip(keys, sizes):
             if key not in self._cache:
                 self._cache[key] = (self._placeholder_id,) * key[0] if self._repeats else self._expand(size)
         return [self._cache[key] for key in keys]
 
-    def lengths(self, texts: list[str], images: list, names: list[str] | None = None) -> list[int]:
-        """Token length of each rendered row once its images are expanded.
+    def lengths(self, conversations: list[list[dict]], images: list, names: list[str] | None = None) -> list[int]:
+        """Length of each row as `DataCollatorForVisionLanguageModeling` builds it without truncation.
 
-        `images[i]` is row i's image count (enough when `fixed`) or its list of (height, width) sizes; `names[i]`
-        names the row in errors.
+        `conversations` must already hold one image block per image (`prepare_multimodal_messages`); `images[i]` is
+        row i's image count (enough when `fixed`) or its list of (height, width) sizes; `names[i]` names the row in
+        errors. No image is decoded.
         """
+        texts = self.processor.apply_chat_template(conversations, tokenize=False)
         rows = [[None] * n if isinstance(n, int) else list(n) for n in images]
         for i, (text, sizes) in enumerate(zip(texts, rows)):
             if text.count(self.placeholder) != len(sizes):  # e.g. a literal placeholder typed in a question
@@ -101,6 +99,8 @@ class ImageExpansion:
         return tuple(int(i) for i in output["input_ids"][0])
 
     def _keys(self, sizes: list) -> list:
+        if self.fixed:  # one expansion for every size: no size is read
+            return [()] * len(sizes)
         return self._count_keys(sizes) if self._by_count else [tuple(size) for size in sizes]
 
     def _count_keys(self, sizes: list) -> list:

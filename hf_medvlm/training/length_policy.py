@@ -1,13 +1,9 @@
 """Fit training rows to `max_length` before training starts, counting image placeholders as the processor expands them.
 
-TRL's collator truncates on the fly: a row too long loses image placeholders (a "Mismatch in `image` token count"
-crash at whichever step draws it) or, silently, the end of its answer and its EOS. So every row is measured once as
-the collator will build it (`image_tokens.ImageExpansion`), and before the first step a row that does not fit is
-left out (`skip`), cut to its leading whole user/assistant rounds that fit, with exactly their images (`trim_rounds`;
-left out if its first round alone does not fit), or named in an error (`error`). Images are never removed from a round
-and a row is never split, since answers and later rounds refer to images by position (docs/training.md, "Rows longer
-than `max_length`"). Every row left out or trimmed is counted in a `LengthReport`, logged and stored in the trainer
-state.
+TRL's collator truncates on the fly, which crashes on a cut image placeholder or silently drops an answer's end and
+EOS. So every row is measured once as the collator will build it (`image_tokens.ImageExpansion`) and, before the first
+step, a row that does not fit is skipped, trimmed to its leading whole rounds, or named in an error; a `LengthReport`
+counts it. Why images are never dropped from a round: docs/training.md, "Rows longer than `max_length`".
 """
 
 from __future__ import annotations
@@ -24,7 +20,7 @@ from .image_tokens import ImageExpansion, image_size
 from .sampler import image_counts
 
 __all__ = ["LENGTH_POLICIES", "LengthReport", "LengthReportCallback", "fit_to_length", "fit_splits_to_length",
-           "image_token_count", "token_lengths", "measure"]
+           "image_token_count", "measure"]
 
 logger = logging.getLogger(__name__)
 
@@ -37,24 +33,7 @@ def image_token_count(processor) -> int:
 
     Raises for a processor whose count depends on the image size (Qwen2-VL, Idefics3 with image splitting).
     """
-    expansion = ImageExpansion(processor)
-    if not expansion.fixed:
-        raise ValueError(f"{type(processor).__name__}'s image token count depends on each image's size")
-    return len(expansion.ids())
-
-
-def token_lengths(processor, conversations: list[list[dict]], images: list, expansion=None,
-                  names: list[str] | None = None) -> list[int]:
-    """Length of each row as `DataCollatorForVisionLanguageModeling` builds it without truncation.
-
-    `conversations` must already hold one image block per image (`prepare_multimodal_messages`); `images[i]` is row
-    i's image count, or its list of (height, width) sizes where the processor's count depends on them. No image is
-    decoded. `expansion` (an `ImageExpansion` of `processor`) saves probing the processor again; `names` name the
-    rows in errors.
-    """
-    expansion = expansion or ImageExpansion(processor)
-    texts = processor.apply_chat_template(conversations, tokenize=False)
-    return expansion.lengths(texts, images, names)
+    return len(ImageExpansion(processor).ids())
 
 
 @dataclass
@@ -76,6 +55,12 @@ class LengthReport:
     examples: list[str] = field(default_factory=list)
     lengths: list[int] = field(default_factory=list, repr=False)
 
+    def fits(self, length: int, num_images: int) -> bool:
+        """Whether a row of `length` tokens and `num_images` images is within this pass's limits."""
+        return (self.max_length is None or length <= self.max_length) and (
+            self.max_images_per_sample is None or num_images <= self.max_images_per_sample
+        )
+
     @property
     def skipped(self) -> int:
         return self.skipped_over_max_length + self.skipped_over_max_images
@@ -93,17 +78,6 @@ class LengthReport:
                 f"({self.rounds_dropped} rounds, {self.images_dropped} images dropped); longest kept row "
                 f"{self.longest} tokens")
         return text + (f"; first affected rows: {self.examples}" if self.examples else "")
-
-
-@dataclass(frozen=True)
-class _Limits:
-    max_length: int | None
-    max_images: int | None
-
-    def fit(self, length: int, num_images: int) -> bool:
-        return (self.max_length is None or length <= self.max_length) and (
-            self.max_images is None or num_images <= self.max_images
-        )
 
 
 @dataclass(frozen=True)
@@ -127,20 +101,17 @@ def fit_to_length(
     if policy not in LENGTH_POLICIES:
         raise ValueError(f"length_policy must be one of {LENGTH_POLICIES}, got {policy!r}")
     report = LengthReport(split, policy, max_length, max_images_per_sample, len(dataset), len(dataset))
-    limits = _Limits(max_length, max_images_per_sample)
-    if limits.max_length is None and limits.max_images is None:
+    if max_length is None and max_images_per_sample is None:
         return dataset, report
     expansion = ImageExpansion(processor)
     lengths, counts = measure(dataset, processor, split, batch_size, num_proc, expansion=expansion)
-    over = [i for i, (n, k) in enumerate(zip(lengths, counts)) if not limits.fit(n, k)]
+    over = [i for i, (n, k) in enumerate(zip(lengths, counts)) if not report.fits(n, k)]
     if over and policy == "error":
-        raise ValueError(_error_message(dataset, over, lengths, counts, limits, split))
-    trims = _trim_rows(dataset, over, counts, processor, expansion, limits) if policy == "trim_rounds" else {}
-    _count(report, dataset, over, trims, counts, limits)
-    for i, trim in trims.items():
-        lengths[i] = trim.length
+        raise ValueError(_error_message(dataset, over, lengths, counts, report))
+    trims = _trim_rows(dataset, over, counts, expansion, report) if policy == "trim_rounds" else {}
+    _count(report, dataset, over, trims, counts)
     skipped = set(over) - set(trims)
-    report.lengths = [n for i, n in enumerate(lengths) if i not in skipped]
+    report.lengths = [trims[i].length if i in trims else n for i, n in enumerate(lengths) if i not in skipped]
     report.rows_out, report.longest = len(report.lengths), max(report.lengths, default=0)
     (logger.warning if over else logger.info)("Length policy, %s", report.summary())
     if report.rows_out == 0:
@@ -173,17 +144,17 @@ def measure(dataset: datasets.Dataset, processor, split: str = "train", batch_si
     measured = _undecoded(dataset.select_columns(columns)).map(
         _measure_batch, batched=True, batch_size=batch_size, with_indices=True, num_proc=num_proc,
         remove_columns=columns, desc=f"Measuring {split} rows",
-        fn_kwargs={"processor": processor, "expansion": expansion, "counts": counts, "split": split},
+        fn_kwargs={"expansion": expansion, "counts": counts, "split": split},
     )
     return list(measured["num_tokens"]), counts
 
 
-def _measure_batch(batch: dict, indices: list[int], processor, expansion, counts: list[int], split: str) -> dict:
+def _measure_batch(batch: dict, indices: list[int], expansion, counts: list[int], split: str) -> dict:
     num_images = [counts[i] for i in indices]
     names = batch["id"] if "id" in batch else [f"#{i}" for i in indices]
-    prepared = [_prepared(m, k, name, split) for m, k, name in zip(batch["messages"], num_images, names)]
     try:
-        return {"num_tokens": token_lengths(processor, prepared, _sizes(batch) or num_images, expansion, names)}
+        prepared = [_prepared(m, k, name) for m, k, name in zip(batch["messages"], num_images, names)]
+        return {"num_tokens": expansion.lengths(prepared, _sizes(batch) or num_images, names)}
     except ValueError as err:
         raise ValueError(f"{split} data, {err}") from err
 
@@ -203,12 +174,12 @@ def _sizes(batch: dict) -> list[list[tuple[int, int]]] | None:
     return None
 
 
-def _prepared(messages: list[dict], num_images: int, name: str, split: str) -> list[dict]:
+def _prepared(messages: list[dict], num_images: int, name: str) -> list[dict]:
     """Messages with one image block per image, as the collator makes them (`images` stand-ins: no decoding)."""
     try:
         return prepare_multimodal_messages(messages, images=[None] * num_images)
     except ValueError as err:
-        raise ValueError(f"{split} data, row {name!r}: {err}") from err
+        raise ValueError(f"row {name!r}: {err}") from err
 
 
 def _round_ends(messages: list[dict]) -> list[int]:
@@ -217,8 +188,7 @@ def _round_ends(messages: list[dict]) -> list[int]:
             if m["role"] == "assistant" and (i + 1 == len(messages) or messages[i + 1]["role"] != "assistant")]
 
 
-def _trim_rows(dataset, over: list[int], counts: list[int], processor, expansion,
-               limits: _Limits) -> dict[int, _Trim]:
+def _trim_rows(dataset, over: list[int], counts: list[int], expansion, report: LengthReport) -> dict[int, _Trim]:
     # A single `image` column cannot lose its image: only prefixes that keep it count.
     keep_all = "images" not in dataset.column_names
     columns = ["messages"] + ([] if expansion.fixed else [c for c in ("images", "image") if c in dataset.column_names])
@@ -227,13 +197,13 @@ def _trim_rows(dataset, over: list[int], counts: list[int], processor, expansion
     for i in tqdm(over, desc="Trimming rounds", unit="row", disable=len(over) < 100):
         row = rows[i]
         images = (_sizes({k: [v] for k, v in row.items()}) or [counts[i]])[0]
-        trim = _trim(row["messages"], images, expansion, processor, limits, keep_all)
+        trim = _trim(row["messages"], images, expansion, report, keep_all)
         if trim is not None:
             trims[i] = trim
     return trims
 
 
-def _trim(messages: list[dict], images, expansion, processor, limits: _Limits, keep_all: bool) -> _Trim | None:
+def _trim(messages: list[dict], images, expansion, report: LengthReport, keep_all: bool) -> _Trim | None:
     """The longest prefix of whole rounds that fits, with exactly the images its turns show; None if none does.
 
     `images` is the row's image count, or its image sizes where the processor's count depends on them.
@@ -250,19 +220,19 @@ def _trim(messages: list[dict], images, expansion, processor, limits: _Limits, k
         if keep_all and kept != num_images:
             return None
         kept_images = kept if isinstance(images, int) else images[:kept]
-        length = token_lengths(processor, [prepared[:end]], [kept_images], expansion)[0]
-        if limits.fit(length, kept):
+        length = expansion.lengths([prepared[:end]], [kept_images])[0]
+        if report.fits(length, kept):
             return _Trim(messages[:end], kept, length, total_rounds - rounds)
     return None
 
 
-def _count(report: LengthReport, dataset, over: list[int], trims: dict[int, _Trim], counts, limits: _Limits) -> None:
+def _count(report: LengthReport, dataset, over: list[int], trims: dict[int, _Trim], counts) -> None:
     for i in over:
         if i in trims:
             report.trimmed += 1
             report.rounds_dropped += trims[i].rounds_dropped
             report.images_dropped += counts[i] - trims[i].num_images
-        elif limits.max_images is not None and counts[i] > limits.max_images:
+        elif report.max_images_per_sample is not None and counts[i] > report.max_images_per_sample:
             report.skipped_over_max_images += 1
         else:
             report.skipped_over_max_length += 1
@@ -276,37 +246,35 @@ def _row_name(dataset, index: int) -> str:
     return f"#{index}"
 
 
-def _error_message(dataset, over, lengths, counts, limits: _Limits, split: str) -> str:
+def _error_message(dataset, over, lengths, counts, report: LengthReport) -> str:
     first = ", ".join(
         f"{_row_name(dataset, i)!r} ({lengths[i]} tokens, {counts[i]} images)" for i in over[:EXAMPLES_KEPT]
     )
-    return (f"{split} data: {len(over)} of {len(dataset)} rows exceed max_length {limits.max_length} or "
-            f"max_images_per_sample {limits.max_images} (image placeholders counted): {first}. Set length_policy to "
-            f"'skip' or 'trim_rounds', or raise the limits")
+    return (f"{report.split} data: {len(over)} of {len(dataset)} rows exceed max_length {report.max_length} or "
+            f"max_images_per_sample {report.max_images_per_sample} (image placeholders counted): {first}. Set "
+            "length_policy to 'skip' or 'trim_rounds', or raise the limits")
 
 
 def _rebuild(dataset: datasets.Dataset, skipped: set[int], trims: dict[int, _Trim]) -> datasets.Dataset:
-    """`dataset` without the skipped rows and with the trimmed ones replaced, in the original order."""
+    """`dataset` without the skipped rows and with the trimmed ones replaced, in the original order.
+
+    The trimmed rows are appended (images copied, never decoded) and picked in place of their originals.
+    """
     if not skipped and not trims:
         return dataset
-    num_rows, position = len(dataset), {}
+    indices, num_rows = sorted(trims), len(dataset)
     if trims:
-        position = {i: num_rows + j for j, i in enumerate(sorted(trims))}
-        dataset = datasets.concatenate_datasets([dataset, _apply_trims(dataset, trims)])
+        subset = dataset.select(indices)
+        raw = _undecoded(subset)
+
+        def trim(row, j):
+            t = trims[indices[j]]
+            return {"messages": t.messages, **({"images": row["images"][: t.num_images]} if "images" in row else {})}
+
+        trimmed = raw.map(trim, with_indices=True, features=raw.features, desc="Trimming rounds")
+        dataset = datasets.concatenate_datasets([dataset, trimmed.cast(subset.features)])
+    position = {i: num_rows + j for j, i in enumerate(indices)}
     return dataset.select([position.get(i, i) for i in range(num_rows) if i not in skipped])
-
-
-def _apply_trims(dataset: datasets.Dataset, trims: dict[int, _Trim]) -> datasets.Dataset:
-    """The trimmed rows (in index order) as a dataset with `dataset`'s features; images are copied, never decoded."""
-    indices = sorted(trims)
-    subset = dataset.select(indices)
-    raw = _undecoded(subset)
-
-    def trim(row, j):
-        t = trims[indices[j]]
-        return {"messages": t.messages, **({"images": row["images"][: t.num_images]} if "images" in row else {})}
-
-    return raw.map(trim, with_indices=True, features=raw.features, desc="Trimming rounds").cast(subset.features)
 
 
 def _without_decoding(feature):

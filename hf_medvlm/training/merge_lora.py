@@ -31,8 +31,5 @@ def merge_lora(adapter_path: str | Path, base_model_name_or_path: str | None = N
     base = base_model_name_or_path or PeftConfig.from_pretrained(adapter_path).base_model_name_or_path
     if not base:
         raise ValueError(f"{adapter_path}/adapter_config.json names no base model; pass --base_model_name_or_path")
-    model = model_class_for(AutoConfig.from_pretrained(base)).from_pretrained(base, dtype=dtype)
-    merged = PeftModel.from_pretrained(model, adapter_path).merge_and_unload()
-    if not isinstance(merged, PreTrainedModel) or isinstance(merged, PeftModel):
-        raise TypeError(f"merging gave a {type(merged).__name__}, expected a plain {type(model).__name__}")
-    return merged
+    model = model_class_for(AutoConfig.from_pretrained(base).model_type).from_pretrained(base, dtype=dtype)
+    return PeftModel.from_pretrained(model, adapter_path).merge_and_unload()

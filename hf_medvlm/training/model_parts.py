@@ -1,17 +1,10 @@
 """Where a vision-language model keeps its vision encoder, projector and language model, found from the model itself.
 
-Recipes name three parts (`vision_tower`, `multi_modal_projector`, `language_model`); each architecture names its
-modules differently (LLaVA and Gemma 3: `vision_tower` / `multi_modal_projector` / `language_model`; Idefics3 and
-SmolVLM: `vision_model` / `connector` / `text_model`; Qwen2-VL and Qwen2.5-VL: `visual` with the projector `merger`
-inside it / `language_model`). Rather than a table per architecture, the parts are asked of the model:
-
-- image encoder: `get_encoder(modality="image")`, transformers' own accessor;
-- language model: `get_decoder()` plus the output embeddings (`get_output_embeddings()`, the LM head);
-- projector: whatever holds parameters outside those two (LLaVA's `multi_modal_projector`, Idefics3's `connector`).
-  transformers has no accessor for it; where nothing lies outside, as in Qwen-VL, it is the encoder's child whose
-  name says it projects (`merger`, `projector`, `connector`).
-
-A model where any part cannot be found gets an error naming its class and the modules that were there.
+Recipes name three parts (`vision_tower`, `multi_modal_projector`, `language_model`), which architectures name
+differently (Idefics3: `vision_model` / `connector` / `text_model`; Qwen-VL: `visual` with a `merger` inside). The
+encoder is `get_encoder(modality="image")`, the LM `get_decoder()` plus the LM head, and the projector whatever holds
+parameters outside those two, else the encoder's child named like one (transformers has no accessor for it; see
+docs/models.md, "Parts"). A model where a part cannot be found gets an error naming its class and its modules.
 """
 
 from __future__ import annotations
@@ -67,12 +60,16 @@ def resolve_parts(model: nn.Module) -> ModelParts:
         )
     head = _module_path(base, names, base.get_output_embeddings())
     language = (decoder,) + ((head,) if head else ())
-    projector = _outside(base, {vision, *language}) or _inside_projectors(base.get_submodule(vision), vision)
+    encoder = base.get_submodule(vision)
+    projector = _outside(base, {vision, *language}) or [
+        f"{vision}.{name}" for name, child in encoder.named_children()
+        if any(word in name for word in _PROJECTOR_WORDS) and any(True for _ in child.parameters())
+    ]
     if not projector:
         raise ValueError(
             f"cannot find the multimodal projector of {cls}: nothing outside its image encoder {vision!r} and "
             f"language model {language} holds parameters, and no child of the encoder is named like a projector "
-            f"({_children(base.get_submodule(vision))}, looked for {list(_PROJECTOR_WORDS)})"
+            f"({_children(encoder)}, looked for {list(_PROJECTOR_WORDS)})"
         )
     return ModelParts((vision,), tuple(projector), language)
 
@@ -104,8 +101,3 @@ def _outside(base: nn.Module, inside: set[str]) -> list[str]:
 
     walk(base, "")
     return found
-
-
-def _inside_projectors(encoder: nn.Module, prefix: str) -> list[str]:
-    return [f"{prefix}.{name}" for name, child in encoder.named_children()
-            if any(word in name for word in _PROJECTOR_WORDS) and any(True for _ in child.parameters())]

@@ -1,13 +1,9 @@
 """Build the model and processor for a training run, and choose what it trains.
 
 Any `AutoModelForImageTextToText` checkpoint whose processor has a chat template trains with that template through
-TRL's vision collator (Qwen2-VL, Qwen2.5-VL, Idefics3/SmolVLM, Gemma 3, ...). Freezing, LoRA targets and the projector
-learning rate find the parts from the model itself (`model_parts.resolve_parts`).
-
-LlavaMed is the one family with its own set-up (the `LlavaMed` section below): three starting points, an existing
-LlavaMed or stock Llava checkpoint (`model_name_or_path`), or a fresh LlavaMed made of a pretrained vision encoder and
-a pretrained causal LM (`vision_model_name_or_path` + `text_model_name_or_path`, stage 1 of LLaVA-Med's curriculum,
-with its projector initialisation); it trains with the package's chat templates (`chat_template_name`).
+TRL's vision collator. LlavaMed (a LlavaMed or stock Llava checkpoint, or a fresh one from a vision encoder and a
+causal LM, with LLaVA-Med's projector initialisation) trains with the package's chat templates. Freezing, LoRA targets
+and the projector learning rate find the parts from the model itself (`model_parts.resolve_parts`).
 """
 
 from __future__ import annotations
@@ -19,12 +15,12 @@ from collections import Counter
 import torch
 from torch import nn
 from transformers import AutoConfig, AutoTokenizer
+from trl import get_quantization_config
 
 from ..models import llava_med  # its model classes are imported on first use, not by `hf-medvlm train --help`
 from .model_parts import PART_NAMES, resolve_parts
 
 __all__ = [
-    "FREEZABLE_MODULES",
     "LLAVA_MED_MODEL_TYPES",
     "checkpoint_family",
     "load_model_and_processor",
@@ -40,33 +36,46 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-# Part names in recipes (`freeze_modules`); each model's modules for them are found by `resolve_parts`.
-FREEZABLE_MODULES = PART_NAMES
 # Checkpoints trained as LlavaMed: a stock Llava checkpoint loads into LlavaMed unchanged.
 LLAVA_MED_MODEL_TYPES = ("llava_med", "llava")
 # Original LLaVA-Med v1.5 release folders load for inference, but train only once converted.
 ORIGINAL_RELEASE_MODEL_TYPES = ("llava_mistral",)
 
 
-def load_model_and_processor(model_args, stage_args, *, quantization_config=None, device_map=None,
-                             trust_remote_code: bool = False):
+def load_model_and_processor(model_args, stage_args, *, trust_remote_code: bool = False):
     """Return `(model, processor)` for `model_args` (TRL `ModelConfig`) and the stage arguments.
 
     `trust_remote_code` (SFTConfig's) lets a checkpoint of another family than LlavaMed bring its own code.
     """
-    dtype = _resolve_dtype(model_args.dtype)
+    from transformers import AutoProcessor
+
+    dtype = model_args.dtype if model_args.dtype in (None, "auto") else getattr(torch, model_args.dtype)
+    quantization = _quantization(model_args, trust_remote_code)
     if stage_args.vision_model_name_or_path:
         model, processor = _from_vision_and_text(stage_args, dtype)
         if model_args.attn_implementation:
             model.set_attn_implementation(model_args.attn_implementation)  # tower and LM alike
-    elif checkpoint_family(model_args, trust_remote_code) != "llava_med":
-        return _from_any_checkpoint(model_args, stage_args.processor_kwargs, dtype, quantization_config, device_map,
-                                    trust_remote_code)
-    else:  # a stock Llava checkpoint loads into LlavaMed unchanged: same modules, and its weight layout is registered
-        path = model_args.model_name_or_path
-        load_kwargs = _load_kwargs(model_args, dtype, quantization_config, device_map)
-        model = llava_med.LlavaMedForConditionalGeneration.from_pretrained(path, **load_kwargs)
-        processor = llava_med.LlavaMedProcessor.from_pretrained(path, revision=model_args.model_revision)
+    else:
+        path, revision = model_args.model_name_or_path, model_args.model_revision
+        family = checkpoint_family(model_args, trust_remote_code)
+        if family == "llava_med":
+            processor = llava_med.LlavaMedProcessor.from_pretrained(path, revision=revision)
+        else:  # any image-text-to-text checkpoint, with its own processor and the chat template that carries
+            processor = AutoProcessor.from_pretrained(path, revision=revision, trust_remote_code=trust_remote_code,
+                                                      **(stage_args.processor_kwargs or {}))
+            if not processor.chat_template:
+                raise ValueError(
+                    f"{path}: {type(processor).__name__} has no chat template; hf-medvlm trains other families than "
+                    "LlavaMed with the model's own template. Save one with the processor (processor.chat_template = "
+                    "...; processor.save_pretrained(...)) and train that folder"
+                )
+        # A stock Llava checkpoint loads into LlavaMed unchanged: same modules, and its weight layout is registered.
+        model = model_class_for(family).from_pretrained(
+            path, revision=revision, dtype=dtype, attn_implementation=model_args.attn_implementation,
+            trust_remote_code=trust_remote_code, **quantization,
+        )
+        if family != "llava_med":
+            return model, processor
     from ..models.llava_med.processing_llava_med import stop_strings_for_template
 
     processor.chat_template = llava_med.load_chat_template(stage_args.chat_template_name)
@@ -100,11 +109,11 @@ def checkpoint_family(model_args, trust_remote_code: bool = False) -> str:
     return config.model_type
 
 
-def model_class_for(config):
-    """LlavaMed for LlavaMed and stock Llava configs (as training loads them), else the Auto class's choice."""
+def model_class_for(model_type: str):
+    """LlavaMed for LlavaMed and stock Llava checkpoints (as training loads them), else the Auto class's choice."""
     from transformers import AutoModelForImageTextToText
 
-    if config.model_type in LLAVA_MED_MODEL_TYPES:
+    if model_type in LLAVA_MED_MODEL_TYPES:
         return llava_med.LlavaMedForConditionalGeneration
     return AutoModelForImageTextToText
 
@@ -114,38 +123,16 @@ def _checkpoint_config(model_args, trust_remote_code: bool):
                                       trust_remote_code=trust_remote_code)
 
 
-def _load_kwargs(model_args, dtype, quantization_config, device_map) -> dict:
-    kwargs = dict(revision=model_args.model_revision, dtype=dtype, attn_implementation=model_args.attn_implementation)
-    if quantization_config is not None:
-        kwargs.update(quantization_config=quantization_config, device_map=device_map)
-    return kwargs
+def _quantization(model_args, trust_remote_code: bool) -> dict:
+    """TRL's quantization config (QLoRA) and the device map it needs, as `from_pretrained` keywords, or `{}`."""
+    config = get_quantization_config(model_args)
+    if config is None:
+        return {}
+    from accelerate import PartialState
 
-
-def _from_any_checkpoint(model_args, processor_kwargs, dtype, quantization_config, device_map,
-                         trust_remote_code: bool):
-    """Any image-text-to-text checkpoint, with its own processor and the chat template that processor carries."""
-    from transformers import AutoModelForImageTextToText, AutoProcessor
-
-    path = model_args.model_name_or_path
-    processor = AutoProcessor.from_pretrained(path, revision=model_args.model_revision,
-                                              trust_remote_code=trust_remote_code, **(processor_kwargs or {}))
-    if not processor.chat_template:
-        raise ValueError(
-            f"{path}: {type(processor).__name__} has no chat template; hf-medvlm trains other families than LlavaMed "
-            "with the model's own template. Save one with the processor (processor.chat_template = ...; "
-            "processor.save_pretrained(...)) and train that folder"
-        )
-    model = AutoModelForImageTextToText.from_pretrained(
-        path, trust_remote_code=trust_remote_code,
-        **_load_kwargs(model_args, dtype, quantization_config, device_map),
-    )
-    return model, processor
-
-
-def _resolve_dtype(dtype):
-    if dtype in (None, "auto"):
-        return dtype
-    return getattr(torch, dtype) if isinstance(dtype, str) else dtype
+    # The tower, projector and head stay in full precision, as in LLaVA's QLoRA (llm_int8_skip_modules).
+    config.llm_int8_skip_modules = quantization_skip_modules(model_args, trust_remote_code)
+    return {"quantization_config": config, "device_map": {"": PartialState().local_process_index}}
 
 
 # ------------------------------------------------------------------------------------------------------- LlavaMed
@@ -200,32 +187,18 @@ def train_embedding_rows(model: nn.Module, processor, tokens: list[str | None]) 
 
 # ---------------------------------------------------------------------------------------- parts, for any family
 def freeze_modules(model: nn.Module, names: list[str]) -> None:
-    """Train everything except the named parts (`FREEZABLE_MODULES`), as `resolve_parts` finds them in `model`.
+    """Train everything except the named parts (`PART_NAMES`), as `resolve_parts` finds them in `model`.
 
     A projector inside the vision tower (Qwen-VL's `visual.merger`) keeps training when only the tower is frozen.
     """
-    unknown = sorted(set(names) - set(FREEZABLE_MODULES))
+    unknown = sorted(set(names) - set(PART_NAMES))
     if unknown:
-        raise ValueError(f"freeze_modules has unknown entries {unknown}; choose from {list(FREEZABLE_MODULES)}")
+        raise ValueError(f"freeze_modules has unknown entries {unknown}; choose from {list(PART_NAMES)}")
     parts = resolve_parts(model)
-    model.requires_grad_(True)
-    for name in names:
-        for path in getattr(parts, name):
-            _set_trainable(model, path, False)
-    for name in set(FREEZABLE_MODULES) - set(names):  # nested parts: undo what freezing the enclosing part did
-        for path in getattr(parts, name):
-            _set_trainable(model, path, True)
+    for name, param in model.named_parameters():
+        param.requires_grad_(parts.part_of(name) not in names)
     if not any(p.requires_grad for p in model.parameters()):
         raise ValueError(f"freeze_modules={names} freezes every parameter; nothing would be trained")
-
-
-def _set_trainable(model: nn.Module, path: str, trainable: bool) -> None:
-    module_path, _, leaf = path.rpartition(".")
-    parent = model.get_submodule(module_path)
-    if isinstance(getattr(parent, leaf, None), nn.Parameter):  # loose, e.g. LLaVA-OneVision's image_newline
-        getattr(parent, leaf).requires_grad_(trainable)
-    else:
-        model.get_submodule(path).requires_grad_(trainable)
 
 
 def lora_target_regex(model: nn.Module, names: list[str] | None = None) -> str:

@@ -4,76 +4,50 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import json
 import logging
 import shutil
 from pathlib import Path
 
 import yaml
-from transformers import TrainerCallback
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
 
+from ..files import atomic_write_text, stale_temporaries
 from ..hub import push_model, write_model_card
 
-__all__ = ["RESOLVED_CONFIG_NAME", "resolved_config", "write_resolved_config", "ResolvedConfigCallback", "finish_run",
-           "clean_output_dir"]
+__all__ = ["RESOLVED_CONFIG_NAME", "resolved_config", "write_resolved_config", "finish_run", "clean_output_dir"]
 
 logger = logging.getLogger(__name__)
 
 RESOLVED_CONFIG_NAME = "resolved_config.yaml"
+INCOMPLETE = "incomplete"  # kind of the marker inside a checkpoint folder being written
 # Never written to disk: secrets, and values that only make sense on the machine that parsed them.
 _SKIPPED_FIELDS = {"hub_token", "local_rank", "deepspeed_plugin"}
 
 
 def resolved_config(*configs) -> dict:
     """One flat mapping of every field of the parsed dataclasses: `--config` on it reproduces the run."""
-    merged: dict = {}
-    for config in configs:
-        for field in dataclasses.fields(config):
-            if field.init and field.name not in _SKIPPED_FIELDS:
-                merged[field.name] = _plain(getattr(config, field.name))
-    return merged
+    merged = {field.name: getattr(config, field.name) for config in configs for field in dataclasses.fields(config)
+              if field.init and field.name not in _SKIPPED_FIELDS}
+    # Plain YAML-safe values: JSON writes tuples as lists and str enums (transformers' options) as their values.
+    return json.loads(json.dumps(merged, default=_plain))
 
 
 def _plain(value):
     if isinstance(value, enum.Enum):
         return value.value
-    if dataclasses.is_dataclass(value):
-        return _plain(dataclasses.asdict(value))
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if value is None or isinstance(value, (str, int, float, bool)):
-        return value
-    return str(value)
+    return dataclasses.asdict(value) if dataclasses.is_dataclass(value) else str(value)
 
 
 def write_resolved_config(folder: str | Path, config: dict) -> Path:
-    from ..files import atomic_write_text
-
     header = "# Resolved training config written by `hf-medvlm train`; `--config` this file to rerun.\n"
     return atomic_write_text(Path(folder) / RESOLVED_CONFIG_NAME, header + yaml.safe_dump(config, sort_keys=True))
-
-
-class ResolvedConfigCallback(TrainerCallback):
-    """Writes the resolved config into every checkpoint folder, so each checkpoint says how it was made."""
-
-    def __init__(self, config: dict):
-        self.config = config
-
-    def on_save(self, args, state, control, **kwargs):
-        if state.is_world_process_zero:
-            write_resolved_config(Path(args.output_dir) / f"checkpoint-{state.global_step}", self.config)
 
 
 def clean_output_dir(output_dir: str | Path, resume_from_checkpoint: str | bool | None = None) -> None:
     """Before a run writes into `output_dir`: delete the checkpoints a killed run left half-written (their writer on
     this host is dead) and an earlier README.md, so that a README there always means a finished run. A
     `resume_from_checkpoint` folder that is not there (or was one of those) is an error naming the latest good one."""
-    from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
-
-    from ..files import stale_temporaries
-    from .trainer import INCOMPLETE
-
     output_dir = Path(output_dir)
     for checkpoint in sorted(output_dir.glob(f"{PREFIX_CHECKPOINT_DIR}-*")):
         if checkpoint.is_dir() and stale_temporaries(checkpoint / PREFIX_CHECKPOINT_DIR, kinds=INCOMPLETE):
@@ -86,11 +60,10 @@ def clean_output_dir(output_dir: str | Path, resume_from_checkpoint: str | bool 
                                 f"kill cut off is removed); the latest complete checkpoint there is {latest}")
 
 
-def finish_run(trainer, config: dict, *, base_models, datasets, recipe_path, push_to_hub: bool) -> str | None:
-    """Write the resolved config and model card into the run's `output_dir`; push it to its `hub_model_id` (and
-    `hub_revision`, `hub_private_repo`) when asked. Returns the pushed URL."""
+def finish_run(trainer, config: dict, *, base_models, datasets, recipe_path, push_to_hub: bool) -> None:
+    """Write the model card into the run's `output_dir` (its resolved config is there since the start); push it to
+    its `hub_model_id` (and `hub_revision`, `hub_private_repo`) when asked."""
     args = trainer.args
-    write_resolved_config(args.output_dir, config)
     write_model_card(
         args.output_dir,
         repo_id=args.hub_model_id,
@@ -102,10 +75,9 @@ def finish_run(trainer, config: dict, *, base_models, datasets, recipe_path, pus
         training_results=next((h for h in reversed(trainer.state.log_history) if "train_loss" in h), None),
     )
     if not push_to_hub:
-        return None
+        return
     if not args.hub_model_id:
         raise ValueError("push_to_hub is set but hub_model_id is empty; name the target repo (user/name)")
     url = push_model(args.output_dir, args.hub_model_id, revision=args.hub_revision, private=args.hub_private_repo,
                      commit_message=f"hf-medvlm train: {config.get('stage')} stage")
     logger.info("Pushed %s to %s", args.output_dir, url)
-    return url

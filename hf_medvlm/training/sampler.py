@@ -1,9 +1,8 @@
 """Length grouping by modality: batches of similar length that never mix image and text-only samples.
 
-LLaVA-1.5's `group_by_modality_length` keeps every optimizer step single-modality (so that all ranks run the vision
-tower together, which ZeRO-3 needs, and text-only samples are not padded to image length). Its sort window is one
-optimizer step, so with one GPU and no accumulation it groups nothing. This sampler sorts inside a wider window (as
-transformers' `LengthGroupedSampler` does: up to 50 steps) and then shuffles the steps, so padding falls on any setup.
+LLaVA-1.5's `group_by_modality_length` sorts inside one optimizer step, so with one GPU and no accumulation it groups
+nothing; this sampler sorts inside up to 50 steps (as transformers' `LengthGroupedSampler`), then shuffles the steps.
+Why steps stay single-modality, and the padding it saves: docs/training.md, "Length grouping by modality".
 """
 
 from __future__ import annotations
@@ -90,9 +89,5 @@ def image_counts(dataset) -> list[int]:
 
 def padded_tokens(lengths: Sequence[int], batches: Sequence[Sequence[int]]) -> tuple[int, int]:
     """(pad tokens, total tokens) when each batch is right-padded to its longest sample."""
-    pad = total = 0
-    for batch in batches:
-        longest = max(lengths[i] for i in batch)
-        total += longest * len(batch)
-        pad += sum(longest - lengths[i] for i in batch)
-    return pad, total
+    total = sum(max(lengths[i] for i in batch) * len(batch) for batch in batches)
+    return total - sum(lengths[i] for batch in batches for i in batch), total

@@ -1,11 +1,7 @@
 """Supervised fine-tuning of vision-language models: LLaVA-Med's two-stage curriculum, LoRA/QLoRA and VQA fine-tunes.
 
-LlavaMed runs the whole curriculum (stage 1 `alignment`, stage 2 `instruct`) with the package's chat templates. Any
-other `AutoModelForImageTextToText` family (Qwen2.5-VL, SmolVLM, Gemma 3, ...) runs stage-2-style instruction tuning
-and the VQA fine-tunes with its own chat template.
-
-`run_sft` takes TRL's `ScriptArguments`, `DatasetMixtureConfig`, `SFTConfig` and `ModelConfig`, plus `StageArguments`
-(what TRL has no key for); the `hf-medvlm train` command (`hf_medvlm/commands/train.py`) parses them from a recipe.
+`StageArguments` holds what TRL's dataclasses have no key for; `run_sft` is the flow behind `hf-medvlm train`
+(`hf_medvlm/commands/train.py`). Which families train which stage, with which template: docs/training.md.
 """
 
 from __future__ import annotations
@@ -14,19 +10,18 @@ import json
 import logging
 from dataclasses import dataclass, field
 
-from trl import get_quantization_config
+from transformers import TrainerCallback
 
 from ..models.llava_med.configuration_llava_med import PROJECTOR_INITS
 from ..models.llava_med.processing_llava_med import CHAT_TEMPLATE_NAMES
 from .length_policy import LENGTH_POLICIES, LengthReportCallback, fit_splits_to_length
+from .model_parts import PART_NAMES
 from .model_setup import (
-    FREEZABLE_MODULES,
     check_quantization_supported,
     checkpoint_family,
     freeze_modules,
     load_model_and_processor,
     lora_config_for,
-    quantization_skip_modules,
     train_embedding_rows,
     trainable_parameter_report,
 )
@@ -35,10 +30,7 @@ __all__ = ["StageArguments", "STAGE_DEFAULTS", "check_args", "fit_stage_to_famil
 
 logger = logging.getLogger(__name__)
 
-STAGES = ("alignment", "instruct")
-# stage -> (frozen parts, chat template): stage 1 trains the projector on caption data; stage 2 (and the VQA
-# fine-tunes) train LM + projector with the tower frozen on `mistral_instruct` conversations. The stage-1 default is
-# LLaVA-1.5's `plain` (the v1.5 recipes); LLaVA-Med's own stage 1 is `llava_v0` with the description instruction kept.
+# stage -> (frozen parts, chat template) by default; the `stage` and `chat_template_name` helps say why.
 STAGE_DEFAULTS = {
     "alignment": (["vision_tower", "language_model"], "plain"),
     "instruct": (["vision_tower"], "mistral_instruct"),
@@ -54,11 +46,11 @@ class StageArguments:
         metadata={"help": "'alignment' (LlavaMed stage 1: projector only, `plain` template) or 'instruct' (stage 2 "
                   "and VQA fine-tunes: LM + projector, tower frozen, assistant-only loss; LlavaMed with "
                   "`mistral_instruct`, other families with their own chat template).",
-                  "choices": STAGES},
+                  "choices": list(STAGE_DEFAULTS)},
     )
     freeze_modules: list[str] | None = field(
         default=None,
-        metadata={"help": f"Parts kept frozen, from {sorted(FREEZABLE_MODULES)}; default by stage "
+        metadata={"help": f"Parts kept frozen, from {sorted(PART_NAMES)}; default by stage "
                   "(alignment: vision_tower + language_model; instruct: vision_tower). Ignored with use_peft, where "
                   "only LoRA adapters and the projector train."},
     )
@@ -141,19 +133,30 @@ class StageArguments:
     )
 
     def __post_init__(self):
-        if self.stage not in STAGES:
-            raise ValueError(f"stage must be one of {STAGES}, got {self.stage!r}")
+        if self.stage not in STAGE_DEFAULTS:
+            raise ValueError(f"stage must be one of {tuple(STAGE_DEFAULTS)}, got {self.stage!r}")
         frozen, template = STAGE_DEFAULTS[self.stage]
         if self.freeze_modules is None:
             self.freeze_modules = list(frozen)
         # Known only once the checkpoint is: another family than LlavaMed drops a template that came from here.
         self.template_from_stage = self.chat_template_name is None
-        if self.chat_template_name is None:
-            self.chat_template_name = template
+        self.chat_template_name = template if self.template_from_stage else self.chat_template_name
         if isinstance(self.processor_kwargs, str):
             self.processor_kwargs = json.loads(self.processor_kwargs)
         if self.max_images_per_sample is not None and self.max_images_per_sample < 1:
             raise ValueError(f"max_images_per_sample must be at least 1, got {self.max_images_per_sample}")
+
+
+class _AlreadyAtMaxSteps(Exception):
+    pass
+
+
+class _StopAtMaxSteps(TrainerCallback):
+    # transformers' Trainer checks max_steps only after a step, so a resume from the final checkpoint of a run that
+    # ends mid-epoch would train one step more (and save checkpoint-N+1). The checkpoint is loaded by now.
+    def on_step_begin(self, args, state, control, **kwargs):
+        if 0 < state.max_steps <= state.global_step:
+            raise _AlreadyAtMaxSteps
 
 
 def check_args(training_args, model_args, stage_args) -> None:
@@ -185,11 +188,8 @@ def check_args(training_args, model_args, stage_args) -> None:
 
 
 def fit_stage_to_family(stage_args, family: str) -> None:
-    """Fit the stage arguments to the model family (`checkpoint_family`): LLaVA-Med's curriculum is LlavaMed's.
-
-    Another family trains stage-2 style with its own chat template: stage `alignment` (which pre-trains the projector
-    of a LlavaMed assembled from a vision encoder and a causal LM) and a LlavaMed template are errors.
-    """
+    """Fit the stage arguments to the model family (`checkpoint_family`): LLaVA-Med's curriculum (stage `alignment`,
+    the package's templates) is LlavaMed's; another family trains stage-2 style with its own chat template."""
     if family == "llava_med":
         if stage_args.processor_kwargs:
             raise ValueError("processor_kwargs applies to other families than LlavaMed; a LlavaMed's image "
@@ -200,7 +200,7 @@ def fit_stage_to_family(stage_args, family: str) -> None:
             f"stage 'alignment' is LLaVA-Med's stage 1 (projector pre-training of a LlavaMed assembled from a vision "
             f"encoder and a causal LM); a {family!r} checkpoint comes with its projector trained: use stage 'instruct'"
         )
-    if not getattr(stage_args, "template_from_stage", True):
+    if not stage_args.template_from_stage:
         raise ValueError(
             f"chat_template_name {stage_args.chat_template_name!r} is a LlavaMed template; a {family!r} checkpoint "
             "trains with the chat template its processor carries: leave chat_template_name unset"
@@ -208,10 +208,11 @@ def fit_stage_to_family(stage_args, family: str) -> None:
     stage_args.chat_template_name = None
 
 
-def build_trainer(script_args, mixture_args, training_args, model_args, stage_args, config: dict | None = None):
+def build_trainer(script_args, mixture_args, training_args, model_args, stage_args):
     """Resolve the throughput keys for this machine, load data and model, and return the `MedVLMSFTTrainer`.
 
-    `config` (the `resolved_config` mapping) is written next to every checkpoint when given.
+    Its `resolved_config` is recorded once those keys and the family's stage arguments are resolved (it says what ran)
+    and before the trainer clears `use_liger_kernel` and `push_to_hub` (the push is `finish_run`'s).
     """
     # Imported here, not at the top: TRL's trainer takes seconds to import, and `hf-medvlm train --help` needs only
     # the arguments above.
@@ -219,7 +220,7 @@ def build_trainer(script_args, mixture_args, training_args, model_args, stage_ar
 
     from .acceleration import resolve_training_acceleration
     from .data import load_training_data
-    from .outputs import ResolvedConfigCallback
+    from .outputs import resolved_config
     from .trainer import MedVLMSFTTrainer
 
     for key, decision in resolve_training_acceleration(training_args, model_args).items():
@@ -227,12 +228,11 @@ def build_trainer(script_args, mixture_args, training_args, model_args, stage_ar
     set_seed(training_args.seed)  # a fresh model's projector init draws random numbers
     if not stage_args.vision_model_name_or_path:
         fit_stage_to_family(stage_args, checkpoint_family(model_args, training_args.trust_remote_code))
+    config = resolved_config(script_args, mixture_args, training_args, model_args, stage_args)
+    training_args.push_to_hub = False
     train_dataset, eval_dataset = load_training_data(script_args, mixture_args)
-    quantization_config, device_map = _quantization(model_args, training_args.trust_remote_code)
-    model, processor = load_model_and_processor(
-        model_args, stage_args, quantization_config=quantization_config, device_map=device_map,
-        trust_remote_code=training_args.trust_remote_code,
-    )
+    model, processor = load_model_and_processor(model_args, stage_args,
+                                                trust_remote_code=training_args.trust_remote_code)
     peft_config = lora_config_for(model, model_args) if model_args.use_peft else None
     freeze_modules(model, stage_args.freeze_modules)
     if stage_args.stage == "alignment" and stage_args.train_image_start_end_embeddings:
@@ -256,10 +256,11 @@ def build_trainer(script_args, mixture_args, training_args, model_args, stage_ar
         eval_dataset=eval_dataset,
         processing_class=processor,
         peft_config=peft_config,
-        callbacks=[LengthReportCallback(length_reports)] + ([ResolvedConfigCallback(config)] if config else []),
+        callbacks=[LengthReportCallback(length_reports)],
         group_by_modality_length=stage_args.group_by_modality_length,
         projector_lr=stage_args.projector_lr,
         train_lengths=length_reports[0].lengths,
+        resolved_config=config,
     )
     logger.info("Trainable parameters by part: %s", trainable_parameter_report(trainer.model))
     return trainer
@@ -271,24 +272,23 @@ def run_sft(script_args, mixture_args, training_args, model_args, stage_args, re
     The arguments are those `hf-medvlm train` parses and checks with `check_args`; `recipe_path` (the YAML they came
     from) is copied into the model card.
     """
-    from .acceleration import resolve_training_acceleration
     from .data import check_sources
-    from .outputs import clean_output_dir, finish_run, resolved_config, write_resolved_config
+    from .outputs import clean_output_dir, finish_run, write_resolved_config
 
     check_quantization_supported(model_args)
     check_sources(script_args, mixture_args, model_args, stage_args)
     if training_args.should_save:
         clean_output_dir(training_args.output_dir, training_args.resume_from_checkpoint)
-    # Resolved before the config is recorded, so that it says what ran (auto values, fallbacks); idempotent.
-    resolve_training_acceleration(training_args, model_args)
-    if not stage_args.vision_model_name_or_path:  # before the config is recorded too: it clears chat_template_name
-        fit_stage_to_family(stage_args, checkpoint_family(model_args, training_args.trust_remote_code))
-    config = resolved_config(script_args, mixture_args, training_args, model_args, stage_args)
-    push_to_hub, training_args.push_to_hub = training_args.push_to_hub, False  # pushed by finish_run instead
-    trainer = build_trainer(script_args, mixture_args, training_args, model_args, stage_args, config)
+    trainer = build_trainer(script_args, mixture_args, training_args, model_args, stage_args)
+    config = trainer.resolved_config
     if trainer.is_world_process_zero():
         write_resolved_config(training_args.output_dir, config)
-    _train(trainer, training_args.resume_from_checkpoint)
+    trainer.add_callback(_StopAtMaxSteps())
+    try:
+        trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    except _AlreadyAtMaxSteps:
+        logger.info("%s is already at max_steps (%d): nothing left to train; writing its model as the result",
+                    training_args.resume_from_checkpoint, trainer.state.max_steps)
     trainer.save_model(training_args.output_dir)
     trainer.save_state()
     if trainer.is_world_process_zero():
@@ -298,43 +298,5 @@ def run_sft(script_args, mixture_args, training_args, model_args, stage_args, re
             base_models=[m for m in (model_args.model_name_or_path, stage_args.vision_model_name_or_path,
                                      stage_args.text_model_name_or_path) if m],
             datasets=[d.path for d in mixture_args.datasets] or [script_args.dataset_name],
-            recipe_path=recipe_path, push_to_hub=push_to_hub,
+            recipe_path=recipe_path, push_to_hub=config["push_to_hub"],
         )
-
-
-class _AlreadyAtMaxSteps(Exception):
-    pass
-
-
-def _train(trainer, resume_from_checkpoint):
-    from transformers import TrainerCallback
-
-    class StopAtMaxSteps(TrainerCallback):
-        # transformers' Trainer checks max_steps only after a step, so a resume from the final checkpoint of a run
-        # that ends mid-epoch would train one step more (and save checkpoint-N+1). The checkpoint is loaded by now.
-        def on_step_begin(self, args, state, control, **kwargs):
-            if 0 < state.max_steps <= state.global_step:
-                raise _AlreadyAtMaxSteps
-
-    callback = StopAtMaxSteps()
-    trainer.add_callback(callback)
-    try:
-        trainer.train(resume_from_checkpoint=resume_from_checkpoint)
-    except _AlreadyAtMaxSteps:
-        logger.info("%s is already at max_steps (%d): nothing left to train; writing its model as the result",
-                    resume_from_checkpoint, trainer.state.max_steps)
-    finally:
-        trainer.remove_callback(callback)
-
-
-def _quantization(model_args, trust_remote_code: bool) -> tuple:
-    """TRL's quantization config (QLoRA) and the device map it needs, or `(None, None)`."""
-    config = get_quantization_config(model_args)
-    if config is None:
-        return None, None
-    from accelerate import PartialState
-
-    # The tower, projector and head stay in full precision, as in LLaVA's QLoRA (llm_int8_skip_modules).
-    config.llm_int8_skip_modules = quantization_skip_modules(model_args, trust_remote_code)
-    return config, {"": PartialState().local_process_index}
-

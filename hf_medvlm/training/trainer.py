@@ -13,13 +13,12 @@ from ..files import temporary_path
 from .acceleration import apply_liger_kernels
 from .length_policy import measure
 from .model_parts import resolve_parts
+from .outputs import INCOMPLETE, write_resolved_config
 from .sampler import ModalityLengthGroupedSampler, image_counts
 
 __all__ = ["MedVLMSFTTrainer"]
 
 logger = logging.getLogger(__name__)
-
-INCOMPLETE = "incomplete"  # kind of the marker inside a checkpoint folder being written
 
 
 class MedVLMSFTTrainer(SFTTrainer):
@@ -29,6 +28,7 @@ class MedVLMSFTTrainer(SFTTrainer):
         group_by_modality_length: sample with `ModalityLengthGroupedSampler` instead of uniformly at random.
         projector_lr: learning rate of the multimodal projector (own optimizer groups); `None` = `learning_rate`.
         train_lengths: exact token length of every training row (`fit_to_length`'s report); measured here if absent.
+        resolved_config: the run's `resolved_config` mapping, written into every checkpoint (how it was made).
 
     With `args.use_liger_kernel`, the kernels are applied here to the language model (`apply_liger_kernels`), and the
     flag is cleared so that `Trainer` does not look them up again by `llava_med` (which Liger does not know);
@@ -36,8 +36,10 @@ class MedVLMSFTTrainer(SFTTrainer):
     """
 
     def __init__(self, model=None, args=None, *rest, group_by_modality_length: bool = False,
-                 projector_lr: float | None = None, train_lengths: list[int] | None = None, **kwargs):
+                 projector_lr: float | None = None, train_lengths: list[int] | None = None,
+                 resolved_config: dict | None = None, **kwargs):
         self.group_by_modality_length = group_by_modality_length
+        self.resolved_config = resolved_config
         self.projector_lr = projector_lr
         self.train_lengths = train_lengths or None
         self.liger_kernels_applied = bool(args is not None and args.use_liger_kernel)
@@ -71,7 +73,7 @@ class MedVLMSFTTrainer(SFTTrainer):
 
     def _save_checkpoint(self, model, trial):
         # A marker written first and removed last: a checkpoint that still holds it was cut off by a kill, and the next
-        # run deletes it (`remove_incomplete_checkpoints`) before `resume_from_checkpoint` could pick it as the latest.
+        # run deletes it (`clean_output_dir`) before `resume_from_checkpoint` could pick it as the latest.
         marker = None
         if self.args.should_save:
             folder = Path(self._get_output_dir(trial=trial)) / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
@@ -80,6 +82,8 @@ class MedVLMSFTTrainer(SFTTrainer):
             marker.touch()
         super()._save_checkpoint(model, trial)
         if marker is not None:
+            if self.resolved_config:
+                write_resolved_config(marker.parent, self.resolved_config)
             marker.unlink(missing_ok=True)
 
     def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
@@ -96,13 +100,8 @@ class MedVLMSFTTrainer(SFTTrainer):
     def create_optimizer(self, model=None):
         if self.projector_lr is None or self.optimizer is not None:
             return super().create_optimizer(model)
-        opt_model = self.model if model is None else model
-        optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, opt_model)
-        self.optimizer = optimizer_cls(self._param_groups(opt_model), **optimizer_kwargs)
-        return self.optimizer
-
-    def _param_groups(self, model) -> list[dict]:
-        """Four groups, as LLaVA-1.5's `mm_projector_lr`: (decay, no decay) x (projector, everything else)."""
+        model = self.model if model is None else model
+        # Four groups, as LLaVA-1.5's `mm_projector_lr`: (decay, no decay) x (projector, everything else).
         decay = set(self.get_decay_parameter_names(model))
         parts = resolve_parts(model)
         groups: dict[tuple[bool, bool], list] = {}
@@ -110,7 +109,7 @@ class MedVLMSFTTrainer(SFTTrainer):
             if param.requires_grad:
                 is_projector = parts.part_of(name) == "multi_modal_projector"
                 groups.setdefault((is_projector, name in decay), []).append(param)
-        return [
+        param_groups = [
             {
                 "params": params,
                 "weight_decay": self.args.weight_decay if is_decay else 0.0,
@@ -118,3 +117,6 @@ class MedVLMSFTTrainer(SFTTrainer):
             }
             for (is_projector, is_decay), params in sorted(groups.items())
         ]
+        optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, model)
+        self.optimizer = optimizer_cls(param_groups, **optimizer_kwargs)
+        return self.optimizer
