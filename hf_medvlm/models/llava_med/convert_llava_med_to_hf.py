@@ -17,7 +17,7 @@ import json
 import os
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -257,7 +257,8 @@ def save_side_files(folder: Path, args: ConvertArguments, config: LlavaMedConfig
     generation.save_pretrained(folder)
     saved_config, saved_processor, stock = config, processor, args.to == "llava"
     if stock:
-        saved_config = LlavaConfig(**{k: v for k, v in config.to_dict().items() if k in _LLAVA_FIELDS})
+        llava_fields = {f.name for f in fields(LlavaConfig)}
+        saved_config = LlavaConfig(**{k: v for k, v in config.to_dict().items() if k in llava_fields})
         saved_processor = LlavaProcessor(
             image_processor=processor.image_processor, tokenizer=processor.tokenizer, patch_size=processor.patch_size,
             vision_feature_select_strategy=processor.vision_feature_select_strategy,
@@ -276,12 +277,6 @@ def save_side_files(folder: Path, args: ConvertArguments, config: LlavaMedConfig
         # Remote code, so the checkpoint loads with trust_remote_code=True where hf_medvlm is not installed.
         with torch.device("meta"):
             custom_object_save(LlavaMedForConditionalGeneration(config), folder, config=config)
-
-
-_LLAVA_FIELDS = (
-    "vision_config", "text_config", "image_token_index", "projector_hidden_act", "vision_feature_select_strategy",
-    "vision_feature_layer", "image_seq_length", "multimodal_projector_bias", "tie_word_embeddings",
-)
 
 
 def _finalize(tmp: Path, output: Path, overwrite: bool) -> None:

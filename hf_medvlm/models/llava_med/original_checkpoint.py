@@ -78,9 +78,9 @@ def rename_original_key(key: str) -> str:
 # --------------------------------------------------------------------------------------------- config mapping
 
 
-def read_original_config(path: str | Path, **hub_kwargs) -> tuple[dict, str]:
+def read_original_config(path: str | Path) -> tuple[dict, str]:
     """The original `config.json` as a dict and its path; raises naming the file when it is not an original layout."""
-    config_file = cached_file(str(path), "config.json", **hub_kwargs)
+    config_file = cached_file(str(path), "config.json")
     if config_file is None:
         raise FileNotFoundError(f"{Path(path) / 'config.json'}: not found (is this an original LLaVA-Med checkpoint?)")
     with open(config_file, encoding="utf-8") as reader:
@@ -256,8 +256,7 @@ class LlavaMedOriginalForConditionalGeneration(LlavaMedForConditionalGeneration)
         load_config.text_config.vocab_size = min(final.added_tokens.values())
         load_config.text_config.pad_token_id = None
         model, info = LlavaMedForConditionalGeneration.from_pretrained(
-            path, *args, config=load_config, key_mapping=ORIGINAL_KEY_MAPPING, output_loading_info=True,
-            **kwargs,
+            path, *args, config=load_config, key_mapping=ORIGINAL_KEY_MAPPING, output_loading_info=True, **kwargs
         )
         _raise_on_load_problems(path, info, vision_tower is not None)
         # Forget the original-layout renames, so save_pretrained writes the LlavaMed layout instead of reverting.
