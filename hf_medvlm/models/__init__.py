@@ -51,8 +51,7 @@ _state = {"registered": False, "registering": False, "config_created": False}
 def register_auto_classes() -> None:
     """Register LlavaMed (with the original `llava_mistral` layout) and MedSelector with the Auto classes. Idempotent.
 
-    Configs now; model and processor classes now if `AutoProcessor` or one of the model modules is imported, else as
-    soon as one of them is or a config of these models is created.
+    Configs now; model and processor classes at the moments the module docstring lists.
     """
     # Original LLaVA-Med v1.5 directories (`model_type "llava_mistral"`) load directly into LlavaMed.
     for config_class in (LlavaMedConfig, LlavaMedOriginalConfig, MedSelectorConfig):

@@ -87,15 +87,11 @@ class LlavaMedConfig(LlavaConfig):
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
         # Checked here rather than through `@strict` validators so that users get a plain ValueError.
-        if self.projector_type not in PROJECTOR_TYPES:
-            raise ValueError(f"projector_type must be one of {PROJECTOR_TYPES}, got {self.projector_type!r}")
-        if self.image_aspect_mode not in IMAGE_ASPECT_MODES:
-            raise ValueError(f"image_aspect_mode must be one of {IMAGE_ASPECT_MODES}, got {self.image_aspect_mode!r}")
-        if self.vision_feature_select_strategy not in ("default", "full"):
-            raise ValueError(
-                "vision_feature_select_strategy must be 'default' (patch tokens) or 'full' (CLS included), "
-                f"got {self.vision_feature_select_strategy!r}"
-            )
+        choices = {"projector_type": PROJECTOR_TYPES, "image_aspect_mode": IMAGE_ASPECT_MODES,
+                   "vision_feature_select_strategy": ("default", "full")}  # patch tokens only / CLS token included
+        for field, allowed in choices.items():
+            if getattr(self, field) not in allowed:
+                raise ValueError(f"{field} must be one of {allowed}, got {getattr(self, field)!r}")
         num_layers = self.vision_config.num_hidden_layers
         # hidden_states has num_layers + 1 entries (embeddings first), so valid indices are [-(n+1), n].
         layers = [self.vision_feature_layer] if isinstance(self.vision_feature_layer, int) else self.vision_feature_layer

@@ -12,12 +12,12 @@ only when complete; a rerun removes the temporaries of killed runs.
 
 from __future__ import annotations
 
+import functools
 import json
-import logging
 import os
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -33,25 +33,14 @@ from transformers.utils import SAFE_WEIGHTS_INDEX_NAME
 
 from ...files import remove_stale_temporaries, temporary_path
 from .configuration_llava_med import LlavaMedConfig
-from .modeling_llava_med import LlavaMedForConditionalGeneration, mean_rows
-from .original_checkpoint import (
-    add_original_tokens,
-    is_ignored,
-    llava_med_config_from_original,
-    load_original_tokenizer,
-    processor_from_original,
-    read_original_config,
-    rename_original_key,
-    vision_tower_state_dict,
-)
+from .modeling_llava_med import LlavaMedForConditionalGeneration, _load_vision_encoder, mean_rows
+from .original_checkpoint import is_ignored, original_config_and_processor, read_original_config, rename_original_key
 from .processing_llava_med import stop_strings_for_template
 
 if TYPE_CHECKING:  # `convert(args)` reads the fields of the command's arguments dataclass
     from ...commands.convert import ConvertArguments
 
 __all__ = ["convert", "CheckpointReader", "remove_stale_temporaries", "print_summary"]
-
-logger = logging.getLogger(__name__)
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 VOCAB_KEYS = ("model.language_model.embed_tokens.weight", "lm_head.weight")
@@ -63,7 +52,7 @@ VOCAB_KEYS = ("model.language_model.embed_tokens.weight", "lm_head.weight")
 class CheckpointReader:
     """Lazy tensor access over a (possibly sharded) safetensors or PyTorch `.bin` checkpoint directory.
 
-    Each `get` opens its shard afresh and returns a memory-mapped tensor: the pages it touches stay resident only while
+    Each read opens its shard afresh and returns a memory-mapped tensor: the pages it touches stay resident only while
     that tensor lives, so reading a whole checkpoint never accumulates it in memory.
     """
 
@@ -98,16 +87,11 @@ class CheckpointReader:
             what = "this checkpoint file" if key is None else f"tensor {key!r}"
             raise ValueError(f"{path}: cannot read {what} (truncated or corrupt?): {err}") from err
 
-    def keys(self) -> list[str]:
-        return list(self.weight_map)
-
-    def get(self, key: str) -> torch.Tensor:
-        return self._read(self.weight_map[key], key)
-
     def source(self, key: str) -> Source:
-        tensor = self.get(key)  # memory-mapped: shape and dtype without reading the data
-        return Source(lambda: self.get(key), f"{self.directory / self.weight_map[key]}: {key}", tuple(tensor.shape),
-                      tensor.dtype, key=key)
+        shard = self.weight_map[key]
+        read = functools.partial(self._read, shard, key)
+        tensor = read()  # memory-mapped: shape and dtype without reading the data
+        return Source(read, f"{self.directory / shard}: {key}", tuple(tensor.shape), tensor.dtype, key=key)
 
 
 # --------------------------------------------------------------------------------------------- planning
@@ -133,7 +117,7 @@ class Source:
 def plan_tensors(reader: CheckpointReader, ignored: list[str]) -> dict[str, Source]:
     """In-memory LlavaMed key -> source, for every tensor of an original checkpoint (renamed by the key mapping)."""
     plan = {}
-    for key in reader.keys():
+    for key in reader.weight_map:
         if is_ignored(key):
             ignored.append(key)
             continue
@@ -146,26 +130,22 @@ def plan_tensors(reader: CheckpointReader, ignored: list[str]) -> dict[str, Sour
 
 def attach_base(plan: dict[str, Source], base: CheckpointReader, ignored: list[str]) -> None:
     """v1.0 delta: every language-model tensor is delta + base (the delta's extra vocabulary rows have no base)."""
-    used = set()
     for source in plan.values():
-        if source.key in base.weight_map:
-            source.base = base.source(source.key)
-            _check_delta_shape(source)
-            used.add(source.key)
-    extra = [k for k in base.keys() if k not in used and not is_ignored(k)]
+        if source.key not in base.weight_map:
+            continue
+        source.base = base.source(source.key)
+        delta_shape, base_shape = source.shape, source.base.shape
+        extends_vocab = len(delta_shape) == 2 and delta_shape[1:] == base_shape[1:] and delta_shape[0] > base_shape[0]
+        if delta_shape != base_shape and not extends_vocab:
+            raise ValueError(
+                f"delta/base mismatch for {source.key!r}: {source.name} has shape {list(delta_shape)} but "
+                f"{source.base.name} has {list(base_shape)} (different vocabulary or model size?)"
+            )
+    in_delta = {source.key for source in plan.values()}
+    extra = [k for k in base.weight_map if k not in in_delta and not is_ignored(k)]
     if extra:
         raise ValueError(f"{base.directory}: base tensors with no counterpart in the delta: {extra[:10]}")
-    ignored.extend(k for k in base.keys() if is_ignored(k))
-
-
-def _check_delta_shape(source: Source) -> None:
-    delta_shape, base_shape = source.shape, source.base.shape
-    extends_vocab = len(delta_shape) == 2 and delta_shape[1:] == base_shape[1:] and delta_shape[0] > base_shape[0]
-    if delta_shape != base_shape and not extends_vocab:
-        raise ValueError(
-            f"delta/base mismatch for {source.key!r}: {source.name} has shape {list(delta_shape)} but "
-            f"{source.base.name} has {list(base_shape)} (different vocabulary or model size?)"
-        )
+    ignored.extend(k for k in base.weight_map if is_ignored(k))
 
 
 def check_plan(plan: dict[str, Source], expected: dict[str, tuple[int, ...]]) -> None:
@@ -225,7 +205,7 @@ def write_shards(folder: Path, plan: dict[str, Source], dtype: torch.dtype | Non
 # --------------------------------------------------------------------------------------------- orchestration
 
 
-def _load_inputs(args: ConvertArguments):
+def _check_inputs(args: ConvertArguments) -> dict:
     # The converter streams local shards; a Hub checkpoint is downloaded first (`hf download <repo> --local-dir D`).
     if not Path(args.input_dir).is_dir():
         raise FileNotFoundError(f"--input_dir {args.input_dir}: no such directory (download the original checkpoint "
@@ -242,22 +222,7 @@ def _load_inputs(args: ConvertArguments):
             f"{config_file}: --to llava needs a v1.5 checkpoint; v1.0's linear projector and <im_start>/<im_end> "
             "wrapping have no stock Llava equivalent (convert to llava_med instead)"
         )
-    tokenizer = load_original_tokenizer(args.input_dir)
-    return original, tokenizer
-
-
-def build_target(args: ConvertArguments, original: dict, tokenizer):
-    original_vocab = len(tokenizer)
-    added = add_original_tokens(tokenizer)
-    new_tokens = {t: i for t, i in added.items() if i >= original_vocab}
-    kwargs = llava_med_config_from_original(
-        original, added, tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id,
-        vision_tower=args.vision_tower,
-    )
-    kwargs["added_tokens"] = new_tokens
-    config = LlavaMedConfig(**kwargs)
-    processor = processor_from_original(tokenizer, config, original)
-    return config, processor, new_tokens
+    return original
 
 
 def build_plan(args: ConvertArguments, config: LlavaMedConfig) -> tuple[dict[str, Source], list[str]]:
@@ -268,7 +233,9 @@ def build_plan(args: ConvertArguments, config: LlavaMedConfig) -> tuple[dict[str
         attach_base(plan, CheckpointReader(args.base_dir), ignored)
     if args.vision_tower:
         plan = {k: v for k, v in plan.items() if not k.startswith("model.vision_tower.")}  # replaced by that CLIP
-        for key, tensor in vision_tower_state_dict(args.vision_tower).items():
+        # Read by transformers, so every CLIP layout it knows (CLIPModel, CLIPVisionModel, `vision_model.*`) works.
+        for name, tensor in _load_vision_encoder(args.vision_tower, None).state_dict().items():
+            key = f"model.vision_tower.{name}"
             plan[key] = Source(lambda t=tensor: t, f"{args.vision_tower}: {key}", tuple(tensor.shape), tensor.dtype)
     for key in VOCAB_KEYS:
         if key in plan:
@@ -290,7 +257,8 @@ def save_side_files(folder: Path, args: ConvertArguments, config: LlavaMedConfig
     generation.save_pretrained(folder)
     saved_config, saved_processor, stock = config, processor, args.to == "llava"
     if stock:
-        saved_config = LlavaConfig(**{k: v for k, v in config.to_dict().items() if k in _LLAVA_FIELDS})
+        llava_fields = {f.name for f in fields(LlavaConfig)}
+        saved_config = LlavaConfig(**{k: v for k, v in config.to_dict().items() if k in llava_fields})
         saved_processor = LlavaProcessor(
             image_processor=processor.image_processor, tokenizer=processor.tokenizer, patch_size=processor.patch_size,
             vision_feature_select_strategy=processor.vision_feature_select_strategy,
@@ -309,12 +277,6 @@ def save_side_files(folder: Path, args: ConvertArguments, config: LlavaMedConfig
         # Remote code, so the checkpoint loads with trust_remote_code=True where hf_medvlm is not installed.
         with torch.device("meta"):
             custom_object_save(LlavaMedForConditionalGeneration(config), folder, config=config)
-
-
-_LLAVA_FIELDS = (
-    "vision_config", "text_config", "image_token_index", "projector_hidden_act", "vision_feature_select_strategy",
-    "vision_feature_layer", "image_seq_length", "multimodal_projector_bias", "tie_word_embeddings",
-)
 
 
 def _finalize(tmp: Path, output: Path, overwrite: bool) -> None:
@@ -336,8 +298,8 @@ def convert(args: ConvertArguments) -> dict:
         raise ValueError(f"{output}: already exists (pass --overwrite to replace it)")
     if args.dtype != "auto" and args.dtype not in DTYPES:
         raise ValueError(f"--dtype must be auto or one of {sorted(DTYPES)}, got {args.dtype!r}")
-    original, tokenizer = _load_inputs(args)
-    config, processor, new_tokens = build_target(args, original, tokenizer)
+    original = _check_inputs(args)
+    config, processor, _ = original_config_and_processor(args.input_dir, original, args.vision_tower)
     plan, ignored = build_plan(args, config)
     dtype = DTYPES.get(args.dtype)
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -354,7 +316,7 @@ def convert(args: ConvertArguments) -> dict:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return {"output_dir": str(output), "format": args.to, "source": original["model_type"], "tensors": len(plan),
-            "ignored": len(ignored), "added_tokens": new_tokens, "dtype": dtype_name, "bytes": total}
+            "ignored": len(ignored), "added_tokens": config.added_tokens, "dtype": dtype_name, "bytes": total}
 
 
 def print_summary(summary: dict) -> None:

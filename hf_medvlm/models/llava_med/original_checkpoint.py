@@ -31,9 +31,9 @@ __all__ = [
     "LlavaMedOriginalForConditionalGeneration",
     "LlavaMedOriginalProcessor",
     "llava_med_config_from_original",
+    "original_config_and_processor",
     "processor_from_original",
     "rename_original_key",
-    "padded_vocab_size",
 ]
 
 # Original key -> in-memory LlavaMed key, in transformers' `from_pretrained(key_mapping=...)` form (regex -> replacement,
@@ -54,13 +54,11 @@ ORIGINAL_KEY_MAPPING: dict[str, str] = {
 IGNORED_KEYS: tuple[str, ...] = (r"(^|\.)position_ids$", r"rotary_emb\.inv_freq$")
 
 # CLIP towers named by the original configs (`mm_vision_tower`), so no Hub access is needed to know their shape.
-_CLIP_L14 = dict(
-    hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16, patch_size=14,
-    projection_dim=768, hidden_act="quick_gelu", layer_norm_eps=1e-5,
-)
+# LlavaMedConfig's default vision config is the first one (CLIP ViT-L/14 at 336 px).
+_CLIP_L14_336 = LlavaMedConfig.sub_configs_defaults["vision_config"].init_kwargs
 KNOWN_VISION_TOWERS: dict[str, dict] = {
-    "openai/clip-vit-large-patch14-336": {**_CLIP_L14, "image_size": 336},
-    "openai/clip-vit-large-patch14": {**_CLIP_L14, "image_size": 224},
+    "openai/clip-vit-large-patch14-336": _CLIP_L14_336,
+    "openai/clip-vit-large-patch14": {**_CLIP_L14_336, "image_size": 224},
 }
 
 ORIGINAL_MODEL_TYPES = {"llava_mistral": "mistral", "llava": "llama"}
@@ -80,9 +78,9 @@ def rename_original_key(key: str) -> str:
 # --------------------------------------------------------------------------------------------- config mapping
 
 
-def read_original_config(path: str | Path, **hub_kwargs) -> tuple[dict, str]:
+def read_original_config(path: str | Path) -> tuple[dict, str]:
     """The original `config.json` as a dict and its path; raises naming the file when it is not an original layout."""
-    config_file = cached_file(str(path), "config.json", **hub_kwargs)
+    config_file = cached_file(str(path), "config.json")
     if config_file is None:
         raise FileNotFoundError(f"{Path(path) / 'config.json'}: not found (is this an original LLaVA-Med checkpoint?)")
     with open(config_file, encoding="utf-8") as reader:
@@ -198,6 +196,21 @@ def processor_from_original(tokenizer, config: LlavaMedConfig, original: dict) -
     )
 
 
+def original_config_and_processor(path: str | Path, original: dict, vision_tower: str | None = None):
+    """The LlavaMedConfig and processor of an original checkpoint, and the ids `add_original_tokens` gave.
+
+    `config.added_tokens` keeps only the tokens that are new to the original vocabulary.
+    """
+    tokenizer = load_original_tokenizer(path)
+    original_vocab = len(tokenizer)
+    added = add_original_tokens(tokenizer)
+    kwargs = llava_med_config_from_original(
+        original, added, tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id, vision_tower,
+    )
+    config = LlavaMedConfig(**kwargs | {"added_tokens": {t: i for t, i in added.items() if i >= original_vocab}})
+    return config, processor_from_original(tokenizer, config, original), added
+
+
 def load_original_tokenizer(path: str | Path, **kwargs):
     """The checkpoint's slow `LlamaTokenizer` (`tokenizer.model`), converted by transformers as that class.
 
@@ -243,8 +256,7 @@ class LlavaMedOriginalForConditionalGeneration(LlavaMedForConditionalGeneration)
         load_config.text_config.vocab_size = min(final.added_tokens.values())
         load_config.text_config.pad_token_id = None
         model, info = LlavaMedForConditionalGeneration.from_pretrained(
-            path, *args, config=load_config, key_mapping=ORIGINAL_KEY_MAPPING, output_loading_info=True,
-            **kwargs,
+            path, *args, config=load_config, key_mapping=ORIGINAL_KEY_MAPPING, output_loading_info=True, **kwargs
         )
         _raise_on_load_problems(path, info, vision_tower is not None)
         # Forget the original-layout renames, so save_pretrained writes the LlavaMed layout instead of reverting.
@@ -270,15 +282,6 @@ def _raise_on_load_problems(path: str, info: dict, tower_replaced: bool) -> None
         )
 
 
-def vision_tower_state_dict(vision_tower: str, dtype=None) -> dict[str, torch.Tensor]:
-    """The CLIP vision encoder at `vision_tower` (dir or repo) as in-memory LlavaMed keys (`model.vision_tower.*`).
-
-    Read by transformers itself, so every CLIP layout it knows (CLIPModel, CLIPVisionModel, old `vision_model.*`) works.
-    """
-    vision = _load_vision_encoder(vision_tower, dtype)
-    return {f"model.vision_tower.{key}": value for key, value in vision.state_dict().items()}
-
-
 @torch.no_grad()
 def load_vision_tower_into(model: LlavaMedForConditionalGeneration, vision_tower: str) -> None:
     state = _load_vision_encoder(vision_tower, model.dtype).state_dict()
@@ -299,14 +302,10 @@ class LlavaMedOriginalProcessor(LlavaMedProcessor):
     def from_pretrained(cls, pretrained_model_name_or_path, vision_tower: str | None = None, **kwargs):
         path = str(pretrained_model_name_or_path)
         original, config_file = read_original_config(path)
-        tokenizer = load_original_tokenizer(path)
-        added = add_original_tokens(tokenizer)
+        _, processor, added = original_config_and_processor(path, original, vision_tower)
         if original["model_type"] == "llava_mistral" and added != _conventional_added_tokens(original):
             raise ValueError(
                 f"{config_file}: the tokenizer gave the added tokens ids {added}, but direct loading expects "
                 f"{_conventional_added_tokens(original)}; convert this checkpoint with `hf-medvlm convert` instead"
             )
-        config = LlavaMedConfig(**llava_med_config_from_original(
-            original, added, tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id, vision_tower,
-        ))
-        return processor_from_original(tokenizer, config, original)
+        return processor

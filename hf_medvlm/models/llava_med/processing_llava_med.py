@@ -23,9 +23,6 @@ __all__ = [
 CHAT_TEMPLATE_NAMES = ("mistral_instruct", "vicuna_v1", "plain", "llava_v0")
 IMAGE_TOKEN = "<image>"
 PAD_TOKEN = "<pad>"
-# Templates whose answers end without EOS: a model trained on them ends an answer by writing the next turn's
-# separator, so generation has to stop on that string (v1.0's eval stopped on "###" as well).
-TEMPLATE_STOP_STRINGS = {"llava_v0": ("###",)}
 
 
 def load_chat_template(name: str) -> str:
@@ -37,10 +34,9 @@ def load_chat_template(name: str) -> str:
 
 def stop_strings_for_template(chat_template: str | None) -> list[str] | None:
     """Stop strings a model trained with `chat_template` (a packaged name or its Jinja text) needs; None = EOS only."""
-    for name, stops in TEMPLATE_STOP_STRINGS.items():
-        if chat_template in (name, load_chat_template(name)):
-            return list(stops)
-    return None
+    # llava_v0's answers end without EOS: a model trained on it ends an answer by writing the next turn's separator,
+    # so generation has to stop on that string (v1.0's eval stopped on "###" as well).
+    return ["###"] if chat_template in ("llava_v0", load_chat_template("llava_v0")) else None
 
 
 def build_llava_med_image_processor(image_size: int = 336, image_aspect_mode: str = "pad") -> LlavaImageProcessorPil:

@@ -63,15 +63,13 @@ def _pooled(output) -> torch.Tensor:
     return output if isinstance(output, torch.Tensor) else output.pooler_output
 
 
-class MedSelectorPreTrainedModel(PreTrainedModel):
+class MedSelectorModel(PreTrainedModel):
     config_class = MedSelectorConfig
     base_model_prefix = "selector"
     input_modalities = ("image", "text")
     supports_gradient_checkpointing = True
     _no_split_modules = []
 
-
-class MedSelectorModel(MedSelectorPreTrainedModel):
     def __init__(self, config: MedSelectorConfig):
         super().__init__(config)
         self.encoder = AutoModel.from_config(config.encoder_config)
