@@ -404,12 +404,9 @@ def require_hub_access(purpose: str) -> None:
 
 @contextmanager
 def _hub_errors(repo_id: str):
-    """One sentence per failure. Nothing is retried here: huggingface_hub already retried what can pass on retry.
-
-    In offline mode a push to a real Hub is refused before any request (`require_hub_access`). A Hub on the loopback
-    interface (the demo's and the walkthroughs' server) is not the network, so for a push to it `HF_HUB_OFFLINE`,
-    which huggingface_hub read into `constants` at import, is lifted for the push only; every request of a push goes
-    to `constants.ENDPOINT`, loopback here, so nothing can reach a real Hub meanwhile."""
+    """One sentence per failure; huggingface_hub already retried what can pass on retry. In offline mode a push to a
+    real Hub is refused before any request; for a push to a loopback Hub, `HF_HUB_OFFLINE` (read into `constants` at
+    import) is lifted meanwhile: every request of a push goes to `constants.ENDPOINT`, loopback here."""
     require_hub_access(f"push to {repo_id}")
     offline, constants.HF_HUB_OFFLINE = constants.HF_HUB_OFFLINE, False
     try:
