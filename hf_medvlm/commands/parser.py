@@ -103,10 +103,10 @@ def parse_subcommand(subcommands: dict[str, SubCommand], argv: list[str] | None,
     argv = list(sys.argv[1:] if argv is None else argv)
     given = argv.pop(0) if argv and not argv[0].startswith("-") else None
     recipe = _read_recipe(argv, prog)[1]
-    recipe = str(recipe["command"]) if isinstance(recipe, dict) and recipe.get("command") is not None else None
-    if given and recipe and given != recipe:
-        _fail(prog, f"the recipe is for `{prog} {recipe}`, not `{prog} {given}`")
-    name = given or recipe
+    in_recipe = str(recipe["command"]) if isinstance(recipe, dict) and recipe.get("command") is not None else None
+    if given and in_recipe and given != in_recipe:
+        _fail(prog, f"the recipe is for `{prog} {in_recipe}`, not `{prog} {given}`")
+    name = given or in_recipe
     if name is None:
         print(_overview(subcommands, prog, doc, epilog))
         if argv and argv[0] not in ("-h", "--help"):
