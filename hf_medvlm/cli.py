@@ -14,24 +14,21 @@ import difflib
 import importlib
 import sys
 
-# name -> (module implementing main(argv), one-line summary shown by `hf-medvlm --help`)
-COMMANDS: dict[str, tuple[str, str]] = {
-    "fetch-images": ("hf_medvlm.commands.fetch_images", "download PMC OA tarballs and extract the figures a dataset needs"),
-    "prepare": ("hf_medvlm.commands.prepare", "convert a raw release (LLaVA-Med, PubMedVision, BioMed-VITAL, VQA sets) to Parquet"),
-    "eval": ("hf_medvlm.commands.eval", "generate and score answers on a medical VQA benchmark (named protocols)"),
-    "report": ("hf_medvlm.commands.report", "the papers' tables from results.json files, published numbers beside yours"),
-    "push": ("hf_medvlm.commands.push", "upload a saved model folder or a Parquet dataset folder to the Hub"),
-    "convert": (
-        "hf_medvlm.commands.convert",
-        "convert an original LLaVA-Med checkpoint (v1.5, v1.0, v1.0 delta) to LlavaMed or stock Llava",
-    ),
-    "train": ("hf_medvlm.commands.train", "supervised fine-tuning from a recipe (stage 1/2, LoRA/QLoRA, VQA fine-tunes)"),
-    "merge-lora": ("hf_medvlm.commands.merge_lora", "merge a LoRA adapter into a full LlavaMed checkpoint"),
-    "generate": ("hf_medvlm.commands.generate", "generate instruction data (LLaVA-Med, PubMedVision, BioMed-VITAL)"),
-    "filter": ("hf_medvlm.commands.filter", "filter figure records (PubMedVision lexicon/size/classifier/dedup)"),
-    "demo": ("hf_medvlm.commands.demo", "the whole curriculum on the embedded real demo set, pushed and reloaded (CPU, minutes)"),
-    "select": ("hf_medvlm.commands.select", "BioMed-VITAL data selection: train the selector, score a dataset, pick top K%"),
-    "tiny": ("hf_medvlm.commands.tiny", "write the tiny models, demo data and example release files the walkthroughs use"),
+# command -> its one-line summary in `hf-medvlm --help`; `merge-lora` runs `hf_medvlm.commands.merge_lora.main(argv)`
+COMMANDS: dict[str, str] = {
+    "fetch-images": "download PMC OA tarballs and extract the figures a dataset needs",
+    "prepare": "convert a raw release (LLaVA-Med, PubMedVision, BioMed-VITAL, VQA sets) to Parquet",
+    "eval": "generate and score answers on a medical VQA benchmark (named protocols)",
+    "report": "the papers' tables from results.json files, published numbers beside yours",
+    "push": "upload a saved model folder or a Parquet dataset folder to the Hub",
+    "convert": "convert an original LLaVA-Med checkpoint (v1.5, v1.0, v1.0 delta) to LlavaMed or stock Llava",
+    "train": "supervised fine-tuning from a recipe (stage 1/2, LoRA/QLoRA, VQA fine-tunes)",
+    "merge-lora": "merge a LoRA adapter into a full LlavaMed checkpoint",
+    "generate": "generate instruction data (LLaVA-Med, PubMedVision, BioMed-VITAL)",
+    "filter": "filter figure records (PubMedVision lexicon/size/classifier/dedup)",
+    "demo": "the whole curriculum on the embedded real demo set, pushed and reloaded (CPU, minutes)",
+    "select": "BioMed-VITAL data selection: train the selector, score a dataset, pick top K%",
+    "tiny": "write the tiny models, demo data and example release files the walkthroughs use",
 }
 
 USAGE = """usage: hf-medvlm <command> [options]   (hf-medvlm <command> --help for details)
@@ -54,15 +51,9 @@ class CLIError(Exception):
     """An error whose message is meant for the user as-is (bad path, bad config, bad argument)."""
 
 
-def _usage() -> str:
-    width = max(map(len, COMMANDS))
-    lines = [f"  {name.ljust(width)}  {summary}" for name, (_, summary) in COMMANDS.items()]
-    return USAGE.format(commands="\n".join(lines))
-
-
 def _run(name: str, argv: list[str]) -> int:
     try:
-        return int(importlib.import_module(COMMANDS[name][0]).main(argv) or 0)
+        return int(importlib.import_module(f"hf_medvlm.commands.{name.replace('-', '_')}").main(argv) or 0)
     except SystemExit as exit:  # `--help` (0) and argument errors (2), already printed as one line
         return exit.code if isinstance(exit.code, int) else int(exit.code is not None)
 
@@ -91,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     debug = "--debug" in argv
     argv = [a for a in argv if a != "--debug"]
     if not argv or argv[0] in ("-h", "--help", "help"):
-        print(_usage())
+        width = max(map(len, COMMANDS))
+        print(USAGE.format(commands="\n".join(f"  {name.ljust(width)}  {line}" for name, line in COMMANDS.items())))
         return 0
     if argv[0] == "--version":
         from hf_medvlm import __version__

@@ -105,8 +105,7 @@ def read_jsonl(path: str | os.PathLike, *, repair: bool = False, what: str = "va
 
     A last line without its newline that does not parse was torn by a kill: it is skipped with a warning and, with
     `repair`, cut off. With `repair` a complete last line without its newline gets one, so the next append starts a
-    line of its own. A line that does not parse anywhere else is a `ValueError` naming the file and line ("not
-    {what}").
+    line of its own. A line elsewhere that does not parse is a `ValueError` naming the file and line ("not {what}").
     """
     path = Path(path)
     if not path.exists():
@@ -114,7 +113,6 @@ def read_jsonl(path: str | os.PathLike, *, repair: bool = False, what: str = "va
     with open(path, "rb") as handle:
         lines = handle.readlines()
     rows: list[tuple[int, Any]] = []
-    kept_bytes = 0
     for number, raw in enumerate(lines, start=1):
         if raw.strip():
             try:
@@ -124,9 +122,8 @@ def read_jsonl(path: str | os.PathLike, *, repair: bool = False, what: str = "va
                     raise ValueError(f"{path}, line {number}: not {what} ({type(err).__name__}: {err}).") from None
                 logger.warning("%s: ignoring a torn last line (a run was killed while writing it).", path)
                 if repair:
-                    os.truncate(path, kept_bytes)
+                    os.truncate(path, sum(map(len, lines[:-1])))  # only the last line can be torn
                 return rows
-        kept_bytes += len(raw)
     if repair and lines and not lines[-1].endswith(b"\n"):
         with open(path, "ab") as handle:
             handle.write(b"\n")

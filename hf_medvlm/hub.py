@@ -22,6 +22,7 @@ import json
 import subprocess
 from contextlib import contextmanager
 from fnmatch import fnmatch
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, Iterable
 from urllib.parse import urlsplit
@@ -37,9 +38,13 @@ from huggingface_hub import (
     constants,
     get_token,
 )
-from huggingface_hub.errors import HfHubHTTPError
+from huggingface_hub.errors import (
+    GatedRepoError, HFValidationError, HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError,
+)
+from huggingface_hub.file_download import repo_folder_name
 from safetensors import SafetensorError, safe_open
 
+from . import __version__
 from .files import atomic_write_text
 
 __all__ = [
@@ -102,11 +107,7 @@ def _is_hub_id(name: str) -> bool:
 
 
 def _package_versions() -> list[tuple[str, str]]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    import hf_medvlm
-
-    rows = [("hf_medvlm", hf_medvlm.__version__)]
+    rows = [("hf_medvlm", __version__)]
     for name in ("transformers", "trl", "peft", "datasets", "huggingface_hub", "accelerate", "torch"):
         try:
             rows.append((name, version(name)))
@@ -395,34 +396,21 @@ def is_loopback_endpoint(url: str | None = None) -> bool:
 
 def require_hub_access(purpose: str) -> None:
     """Refuse at once, before any work, what will need a real Hub in offline mode (`HubAccessError`, exit 2): a run
-    that pushes at its end must not train for hours first. A loopback Hub is not blocked (`_online_if_loopback`)."""
+    that pushes at its end must not train for hours first. A loopback Hub is not blocked (`_hub_errors`)."""
     if constants.is_offline_mode() and not is_loopback_endpoint():
         raise HubAccessError(f"Cannot {purpose}: offline mode is on (HF_HUB_OFFLINE=1) and publishing needs the Hub at "
                              f"{constants.ENDPOINT}; unset HF_HUB_OFFLINE, or push later with `hf-medvlm push`.")
 
 
 @contextmanager
-def _online_if_loopback():
-    """`HF_HUB_OFFLINE=1` keeps a process off the network. A Hub on the loopback interface (the demo's and the
-    walkthroughs' server) is not the network, so pushes to it go ahead in offline mode: the flag, which
-    huggingface_hub read into `constants` at import, is lifted for the push only. Every request of a push goes to
-    `constants.ENDPOINT`, loopback here, so nothing can reach a real Hub meanwhile."""
-    offline = constants.HF_HUB_OFFLINE
-    constants.HF_HUB_OFFLINE = offline and not is_loopback_endpoint()
+def _hub_errors(repo_id: str):
+    """One sentence per failure; huggingface_hub already retried what can pass on retry. In offline mode a push to a
+    real Hub is refused before any request; for a push to a loopback Hub, `HF_HUB_OFFLINE` (read into `constants` at
+    import) is lifted meanwhile: every request of a push goes to `constants.ENDPOINT`, loopback here."""
+    require_hub_access(f"push to {repo_id}")
+    offline, constants.HF_HUB_OFFLINE = constants.HF_HUB_OFFLINE, False
     try:
         yield
-    finally:
-        constants.HF_HUB_OFFLINE = offline
-
-
-@contextmanager
-def _hub_errors(repo_id: str):
-    """One sentence per failure. Nothing is retried here: huggingface_hub already retried what can pass on retry.
-    Offline mode is refused before any request (`require_hub_access`), so no request meets `OfflineModeIsEnabled`."""
-    require_hub_access(f"push to {repo_id}")
-    try:
-        with _online_if_loopback():
-            yield
     except HfHubHTTPError as err:
         status = err.response.status_code if err.response is not None else None
         detail = f" (server: {err.server_message.strip().splitlines()[0]})" if err.server_message else ""
@@ -435,21 +423,11 @@ def _hub_errors(repo_id: str):
         raise HubPushError(f"Pushing to {repo_id} failed: could not reach the Hub at {constants.ENDPOINT} "
                            f"({type(err).__name__}: {err}); check your network connection and HF_ENDPOINT, then "
                            "push again (files already uploaded are not sent twice).") from err
+    finally:
+        constants.HF_HUB_OFFLINE = offline
 
 
 # ----------------------------------------------------------------------------------------------------- sources
-def _cached(name: str, repo_type: str) -> bool:
-    from huggingface_hub.file_download import repo_folder_name
-
-    if (Path(constants.HF_HUB_CACHE) / repo_folder_name(repo_id=name, repo_type=repo_type)).is_dir():
-        return True
-    if repo_type != "dataset":
-        return False
-    import datasets
-
-    return (Path(datasets.config.HF_DATASETS_CACHE) / name.replace("/", "___")).is_dir()  # datasets' arrow cache
-
-
 def check_source(name: str, repo_type: str, *, what: str, revision: str | None = None) -> None:
     """Fail at once, in one sentence, when `name` (a dataset or model to read) is neither a local path nor a Hub repo
     that can be read: a path that does not exist, offline mode (HF_HUB_OFFLINE=1) without a cached copy, or a repo the
@@ -457,9 +435,6 @@ def check_source(name: str, repo_type: str, *, what: str, revision: str | None =
     spend their network retries on them first. An unreachable Hub is left to the loaders, which retry it.
     """
     import datasets
-    from huggingface_hub.errors import (
-        GatedRepoError, HFValidationError, RepositoryNotFoundError, RevisionNotFoundError,
-    )
 
     builders = datasets.packaged_modules._PACKAGED_DATASETS_MODULES  # `json`, `parquet`, ... with data_files
     if Path(name).expanduser().exists() or (repo_type == "dataset" and name in builders):
@@ -467,7 +442,9 @@ def check_source(name: str, repo_type: str, *, what: str, revision: str | None =
     if not _is_hub_id(name):
         raise FileNotFoundError(f"{what} {name!r}: no such local file or folder")
     if constants.is_offline_mode():
-        if _cached(name, repo_type):
+        hub_copy = Path(constants.HF_HUB_CACHE) / repo_folder_name(repo_id=name, repo_type=repo_type)
+        arrow_copy = Path(datasets.config.HF_DATASETS_CACHE) / name.replace("/", "___")  # datasets' own cache
+        if hub_copy.is_dir() or (repo_type == "dataset" and arrow_copy.is_dir()):
             return
         raise ValueError(f"{what} {name!r} is not a local folder and has no cached copy, and HF_HUB_OFFLINE=1 keeps "
                          "it from being downloaded; give a local path or unset HF_HUB_OFFLINE")
@@ -486,10 +463,24 @@ def check_source(name: str, repo_type: str, *, what: str, revision: str | None =
 
 
 # ----------------------------------------------------------------------------------------------------- pushing
-def _create_repo(api: HfApi, repo_id: str, repo_type: str, revision: str | None, private: bool | None) -> None:
-    api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True)
-    if revision and revision != "main":
-        api.create_branch(repo_id, branch=revision, repo_type=repo_type, exist_ok=True)
+def _upload(folder: Path, repo_id: str, repo_type: str, *, revision: str | None, private: bool | None,
+            token: str | None, commit_message: str | None, ignore: list[str], delete: list[str], card):
+    """Create the repo and the `revision` branch if missing, upload `folder` (with the deletion of remote files that
+    match `delete` and are not in it) in one commit, then `card` (bytes, a path, or None) as README.md."""
+    message = commit_message or f"Upload {repo_type} from {folder.name} with hf_medvlm"
+    with _hub_errors(repo_id):
+        api = HfApi(token=_resolve_token(token))
+        api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True)
+        if revision and revision != "main":
+            api.create_branch(repo_id, branch=revision, repo_type=repo_type, exist_ok=True)
+        # copies: upload_folder appends its defaults to the lists it is given
+        info = api.upload_folder(repo_id=repo_id, repo_type=repo_type, folder_path=folder, revision=revision,
+                                 commit_message=message, ignore_patterns=list(ignore),
+                                 delete_patterns=list(delete) or None)
+        if card is None:
+            return info
+        return api.upload_file(path_or_fileobj=card, path_in_repo="README.md", repo_id=repo_id, repo_type=repo_type,
+                               revision=revision, commit_message=f"{message}: {repo_type} card")
 
 
 def push_model(folder, repo_id: str, *, revision: str | None = None, private: bool | None = None,
@@ -504,17 +495,10 @@ def push_model(folder, repo_id: str, *, revision: str | None = None, private: bo
     """
     folder = Path(folder)
     validate_model_folder(folder)
-    message = commit_message or f"Upload model from {folder.name} with hf_medvlm"
-    with _hub_errors(repo_id):
-        api = HfApi(token=_resolve_token(token))
-        _create_repo(api, repo_id, "model", revision, private)
-        info = api.upload_folder(repo_id=repo_id, folder_path=folder, revision=revision, commit_message=message,
-                                 ignore_patterns=list(MODEL_IGNORE), delete_patterns=list(MODEL_WEIGHT_PATTERNS))
-        if (folder / "README.md").is_file():
-            return info
-        card = render_model_card(repo_id=repo_id, **(card_kwargs or {}))
-        return api.upload_file(path_or_fileobj=card.encode(), path_in_repo="README.md", repo_id=repo_id,
-                               revision=revision, commit_message=f"{message}: model card")
+    has_card = (folder / "README.md").is_file()
+    card = None if has_card else render_model_card(repo_id=repo_id, **(card_kwargs or {})).encode()
+    return _upload(folder, repo_id, "model", revision=revision, private=private, token=token,
+                   commit_message=commit_message, ignore=MODEL_IGNORE, delete=MODEL_WEIGHT_PATTERNS, card=card)
 
 
 def push_dataset_folder(folder, repo_id: str, *, revision: str | None = None, private: bool | None = None,
@@ -527,11 +511,6 @@ def push_dataset_folder(folder, repo_id: str, *, revision: str | None = None, pr
     """
     folder = Path(folder)
     stale = [p for p in validate_dataset_folder(folder) if not fnmatch("README.md", p)]
-    message = commit_message or f"Upload dataset from {folder.name} with hf_medvlm"
-    with _hub_errors(repo_id):
-        api = HfApi(token=_resolve_token(token))
-        _create_repo(api, repo_id, "dataset", revision, private)
-        api.upload_folder(repo_id=repo_id, repo_type="dataset", folder_path=folder, revision=revision,
-                          commit_message=message, ignore_patterns=HIDDEN + ["README.md"], delete_patterns=stale or None)
-        return api.upload_file(path_or_fileobj=folder / "README.md", path_in_repo="README.md", repo_id=repo_id,
-                               repo_type="dataset", revision=revision, commit_message=f"{message}: dataset card")
+    return _upload(folder, repo_id, "dataset", revision=revision, private=private, token=token,
+                   commit_message=commit_message, ignore=HIDDEN + ["README.md"], delete=stale,
+                   card=folder / "README.md")

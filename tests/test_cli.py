@@ -9,7 +9,7 @@ from hf_medvlm.cli import COMMANDS, main
 def test_top_level_help_lists_every_command(capsys):
     assert main(["--help"]) == 0
     out = capsys.readouterr().out
-    for name, (_, summary) in COMMANDS.items():
+    for name, summary in COMMANDS.items():
         assert f"  {name}" in out and summary in out
 
 

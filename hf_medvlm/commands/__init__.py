@@ -1,5 +1,1 @@
-"""One module per `hf-medvlm <verb>`: it parses its arguments dataclasses and calls the library.
-
-`hf_medvlm/cli.py` dispatches `hf-medvlm <verb>` (and `python -m hf_medvlm <verb>`, `accelerate launch -m hf_medvlm
-<verb>`) to `hf_medvlm.commands.<verb>.main(argv)`.
-"""
+"""One module per `hf-medvlm <verb>`, run by `hf_medvlm/cli.py`: it parses its arguments and calls the library."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..hub import push_model, require_hub_access
 from .parser import parse
 
 EPILOG = """examples:
@@ -40,16 +41,12 @@ class ConvertArguments:
 def main(argv: list[str] | None = None) -> int:
     (args,) = parse((ConvertArguments,), argv, prog="hf-medvlm convert", doc=__doc__, epilog=EPILOG)
     if args.push_to_hub:
-        from ..hub import require_hub_access
-
         require_hub_access(f"push {args.push_to_hub}")  # in offline mode, before a long conversion
     from ..models.llava_med.convert_llava_med_to_hf import convert, print_summary
 
     summary = convert(args)
     print_summary(summary)
     if args.push_to_hub:
-        from ..hub import push_model
-
         card = {"summary": f"LLaVA-Med ({summary['source']}) converted to {summary['format']} format with "
                            f"`hf-medvlm convert` from `{Path(args.input_dir).name}`."}
         url = push_model(summary["output_dir"], args.push_to_hub, card_kwargs=card)

@@ -18,6 +18,7 @@ import difflib
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import yaml
 from trl import TrlParser
@@ -45,12 +46,7 @@ class CommandParser(TrlParser):
     def parse(self, argv: list[str]) -> tuple:
         """`--config` (defaults) and flags (overrides) into the dataclasses; any unknown key or flag is an error."""
         argv = self._argv = list(argv)
-        if "--config" in argv:
-            position = argv.index("--config")
-            if position + 1 == len(argv):
-                self.error("argument --config: expected the path of a recipe YAML file")
-            self.config_path = argv[position + 1]
-            _read_recipe(self.config_path, self.prog)  # a missing or broken file is one clear line
+        self.config_path = _read_recipe(argv, self.prog)[0]  # a missing or broken file is one clear line
         *parsed, from_config, from_flags = self.parse_args_and_config(
             argv, return_remaining_strings=True, separate_remaining_strings=True)
         if from_config:
@@ -106,10 +102,11 @@ def parse_subcommand(subcommands: dict[str, SubCommand], argv: list[str] | None,
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     given = argv.pop(0) if argv and not argv[0].startswith("-") else None
-    recipe = _recipe_command(argv, prog)
-    if given and recipe and given != recipe:
-        _fail(prog, f"the recipe is for `{prog} {recipe}`, not `{prog} {given}`")
-    name = given or recipe
+    recipe = _read_recipe(argv, prog)[1]
+    in_recipe = str(recipe["command"]) if isinstance(recipe, dict) and recipe.get("command") is not None else None
+    if given and in_recipe and given != in_recipe:
+        _fail(prog, f"the recipe is for `{prog} {in_recipe}`, not `{prog} {given}`")
+    name = given or in_recipe
     if name is None:
         print(_overview(subcommands, prog, doc, epilog))
         if argv and argv[0] not in ("-h", "--help"):
@@ -125,22 +122,22 @@ def parse_subcommand(subcommands: dict[str, SubCommand], argv: list[str] | None,
                        subcommand=True)
 
 
-def _read_recipe(path: str, prog: str):
+def _read_recipe(argv: list[str], prog: str) -> tuple[str | None, Any]:
+    """The `--config` path in `argv` and the recipe read from it, `(None, None)` without one; exit 2 with one line
+    when the path is missing, names no file or the file is not YAML."""
+    if "--config" not in argv:
+        return None, None
+    position = argv.index("--config")
+    if position + 1 == len(argv):
+        _fail(prog, "argument --config: expected the path of a recipe YAML file")
+    path = argv[position + 1]
     try:
         with open(path) as handle:
-            return yaml.safe_load(handle)
+            return path, yaml.safe_load(handle)
     except FileNotFoundError:
         _fail(prog, f"argument --config: no such file {path}")
     except yaml.YAMLError as err:
         _fail(prog, f"{path} is not valid YAML ({str(err).splitlines()[0]})")
-
-
-def _recipe_command(argv: list[str], prog: str) -> str | None:
-    if "--config" not in argv or argv.index("--config") + 1 == len(argv):
-        return None
-    recipe = _read_recipe(argv[argv.index("--config") + 1], prog)
-    command = recipe.get("command") if isinstance(recipe, dict) else None
-    return str(command) if command is not None else None
 
 
 def _overview(subcommands: dict[str, SubCommand], prog: str, doc: str, epilog: str) -> str:

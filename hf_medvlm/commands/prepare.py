@@ -7,6 +7,7 @@ from __future__ import annotations
 import sys
 
 from ..data.prepare import SOURCES, PrepareArguments, prepare
+from ..hub import push_dataset_folder, require_hub_access
 from ..outcome import failure_exit_code
 from .parser import SubCommand, parse_subcommand
 
@@ -26,8 +27,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.push_to_hub and not args.hub_repo_id:
         raise ValueError("--push_to_hub needs --hub_repo_id")
     if args.push_to_hub:
-        from ..hub import require_hub_access
-
         require_hub_access(f"push {args.hub_repo_id}")
     counts = prepare(source, args)
     skipped = sum(counts["skipped"].values())
@@ -35,8 +34,6 @@ def main(argv: list[str] | None = None) -> int:
                              details=f"skips by reason in {args.output_dir}/build_report.json"
                              + ("; not pushed" if args.push_to_hub else ""))
     if args.push_to_hub and code == 0:
-        from ..hub import push_dataset_folder
-
         url = push_dataset_folder(args.output_dir, args.hub_repo_id, private=args.hub_private)
         print(f"pushed to {url}", file=sys.stderr)
     return code

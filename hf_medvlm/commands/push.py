@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..hub import push_dataset_folder, push_model
 from .parser import parse
 
 EPILOG = """examples:
@@ -29,8 +30,6 @@ class PushArguments:
 
 def main(argv: list[str] | None = None) -> int:
     (args,) = parse((PushArguments,), argv, prog="hf-medvlm push", doc=__doc__, epilog=EPILOG)
-    from ..hub import push_dataset_folder, push_model
-
     folder = Path(args.folder)
     repo_type = args.repo_type
     if repo_type == "auto":

@@ -8,7 +8,9 @@ from __future__ import annotations
 import json
 import logging
 
-from ..selection.annotation import ExportAnnotationsArguments, ImportAnnotationsArguments
+from ..selection.annotation import (
+    ExportAnnotationsArguments, ImportAnnotationsArguments, export_annotations, import_annotations,
+)
 from ..selection.arguments import PickArguments, ScoreArguments, TrainArguments
 from .parser import SubCommand, parse_subcommand
 
@@ -52,8 +54,6 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if isinstance(parsed[0], (ExportAnnotationsArguments, ImportAnnotationsArguments)):
-        from ..selection.annotation import export_annotations, import_annotations
-
         run = export_annotations if isinstance(parsed[0], ExportAnnotationsArguments) else import_annotations
         print(json.dumps(run(parsed[0]), indent=2))
         return 0
