@@ -31,7 +31,6 @@ __all__ = [
     "fit_candidate_text",
     "fit_candidate_texts",
     "encode_candidates",
-    "pair_candidates",
     "pairs_from_ratings",
     "pairs_from_clinician_choices",
     "pair_problem",
@@ -190,12 +189,6 @@ def encode_candidates(processor, candidates: list[dict], *, include_caption: boo
     batch = processor(text=texts, images=images, padding=True, truncation=True, max_length=max_length,
                       return_tensors="pt")
     return {k: batch[k] for k in ("input_ids", "attention_mask", "pixel_values") if k in batch}, outcomes
-
-
-def pair_candidates(pairs: Iterable[dict]) -> Iterable[dict]:
-    """Both candidates of every pair as `{caption, question, answer}` (side `a` then `b`, pair by pair)."""
-    return ({name: pair.get(f"{name}_{side}") for name in ("caption", "question", "answer")}
-            for pair in pairs for side in "ab")
 
 
 def _rating(row: dict, rating_column: str) -> float:
