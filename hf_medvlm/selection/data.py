@@ -56,8 +56,7 @@ PAIR_FEATURES = datasets.Features(
         "id": datasets.Value("string"),
         "source": datasets.Value("string"),
         "label": datasets.Value("int64"),
-        **{f"{name}_a": feature for name, feature in _CANDIDATE.items()},
-        **{f"{name}_b": feature for name, feature in _CANDIDATE.items()},
+        **{f"{name}_{side}": feature for side in "ab" for name, feature in _CANDIDATE.items()},
     }
 )
 

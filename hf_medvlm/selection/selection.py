@@ -139,10 +139,7 @@ def plot_precision_f1(curves: dict, path: str | Path, title: str = "Selection qu
     ax.plot(curves["percent"], curves["f1"], marker="s", markersize=3, label="F1@K")
     for mark in marks:
         ax.axvline(mark, color="grey", linestyle="--", linewidth=0.8)
-    ax.set_xlabel("top K% of samples by selector score")
-    ax.set_ylabel("score")
-    ax.set_ylim(0, 1.02)
-    ax.set_title(title)
+    ax.set(xlabel="top K% of samples by selector score", ylabel="score", ylim=(0, 1.02), title=title)
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
