@@ -220,8 +220,7 @@ def _rated_candidates(rows, rating_column, qa_rounds, on_error, report) -> list[
 
 def _sample_index_pairs(ratings: list[float], num_pairs: int, min_gap: float, rng: random.Random) -> list:
     """Distinct unordered index pairs whose ratings differ by at least `min_gap`, drawn uniformly by rejection."""
-    chosen, attempts = set(), 0
-    n = len(ratings)
+    chosen, attempts, n = set(), 0, len(ratings)
     while len(chosen) < num_pairs and attempts < 50 * num_pairs:
         attempts += 1
         i, j = rng.randrange(n), rng.randrange(n)
@@ -277,11 +276,10 @@ def pairs_from_ratings(
 def pairs_from_clinician_choices(records: Iterable[dict], *, seed: int = 0) -> list[dict]:
     """BioMed-VITAL clinician annotations (`image`/`img`, `question`, `answer_positive`, `answer_negative`, optional
     `caption`) -> `source="human"` pairs; both candidates share the image and question."""
-    rng = random.Random(seed)
-    pairs = []
+    rng, pairs = random.Random(seed), []
     for index, record in enumerate(records):
-        image = record.get("image", record.get("img"))
-        shared = {"image": image, "caption": record.get("caption") or "", "question": record.get("question")}
+        shared = {"image": record.get("image", record.get("img")), "caption": record.get("caption") or "",
+                  "question": record.get("question")}
         preferred = {**shared, "answer": record.get("answer_positive")}
         other = {**shared, "answer": record.get("answer_negative")}
         pairs.append(_make_pair(str(record.get("id", f"human-{index}")), "human", preferred, other, rng))

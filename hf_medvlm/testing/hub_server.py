@@ -166,7 +166,7 @@ def _front_matter(content: str) -> tuple[dict | None, list[dict]]:
 
 class Hub:
     """The server's state, independent of HTTP: repos, commits and refs in `repos`, saved as JSON next to the blob
-    store after every write. Callers hold `lock` (the HTTP handler does, for each request)."""
+    store (the HTTP handler saves after every write request). Callers hold `lock` (the handler does, per request)."""
 
     def __init__(self, root: Path, base_url: str, token: str | None):
         self.root, self.base_url, self.token = root, base_url, token
@@ -311,6 +311,8 @@ class _Handler(LoopbackHandler):
             if "repo_id" in args:
                 args["repo"] = self.hub.repo(REPO_TYPES[args.pop("type", "models")], args.pop("repo_id"))
             answer = getattr(self, name)(**args)
+            if self.command in ("POST", "PUT", "DELETE"):  # a change is on disk before it is answered
+                self.hub.save()
         if answer is not None:
             self.send_json(answer)
 
@@ -358,14 +360,12 @@ class _Handler(LoopbackHandler):
         files = {".gitattributes": hub.regular_entry(GITATTRIBUTES.encode())}
         repo["branches"]["main"] = hub.new_commit(repo, None, files, "initial commit")
         hub.repos[f"{repo_type}:{repo_id}"] = repo
-        hub.save()
         return {"url": hub.repo_url(repo), "name": repo_id, "id": repo_id}
 
     def delete_repo(self) -> dict:
         body = self.json_body()
         repo = self.hub.repo(body.get("type") or "model", f"{body.get('organization') or USER_NAME}/{body['name']}")
         del self.hub.repos[f"{repo['type']}:{repo['id']}"]
-        self.hub.save()
         return {}
 
     def repo_info(self, repo: dict, revision: str = "main") -> dict:
@@ -444,7 +444,6 @@ class _Handler(LoopbackHandler):
             repo["branches"][branch] = oid
         else:
             raise HubError(400, f"Cannot commit to {revision}: not a branch")
-        hub.save()
         return {"commitOid": oid, "commitUrl": f"{hub.repo_url(repo)}/commit/{oid}", "pullRequestUrl": pr_url}
 
     # -- downloads, listings and refs
@@ -500,13 +499,11 @@ class _Handler(LoopbackHandler):
             raise HubError(409, f"{kind.capitalize()} {ref} already exists")
         start = (body.get("startingPoint") or "main") if kind == "branch" else name
         repo[table][ref] = self.hub.resolve_revision(repo, start)
-        self.hub.save()
         return {}
 
     def delete_ref(self, repo: dict, kind: str, name: str) -> dict:
         if repo["branches" if kind == "branch" else "tags"].pop(name, None) is None:
             raise HubError(404, f"{kind.capitalize()} {name} not found", "RevisionNotFound")
-        self.hub.save()
         return {}
 
 
