@@ -89,7 +89,7 @@ def _task(row: dict, number: int, root: Path, rng: random.Random) -> tuple[dict,
     missing = [key for key, value in {"id": row.get("id"), "image": image, **texts}.items() if not value]
     if missing:
         raise RowProblem("missing_field", f"row {number}: missing {', '.join(missing)}")
-    source = Path(image) if Path(image).is_absolute() else root / image
+    source = root / image  # an absolute image path stays as it is
     if not source.is_file():
         raise RowProblem("missing_image", f"row {number} ({row['id']}): image file {source} does not exist")
     first, second = (texts["answer_1"], texts["answer_2"])

@@ -31,7 +31,6 @@ __all__ = [
     "fit_candidate_text",
     "fit_candidate_texts",
     "encode_candidates",
-    "pair_candidates",
     "pairs_from_ratings",
     "pairs_from_clinician_choices",
     "pair_problem",
@@ -57,8 +56,7 @@ PAIR_FEATURES = datasets.Features(
         "id": datasets.Value("string"),
         "source": datasets.Value("string"),
         "label": datasets.Value("int64"),
-        **{f"{name}_a": feature for name, feature in _CANDIDATE.items()},
-        **{f"{name}_b": feature for name, feature in _CANDIDATE.items()},
+        **{f"{name}_{side}": feature for side in "ab" for name, feature in _CANDIDATE.items()},
     }
 )
 
@@ -192,12 +190,6 @@ def encode_candidates(processor, candidates: list[dict], *, include_caption: boo
     return {k: batch[k] for k in ("input_ids", "attention_mask", "pixel_values") if k in batch}, outcomes
 
 
-def pair_candidates(pairs: Iterable[dict]) -> Iterable[dict]:
-    """Both candidates of every pair as `{caption, question, answer}` (side `a` then `b`, pair by pair)."""
-    return ({name: pair.get(f"{name}_{side}") for name in ("caption", "question", "answer")}
-            for pair in pairs for side in "ab")
-
-
 def _rating(row: dict, rating_column: str) -> float:
     value = row.get(rating_column)
     if value is None:
@@ -228,8 +220,7 @@ def _rated_candidates(rows, rating_column, qa_rounds, on_error, report) -> list[
 
 def _sample_index_pairs(ratings: list[float], num_pairs: int, min_gap: float, rng: random.Random) -> list:
     """Distinct unordered index pairs whose ratings differ by at least `min_gap`, drawn uniformly by rejection."""
-    chosen, attempts = set(), 0
-    n = len(ratings)
+    chosen, attempts, n = set(), 0, len(ratings)
     while len(chosen) < num_pairs and attempts < 50 * num_pairs:
         attempts += 1
         i, j = rng.randrange(n), rng.randrange(n)
@@ -285,11 +276,10 @@ def pairs_from_ratings(
 def pairs_from_clinician_choices(records: Iterable[dict], *, seed: int = 0) -> list[dict]:
     """BioMed-VITAL clinician annotations (`image`/`img`, `question`, `answer_positive`, `answer_negative`, optional
     `caption`) -> `source="human"` pairs; both candidates share the image and question."""
-    rng = random.Random(seed)
-    pairs = []
+    rng, pairs = random.Random(seed), []
     for index, record in enumerate(records):
-        image = record.get("image", record.get("img"))
-        shared = {"image": image, "caption": record.get("caption") or "", "question": record.get("question")}
+        shared = {"image": record.get("image", record.get("img")), "caption": record.get("caption") or "",
+                  "question": record.get("question")}
         preferred = {**shared, "answer": record.get("answer_positive")}
         other = {**shared, "answer": record.get("answer_negative")}
         pairs.append(_make_pair(str(record.get("id", f"human-{index}")), "human", preferred, other, rng))

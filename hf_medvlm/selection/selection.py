@@ -28,17 +28,6 @@ logger = logging.getLogger(__name__)
 STRATEGIES = ("global", "clusters")
 
 
-def _score_batch(model, processor, candidates: list[dict], max_length: int, with_features: bool, report: SkipReport):
-    inputs, truncated = encode_candidates(processor, candidates, include_caption=model.config.include_caption,
-                                          max_length=max_length)
-    report.truncated.update(truncated)
-    inputs = {k: v.to(model.device) for k, v in inputs.items()}
-    with torch.no_grad():
-        out = model(**inputs, output_features=with_features)
-    features = out.features.float().cpu().numpy() if with_features else None
-    return out.logits.float().cpu().numpy(), features
-
-
 def _candidates(dataset: datasets.Dataset, qa_rounds: int, report: SkipReport):
     """`(row index, candidate)` for every scorable row; the others are counted in `report` by reason."""
     for index, row in enumerate(tqdm(dataset, desc="scoring", unit="sample")):
@@ -60,12 +49,16 @@ def score_dataset(model, processor, dataset: datasets.Dataset, *, batch_size: in
     candidates = _candidates(dataset, model.config.qa_rounds, report)
     while batch := list(itertools.islice(candidates, batch_size)):
         rows = [index for index, _ in batch]
-        scores[rows], batch_features = _score_batch(model, processor, [c for _, c in batch], max_length,
-                                                    with_features, report)
+        inputs, truncated = encode_candidates(processor, [c for _, c in batch], max_length=max_length,
+                                              include_caption=model.config.include_caption)
+        report.truncated.update(truncated)
+        with torch.no_grad():
+            out = model(**{k: v.to(model.device) for k, v in inputs.items()}, output_features=with_features)
+        scores[rows] = out.logits.float().cpu().numpy()
         if with_features:
             if features is None:
-                features = np.full((len(dataset), batch_features.shape[1]), np.nan, dtype=np.float32)
-            features[rows] = batch_features
+                features = np.full((len(dataset), out.features.shape[1]), np.nan, dtype=np.float32)
+            features[rows] = out.features.float().cpu().numpy()
     if report.total:
         logger.warning("score: %s", report.summary())
     if report.truncated:
@@ -146,10 +139,7 @@ def plot_precision_f1(curves: dict, path: str | Path, title: str = "Selection qu
     ax.plot(curves["percent"], curves["f1"], marker="s", markersize=3, label="F1@K")
     for mark in marks:
         ax.axvline(mark, color="grey", linestyle="--", linewidth=0.8)
-    ax.set_xlabel("top K% of samples by selector score")
-    ax.set_ylabel("score")
-    ax.set_ylim(0, 1.02)
-    ax.set_title(title)
+    ax.set(xlabel="top K% of samples by selector score", ylabel="score", ylim=(0, 1.02), title=title)
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()

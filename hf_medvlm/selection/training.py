@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from transformers import Trainer, TrainingArguments
 
-from .data import encode_candidates, fit_candidate_texts, pair_candidates
+from .data import encode_candidates, fit_candidate_texts
 from .metrics import pair_metrics
 
 __all__ = [
@@ -165,8 +165,9 @@ def train_selector(model, processor, train_pairs: datasets.Dataset, eval_pairs: 
 def text_truncation(processor, pairs, include_caption: bool, max_length: int) -> dict[str, int]:
     """How many candidate texts of `pairs` must be cut to `max_length` tokens, by kind; logged when any."""
     tokenizer = getattr(processor, "tokenizer", processor)
-    _, outcomes = fit_candidate_texts(tokenizer, pair_candidates(pairs), include_caption=include_caption,
-                                      max_length=max_length)
+    candidates = ({name: pair.get(f"{name}_{side}") for name in ("caption", "question", "answer")}
+                  for pair in pairs for side in "ab")
+    _, outcomes = fit_candidate_texts(tokenizer, candidates, include_caption=include_caption, max_length=max_length)
     if outcomes:
         logger.warning("%d of %d candidate texts exceed %d tokens: %s (the question and answer are kept whole "
                        "unless they alone are too long: qa_truncated)", sum(outcomes.values()), 2 * len(pairs),

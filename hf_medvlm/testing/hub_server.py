@@ -27,6 +27,7 @@ discussions API, no tree pagination, no `refs/convert/parquet`, repo ids must be
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime as _dt
 import hashlib
 import hmac
@@ -54,9 +55,30 @@ LFS_SUFFIXES = tuple(
     ".tif .tiff .dcm .nii .mp3 .wav .flac .ogg .mp4 .pdf .db".split()
 )
 GITATTRIBUTES = "".join(f"*{s} filter=lfs diff=lfs merge=lfs -text\n" for s in LFS_SUFFIXES)
-# `[datasets/|spaces/]namespace/name/resolve/<revision>/<path>`; a revision is one quoted segment or a raw `refs/x/y`.
-_RESOLVE = re.compile(r"/(?:(datasets|spaces)/)?([^/]+/[^/]+)/resolve/(refs/[^/]+/[^/]+|[^/]+)/(.+)")
-_LFS_BATCH = re.compile(r"/(?:(datasets|spaces)/)?([^/]+/[^/]+)\.git/info/lfs/objects/batch")
+# Path pieces of `_ROUTES`: `{repo}` is `[datasets/|spaces/]namespace/name`, `{api}` the same under
+# `/api/{models|datasets|spaces}/`, `{rev}` a revision (one quoted segment, `refs%2Fpr%2F1`, or a raw `refs/x/y`).
+_PIECES = {"repo": r"(?:(?P<type>datasets|spaces)/)?(?P<repo_id>[^/]+/[^/]+)",
+           "api": r"/api/(?P<type>models|datasets|spaces)/(?P<repo_id>[^/]+/[^/]+)",
+           "rev": r"(?P<revision>refs/[^/]+/[^/]+|[^/]+)"}
+# (methods, path, needs a bearer token, the `_Handler` method that answers, called with the path's named groups)
+_ROUTES = [(methods.split(), re.compile(path.format(**_PIECES)), auth, name) for methods, path, auth, name in [
+    ("GET HEAD", "/{repo}/resolve/{rev}/(?P<path>.+)", False, "resolve"),
+    ("GET", "/api/whoami-v2", True, "whoami"),
+    ("POST", "/api/validate-yaml", False, "validate_yaml"),
+    ("POST", "/api/repos/create", True, "create_repo"),
+    ("DELETE", "/api/repos/delete", True, "delete_repo"),
+    ("PUT", "/lfs-upload/(?P<oid>[^/]+)", False, "lfs_upload"),  # signed URL instead of a token
+    ("POST", r"/{repo}\.git/info/lfs/objects/batch", True, "lfs_batch"),
+    ("GET", "{api}(?:/revision/{rev})?", False, "repo_info"),
+    ("POST", "{api}/preupload/{rev}", True, "preupload"),
+    ("POST", "{api}/commit/{rev}", True, "commit"),
+    ("GET", "{api}/tree/{rev}(?:/(?P<path>.*))?", False, "tree"),
+    ("POST", "{api}/paths-info/{rev}", True, "paths_info"),
+    ("GET", "{api}/refs", False, "refs"),
+    ("GET", "{api}/commits/{rev}", False, "commits"),
+    ("POST", "{api}/(?P<kind>branch|tag)/(?P<name>.+)", True, "create_ref"),  # a tag's `name` is its revision
+    ("DELETE", "{api}/(?P<kind>branch|tag)/(?P<name>.+)", True, "delete_ref"),
+]]
 
 
 def _now() -> str:
@@ -111,164 +133,6 @@ def _list_tree(files: dict, base: str, recursive: bool) -> list[dict]:
     return [_dir_entry(d) for d in sorted(dirs)] + entries
 
 
-class _Handler(LoopbackHandler):
-    server: "HubServer"
-
-    def _dispatch(self) -> None:
-        split = urlsplit(self.path)
-        self.query = parse_qs(split.query)
-        try:
-            # Always consume the body first, so that an early error reply keeps the keep-alive stream in sync.
-            self.body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            self.server.maybe_fail(self.command, split.path)
-            if self.command in ("GET", "HEAD") and (match := _RESOLVE.fullmatch(split.path)):
-                self._resolve(REPO_TYPES[match[1] or "models"], *match.groups()[1:])
-            else:
-                # One request at a time reads or changes the state; downloads (above) stream outside the lock.
-                with self.server.hub.lock:
-                    self._route(self.command, split.path, [s for s in split.path.split("/") if s != ""])
-        except HubError as err:
-            self._send_error(err)
-        except Exception as err:  # noqa: BLE001 - a test server reports its own bugs as 500s
-            self._send_error(HubError(500, f"{type(err).__name__}: {err}"))
-
-    def send_response(self, code, message=None) -> None:
-        # Recorded before the reply leaves: a client that has its answer must find its request in `requests`.
-        # (A malformed request line is answered before `command` and `path` are set.)
-        self.server.requests.append((getattr(self, "command", None), urlsplit(getattr(self, "path", "")).path, code))
-        super().send_response(code, message)
-
-    do_GET = do_HEAD = do_POST = do_PUT = do_DELETE = _dispatch
-
-    def flag(self, name: str) -> bool:
-        return self.query.get(name, ["0"])[0].lower() in ("1", "true")
-
-    def json_body(self) -> dict:
-        return json.loads(self.body) if self.body else {}
-
-    def _send_error(self, err: HubError) -> None:
-        headers = dict(err.extra_headers)
-        if err.code:
-            headers["X-Error-Code"] = err.code
-        headers["X-Error-Message"] = str(err).replace("\n", " ")
-        self.send_json(err.body if err.body is not None else {"error": str(err)}, err.status, headers)
-
-    def require_auth(self) -> None:
-        auth = self.headers.get("Authorization", "")
-        token = auth[len("Bearer "):].strip() if auth.startswith("Bearer ") else ""
-        expected = self.server.hub.token
-        if not token or (expected is not None and token != expected):
-            raise HubError(401, "Invalid credentials in Authorization header")
-
-    # ---------------------------------------------------------------- routing
-    def _route(self, method: str, path: str, seg: list[str]) -> None:
-        hub = self.server.hub
-        if seg[:2] == ["api", "whoami-v2"]:
-            self.require_auth()
-            return self.send_json({"type": "user", "name": USER_NAME, "fullname": "Test User", "orgs": [],
-                                   "auth": {"type": "access_token", "accessToken": {"role": "write"}}})
-        if seg[:2] == ["api", "validate-yaml"] and method == "POST":
-            # Always a JSON body: the client parses it before looking at the status code.
-            errors = _front_matter(self.json_body().get("content", ""))[1]
-            return self.send_json({"errors": errors, "warnings": []}, 400 if errors else 200)
-        if seg[:3] == ["api", "repos", "create"] and method == "POST":
-            self.require_auth()
-            return self.send_json(hub.create_repo(self.json_body()))
-        if seg[:3] == ["api", "repos", "delete"] and method == "DELETE":
-            self.require_auth()
-            hub.delete_repo(self.json_body())
-            return self.send_json({})
-        if seg[:1] == ["lfs-upload"] and method == "PUT":
-            return self._lfs_put(seg)
-        if seg and seg[0] == "api" and len(seg) >= 4 and seg[1] in REPO_TYPES:
-            return self._repo_api(method, REPO_TYPES[seg[1]], f"{seg[2]}/{seg[3]}", seg[4:])
-        if method == "POST" and (match := _LFS_BATCH.fullmatch(path)):
-            self.require_auth()
-            return self.send_json(hub.lfs_batch(REPO_TYPES[match[1] or "models"], match[2], self.json_body()),
-                                  headers={"Content-Type": "application/vnd.git-lfs+json"})
-        raise HubError(404, f"{method} {path} is not implemented")
-
-    def _repo_api(self, method: str, repo_type: str, repo_id: str, rest: list[str]) -> None:
-        hub = self.server.hub
-        action, args = (rest[0], rest[1:]) if rest else ("", [])
-        revision, path = _split_rev_path(args)
-        if method in ("POST", "PUT", "DELETE"):
-            self.require_auth()
-        if action in ("", "revision") and method == "GET":
-            return self.send_json(hub.repo_info(repo_type, repo_id, revision))
-        if action == "preupload" and method == "POST":
-            return self.send_json(hub.preupload(repo_type, repo_id, revision, self.json_body()))
-        if action == "commit" and method == "POST":
-            return self.send_json(hub.commit(repo_type, repo_id, revision, self.body, self.flag("create_pr")))
-        if action == "tree" and method == "GET":
-            return self.send_json(hub.tree(repo_type, repo_id, revision, path, self.flag("recursive")))
-        if action == "paths-info" and method == "POST":  # the client posts the paths form-encoded
-            paths = parse_qs(self.body.decode()).get("paths", [])
-            return self.send_json(hub.paths_info(repo_type, repo_id, revision, paths))
-        if action == "refs" and method == "GET":
-            return self.send_json(hub.refs(repo_type, repo_id, self.flag("include_prs")))
-        if action == "commits" and method == "GET":
-            return self.send_json(hub.commits(repo_type, repo_id, revision))
-        if action in ("branch", "tag") and method == "POST":  # a branch's name, or the revision a tag points at
-            name = unquote("/".join(args)) if action == "branch" else revision
-            hub.create_ref(repo_type, repo_id, action, name, self.json_body())
-            return self.send_json({})
-        if action in ("branch", "tag") and method == "DELETE":
-            hub.delete_ref(repo_type, repo_id, action, unquote("/".join(args)))
-            return self.send_json({})
-        raise HubError(404, f"{method} /api/{repo_type}s/{repo_id}/{'/'.join(rest)} is not implemented")
-
-    # ---------------------------------------------------------------- downloads and LFS uploads
-    def _resolve(self, repo_type: str, repo_id: str, revision: str, path: str) -> None:
-        hub = self.server.hub
-        with hub.lock:
-            repo = hub.repo(repo_type, repo_id)
-            commit_oid = hub.resolve_revision(repo, revision)
-            info = repo["commits"][commit_oid]["files"].get(unquote(path))
-        if info is None:
-            raise HubError(404, f"Entry not found: {unquote(path)}", "EntryNotFound", {"X-Repo-Commit": commit_oid})
-        size = info["size"]
-        start, end, status = 0, size - 1, 200
-        if self.headers.get("Range"):
-            start, end = _parse_range(self.headers["Range"], size)
-            status = 206
-        self.send_response(status)
-        self.send_header("Content-Type", "application/octet-stream")
-        self.send_header("Content-Length", str(max(end - start + 1, 0)))
-        self.send_header("Accept-Ranges", "bytes")
-        self.send_header("ETag", f'"{info["sha256"] if info["lfs"] else info["git_oid"]}"')
-        self.send_header("X-Repo-Commit", commit_oid)
-        if status == 206:
-            self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
-        self.end_headers()
-        if self.command == "GET" and end >= start:
-            with open(hub.blob_path(info["sha256"]), "rb") as handle:  # headers are flushed: wfile is unbuffered
-                self.connection.sendfile(handle, start, end - start + 1)
-
-    def _lfs_put(self, seg: list[str]) -> None:
-        # Presigned-URL semantics: no Authorization header is sent, so the URL carries an HMAC of (oid, size).
-        hub = self.server.hub
-        oid = seg[1] if len(seg) > 1 else ""
-        size = self.query.get("size", [""])[0]
-        if not hmac.compare_digest(self.query.get("sig", [""])[0], hub.sign(oid, size)):
-            raise HubError(403, "Invalid or missing signature on LFS upload URL")
-        data = self.body
-        if len(data) != int(size) or hashlib.sha256(data).hexdigest() != oid:
-            raise HubError(400, f"Uploaded content does not match LFS object {oid} ({size} bytes)")
-        hub.put_blob(data)
-        self.server.lfs_uploads.append(oid)
-        self.send_json({})
-
-
-def _split_rev_path(args: list[str]) -> tuple[str, str]:
-    """A revision (one quoted segment, `refs%2Fpr%2F1`, or the raw `refs/pr/1` form) and the path after it."""
-    if not args:
-        return "main", ""
-    if args[0] == "refs" and len(args) >= 3:
-        return "/".join(args[:3]), unquote("/".join(args[3:]))
-    return unquote(args[0]), unquote("/".join(args[1:]))
-
-
 def _parse_range(header: str, size: int) -> tuple[int, int]:
     """`bytes=a-b`, `bytes=a-` or `bytes=-n` (the last n bytes) as inclusive (start, end)."""
     match = re.fullmatch(r"bytes=(\d*)-(\d*)", header.strip())
@@ -301,11 +165,8 @@ def _front_matter(content: str) -> tuple[dict | None, list[dict]]:
 
 
 class Hub:
-    """The server's logic, independent of HTTP: every method takes parsed arguments and returns JSON-able data.
-
-    Repos, commits and refs live in `repos`, saved as JSON next to the blob store after every write. Callers hold
-    `lock` (the HTTP handler does, for each request).
-    """
+    """The server's state, independent of HTTP: repos, commits and refs in `repos`, saved as JSON next to the blob
+    store (the HTTP handler saves after every write request). Callers hold `lock` (the handler does, per request)."""
 
     def __init__(self, root: Path, base_url: str, token: str | None):
         self.root, self.base_url, self.token = root, base_url, token
@@ -324,8 +185,8 @@ class Hub:
     def sign(self, oid: str, size: str) -> str:
         return hmac.new(self.secret, f"{oid}:{size}".encode(), hashlib.sha256).hexdigest()
 
-    def repo_url(self, repo_type: str, repo_id: str) -> str:
-        return f"{self.base_url}/{URL_PREFIX[repo_type]}{repo_id}"
+    def repo_url(self, repo: dict) -> str:
+        return f"{self.base_url}/{URL_PREFIX[repo['type']]}{repo['id']}"
 
     # -- blobs
     def blob_path(self, sha256: str) -> Path:
@@ -340,11 +201,11 @@ class Hub:
             os.replace(tmp, path)
         return sha
 
-    def _regular_entry(self, data: bytes) -> dict:
+    def regular_entry(self, data: bytes) -> dict:
         return {"sha256": self.put_blob(data), "size": len(data), "git_oid": _git_blob_oid(data), "lfs": False,
                 "pointer_size": 0}
 
-    # -- repos and revisions
+    # -- repos, revisions and commits
     def repo(self, repo_type: str, repo_id: str) -> dict:
         repo = self.repos.get(f"{repo_type}:{repo_id}")
         if repo is None:
@@ -360,7 +221,6 @@ class Hub:
         return oid
 
     def resolve_revision(self, repo: dict, revision: str) -> str:
-        revision = unquote(revision)
         for prefix, table in (("refs/heads/", "branches"), ("refs/tags/", "tags")):  # `main` or `refs/heads/main`
             if revision.removeprefix(prefix) in repo[table]:
                 return repo[table][revision.removeprefix(prefix)]
@@ -371,112 +231,29 @@ class Hub:
             return revision
         raise HubError(404, f"Invalid rev id: {revision}", "RevisionNotFound")
 
-    def _files(self, repo_type: str, repo_id: str, revision: str) -> dict:
-        repo = self.repo(repo_type, repo_id)
+    def files(self, repo: dict, revision: str) -> dict:
         return repo["commits"][self.resolve_revision(repo, revision)]["files"]
 
-    def create_repo(self, body: dict) -> dict:
-        repo_type = body.get("type") or "model"
-        if repo_type not in URL_PREFIX:
-            raise HubError(400, f"Invalid repo type {repo_type!r}")
-        repo_id = f"{body.get('organization') or USER_NAME}/{body['name']}"
-        url, key = self.repo_url(repo_type, repo_id), f"{repo_type}:{repo_id}"
-        if key in self.repos:  # the client reads the url of an existing repo from the 409 body (`exist_ok=True`)
-            message = "You already created this repo"
-            raise HubError(409, message, body={"error": message, "url": url})
-        repo = {"type": repo_type, "id": repo_id, "private": body.get("visibility") == "private"
-                or bool(body.get("private")), "created": _now(), "commits": {}, "branches": {}, "tags": {}, "prs": []}
-        files = {".gitattributes": self._regular_entry(GITATTRIBUTES.encode())}
-        repo["branches"]["main"] = self.new_commit(repo, None, files, "initial commit")
-        self.repos[key] = repo
-        self.save()
-        return {"url": url, "name": repo_id, "id": repo_id}
+    def tree(self, repo_type: str, repo_id: str, revision: str, path: str, recursive: bool) -> list[dict]:
+        return _list_tree(self.files(self.repo(repo_type, repo_id), revision), path, recursive)
 
-    def delete_repo(self, body: dict) -> None:
-        repo_type = body.get("type") or "model"
-        repo_id = f"{body.get('organization') or USER_NAME}/{body['name']}"
-        self.repo(repo_type, repo_id)
-        del self.repos[f"{repo_type}:{repo_id}"]
-        self.save()
+    def history(self, repo: dict, revision: str) -> list[dict]:
+        """The commits from `revision` back to the repo's first, newest first."""
+        oid, out = self.resolve_revision(repo, revision), []
+        while oid is not None:
+            commit = repo["commits"][oid]
+            out.append({"id": oid, "title": commit["title"], "message": commit["message"], "date": commit["date"],
+                        "authors": [{"user": USER_NAME}]})
+            oid = commit["parent"]
+        return out
 
-    def repo_info(self, repo_type: str, repo_id: str, revision: str) -> dict:
-        repo = self.repo(repo_type, repo_id)
-        oid = self.resolve_revision(repo, revision)
-        commit = repo["commits"][oid]
-        files = commit["files"]
-        siblings = [{"rfilename": path, "size": info["size"], "blobId": info["git_oid"],
-                     **({"lfs": {"sha256": info["sha256"], "size": info["size"],
-                                 "pointerSize": info["pointer_size"]}} if info["lfs"] else {})}
-                    for path, info in sorted(files.items())]
-        readme = files.get("README.md")
-        card = readme and _front_matter(self.blob_path(readme["sha256"]).read_text(errors="replace"))[0]
-        return {
-            "_id": hashlib.sha1(repo_id.encode()).hexdigest()[:24], "id": repo_id, "author": repo_id.split("/")[0],
-            "sha": oid, "lastModified": commit["date"], "createdAt": repo["created"], "private": repo["private"],
-            "gated": False, "disabled": False, "downloads": 0, "likes": 0, "tags": [], "siblings": siblings,
-            "cardData": card,
-        }
-
-    # -- uploads
-    def preupload(self, repo_type: str, repo_id: str, revision: str, body: dict) -> dict:
-        self.repo(repo_type, repo_id)
-        try:
-            files = self._files(repo_type, repo_id, revision)
-        except HubError:  # a branch that the commit will create (create_pr / new revision) has no files yet
-            files = {}
-        answer = []
-        for item in body.get("files", []):
-            # The Hub's rule of thumb: big files, known binary extensions and binary-looking content go to LFS.
-            sample = base64.b64decode(item.get("sample") or "")
-            lfs = int(item["size"]) >= LFS_THRESHOLD or b"\0" in sample or item["path"].lower().endswith(LFS_SUFFIXES)
-            mode = "lfs" if lfs else "regular"
-            existing = files.get(item["path"])
-            oid = None if existing is None else existing["sha256" if mode == "lfs" else "git_oid"]
-            answer.append({"path": item["path"], "uploadMode": mode, "shouldIgnore": False, "oid": oid})
-        return {"files": answer, "commitOid": None}
-
-    def lfs_batch(self, repo_type: str, repo_id: str, body: dict) -> dict:
-        self.repo(repo_type, repo_id)
-        objects = []
-        for obj in body.get("objects", []):
-            oid, size = obj["oid"], int(obj["size"])
-            entry = {"oid": oid, "size": size, "authenticated": True}
-            if not self.blob_path(oid).exists():
-                query = f"size={size}&sig={self.sign(oid, str(size))}"
-                entry["actions"] = {"upload": {"href": f"{self.base_url}/lfs-upload/{oid}?{query}"}}
-            objects.append(entry)
-        return {"transfer": "basic", "objects": objects}
-
-    def commit(self, repo_type: str, repo_id: str, revision: str, raw: bytes, create_pr: bool) -> dict:
-        lines = [json.loads(line) for line in raw.decode().splitlines() if line.strip()]
-        header = next((line["value"] for line in lines if line.get("key") == "header"), {})
-        repo = self.repo(repo_type, repo_id)
-        head = self.resolve_revision(repo, revision)
-        parent = header.get("parentCommit")
-        if parent and parent != head:
-            raise HubError(412, f"A commit has happened since. Parent commit {parent} is not the head {head}")
-        files = dict(repo["commits"][head]["files"])
-        for line in lines:
-            self._apply(files, line.get("key"), line.get("value") or {})
-        oid = self.new_commit(repo, head, files, header.get("summary", ""), header.get("description", ""))
-        pr_url = None
-        if create_pr:
-            repo["prs"].append(oid)
-            pr_url = f"{self.repo_url(repo_type, repo_id)}/discussions/{len(repo['prs'])}"
-        elif (branch := unquote(revision).removeprefix("refs/heads/")) in repo["branches"]:
-            repo["branches"][branch] = oid
-        else:
-            raise HubError(400, f"Cannot commit to {revision}: not a branch")
-        self.save()
-        return {"commitOid": oid, "commitUrl": f"{self.repo_url(repo_type, repo_id)}/commit/{oid}",
-                "pullRequestUrl": pr_url}
-
-    def _apply(self, files: dict, key: str | None, value: dict) -> None:
+    def apply(self, files: dict, key: str | None, value: dict) -> None:
+        """One commit operation (a line of the commit's NDJSON body) applied to the path index `files`."""
         path = value.get("path", "")
         if key == "file":
             content = value.get("content", "")
             data = base64.b64decode(content) if value.get("encoding") == "base64" else content.encode()
-            files[path] = self._regular_entry(data)
+            files[path] = self.regular_entry(data)
         elif key == "lfsFile":
             sha, blob = value["oid"], self.blob_path(value["oid"])
             if not blob.exists():
@@ -494,54 +271,240 @@ class Hub:
         elif key != "header":
             raise HubError(400, f"Unknown commit operation {key!r}")
 
-    # -- listings and refs
-    def tree(self, repo_type: str, repo_id: str, revision: str, path: str, recursive: bool) -> list[dict]:
-        return _list_tree(self._files(repo_type, repo_id, revision), path, recursive)
 
-    def paths_info(self, repo_type: str, repo_id: str, revision: str, paths: list[str]) -> list[dict]:
-        files, out = self._files(repo_type, repo_id, revision), []
-        for path in (p.strip("/") for p in paths):
+class _Handler(LoopbackHandler):
+    server: "HubServer"
+
+    def _dispatch(self) -> None:
+        split = urlsplit(self.path)
+        self.query, self.hub = parse_qs(split.query), self.server.hub
+        try:
+            # Always consume the body first, so that an early error reply keeps the keep-alive stream in sync.
+            self.body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self.server.maybe_fail(self.command, split.path)
+            self._route(split.path)
+        except HubError as err:
+            self._send_error(err)
+        except Exception as err:  # noqa: BLE001 - a test server reports its own bugs as 500s
+            self._send_error(HubError(500, f"{type(err).__name__}: {err}"))
+
+    def send_response(self, code, message=None) -> None:
+        # Recorded before the reply leaves: a client that has its answer must find its request in `requests`.
+        # (A malformed request line is answered before `command` and `path` are set.)
+        self.server.requests.append((getattr(self, "command", None), urlsplit(getattr(self, "path", "")).path, code))
+        super().send_response(code, message)
+
+    do_GET = do_HEAD = do_POST = do_PUT = do_DELETE = _dispatch
+
+    def _route(self, path: str) -> None:
+        for methods, pattern, auth, name in _ROUTES:
+            if self.command in methods and (match := pattern.fullmatch(path)):
+                break
+        else:
+            raise HubError(404, f"{self.command} {path} is not implemented")
+        if auth:
+            self.require_auth()
+        args = {key: unquote(value) for key, value in match.groupdict().items() if value is not None}
+        # One request at a time reads or changes the state; downloads stream outside the lock (`resolve` takes it to
+        # look the file up).
+        with contextlib.nullcontext() if name == "resolve" else self.hub.lock:
+            if "repo_id" in args:
+                args["repo"] = self.hub.repo(REPO_TYPES[args.pop("type", "models")], args.pop("repo_id"))
+            answer = getattr(self, name)(**args)
+            if self.command in ("POST", "PUT", "DELETE"):  # a change is on disk before it is answered
+                self.hub.save()
+        if answer is not None:
+            self.send_json(answer)
+
+    def flag(self, name: str) -> bool:
+        return self.query.get(name, ["0"])[0].lower() in ("1", "true")
+
+    def json_body(self) -> dict:
+        return json.loads(self.body) if self.body else {}
+
+    def _send_error(self, err: HubError) -> None:
+        headers = dict(err.extra_headers)
+        if err.code:
+            headers["X-Error-Code"] = err.code
+        headers["X-Error-Message"] = str(err).replace("\n", " ")
+        self.send_json(err.body if err.body is not None else {"error": str(err)}, err.status, headers)
+
+    def require_auth(self) -> None:
+        auth = self.headers.get("Authorization", "")
+        token = auth[len("Bearer "):].strip() if auth.startswith("Bearer ") else ""
+        expected = self.hub.token
+        if not token or (expected is not None and token != expected):
+            raise HubError(401, "Invalid credentials in Authorization header")
+
+    # ---------------------------------------------------------------- routes: a JSON answer, or None once replied
+    def whoami(self) -> dict:
+        return {"type": "user", "name": USER_NAME, "fullname": "Test User", "orgs": [],
+                "auth": {"type": "access_token", "accessToken": {"role": "write"}}}
+
+    def validate_yaml(self) -> None:
+        # Always a JSON body: the client parses it before looking at the status code.
+        errors = _front_matter(self.json_body().get("content", ""))[1]
+        self.send_json({"errors": errors, "warnings": []}, 400 if errors else 200)
+
+    def create_repo(self) -> dict:
+        body, hub = self.json_body(), self.hub
+        repo_type = body.get("type") or "model"
+        if repo_type not in URL_PREFIX:
+            raise HubError(400, f"Invalid repo type {repo_type!r}")
+        repo_id = f"{body.get('organization') or USER_NAME}/{body['name']}"
+        repo = {"type": repo_type, "id": repo_id, "private": body.get("visibility") == "private"
+                or bool(body.get("private")), "created": _now(), "commits": {}, "branches": {}, "tags": {}, "prs": []}
+        if f"{repo_type}:{repo_id}" in hub.repos:  # the client reads an existing repo's url from the 409 body
+            message = "You already created this repo"
+            raise HubError(409, message, body={"error": message, "url": hub.repo_url(repo)})
+        files = {".gitattributes": hub.regular_entry(GITATTRIBUTES.encode())}
+        repo["branches"]["main"] = hub.new_commit(repo, None, files, "initial commit")
+        hub.repos[f"{repo_type}:{repo_id}"] = repo
+        return {"url": hub.repo_url(repo), "name": repo_id, "id": repo_id}
+
+    def delete_repo(self) -> dict:
+        body = self.json_body()
+        repo = self.hub.repo(body.get("type") or "model", f"{body.get('organization') or USER_NAME}/{body['name']}")
+        del self.hub.repos[f"{repo['type']}:{repo['id']}"]
+        return {}
+
+    def repo_info(self, repo: dict, revision: str = "main") -> dict:
+        oid = self.hub.resolve_revision(repo, revision)
+        commit = repo["commits"][oid]
+        siblings = [{"rfilename": path, "size": info["size"], "blobId": info["git_oid"],
+                     **({"lfs": {"sha256": info["sha256"], "size": info["size"],
+                                 "pointerSize": info["pointer_size"]}} if info["lfs"] else {})}
+                    for path, info in sorted(commit["files"].items())]
+        readme = commit["files"].get("README.md")
+        card = readme and _front_matter(self.hub.blob_path(readme["sha256"]).read_text(errors="replace"))[0]
+        return {
+            "_id": hashlib.sha1(repo["id"].encode()).hexdigest()[:24], "id": repo["id"],
+            "author": repo["id"].split("/")[0], "sha": oid, "lastModified": commit["date"],
+            "createdAt": repo["created"], "private": repo["private"], "gated": False, "disabled": False,
+            "downloads": 0, "likes": 0, "tags": [], "siblings": siblings, "cardData": card,
+        }
+
+    # -- uploads
+    def preupload(self, repo: dict, revision: str) -> dict:
+        try:
+            files = self.hub.files(repo, revision)
+        except HubError:  # a branch that the commit will create (create_pr / new revision) has no files yet
+            files = {}
+        answer = []
+        for item in self.json_body().get("files", []):
+            # The Hub's rule of thumb: big files, known binary extensions and binary-looking content go to LFS.
+            sample = base64.b64decode(item.get("sample") or "")
+            lfs = int(item["size"]) >= LFS_THRESHOLD or b"\0" in sample or item["path"].lower().endswith(LFS_SUFFIXES)
+            mode = "lfs" if lfs else "regular"
+            existing = files.get(item["path"])
+            oid = None if existing is None else existing["sha256" if mode == "lfs" else "git_oid"]
+            answer.append({"path": item["path"], "uploadMode": mode, "shouldIgnore": False, "oid": oid})
+        return {"files": answer, "commitOid": None}
+
+    def lfs_batch(self, repo: dict) -> None:
+        objects = []
+        for obj in self.json_body().get("objects", []):
+            oid, size = obj["oid"], int(obj["size"])
+            entry = {"oid": oid, "size": size, "authenticated": True}
+            if not self.hub.blob_path(oid).exists():
+                query = f"size={size}&sig={self.hub.sign(oid, str(size))}"
+                entry["actions"] = {"upload": {"href": f"{self.hub.base_url}/lfs-upload/{oid}?{query}"}}
+            objects.append(entry)
+        self.send_json({"transfer": "basic", "objects": objects},
+                       headers={"Content-Type": "application/vnd.git-lfs+json"})
+
+    def lfs_upload(self, oid: str) -> dict:
+        # Presigned-URL semantics: no Authorization header is sent, so the URL carries an HMAC of (oid, size).
+        size = self.query.get("size", [""])[0]
+        if not hmac.compare_digest(self.query.get("sig", [""])[0], self.hub.sign(oid, size)):
+            raise HubError(403, "Invalid or missing signature on LFS upload URL")
+        if len(self.body) != int(size) or hashlib.sha256(self.body).hexdigest() != oid:
+            raise HubError(400, f"Uploaded content does not match LFS object {oid} ({size} bytes)")
+        self.hub.put_blob(self.body)
+        self.server.lfs_uploads.append(oid)
+        return {}
+
+    def commit(self, repo: dict, revision: str) -> dict:
+        hub = self.hub
+        lines = [json.loads(line) for line in self.body.decode().splitlines() if line.strip()]
+        header = next((line["value"] for line in lines if line.get("key") == "header"), {})
+        head = hub.resolve_revision(repo, revision)
+        parent = header.get("parentCommit")
+        if parent and parent != head:
+            raise HubError(412, f"A commit has happened since. Parent commit {parent} is not the head {head}")
+        files = dict(repo["commits"][head]["files"])
+        for line in lines:
+            hub.apply(files, line.get("key"), line.get("value") or {})
+        oid = hub.new_commit(repo, head, files, header.get("summary", ""), header.get("description", ""))
+        pr_url = None
+        if self.flag("create_pr"):
+            repo["prs"].append(oid)
+            pr_url = f"{hub.repo_url(repo)}/discussions/{len(repo['prs'])}"
+        elif (branch := revision.removeprefix("refs/heads/")) in repo["branches"]:
+            repo["branches"][branch] = oid
+        else:
+            raise HubError(400, f"Cannot commit to {revision}: not a branch")
+        return {"commitOid": oid, "commitUrl": f"{hub.repo_url(repo)}/commit/{oid}", "pullRequestUrl": pr_url}
+
+    # -- downloads, listings and refs
+    def resolve(self, repo: dict, revision: str, path: str) -> None:
+        with self.hub.lock:
+            commit_oid = self.hub.resolve_revision(repo, revision)
+            info = repo["commits"][commit_oid]["files"].get(path)
+        if info is None:
+            raise HubError(404, f"Entry not found: {path}", "EntryNotFound", {"X-Repo-Commit": commit_oid})
+        size, ranged = info["size"], bool(self.headers.get("Range"))
+        start, end = _parse_range(self.headers["Range"], size) if ranged else (0, size - 1)
+        headers = {"Content-Type": "application/octet-stream", "Content-Length": str(max(end - start + 1, 0)),
+                   "Accept-Ranges": "bytes", "ETag": f'"{info["sha256"] if info["lfs"] else info["git_oid"]}"',
+                   "X-Repo-Commit": commit_oid, **({"Content-Range": f"bytes {start}-{end}/{size}"} if ranged else {})}
+        self.send_response(206 if ranged else 200)
+        for key, value in headers.items():
+            self.send_header(key, value)
+        self.end_headers()
+        if self.command == "GET" and end >= start:
+            with open(self.hub.blob_path(info["sha256"]), "rb") as handle:  # headers are flushed: wfile is unbuffered
+                self.connection.sendfile(handle, start, end - start + 1)
+
+    def tree(self, repo: dict, revision: str, path: str = "") -> list[dict]:
+        return _list_tree(self.hub.files(repo, revision), path, self.flag("recursive"))
+
+    def paths_info(self, repo: dict, revision: str) -> list[dict]:
+        files, out = self.hub.files(repo, revision), []
+        for path in parse_qs(self.body.decode()).get("paths", []):  # the client posts the paths form-encoded
+            path = path.strip("/")
             if path in files:
                 out.append(_file_entry(path, files[path]))
             elif any(p.startswith(path + "/") for p in files):
                 out.append(_dir_entry(path))
         return out
 
-    def refs(self, repo_type: str, repo_id: str, include_prs: bool) -> dict:
-        repo = self.repo(repo_type, repo_id)
+    def refs(self, repo: dict) -> dict:
         out = {kind: [{"name": n, "ref": f"refs/{ref}/{n}", "targetCommit": c} for n, c in repo[kind].items()]
                for kind, ref in (("branches", "heads"), ("tags", "tags"))}
         out["converts"] = []
-        if include_prs:
+        if self.flag("include_prs"):
             out["pullRequests"] = [{"name": str(i + 1), "ref": f"refs/pr/{i + 1}", "targetCommit": c}
                                    for i, c in enumerate(repo["prs"])]
         return out
 
-    def commits(self, repo_type: str, repo_id: str, revision: str) -> list[dict]:
-        repo = self.repo(repo_type, repo_id)
-        oid, out = self.resolve_revision(repo, revision), []
-        while oid is not None:
-            commit = repo["commits"][oid]
-            out.append({"id": oid, "title": commit["title"], "message": commit["message"], "date": commit["date"],
-                        "authors": [{"user": USER_NAME}]})
-            oid = commit["parent"]
-        return out
+    def commits(self, repo: dict, revision: str) -> list[dict]:
+        return self.hub.history(repo, revision)
 
-    def create_ref(self, repo_type: str, repo_id: str, kind: str, name: str, body: dict) -> None:
+    def create_ref(self, repo: dict, kind: str, name: str) -> dict:
         """A branch `name` (at `startingPoint` or main), or the tag `body["tag"]` at revision `name`."""
-        repo = self.repo(repo_type, repo_id)
+        body = self.json_body()
         ref, table = (name, "branches") if kind == "branch" else (body["tag"], "tags")
         if ref in repo[table]:
             raise HubError(409, f"{kind.capitalize()} {ref} already exists")
         start = (body.get("startingPoint") or "main") if kind == "branch" else name
-        repo[table][ref] = self.resolve_revision(repo, start)
-        self.save()
+        repo[table][ref] = self.hub.resolve_revision(repo, start)
+        return {}
 
-    def delete_ref(self, repo_type: str, repo_id: str, kind: str, name: str) -> None:
-        repo = self.repo(repo_type, repo_id)
+    def delete_ref(self, repo: dict, kind: str, name: str) -> dict:
         if repo["branches" if kind == "branch" else "tags"].pop(name, None) is None:
             raise HubError(404, f"{kind.capitalize()} {name} not found", "RevisionNotFound")
-        self.save()
+        return {}
 
 
 class HubServer(LoopbackServer):
@@ -575,7 +538,7 @@ class HubServer(LoopbackServer):
 
     def commit_count(self, repo_id: str, repo_type: str = "model", revision: str = "main") -> int:
         with self.hub.lock:
-            return len(self.hub.commits(repo_type, repo_id, revision))
+            return len(self.hub.history(self.hub.repo(repo_type, repo_id), revision))
 
 
 def start_hub_server(root_dir: str | os.PathLike, port: int = 0, token: str | None = None) -> HubServer:

@@ -71,22 +71,17 @@ def run_and_kill(args: list[str], when: Condition, *, timeout: float = 600, poll
     Output goes to temporary files, not pipes, so a chatty child never blocks on a full pipe while it is watched.
     """
     command = command or [sys.executable, "-m", "hf_medvlm", *args]
+    deadline, killed = time.monotonic() + timeout, False
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         process = subprocess.Popen(command, stdout=out, stderr=err, env=env, cwd=cwd, start_new_session=True)
-        killed = _watch(process, when, timeout, poll_s)
+        while process.poll() is None:
+            killed = when()
+            if killed or time.monotonic() > deadline:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+                break
+            time.sleep(poll_s)
         out.seek(0)
         err.seek(0)
         return KilledRun(killed, process.returncode, out.read().decode(errors="replace"),
                          err.read().decode(errors="replace"))
-
-
-def _watch(process: subprocess.Popen, when: Condition, timeout: float, poll_s: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while process.poll() is None:
-        held = when()
-        if held or time.monotonic() > deadline:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-            return held
-        time.sleep(poll_s)
-    return False

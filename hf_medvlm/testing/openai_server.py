@@ -31,8 +31,8 @@ from typing import Any, Callable
 
 from ._loopback import LoopbackHandler, LoopbackServer
 
-__all__ = ["Reply", "RecordedRequest", "OpenAIServer", "start_openai_server", "TransformersResponder", "CannedResponder",
-           "message_texts"]
+__all__ = ["Reply", "RecordedRequest", "OpenAIServer", "start_openai_server", "TransformersResponder",
+           "CannedResponder", "message_texts"]
 
 
 @dataclass
@@ -53,7 +53,8 @@ class Reply:
               retry_after: float | None = None) -> "Reply":
         """An OpenAI-style error body; `retry_after` seconds are sent as `Retry-After`."""
         headers = {} if retry_after is None else {"Retry-After": f"{retry_after:g}"}
-        return cls(status=status, headers=headers, body=_error_body(message, kind))
+        body = json.dumps({"error": {"message": message, "type": kind}}).encode()
+        return cls(status=status, headers=headers, body=body)
 
     @classmethod
     def rate_limited(cls, retry_after: float | None = 0, message: str = "Rate limit reached") -> "Reply":
@@ -84,10 +85,6 @@ class RecordedRequest:
     time: float = 0.0
 
 
-def _error_body(message: str, kind: str) -> bytes:
-    return json.dumps({"error": {"message": message, "type": kind}}).encode()
-
-
 def message_texts(messages: list[dict]) -> list[str]:
     """All text of OpenAI chat messages (string contents and `text` parts), in order."""
     texts = []
@@ -105,33 +102,29 @@ class _Handler(LoopbackHandler):
 
     def do_GET(self):
         if self.path.rstrip("/").endswith("/models"):
-            return self._send(200, {"object": "list", "data": [{"id": self.server.model_name, "object": "model"}]})
-        self._send(404, _error_body(f"no route {self.path}", "not_found"))
+            return self._send(Reply(body=json.dumps(
+                {"object": "list", "data": [{"id": self.server.model_name, "object": "model"}]}).encode()))
+        self._send(Reply.error(404, f"no route {self.path}", "not_found"))
 
     def do_POST(self):
         raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         parsed = urllib.parse.urlsplit(self.path)
-        record = RecordedRequest(
-            method="POST", path=parsed.path, query=dict(urllib.parse.parse_qsl(parsed.query)),
-            headers={k.lower(): v for k, v in self.headers.items()}, body=None, time=time.time(),
-        )
         try:
-            record.body = json.loads(raw)
+            body = json.loads(raw)
         except ValueError:
-            record.body = raw.decode("utf-8", errors="replace")
+            body = raw.decode("utf-8", errors="replace")
+        record = RecordedRequest("POST", parsed.path, dict(urllib.parse.parse_qsl(parsed.query)),
+                                 {k.lower(): v for k, v in self.headers.items()}, body, time=time.time())
         self.server._record(record)
         if not parsed.path.endswith("/chat/completions"):
-            record.reply_status = 404
-            return self._send(404, _error_body(f"no route {parsed.path}", "not_found"))
-        if not isinstance(record.body, dict) or not isinstance(record.body.get("messages"), list):
-            record.reply_status = 400
-            return self._send(400, _error_body("body must be JSON with a 'messages' list", "invalid_request_error"))
-        reply = self.server._next_reply(record.body)
+            reply = Reply.error(404, f"no route {parsed.path}", "not_found")
+        elif not isinstance(body, dict) or not isinstance(body.get("messages"), list):
+            reply = Reply.error(400, "body must be JSON with a 'messages' list")
+        else:
+            reply = self.server._next_reply(body)
         record.reply_status = reply.status
-        if reply.delay:
-            time.sleep(reply.delay)
-        body = reply.body if reply.body is not None else self._completion(record.body, reply)
-        self._send(reply.status, body, reply.headers)
+        time.sleep(reply.delay)
+        self._send(reply, body)
 
     def _completion(self, request: dict, reply: Reply) -> bytes:
         # Words stand in for tokens: good enough for accounting tests.
@@ -148,9 +141,11 @@ class _Handler(LoopbackHandler):
                       "total_tokens": prompt_tokens + completion_tokens},
         }).encode()
 
-    def _send(self, status: int, body: bytes | dict, headers: dict[str, str] | None = None):
+    def _send(self, reply: Reply, request: dict | None = None):
+        """`reply.body`, or else the completion of `request` that `reply` scripts."""
         try:
-            self.send_json(body, status, headers)
+            self.send_json(reply.body if reply.body is not None else self._completion(request, reply), reply.status,
+                           reply.headers)
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client gave up (a timeout test); nothing to tell it
 
