@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 
 from tests.eval.conftest import tiny_model_dir  # noqa: F401 - fixtures shared with the areas' own tests
 from tests.training.conftest import tiny_checkpoint, tiny_data_dir  # noqa: F401

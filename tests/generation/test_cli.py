@@ -1,10 +1,8 @@
 import json
 import os
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from hf_medvlm.cli import main as cli_main
 from hf_medvlm.commands.filter import main as filter_main

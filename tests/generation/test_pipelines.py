@@ -267,7 +267,7 @@ def test_text_only_local_backend_refuses_images(tiny):
         backend.complete(request)
 
 
-def _image_from_request(body) -> "Image.Image":
+def _image_from_request(body):
     import base64
     import io
 
