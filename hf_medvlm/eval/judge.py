@@ -277,7 +277,9 @@ def combine_orders(first: str | None, second: str | None) -> str | None:
     as_a = {"A": "win", "B": "loss", "C": "tie"}[first]
     as_b = {"A": "loss", "B": "win", "C": "tie"}[second]  # in the swapped order, "[[A]]" names model B
     decided = {as_a, as_b} - {"tie"}  # a tie and a win is a win
-    return "inconsistent" if len(decided) == 2 else decided.pop() if decided else "tie"
+    if len(decided) == 2:
+        return "inconsistent"
+    return decided.pop() if decided else "tie"
 
 
 def _question_image(question: Mapping, qid: str, images: Mapping | None):

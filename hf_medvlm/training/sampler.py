@@ -83,7 +83,7 @@ def image_counts(dataset) -> list[int]:
         table = dataset.with_format("arrow")[:]
         return pc.fill_null(pc.list_value_length(table.column("images")), 0).to_pylist()
     if "image" in dataset.column_names:
-        return [int(x is not None) for x in dataset.with_format("arrow")[:].column("image").is_valid().to_pylist()]
+        return [int(valid) for valid in dataset.with_format("arrow")[:].column("image").is_valid().to_pylist()]
     return [0] * len(dataset)
 
 

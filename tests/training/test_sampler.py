@@ -3,7 +3,7 @@ import random
 import pytest
 import torch
 
-from hf_medvlm.training.sampler import ModalityLengthGroupedSampler, padded_tokens
+from hf_medvlm.training.sampler import ModalityLengthGroupedSampler, image_counts, padded_tokens
 
 
 def _data(n=300, seed=0):
@@ -57,3 +57,16 @@ def test_bad_arguments_are_refused():
         ModalityLengthGroupedSampler([1, 2], [True], step_size=1)
     with pytest.raises(ValueError, match="step_size"):
         ModalityLengthGroupedSampler([1], [True], step_size=0)
+
+
+def test_image_counts_reads_a_single_image_column_and_an_images_list_column():
+    from datasets import Dataset, Features, Image, Sequence, Value
+    from PIL import Image as PILImage
+
+    pixel = PILImage.new("RGB", (2, 2))
+    single = Dataset.from_dict({"image": [pixel, None, pixel], "text": ["a", "b", "c"]},
+                               features=Features({"image": Image(), "text": Value("string")}))
+    assert image_counts(single) == [1, 0, 1]  # a row without an image is text-only, not one image
+    listed = Dataset.from_dict({"images": [[pixel, pixel], [], None]}, features=Features({"images": Sequence(Image())}))
+    assert image_counts(listed) == [2, 0, 0]
+    assert image_counts(Dataset.from_dict({"text": ["a"]})) == [0]
