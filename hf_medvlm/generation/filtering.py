@@ -31,13 +31,10 @@ _WORD = re.compile(r"[a-z0-9]+(?:[-'][a-z0-9]+)*")
 
 def load_lexicon(path: str | Path | None = None) -> frozenset[str]:
     """Read a lexicon (one term per line, '#' comments); ``None`` loads the small packaged default."""
-    if path is None:
-        text = resources.files(__package__).joinpath("resources", DEFAULT_LEXICON).read_text(encoding="utf-8")
-    else:
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"lexicon file {path} does not exist")
-        text = path.read_text(encoding="utf-8")
+    source = resources.files(__package__).joinpath("resources", DEFAULT_LEXICON) if path is None else Path(path)
+    if not source.is_file():
+        raise FileNotFoundError(f"lexicon file {source} does not exist")
+    text = source.read_text(encoding="utf-8")
     terms = {" ".join(_WORD.findall(line.split("#", 1)[0].lower())) for line in text.splitlines()}
     terms.discard("")
     if not terms:

@@ -56,7 +56,7 @@ def _split_speaker_blocks(text: str) -> tuple[list[tuple[str, str]], Counter]:
             blocks.append([role, line[match.end():].strip()])
         elif blocks:
             # Multi-line answers (lists, paragraphs) are kept whole instead of being truncated at the first newline.
-            blocks[-1][1] = f"{blocks[-1][1]}\n{line.rstrip()}" if line.strip() else blocks[-1][1] + "\n"
+            blocks[-1][1] += "\n" + line.rstrip()
         elif line.strip():
             drops["preamble"] += 1
     return [(role, body.strip()) for role, body in blocks], drops
@@ -91,7 +91,7 @@ def parse_user_assistant_turns(text: str) -> TurnParseResult:
             question = None
     if question is not None:
         result.drops["unanswered_question"] += 1
-    if not result.pairs and not blocks:
+    if not blocks:
         result.drops["no_turns"] += 1
     return result
 

@@ -1,7 +1,5 @@
-"""Data-generation methods run end to end against an OpenAI-compatible endpoint or a local transformers model,
-resumably, writing training-schema rows (the work behind `hf-medvlm generate <method>`; the methods are the keys of
-`METHOD_TITLES`, plus `select-demos`). Replies go to ``<output_dir>/responses.jsonl`` keyed by record id: rerunning
-the same command after a crash sends only the requests that have no reply yet.
+"""Data-generation methods run end to end (the work behind `hf-medvlm generate <method>`; the methods are the keys of
+`METHOD_TITLES`, plus `select-demos`). A rerun resumes from ``<output_dir>/responses.jsonl`` (`hf_medvlm.llm.runner`).
 """
 
 from __future__ import annotations
@@ -11,6 +9,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..files import atomic_write_text
+from ..llm import read_results, run_requests
 from ..outcome import failure_rate_field
 
 __all__ = ["PAPER_GENERATORS", "GenerateArguments", "chat_backend", "run_method", "select_demos",
@@ -92,15 +92,14 @@ def chat_backend(args: GenerateArguments, endpoint):
 def run_method(method: str, args: GenerateArguments, backend, concurrency: int = 8, progress: bool = True) -> dict:
     """Run one method end to end; returns the report (also written to ``<output_dir>/report.json``). The outputs go
     to ``<output_dir>/data/*.jsonl`` with a dataset card (``data/README.md``) naming the generator model."""
-    from hf_medvlm.llm import read_results, run_requests
-
-    from ..files import atomic_write_text
-    from .records import write_jsonl
+    from ..data.loading import read_jsonl_rows
+    from .records import read_figure_records, write_jsonl
 
     out = Path(args.output_dir)
     responses = out / "responses.jsonl"
     model_name = getattr(backend, "name", "")
-    inputs = _read_inputs(method, args)
+    read = read_jsonl_rows if method == "rate" else read_figure_records  # rate reads generated conversations
+    inputs = read(args.input, args.image_root)[: args.limit or None]
     run = run_requests(_jobs(method, args, inputs), backend, output_path=responses, concurrency=concurrency,
                        desc=method, progress=progress)
     # report.json, written last, marks a finished run: an earlier run's must not stand beside this run's data files.
@@ -124,15 +123,6 @@ def _failed_items(method: str, stats: dict) -> tuple[int, int]:
         return stats["images_in"] - stats["labelled"], stats["images_in"]
     produced = stats["instruct_rows"] if method == "pubmedvision" else stats["rows_out"]
     return stats["records_in"] - produced, stats["records_in"]
-
-
-def _read_inputs(method: str, args: GenerateArguments) -> list:
-    from ..data.loading import read_jsonl_rows
-    from .records import read_figure_records
-
-    read = read_jsonl_rows if method == "rate" else read_figure_records  # rate reads generated conversations
-    rows = read(args.input, args.image_root)
-    return rows[: args.limit] if args.limit else rows
 
 
 def _jobs(method: str, args: GenerateArguments, inputs: list):
@@ -203,7 +193,6 @@ def select_demos(args: GenerateArguments) -> dict:
     """BioMed-VITAL demonstration candidates: embed caption+mentions (and images), K-means, sample across clusters."""
     import numpy as np
 
-    from ..files import atomic_write_text
     from .biomed_vital import select_demonstration_candidates
     from .filtering import embed_captions
     from .records import figure_context, read_figure_records, write_jsonl

@@ -104,8 +104,8 @@ def label_rows(records, results: dict, labels_path: str | Path, *, label_model: 
     """Rows in the classifier's training format, `{"image": path relative to the labels file, "label": 0 | 1}` (plus
     `id`, `label_model`, `label_raw`), and the counts by label and by reason for unlabelled images."""
     base = Path(labels_path).resolve().parent
-    rows, counts = [], Counter()
-    for (job_id, path), text in replies(image_job_ids(records), results, counts, key=lambda job: job[0]):
+    jobs, rows, counts = image_job_ids(records), [], Counter()
+    for (job_id, path), text in replies(jobs, results, counts, key=lambda job: job[0]):
         label, reason = parse_image_label(text)
         if label is None:
             counts[reason] += 1
@@ -113,5 +113,5 @@ def label_rows(records, results: dict, labels_path: str | Path, *, label_model: 
         counts["medical" if label else "non_medical"] += 1
         rows.append({"image": os.path.relpath(Path(path).resolve(), base), "label": label, "id": job_id,
                      "label_model": label_model, "label_raw": text})
-    stats = {"images_in": len(image_job_ids(records)), "labelled": len(rows), "counts": dict(counts)}
+    stats = {"images_in": len(jobs), "labelled": len(rows), "counts": dict(counts)}
     return {"labels": rows}, stats

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from ..files import atomic_write
 from ..llm import image_to_data_url
 from .parsing import filter_turn_pairs, parse_user_assistant_turns
 
@@ -89,7 +90,7 @@ def read_figure_records(path: str | Path, image_root: str | Path | None = None) 
     if not path.is_file():
         raise FileNotFoundError(f"input file {path} does not exist")
     base = Path(image_root) if image_root else path.parent
-    records, seen = [], set()
+    records: dict[str, FigureRecord] = {}
     with path.open(encoding="utf-8") as handle:
         for number, line in enumerate(handle, 1):
             if not line.strip():
@@ -99,11 +100,10 @@ def read_figure_records(path: str | Path, image_root: str | Path | None = None) 
             except json.JSONDecodeError as err:
                 raise ValueError(f"{path}:{number}: not valid JSON ({err.msg})") from None
             record = _record(raw, f"{path}:{number}", base)
-            if record.id in seen:
+            if record.id in records:
                 raise ValueError(f"{path}:{number}: duplicate id {record.id!r}")
-            seen.add(record.id)
-            records.append(record)
-    return records
+            records[record.id] = record
+    return list(records.values())
 
 
 def figure_context(record: FigureRecord, with_mentions: bool = True) -> str:
@@ -160,8 +160,6 @@ def write_jsonl(path: str | Path, rows) -> int:
     ``images`` paths (relative to the working folder, as the readers resolved them) are rewritten relative to the
     output file's folder, the rule every reader applies, so an output is the next command's input wherever that
     command runs."""
-    from ..files import atomic_write
-
     path = Path(path)
     count = 0
     with atomic_write(path) as handle:

@@ -1,10 +1,6 @@
-"""Chat backends shared by the evaluation judge and the data-generation pipelines.
-
-- `ChatRequest` / `ChatResponse`: the one interface; a backend is any object with `name` and `complete(request)`.
-- `OpenAIChatBackend`: the `openai` client (OpenAI, Azure OpenAI, vLLM, TGI, LiteLLM) with an on-disk reply cache;
-  401/403/404 are `ChatBackendError(fatal=True)` and stop a run.
-- `run_requests`: concurrent, resumable JSONL runs keyed by id, with a token/cost `RunReport`.
-- `image_to_data_url`: images as base64 data URLs for `image_url` message parts.
+"""Chat backends shared by the evaluation judge and the data-generation pipelines (docs/llm.md): the
+`ChatRequest` / `ChatResponse` interface, `OpenAIChatBackend` (the `openai` client with an on-disk reply cache),
+`run_requests` (concurrent, resumable JSONL runs with a token/cost `RunReport`) and `image_to_data_url`.
 """
 
 from .cache import ResponseCache

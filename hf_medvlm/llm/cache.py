@@ -39,12 +39,9 @@ class ResponseCache:
             return None  # an entry from an incompatible version is a miss
 
     def put(self, key: str, response: ChatResponse) -> None:
-        path = self._path(key)
-        path.parent.mkdir(exist_ok=True)
-        data = {**response.to_dict(), "cached": False}
         # A rerun that asks again for a reply whose write was killed removes the dead writer's temporary here.
-        with atomic_write(path) as f:
-            json.dump(data, f, ensure_ascii=False)
+        with atomic_write(self._path(key)) as f:
+            json.dump({**dataclasses.asdict(response), "cached": False}, f, ensure_ascii=False)
 
     def __len__(self) -> int:
         return sum(1 for _ in self.cache_dir.glob("*/*.json"))

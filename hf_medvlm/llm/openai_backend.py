@@ -1,11 +1,8 @@
 """`OpenAIChatBackend`: the `openai` client (`OpenAI` / `AzureOpenAI`) behind the `complete(request)` interface.
 
-It reaches OpenAI, Azure OpenAI deployments and any OpenAI-compatible server (vLLM, TGI, LiteLLM). The `openai` client
-retries 408, 409, 429, 5xx, timeouts and connection errors with its own exponential back-off and honours
-`Retry-After` / `retry-after-ms`. What is ours around it: the on-disk reply cache, JSON-mode fallback, a bounded retry
-of malformed reply bodies (a 200 the client cannot parse), and errors that say which endpoint failed and whether the
-run can go on. 401, 403 and 404 (wrong key, no permission, wrong URL or model) are `fatal`: `run_requests` stops at
-the first one, since no retry and no other request can pass.
+The client retries what fails on the wire with its own back-off (docs/llm.md lists what is retried). Ours around it:
+the on-disk reply cache, JSON-mode fallback, a bounded retry of malformed reply bodies (a 200 the client cannot
+parse), and errors that name the endpoint and say whether the run can go on (401/403/404 are `fatal`).
 """
 
 from __future__ import annotations
@@ -84,8 +81,7 @@ class OpenAIChatBackend:
 
     def complete(self, request: ChatRequest) -> ChatResponse:
         key = self.cache_key(request) if self.cache is not None else None
-        hit = self.cache.get(key) if key is not None else None
-        if hit is not None:
+        if key is not None and (hit := self.cache.get(key)) is not None:
             return hit
         response = self._complete_parsed(request)
         if key is not None:

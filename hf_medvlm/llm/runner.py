@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import time
+from contextlib import suppress
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -85,7 +86,7 @@ class _Writer:
                 ) from err
         else:
             self.consecutive_failures = 0
-            row = {"id": job_id, "request_key": key, **response.to_dict()}
+            row = {"id": job_id, "request_key": key, **asdict(response)}
             self.file.write(json.dumps(row, ensure_ascii=False) + "\n")
             self.file.flush()
             self.report.done += 1
@@ -154,11 +155,9 @@ def run_requests(
         _drain(pending, writer, until=0)
     finally:
         # On an interrupt, keep every reply that already arrived; requests not yet started are never sent.
-        try:
+        with suppress(ChatBackendError):  # already stopping; the first error is the one raised
             for future in [f for f in pending if f.done()]:
                 writer.record(*pending.pop(future), future)
-        except ChatBackendError:
-            pass  # already stopping; the first error is the one raised
         pool.shutdown(wait=False, cancel_futures=True)
         writer.file.close()
         bar.close()

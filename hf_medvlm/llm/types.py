@@ -52,9 +52,6 @@ class ChatResponse:
     cached: bool = False
     finish_reason: str | None = None
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
 
 class ChatBackendError(RuntimeError):
     """A request that failed for good (a status no retry fixes, or retries exhausted); the message says why.
