@@ -172,7 +172,6 @@ def write_generation_card(folder: Path, method: str, generator: str, counts: dic
 
     paper_model, where = PAPER_GENERATORS[method]
     configs = [{"config_name": name, "data_files": [{"split": "train", "path": f"{name}.jsonl"}]} for name in counts]
-    folder.mkdir(parents=True, exist_ok=True)
     DatasetCard(f"---\n{DatasetCardData(configs=configs).to_yaml()}\n---\n").save(folder / "README.md")
     written = ", ".join(f"`{name}` {n} rows" for name, n in counts.items())
     return write_dataset_card(

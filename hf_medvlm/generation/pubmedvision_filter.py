@@ -2,9 +2,8 @@
 
 - ``pubmedvision``: text (>= 5 unique medical-lexicon terms in the caption; `--terms_in caption_and_mentions` also
   counts inline mentions), image size (>= 336x336), an optional medical/non-medical image classifier, then
-  caption-embedding near-duplicate removal. Writes
-  ``kept.jsonl`` (figure records, ready for ``hf-medvlm generate``), ``dropped.jsonl`` (each with its stage and
-  reason) and ``report.json`` with kept/dropped counts per stage.
+  caption-embedding near-duplicate removal. Writes ``kept.jsonl`` (figure records, ready for ``hf-medvlm generate``),
+  ``dropped.jsonl`` (each with its stage and reason) and ``report.json`` with kept/dropped counts per stage.
 - ``train-classifier``: fit the classifier head on a frozen CLIP vision encoder from labelled images.
 """
 

@@ -1,5 +1,4 @@
 """`ChatEndpointArguments`: the judge / generator endpoint as a dataclass that `HfArgumentParser` recipes can embed.
-
 The key itself never goes in a recipe: `llm_api_key_env` names the environment variable that holds it.
 """
 

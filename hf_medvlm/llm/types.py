@@ -1,7 +1,6 @@
-"""The backend-neutral request/response pair every chat backend speaks, and image → data-URL encoding.
-
-A backend is any object with a `name` and `complete(request: ChatRequest) -> ChatResponse`: the OpenAI-compatible HTTP
-client here (`OpenAIChatBackend`) and the local transformers backend (`hf_medvlm.llm.local`) both are.
+"""The backend-neutral request/response pair every chat backend speaks, and image → data-URL encoding. A backend is
+any object with a `name` and `complete(request: ChatRequest) -> ChatResponse`: `OpenAIChatBackend` and the local
+transformers backend (`hf_medvlm.llm.local`) both are.
 """
 
 from __future__ import annotations

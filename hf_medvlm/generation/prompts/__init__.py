@@ -1,7 +1,5 @@
-"""Paper prompts, scenarios and question sets, kept as YAML data files that name their source.
-
-``load_prompt_file("pubmedvision_reformat")`` returns the parsed YAML of the packaged file; a path to a file of the
-same shape can be given instead, so users can swap in their own prompts without touching code.
+"""Paper prompts, scenarios and question sets, kept as YAML data files that name their source. `load_prompt_file`
+also takes the path of a user file of the same shape, so prompts can be swapped without touching code.
 """
 
 from __future__ import annotations
