@@ -21,6 +21,7 @@ from ..files import atomic_write_text
 from ..outcome import check_failure_rate, failure_rate_field
 from . import converters as cv
 from .card import LLAVA_MED_LICENSE, write_dataset_card
+from .loading import iter_json_lines
 from .schema import (
     EVAL_FEATURES, QA50_FEATURES, TRAINING_FEATURES, RecordError, SkipCounter, check_row_types, iter_valid,
     validate_eval_record, validate_training_record,
@@ -60,16 +61,6 @@ def _iter_json_array(path: Path, chunk_size: int = 1 << 20) -> Iterator[dict]:
             buffer, position = (buffer[end:], 0) if end > chunk_size else (buffer, end)
 
 
-def _iter_jsonl(path: Path) -> Iterator[dict]:
-    with path.open("r", encoding="utf-8") as handle:
-        for line_number, line in enumerate(handle, 1):
-            if line.strip():
-                try:
-                    yield json.loads(line)
-                except json.JSONDecodeError as err:
-                    raise ValueError(f"{path}:{line_number}: not a JSON object ({err.msg})") from None
-
-
 def _iter_csv(path: Path) -> Iterator[dict]:
     with path.open("r", encoding="utf-8", newline="") as handle:
         yield from csv.DictReader(handle)
@@ -84,20 +75,19 @@ def _iter_parquet(path: Path) -> Iterator[dict]:
 
 def _raw_files(path: str | Path) -> list[Path]:
     """The file, or the sorted matches of a glob pattern (a release sharded as `data/test-0000*-of-00003.parquet`)."""
-    if Path(path).is_file() or not any(c in str(path) for c in "*?["):
-        if not Path(path).is_file():
-            raise FileNotFoundError(f"raw file {path} does not exist")
-        return [Path(path)]
-    files = sorted(Path(p) for p in glob.glob(str(path)) if Path(p).is_file())
+    path = Path(path)
+    files = [path] if path.is_file() else sorted(Path(p) for p in glob.glob(str(path)) if Path(p).is_file())
     if not files:
-        raise FileNotFoundError(f"no raw file matches {path}")
+        pattern = any(c in str(path) for c in "*?[")
+        raise FileNotFoundError(f"no raw file matches {path}" if pattern else f"raw file {path} does not exist")
     return files
 
 
 def iter_records(path: str | Path) -> Iterator[dict]:
     """Raw records of a `.json` (array), `.jsonl`, `.csv` or `.parquet` file, or of every file a glob pattern matches,
     each with its position as `_index` (counted across the files)."""
-    readers = {".json": _iter_json_array, ".jsonl": _iter_jsonl, ".csv": _iter_csv, ".parquet": _iter_parquet}
+    readers = {".json": _iter_json_array, ".jsonl": lambda file: (value for _, value in iter_json_lines(file)),
+               ".csv": _iter_csv, ".parquet": _iter_parquet}
     records = []
     for file in _raw_files(path):
         if file.suffix not in readers:
