@@ -12,13 +12,13 @@
 
 from __future__ import annotations
 
-import json
 from collections import Counter, defaultdict
 from itertools import zip_longest
 from pathlib import Path
 
 import numpy as np
 
+from ..data.loading import iter_json_lines
 from ..llm import ChatRequest
 from .parsing import parse_score_line, parse_two_answer_turns
 from .prompts import load_prompt_file
@@ -60,10 +60,7 @@ def read_demonstrations(path: str | Path) -> dict[str, list[dict]]:
     if not path.is_file():
         raise FileNotFoundError(f"demonstrations file {path} does not exist")
     groups: dict[str, list[dict]] = defaultdict(list)
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        demo = json.loads(line)
+    for number, demo in iter_json_lines(path):
         missing = [key for key in ("context", "response", "modality") if not demo.get(key)]
         if missing:
             raise ValueError(f"{path}:{number}: demonstration lacks {', '.join(missing)}")

@@ -163,12 +163,13 @@ def filter_records(args: FilterArguments) -> dict:
 def train_classifier(args: TrainClassifierArguments) -> dict:
     from transformers import AutoImageProcessor
 
+    from ..data.loading import iter_json_lines
     from .image_classifier import MedicalImageClassifier, image_features, train_head
 
     path = Path(args.labels)
     if not path.is_file():
         raise FileNotFoundError(f"labels file {path} does not exist")
-    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    rows = [row for _, row in iter_json_lines(path)]
     images = [path.parent / row["image"] for row in rows]  # opened one batch at a time
     labels = [int(row["label"]) for row in rows]
     model = MedicalImageClassifier.from_vision_encoder(args.vision_encoder, threshold=args.threshold)

@@ -86,23 +86,18 @@ def _record(raw: dict, where: str, base_dir: Path) -> FigureRecord:
 def read_figure_records(path: str | Path, image_root: str | Path | None = None) -> list[FigureRecord]:
     """Read figure records from JSONL; relative image paths resolve against ``image_root`` (default: the file's
     folder). Raises on a malformed line, naming the file and line."""
+    from ..data.loading import iter_json_lines  # imports `datasets`: only when records are read
+
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"input file {path} does not exist")
     base = Path(image_root) if image_root else path.parent
     records: dict[str, FigureRecord] = {}
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                raw = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise ValueError(f"{path}:{number}: not valid JSON ({err.msg})") from None
-            record = _record(raw, f"{path}:{number}", base)
-            if record.id in records:
-                raise ValueError(f"{path}:{number}: duplicate id {record.id!r}")
-            records[record.id] = record
+    for number, raw in iter_json_lines(path):
+        record = _record(raw, f"{path}:{number}", base)
+        if record.id in records:
+            raise ValueError(f"{path}:{number}: duplicate id {record.id!r}")
+        records[record.id] = record
     return list(records.values())
 
 
