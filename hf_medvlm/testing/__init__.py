@@ -40,21 +40,18 @@ def _wordllama_tokenizer_file() -> Path:
     return Path(wordllama.__file__).parent / "tokenizers" / "l2_supercat_tokenizer_config.json"
 
 
+@functools.lru_cache(maxsize=1)
 def _plain_llama2_tokenizer() -> PreTrainedTokenizerFast:
+    """Shared (parsing the vocabulary takes a while): copy it before changing it."""
     return PreTrainedTokenizerFast(tokenizer_file=str(_wordllama_tokenizer_file()), bos_token="<s>", eos_token="</s>",
                                    unk_token="<unk>")
 
 
-@functools.lru_cache(maxsize=1)
-def _cached_llama2_tokenizer() -> PreTrainedTokenizerFast:
-    tokenizer = _plain_llama2_tokenizer()
-    add_image_and_pad_tokens(tokenizer)
-    return tokenizer
-
-
 def load_llama2_tokenizer() -> PreTrainedTokenizerFast:
     """A fresh copy of the real Llama-2 tokenizer with `<image>` (32000) and `<pad>` (32001) added."""
-    return copy.deepcopy(_cached_llama2_tokenizer())
+    tokenizer = copy.deepcopy(_plain_llama2_tokenizer())
+    add_image_and_pad_tokens(tokenizer)
+    return tokenizer
 
 
 def tiny_llava_med_config(vocab_size: int = 32064, **overrides) -> LlavaMedConfig:

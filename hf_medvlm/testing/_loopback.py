@@ -20,13 +20,16 @@ class LoopbackHandler(BaseHTTPRequestHandler):
         """`payload` as JSON, or bytes as they are (malformed-body tests); `headers` may override the content type.
         A HEAD request gets the headers only."""
         body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-        self.send_response(status)
-        for key, value in {"Content-Type": "application/json", "Content-Length": str(len(body)),
-                           **(headers or {})}.items():
-            self.send_header(key, value)
-        self.end_headers()
+        self.send_headers(status, {"Content-Type": "application/json", "Content-Length": str(len(body)),
+                                **(headers or {})})
         if self.command != "HEAD":
             self.wfile.write(body)
+
+    def send_headers(self, status: int, headers: dict) -> None:
+        self.send_response(status)
+        for key, value in headers.items():
+            self.send_header(key, value)
+        self.end_headers()
 
 
 class LoopbackServer(ThreadingHTTPServer):

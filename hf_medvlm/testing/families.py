@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
+import transformers
 from tokenizers import Tokenizer, decoders, normalizers
 from transformers import PreTrainedTokenizerFast
 from transformers.utils import is_torchvision_available
@@ -30,6 +31,7 @@ from . import TINY_TEXT, TINY_VISION, _random_model, _wordllama_tokenizer_file
 
 __all__ = ["build_tiny_qwen2_5_vl", "build_tiny_smolvlm", "build_tiny_gemma3", "trl_chat_template",
            "allow_image_only_video_processors"]
+
 
 def trl_chat_template(name: str) -> str:
     """A chat template as TRL ships it (`trl/chat_templates/<name>.jinja`, a copy of the Hub checkpoint's)."""
@@ -73,9 +75,10 @@ def build_tiny_qwen2_5_vl(seed: int = 0):
     )
     image_processor = Qwen2VLImageProcessorPil(patch_size=8, merge_size=2, temporal_patch_size=2,
                                                min_pixels=32 * 32, max_pixels=64 * 64)
+    allow_image_only_video_processors()
+    video_processor = transformers.Qwen2VLVideoProcessor() if is_torchvision_available() else NoVideoProcessor()
     processor = Qwen2_5_VLProcessor(image_processor=image_processor, tokenizer=tokenizer,
-                                    video_processor=_video_processor(),
-                                    chat_template=trl_chat_template("qwen2_5_vl"))
+                                    video_processor=video_processor, chat_template=trl_chat_template("qwen2_5_vl"))
     return _random_model(Qwen2_5_VLForConditionalGeneration, config, seed, [im_end, end], end), processor
 
 
@@ -140,15 +143,6 @@ class NoVideoProcessor(VideoProcessorMixin):
         return cls()
 
 
-def _video_processor():
-    allow_image_only_video_processors()
-    if not is_torchvision_available():
-        return NoVideoProcessor()
-    from transformers import Qwen2VLVideoProcessor
-
-    return Qwen2VLVideoProcessor()
-
-
 @functools.cache
 def allow_image_only_video_processors() -> None:
     """Let Qwen-VL processors be built, saved and loaded without torchvision, for images only. Idempotent.
@@ -160,7 +154,6 @@ def allow_image_only_video_processors() -> None:
     """
     if is_torchvision_available():
         return
-    import transformers
     from transformers import processing_utils
 
     # The processor checks its video processor's class by name on the `transformers` module, where it is not exported

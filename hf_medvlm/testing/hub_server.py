@@ -3,12 +3,7 @@
 TEST INFRASTRUCTURE, NOT PRODUCT CODE. It speaks just enough of the Hub protocol that the unmodified clients
 (huggingface_hub, datasets, transformers) can create repos, upload (regular files and LFS), download, list and branch
 against it. Point the clients at it with `HF_ENDPOINT=<server.url>` and `HF_HUB_DISABLE_XET=1`, both set *before*
-huggingface_hub is imported (they are read at import time); Xet storage is not implemented.
-
-    from hf_medvlm.testing.hub_server import start_hub_server
-    server = start_hub_server("/tmp/hub_state", port=0)   # returns once it accepts connections
-    ...                                                    # HF_ENDPOINT=server.url
-    server.stop()
+huggingface_hub is imported (they are read at import time); Xet storage is not implemented. Usage: docs/hub.md.
 
 Design (stdlib and PyYAML): content-addressed blobs (`sha256`) under `root_dir/blobs`, one JSON state file holding
 repos, commits (each with its full path index), branches, tags and `refs/pr/N`. Every new repo starts with a commit
@@ -95,7 +90,9 @@ class HubError(Exception):
     def __init__(self, status: int, message: str, code: str | None = None, extra_headers: dict | None = None,
                  body: dict | None = None):
         super().__init__(message)
-        self.status, self.code, self.extra_headers, self.body = status, code, extra_headers or {}, body
+        self.status, self.body = status, {"error": message} if body is None else body
+        self.headers = {**(extra_headers or {}), **({"X-Error-Code": code} if code else {}),
+                        "X-Error-Message": message.replace("\n", " ")}
 
 
 @dataclass
@@ -283,10 +280,9 @@ class _Handler(LoopbackHandler):
             self.body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             self.server.maybe_fail(self.command, split.path)
             self._route(split.path)
-        except HubError as err:
-            self._send_error(err)
         except Exception as err:  # noqa: BLE001 - a test server reports its own bugs as 500s
-            self._send_error(HubError(500, f"{type(err).__name__}: {err}"))
+            error = err if isinstance(err, HubError) else HubError(500, f"{type(err).__name__}: {err}")
+            self.send_json(error.body, error.status, error.headers)
 
     def send_response(self, code, message=None) -> None:
         # Recorded before the reply leaves: a client that has its answer must find its request in `requests`.
@@ -302,8 +298,11 @@ class _Handler(LoopbackHandler):
                 break
         else:
             raise HubError(404, f"{self.command} {path} is not implemented")
-        if auth:
-            self.require_auth()
+        if auth:  # any bearer token, or exactly the server's `token` if it has one
+            header = self.headers.get("Authorization", "")
+            token = header[len("Bearer "):].strip() if header.startswith("Bearer ") else ""
+            if not token or self.hub.token not in (None, token):
+                raise HubError(401, "Invalid credentials in Authorization header")
         args = {key: unquote(value) for key, value in match.groupdict().items() if value is not None}
         # One request at a time reads or changes the state; downloads stream outside the lock (`resolve` takes it to
         # look the file up).
@@ -321,20 +320,6 @@ class _Handler(LoopbackHandler):
 
     def json_body(self) -> dict:
         return json.loads(self.body) if self.body else {}
-
-    def _send_error(self, err: HubError) -> None:
-        headers = dict(err.extra_headers)
-        if err.code:
-            headers["X-Error-Code"] = err.code
-        headers["X-Error-Message"] = str(err).replace("\n", " ")
-        self.send_json(err.body if err.body is not None else {"error": str(err)}, err.status, headers)
-
-    def require_auth(self) -> None:
-        auth = self.headers.get("Authorization", "")
-        token = auth[len("Bearer "):].strip() if auth.startswith("Bearer ") else ""
-        expected = self.hub.token
-        if not token or (expected is not None and token != expected):
-            raise HubError(401, "Invalid credentials in Authorization header")
 
     # ---------------------------------------------------------------- routes: a JSON answer, or None once replied
     def whoami(self) -> dict:
@@ -395,10 +380,9 @@ class _Handler(LoopbackHandler):
             # The Hub's rule of thumb: big files, known binary extensions and binary-looking content go to LFS.
             sample = base64.b64decode(item.get("sample") or "")
             lfs = int(item["size"]) >= LFS_THRESHOLD or b"\0" in sample or item["path"].lower().endswith(LFS_SUFFIXES)
-            mode = "lfs" if lfs else "regular"
             existing = files.get(item["path"])
-            oid = None if existing is None else existing["sha256" if mode == "lfs" else "git_oid"]
-            answer.append({"path": item["path"], "uploadMode": mode, "shouldIgnore": False, "oid": oid})
+            answer.append({"path": item["path"], "uploadMode": "lfs" if lfs else "regular", "shouldIgnore": False,
+                           "oid": existing["sha256" if lfs else "git_oid"] if existing else None})
         return {"files": answer, "commitOid": None}
 
     def lfs_batch(self, repo: dict) -> None:
@@ -429,8 +413,7 @@ class _Handler(LoopbackHandler):
         lines = [json.loads(line) for line in self.body.decode().splitlines() if line.strip()]
         header = next((line["value"] for line in lines if line.get("key") == "header"), {})
         head = hub.resolve_revision(repo, revision)
-        parent = header.get("parentCommit")
-        if parent and parent != head:
+        if (parent := header.get("parentCommit")) and parent != head:
             raise HubError(412, f"A commit has happened since. Parent commit {parent} is not the head {head}")
         files = dict(repo["commits"][head]["files"])
         for line in lines:
@@ -458,10 +441,7 @@ class _Handler(LoopbackHandler):
         headers = {"Content-Type": "application/octet-stream", "Content-Length": str(max(end - start + 1, 0)),
                    "Accept-Ranges": "bytes", "ETag": f'"{info["sha256"] if info["lfs"] else info["git_oid"]}"',
                    "X-Repo-Commit": commit_oid, **({"Content-Range": f"bytes {start}-{end}/{size}"} if ranged else {})}
-        self.send_response(206 if ranged else 200)
-        for key, value in headers.items():
-            self.send_header(key, value)
-        self.end_headers()
+        self.send_headers(206 if ranged else 200, headers)
         if self.command == "GET" and end >= start:
             with open(self.hub.blob_path(info["sha256"]), "rb") as handle:  # headers are flushed: wfile is unbuffered
                 self.connection.sendfile(handle, start, end - start + 1)

@@ -1,20 +1,10 @@
 """A loopback OpenAI-compatible chat server for tests, demos and benchmarks (stdlib only, binds 127.0.0.1).
 
 It answers `POST /v1/chat/completions` (also `/chat/completions` and the Azure path
-`/openai/deployments/{name}/chat/completions`) and `GET /v1/models`. What it replies is scripted:
-
-- a queue of `Reply`s consumed first, in order (`server.enqueue(Reply.rate_limited(1), Reply("ok"))`), then
-- a responder: any callable `body -> Reply | str` (default: a fixed text), e.g. `TransformersResponder` for real
-  generation with a tiny local transformers model.
-
-`Reply` covers the failure modes a client must survive: 429 with `Retry-After`, 5xx, malformed bodies, slow replies.
-Every request is recorded in `server.requests` (path, query, headers, parsed JSON body, reply status, arrival time).
-
-    with start_openai_server(lambda body: "Yes.") as server:
-        backend = OpenAIChatBackend(server.url, model="test")
-
-From a shell, `python -m hf_medvlm.testing.openai_server --port 8000 --text "8 7"` serves a fixed reply until Ctrl-C;
-`--canned` answers every generate / rate / judge request in the shape its parser expects (`CannedResponder`).
+`/openai/deployments/{name}/chat/completions`) and `GET /v1/models`. Replies are scripted: queued `Reply`s first, in
+order (`server.enqueue`; 429 with `Retry-After`, 5xx, malformed bodies, slow replies), then the responder, any
+callable `body -> Reply | str` (default: a fixed text; `TransformersResponder`, `CannedResponder`). Every request is
+recorded in `server.requests`. Usage and the `python -m` entry point: docs/llm.md.
 """
 
 from __future__ import annotations
@@ -102,8 +92,7 @@ class _Handler(LoopbackHandler):
 
     def do_GET(self):
         if self.path.rstrip("/").endswith("/models"):
-            return self._send(Reply(body=json.dumps(
-                {"object": "list", "data": [{"id": self.server.model_name, "object": "model"}]}).encode()))
+            return self.send_json({"object": "list", "data": [{"id": self.server.model_name, "object": "model"}]})
         self._send(Reply.error(404, f"no route {self.path}", "not_found"))
 
     def do_POST(self):
@@ -128,9 +117,8 @@ class _Handler(LoopbackHandler):
 
     def _completion(self, request: dict, reply: Reply) -> bytes:
         # Words stand in for tokens: good enough for accounting tests.
-        prompt_tokens = reply.prompt_tokens
-        if prompt_tokens is None:
-            prompt_tokens = sum(len(text.split()) for text in message_texts(request["messages"]))
+        words = sum(len(text.split()) for text in message_texts(request["messages"]))
+        prompt_tokens = words if reply.prompt_tokens is None else reply.prompt_tokens
         completion_tokens = len(reply.text.split()) if reply.completion_tokens is None else reply.completion_tokens
         return json.dumps({
             "id": f"chatcmpl-{self.server._counter}", "object": "chat.completion", "created": int(time.time()),
@@ -142,12 +130,10 @@ class _Handler(LoopbackHandler):
         }).encode()
 
     def _send(self, reply: Reply, request: dict | None = None):
-        """`reply.body`, or else the completion of `request` that `reply` scripts."""
-        try:
-            self.send_json(reply.body if reply.body is not None else self._completion(request, reply), reply.status,
-                           reply.headers)
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the client gave up (a timeout test); nothing to tell it
+        """`reply.body`, or else the completion of `request` that `reply` scripts. A client that gave up (a timeout
+        test) breaks the pipe: `OpenAIServer.handle_error` keeps that quiet."""
+        self.send_json(reply.body if reply.body is not None else self._completion(request, reply), reply.status,
+                       reply.headers)
 
 
 class OpenAIServer(LoopbackServer):
