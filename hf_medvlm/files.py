@@ -1,15 +1,7 @@
-"""Files that survive `kill -9`: resumable JSONL, all-or-nothing writes, temporaries a rerun can prove stale.
-
-The rules every command follows (docs/cli.md, "Exit codes, resume and temporary files"):
-
-- An append-only JSONL (eval answers, LLM replies) gets one whole line per write. A kill can only tear the last line,
-  and `read_jsonl(..., repair=True)` cuts it off before the rerun appends, so the file never holds a broken line in
-  the middle.
-- A file that must be complete or absent (results, reports, generated data) is written beside its target under a
-  temporary name and renamed into place (`atomic_write`): a reader sees the old file or the new one, never half.
-- A temporary is named `.{name}.tmp-{host}-{pid}-{random}`. Host and pid prove whose it is: a rerun removes those of
-  its own host whose process is dead (`remove_stale_temporaries`), never a live writer's or another machine's on a
-  shared disk.
+"""Files that survive `kill -9`: resumable JSONL (`read_jsonl` cuts off the last line a kill tore), all-or-nothing
+writes (`atomic_write`) and temporaries a rerun can prove stale: their names carry host and pid, so a rerun removes
+only those of dead processes of its own host, never a live writer's or another machine's on a shared disk. The rules
+every command follows: docs/cli.md, "Exit codes, resume and temporary files".
 """
 
 from __future__ import annotations

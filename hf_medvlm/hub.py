@@ -5,12 +5,8 @@
     push_model("out/model", "me/llava-med-tiny", revision="v0.1")
     push_dataset_folder("out/data", "me/pmc-vqa-parquet")
 
-Each push first reads the folder the way `from_pretrained` / `load_dataset` will and refuses one that could not load
-(`InvalidFolderError`). It then creates the repo (and the revision branch) if missing and uploads with
-`HfApi.upload_folder`: unchanged files are skipped, an unchanged folder makes no commit, and stale weights or shards
-are deleted in the commit that replaces them. Transient errors are retried by huggingface_hub's own back-off; errors
-that no retry can fix (offline mode, HTTP 401/403/404) end at once in one sentence (`HubAccessError`). Offline mode
-does not block a Hub on the loopback interface (the demo's and the walkthroughs' local server).
+Each push first refuses a folder that `from_pretrained` / `load_dataset` could not load (`InvalidFolderError`), then
+uploads it with `HfApi.upload_folder`. What is checked, and which errors are retried or end at once: docs/hub.md.
 Command line: `hf-medvlm push --folder FOLDER --repo_id REPO_ID` (`hf_medvlm/commands/push.py`).
 """
 
@@ -290,12 +286,8 @@ def _check_remote_code(folder: Path) -> None:
 
 
 def validate_model_folder(folder) -> None:
-    """Refuse (`InvalidFolderError`) a `save_pretrained` folder that `from_pretrained` could not load from the Hub.
-
-    Checks config.json (or a PEFT adapter's adapter_config.json), the weights (`model.safetensors`, or the index and
-    every shard it names: present, non-empty, header valid, holding the tensors the index maps to it), the tokenizer
-    and image processor files, and every `auto_map` module.
-    """
+    """Refuse (`InvalidFolderError`) a `save_pretrained` folder that `from_pretrained` could not load from the Hub:
+    config, weights (every shard an index names), tokenizer, image processor, `auto_map` modules (docs/hub.md)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder} is not a directory.")
@@ -373,16 +365,6 @@ _REFUSALS = {
     403: "the token may not write there (HTTP 403); use a token with write access to that namespace",
     404: "the Hub has no such repo or revision (HTTP 404); check the repo id, repo type and revision",
 }
-
-
-def _resolve_token(token: str | None) -> str:
-    token = token or get_token()
-    if not token:
-        raise MissingTokenError(
-            "No Hugging Face token found: set the HF_TOKEN environment variable (or run `hf auth login`) to a token "
-            "with write access, or pass token=..."
-        )
-    return token
 
 
 def is_loopback_endpoint(url: str | None = None) -> bool:
@@ -469,7 +451,11 @@ def _upload(folder: Path, repo_id: str, repo_type: str, *, revision: str | None,
     match `delete` and are not in it) in one commit, then `card` (bytes, a path, or None) as README.md."""
     message = commit_message or f"Upload {repo_type} from {folder.name} with hf_medvlm"
     with _hub_errors(repo_id):
-        api = HfApi(token=_resolve_token(token))
+        token = token or get_token()
+        if not token:
+            raise MissingTokenError("No Hugging Face token found: set the HF_TOKEN environment variable (or run "
+                                    "`hf auth login`) to a token with write access, or pass token=...")
+        api = HfApi(token=token)
         api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True)
         if revision and revision != "main":
             api.create_branch(repo_id, branch=revision, repo_type=repo_type, exist_ok=True)

@@ -1,10 +1,7 @@
 """When a run whose items fail one at a time has failed as a whole: the `--max_failure_rate` rule.
 
-Commands that go through many items (questions, records, requests, images) count the items that produced nothing
-and still write their outputs with those counts. The exit status then says whether the run did its job: 1 ("the
-work failed") when the failed share is above the command's `--max_failure_rate`, or when an LLM request failed for
-good (a rerun sends only those), else 0. Each command documents what it counts as a failed item and why its default
-is what it is (docs/cli.md, "Exit codes").
+Outputs are written with the failed items counted either way; the exit status is 1 when the failed share is above
+`--max_failure_rate` or an LLM request failed for good, else 0. Each command's default and why: docs/cli.md.
 """
 
 from __future__ import annotations

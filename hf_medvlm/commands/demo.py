@@ -20,10 +20,15 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import yaml
+from huggingface_hub import constants
+
+from ..hub import push_dataset_folder, push_model, require_hub_access, write_model_card
 from .parser import parse
 
 __all__ = ["DemoArguments", "main"]
@@ -67,8 +72,6 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     (args,) = parse((DemoArguments,), argv, prog="hf-medvlm demo", doc=__doc__, epilog=EPILOG)
     if args.hub == "endpoint":
-        from ..hub import require_hub_access
-
         require_hub_access("push the demo")  # in offline mode, before minutes of training
     if args.hub == "loopback":
         # huggingface_hub reads HF_ENDPOINT when it is imported, so the demo itself runs in a child process that
@@ -110,7 +113,7 @@ def run_demo(args: DemoArguments) -> int:
         note(_loss_note(out / "stage2"))
     with _step(steps, "evaluate vs baselines") as note:
         comparison = _evaluate_against_baselines(out, args, final, data_dir)
-        note(_score_note(comparison["trained"]))
+        note(_score_note(comparison["columns"]["trained"]))
     with _step(steps, "model + dataset cards") as note:
         _write_model_card(final, args, out, comparison["model_index"])
         note(f"{final.name}/README.md, {data_dir.name}/README.md")
@@ -177,8 +180,6 @@ def _stage2_recipe(out: Path, args: DemoArguments) -> dict:
 
 
 def _train(out: Path, name: str, recipe: dict) -> Path:
-    import yaml
-
     from . import train
 
     recipe_path = out / "recipes" / f"{name}.yaml"
@@ -233,12 +234,13 @@ def _save_untrained(out: Path, args: DemoArguments) -> Path:
     return folder
 
 
-def _run_eval(out_dir: Path, model_dir: Path, data_dir: Path, config: str, name: str) -> dict:
+def _run_eval(out_dir: Path, model_dir: Path, data_dir: Path, config: str) -> dict:
     from . import eval as eval_command
 
     argv = ["--output_dir", str(out_dir), "--dataset_name", str(data_dir), "--dataset_config", config,
             "--dataset_split", "test", "--model_name_or_path", str(model_dir), "--max_new_tokens", "16",
-            "--batch_size", "16", "--benchmark_name", name, "--dtype", "float32"]
+            "--batch_size", "16", "--benchmark_name", "hf_medvlm demo eval (held-out question types)",
+            "--dtype", "float32"]
     if eval_command.main(argv) != 0:
         raise RuntimeError(f"evaluation of {model_dir.name} on {config} failed")
     return json.loads((out_dir / "results.json").read_text())
@@ -247,15 +249,12 @@ def _run_eval(out_dir: Path, model_dir: Path, data_dir: Path, config: str, name:
 def _evaluate_against_baselines(out: Path, args: DemoArguments, final: Path, data_dir: Path) -> dict:
     """Trained model vs the majority answer and the untrained model on the same held-out questions, plus the
     image-swap control; returns the score columns, the grounding verdict and the model-index of the trained run."""
-    from collections import Counter
-
     from ..eval.baselines import changed_answers, grounding_verdict, majority_answers
     from ..eval.benchmark import load_eval_dataset, questions_from_dataset, read_answers, score_answers
 
-    name = "hf_medvlm demo eval (held-out question types)"
-    trained = _run_eval(out / "eval", final, data_dir, "eval", name)
-    untrained = _run_eval(out / "eval_untrained", _save_untrained(out, args), data_dir, "eval", name)
-    swapped = _run_eval(out / "eval_mismatched_images", final, data_dir, "eval_mismatched_images", name)
+    trained = _run_eval(out / "eval", final, data_dir, "eval")
+    untrained = _run_eval(out / "eval_untrained", _save_untrained(out, args), data_dir, "eval")
+    swapped = _run_eval(out / "eval_mismatched_images", final, data_dir, "eval_mismatched_images")
     questions, _ = questions_from_dataset(load_eval_dataset(str(data_dir), "eval", "test"), "vqa")
     majority = score_answers(questions, majority_answers(questions), "vqa", ["llava_med", "strict"])
     answers = read_answers(out / "eval" / "answers.jsonl")
@@ -265,17 +264,16 @@ def _evaluate_against_baselines(out: Path, args: DemoArguments, final: Path, dat
     return {
         "columns": {"majority": majority, "untrained": untrained["scores"], "trained": trained["scores"],
                     "trained, swapped images": swapped["scores"]},
-        "trained": trained, "num_questions": len(questions), "grounded": grounded, "evidence": evidence,
-        "changed": changed, "commonest_answer": commonest,
-        "loss": _losses(out / "stage2")[0],
+        "num_questions": len(questions), "grounded": grounded, "evidence": evidence, "changed": changed,
+        "commonest_answer": commonest, "loss": _losses(out / "stage2")[0],
         "model_index": json.loads((out / "eval" / "model_index.json").read_text()),
     }
 
 
-def _score_note(results: dict) -> str:
+def _score_note(scores_by_protocol: dict) -> str:
     parts = []
     # llava_med reports open recall (the paper's "Open" column); strict reports exact match and token F1.
-    for protocol, scores in results["scores"].items():
+    for protocol, scores in scores_by_protocol.items():
         open_key = "open_recall" if protocol == "llava_med" else "open_f1"
         parts.append(f"{protocol}: closed acc {_pct(scores.get('closed_accuracy'))}, "
                      f"{open_key.replace('_', ' ')} {_pct(scores.get(open_key))}")
@@ -328,8 +326,6 @@ def _what_it_shows(comparison: dict) -> str:
 
 
 def _write_model_card(model_dir: Path, args: DemoArguments, out: Path, eval_results: list[dict]) -> None:
-    from ..hub import write_model_card
-
     write_model_card(
         model_dir, repo_id=args.model_repo_id, datasets=[args.dataset_repo_id],
         licenses={args.dataset_repo_id: "other"}, recipe_path=str(out / "recipes" / "stage2.yaml"),
@@ -343,10 +339,6 @@ def _push(args: DemoArguments, model_dir: Path, data_dir: Path, note) -> str:
     if args.hub == "none":
         note("skipped (--hub none); loading the local checkpoint")
         return str(model_dir)
-    from huggingface_hub import constants
-
-    from ..hub import push_dataset_folder, push_model
-
     push_model(model_dir, args.model_repo_id)
     push_dataset_folder(data_dir, args.dataset_repo_id)
     note(f"{args.model_repo_id} and {args.dataset_repo_id} on {constants.ENDPOINT}")

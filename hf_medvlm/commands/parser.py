@@ -1,14 +1,7 @@
-"""The one argument parser of every `hf-medvlm` command.
-
-It is TRL's `TrlParser` (dataclass fields become `--flags`; `--config recipe.yaml` sets their defaults, flags override
-them, and a key no dataclass knows is an error), with what a command line needs on top:
-
-- `--help` shows every default and keeps the examples' line breaks; usage lines read `hf-medvlm <verb> [...]`;
-- a bad value (`learning_rate: abc`), a missing required argument or a misspelled flag or recipe key is ONE line on
-  stderr naming the flag (or the recipe key) and the bad value, with the closest known flag when there is one, then
-  exit code 2;
-- sub-commands (`select train|score|pick`, `prepare <source>`, `generate <method>`, `filter <step>`) come first on the
-  command line or from the recipe's top-level `command:` key.
+"""The one argument parser of every `hf-medvlm` command: TRL's `TrlParser` (dataclass fields become `--flags`,
+`--config recipe.yaml` sets their defaults) with `--help` showing every default, ONE-line argument errors (exit 2)
+naming the flag or recipe key with the closest known flag, and sub-commands given first or by the recipe's `command:`
+key. The conventions it implements: docs/cli.md, "Conventions shared by every command".
 """
 
 from __future__ import annotations

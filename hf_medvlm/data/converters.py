@@ -8,11 +8,8 @@ Format facts (field names, quirks) follow the original releases: LLaVA-Med (`con
 or after the first question), PubMedVision (1..29 images, no `<image>` markers, Chinese file keys), BioMed-VITAL
 (integer ids, LLaVA-Med image names, no `<image>` markers in its generated conversations), VQA-RAD / SLAKE /
 PathVQA / PMC-VQA benchmark files. Each test fixture in `tests/data/test_conformance.py` names the public file or
-repository it copies.
-
-Every record that names an image either carries it or raises (`missing_image`, `undecodable_image`,
-`image_count_mismatch`): an image is never dropped while the text is kept. A conversation without `<image>` markers
-gets its images in front of the first user turn, as HuatuoGPT-Vision's trainer does for any source.
+repository it copies. How images are placed and checked (never dropped while the text is kept) is described with
+the training schema in dataset_scripts/README.md.
 """
 
 from __future__ import annotations
@@ -94,10 +91,11 @@ class ImageResolver:
 def _turn_text(turn, record_id: str, index: int) -> tuple[str, str]:
     if not isinstance(turn, dict) or "from" not in turn and "role" not in turn:
         raise RecordError("no_conversation", f"record {record_id!r}: turn {index} is not a {{from, value}} object")
-    role = ROLES.get(str(turn.get("from", turn.get("role"))).lower())
+    speaker = turn.get("from", turn.get("role"))
+    role = ROLES.get(str(speaker).lower())
     if role is None:
-        raise RecordError("non_alternating_roles", f"record {record_id!r}: turn {index} has unknown speaker "
-                          f"{turn.get('from', turn.get('role'))!r}")
+        raise RecordError("non_alternating_roles",
+                          f"record {record_id!r}: turn {index} has unknown speaker {speaker!r}")
     value = turn.get("value", turn.get("content"))
     return role, "" if value is None else str(value)
 

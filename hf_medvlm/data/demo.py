@@ -7,12 +7,10 @@ BodyPartExamined, ViewPosition, ImageType / ImageOrientationPatient, ContrastBol
 Study/SeriesDescription) read at build time, and the packages' own docstrings, which are checked at build time to
 still contain the phrases the facts rest on. Nothing is hand-labelled from looking at pixels.
 
-Three splits: `alignment` (stage-1 captions, training schema), `instruct` (multi-turn conversations, training
-schema) and `eval` (open and closed VQA, eval schema). The eval split asks only the held-out question types
-(`HELD_OUT_QUESTION_TYPES`: the imaging modality), which no instruct conversation asks in any wording; the modality
-appears in training only inside the image descriptions (stage-1 captions, and the description turn that opens each
-instruct conversation). `eval_mismatched_images` is the image-swap control. The eval images are the training images:
-this is a demo and smoke-test set, not a benchmark.
+Splits: `alignment` (stage-1 captions) and `instruct` (conversations) in the training schema; `eval` and its
+image-swap control `eval_mismatched_images` in the eval schema. Eval asks only `HELD_OUT_QUESTION_TYPES`, which no
+instruct turn asks in any wording (docs/demo.md, "What the numbers mean"); its images are the training images, so
+this is a smoke-test set, not a benchmark.
 """
 
 from __future__ import annotations
@@ -152,17 +150,11 @@ class QA:
 # ---------------------------------------------------------------------------------------------- DICOM facts
 
 
-def _text(ds, name: str) -> str | None:
-    value = ds.get(name)
+def _text(ds, name: str | None) -> str | None:
+    value = ds.get(name) if name else None
     if value is None:
         return None
-    value = re.sub(r"<[^>]*>", "", str(value)).replace("^", " ").strip()
-    return value or None
-
-
-def _multi(ds, name: str, index: int) -> str | None:
-    values = list(ds.get(name) or [])
-    return str(values[index]).strip() or None if index < len(values) else None
+    return re.sub(r"<[^>]*>", "", str(value)).replace("^", " ").strip() or None
 
 
 def plane_from_header(ds) -> str | None:
@@ -186,23 +178,25 @@ def weighting_from_header(ds) -> str | None:
 
 
 def _finding(ds, spec: DicomSpec) -> str | None:
-    text = _text(ds, spec.finding_field) if spec.finding_field else None
+    text = _text(ds, spec.finding_field)
     match = re.search(spec.finding_pattern, text) if text else None
     return match.group(1).strip().lower() if match else None
 
 
 def _exam(ds, spec: DicomSpec) -> str | None:
-    if spec.exam_field is None:
-        return None
-    value = _multi(ds, *spec.exam_field) if isinstance(spec.exam_field, tuple) else _text(ds, spec.exam_field)
+    if isinstance(spec.exam_field, tuple):
+        name, index = spec.exam_field
+        values = list(ds.get(name) or [])
+        value = str(values[index]).strip() if index < len(values) else None
+    else:
+        value = _text(ds, spec.exam_field)
     return spec.exam_format.format(value.lower()) if value else None
 
 
 def facts_from_dicom(ds, spec: DicomSpec, max_side: int = 512) -> ImageFacts:
     """Read every fact of `spec` from the header of `ds` and render its pixels."""
     modality, name, noun, domain = MODALITIES[ds.Modality]
-    body_part = _text(ds, spec.body_part_field) if spec.body_part_field else None
-    body_part = body_part.lower() if body_part else None
+    body_part = (_text(ds, spec.body_part_field) or "").lower() or None
     if ds.Modality in ("CR", "DX") and body_part == "chest":
         domain = "chest_xray"
     return ImageFacts(
@@ -308,31 +302,27 @@ def _open_questions(f: ImageFacts) -> list[QA]:
     return qas
 
 
-def _closed_questions(f: ImageFacts) -> list[QA]:
-    qas = [
-        QA(f"Is this {f.modality_noun}?", "yes", f"Yes, this is {f.modality_noun}.", "closed", "modality"),
-        QA(f"Is this {OTHER_MODALITY_NOUNS[f.modality]}?", "no", f"No, this is {f.modality_noun}.", "closed",
-           "modality"),
+def questions_for(facts: ImageFacts) -> list[QA]:
+    """Every question the facts of one image support: the open ones, then the closed ones."""
+    noun = facts.modality_noun
+    qas = _open_questions(facts) + [
+        QA(f"Is this {noun}?", "yes", f"Yes, this is {noun}.", "closed", "modality"),
+        QA(f"Is this {OTHER_MODALITY_NOUNS[facts.modality]}?", "no", f"No, this is {noun}.", "closed", "modality"),
     ]
-    if f.contrast:
-        qas.append(QA("Was a contrast agent administered?", "yes", f"Yes, {f.contrast} was given.", "closed",
+    if facts.contrast:
+        qas.append(QA("Was a contrast agent administered?", "yes", f"Yes, {facts.contrast} was given.", "closed",
                       "contrast"))
-    if f.weighting in ("T1", "T2"):
-        other = "T2" if f.weighting == "T1" else "T1"
-        qas.append(QA(f"Is this a {other}-weighted image?", "no", f"No, it is {f.weighting}-weighted.", "closed",
+    if facts.weighting in ("T1", "T2"):
+        other = "T2" if facts.weighting == "T1" else "T1"
+        qas.append(QA(f"Is this a {other}-weighted image?", "no", f"No, it is {facts.weighting}-weighted.", "closed",
                       "weighting"))
-    if f.plane == "axial":
+    if facts.plane == "axial":
         qas.append(QA("Is this a sagittal image?", "no", "No, it is an axial image.", "closed", "plane"))
-    if f.normal is not None:
-        answer = "yes" if f.normal else "no"
-        qas.append(QA("Is this fundus normal?", answer, "Yes, the source describes it as a normal eye." if f.normal
+    if facts.normal is not None:
+        qas.append(QA("Is this fundus normal?", "yes" if facts.normal else "no",
+                      "Yes, the source describes it as a normal eye." if facts.normal
                       else "No, the source describes lesions (microaneurysms).", "closed", "abnormality"))
     return qas
-
-
-def questions_for(facts: ImageFacts) -> list[QA]:
-    """Every open and closed question the facts of one image support."""
-    return _open_questions(facts) + _closed_questions(facts)
 
 
 def _article(phrase: str) -> str:
@@ -343,15 +333,9 @@ def caption_for(f: ImageFacts, detailed: bool = False) -> str:
     """A caption made only of recorded facts; the detailed one adds every open answer."""
     head = f"{f.plane.capitalize()} {f.modality_name}" if f.plane else f.modality_name[0].upper() + f.modality_name[1:]
     head += f" of the {f.body_part}" if f.body_part else ""
-    parts = [head + "."]
-    if f.exam:
-        parts.append(f"Examination: {f.exam}.")
-    if f.finding and f.finding_question:
-        parts.append(f.finding_caption.format(f.finding))
-    if detailed:
-        parts += [qa.long_answer for qa in _open_questions(f) if qa.question_type in
-                  ("view", "weighting", "contrast")]
-    return " ".join(parts)
+    answers = {qa.question_type: qa.long_answer for qa in _open_questions(f)}
+    kinds = ("exam", "finding", "view", "weighting", "contrast") if detailed else ("exam", "finding")
+    return " ".join([head + "."] + [answers[kind] for kind in kinds if kind in answers])
 
 
 # ------------------------------------------------------------------------------------------- records
@@ -397,21 +381,17 @@ def _eval_rows(facts: ImageFacts) -> list[dict]:
     ]
 
 
-def _other_modality(facts: list[ImageFacts]) -> dict[str, ImageFacts]:
-    """For each image, the next image in the list (cyclically) whose modality differs."""
-    return {f.key: next(g for g in facts[i + 1:] + facts[:i] if g.modality != f.modality) for i, f in enumerate(facts)}
-
-
 def build_demo_records(max_side: int = 512, facts: list[ImageFacts] | None = None) -> dict[str, list[dict]]:
     """Plain-Python rows (PIL images) of the splits: `alignment`, `instruct`, `eval`, and the control
     `eval_mismatched_images` (the eval questions and answers, each shown another image of a different modality)."""
     facts = load_demo_facts(max_side) if facts is None else facts
-    swaps = _other_modality(facts)
+    # each image's swap: the next image in the list (cyclically) whose modality differs
+    swaps = [next(g.image for g in facts[i + 1:] + facts[:i] if g.modality != f.modality) for i, f in enumerate(facts)]
     return {
         "alignment": [row for f in facts for row in _alignment_rows(f)],
         "instruct": [_instruct_row(f) for f in facts],
         "eval": [row for f in facts for row in _eval_rows(f)],
-        "eval_mismatched_images": [dict(row, image=swaps[f.key].image) for f in facts for row in _eval_rows(f)],
+        "eval_mismatched_images": [dict(row, image=swap) for f, swap in zip(facts, swaps) for row in _eval_rows(f)],
     }
 
 

@@ -37,12 +37,10 @@ DOMAIN_KEYS = ("chest_xray", "mri", "ct_scan", "histology", "gross")
 
 
 def _write_json(path: Path, value, **dumps_kwargs) -> Path:
-    path.write_text(json.dumps(value, **dumps_kwargs))
-    return path
-
-
-def _write_jsonl(path: Path, rows) -> Path:
-    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    if path.suffix == ".jsonl":  # JSON Lines: one record a line
+        path.write_text("".join(json.dumps(row) + "\n" for row in value))
+    else:
+        path.write_text(json.dumps(value, **dumps_kwargs))
     return path
 
 
@@ -149,7 +147,7 @@ def write_llava_med_qa50(folder: Path, *, with_images: bool = False) -> Path:
     if with_images:
         for record in records:
             write_jpeg(folder / "images" / record["image"], seed=record["question_id"])
-    return _write_jsonl(folder / "llava_med_eval_qa50_qa.jsonl", records)
+    return _write_json(folder / "llava_med_eval_qa50_qa.jsonl", records)
 
 
 def write_pubmedvision(folder: Path) -> dict[str, Path]:
@@ -231,15 +229,13 @@ def write_vqa_rad(folder: Path) -> Path:
             "image_case_url": "https://medpix.nlm.nih.gov/case?id=48e1dd0e", "image_name": "synpic54610.jpg",
             "image_organ": "HEAD", "evaluation": "not evaluated", "question_rephrase": "NULL",
             "question_relation": "NULL", "question_frame": "NULL"}
-
-    def row(qid, phrase_type, question, answer, answer_type, question_type):
-        return {"qid": qid, "phrase_type": phrase_type, **base, "question": question, "question_type": question_type,
-                "answer": answer, "answer_type": answer_type}
-
-    rows = [row(1, "freeform", "Are regions of the brain infarcted?", "Yes", "CLOSED", "PRES"),
-            row(2, "test_freeform", "Is there a fracture?", "No", "CLOSED ", "PRES"),
-            row(3, "test_para", "How many lesions are there?", 2, "OPEN", "COUNT"),
-            row(4, "para", "Where is the lesion?", "Left frontal lobe", "OPEN", "POS")]
+    rows = [{"qid": qid, "phrase_type": phrase_type, **base, "question": question, "question_type": question_type,
+             "answer": answer, "answer_type": answer_type}
+            for qid, phrase_type, question, answer, answer_type, question_type in (
+                (1, "freeform", "Are regions of the brain infarcted?", "Yes", "CLOSED", "PRES"),
+                (2, "test_freeform", "Is there a fracture?", "No", "CLOSED ", "PRES"),
+                (3, "test_para", "How many lesions are there?", 2, "OPEN", "COUNT"),
+                (4, "para", "Where is the lesion?", "Left frontal lobe", "OPEN", "POS"))]
     return _write_json(folder / "VQA_RAD Dataset Public.json", rows, indent=4)
 
 
@@ -306,19 +302,17 @@ def write_pmc_vqa(folder: Path, answer_column: str = "Answer", *, with_bad_row: 
     pandas index column leads), the v2 files' columns.
     """
     write_jpeg(folder / "images" / "PMC1064097_F1.jpg", seed=80)
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(["Figure_path", "Question", answer_column, "Choice A", "Choice B", "Choice C", "Choice D",
-                     "Answer_label"])
-    writer.writerow(["PMC1064097_F1.jpg", "What is the uptake pattern in the breast?", "Focal uptake pattern",
-                     "A:Diffuse uptake pattern", "B:Focal uptake pattern", "C:No uptake pattern",
-                     "D:Cannot determine from the information given", "B"])
-    writer.writerow(["PMC1064097_F1.jpg", "Which view is shown?", "Axial", "A:Axial", "B:Sagittal", "C:Coronal",
-                     "D:Oblique", "A"])
+    rows = [["Figure_path", "Question", answer_column, "Choice A", "Choice B", "Choice C", "Choice D", "Answer_label"],
+            ["PMC1064097_F1.jpg", "What is the uptake pattern in the breast?", "Focal uptake pattern",
+             "A:Diffuse uptake pattern", "B:Focal uptake pattern", "C:No uptake pattern",
+             "D:Cannot determine from the information given", "B"],
+            ["PMC1064097_F1.jpg", "Which view is shown?", "Axial", "A:Axial", "B:Sagittal", "C:Coronal", "D:Oblique",
+             "A"]]
     if with_bad_row:  # not from the release: a row with an empty choice, to show the error path
-        writer.writerow(["PMC1064097_F1.jpg", "Which organ?", "Liver", "A:Liver", "B:Spleen", "C:", "D:Kidney", "A"])
+        rows.append(["PMC1064097_F1.jpg", "Which organ?", "Liver", "A:Liver", "B:Spleen", "C:", "D:Kidney", "A"])
     path = folder / "test_clean.csv"
-    path.write_text(buffer.getvalue())
+    with path.open("w", newline="") as file:
+        csv.writer(file).writerows(rows)
     return path
 
 
@@ -397,7 +391,7 @@ def write_figure_records(folder: Path) -> Path:
     lines = [{"id": fig_id, "images": [f"figures/{fig_id}_{k}.jpg" for k in range(len(sizes))], "caption": caption,
               "mentions": mentions, "fig_label": f"Figure {fig_id[-1]}", "domain": domain}
              for fig_id, caption, mentions, domain, sizes in FIGURES]
-    return _write_jsonl(folder / "figures.jsonl", lines)
+    return _write_json(folder / "figures.jsonl", lines)
 
 
 def write_classifier_labels(folder: Path) -> Path:
@@ -420,14 +414,14 @@ def write_classifier_labels(folder: Path) -> Path:
             path.parent.mkdir(parents=True, exist_ok=True)
             image.save(path)
         rows.append({"image": path.relative_to(folder).as_posix(), "label": int(medical)})
-    return _write_jsonl(folder / "labelled.jsonl", rows)
+    return _write_json(folder / "labelled.jsonl", rows)
 
 
 def write_demonstrations(folder: Path) -> Path:
     """`demos.jsonl` for `generate biomed-vital --demonstrations`: `{"context", "response", "modality"}`, one per
     modality, standing in for the clinician-selected ones (BioMed-VITAL released 58; see docs/data_pipelines.md)."""
-    return _write_jsonl(folder / "demos.jsonl",
-                        ({"context": c, "response": r, "modality": m} for m, c, r in DEMONSTRATIONS))
+    return _write_json(folder / "demos.jsonl",
+                       ({"context": c, "response": r, "modality": m} for m, c, r in DEMONSTRATIONS))
 
 
 def write_clinician_pairs(folder: Path) -> list[Path]:
@@ -438,16 +432,15 @@ def write_clinician_pairs(folder: Path) -> list[Path]:
     _figure_images(folder)
     rows = []
     for i, (fig_id, caption, _, _, _) in enumerate(FIGURES):
-        good = {"answer": caption.split(" shows ")[-1].rstrip(".").capitalize() + "."}
-        bad = {"answer": "It is an image."}
-        first, second = (good, bad) if i % 2 == 0 else (bad, good)
+        good, bad = caption.split(" shows ")[-1].rstrip(".").capitalize() + ".", "It is an image."
+        answers = (good, bad) if i % 2 == 0 else (bad, good)
         candidate = {"image": f"figures/{fig_id}_0.jpg", "caption": caption, "question": "What does the image show?",
                      "rating": None}
-        rows.append({"id": f"clinician-{i}", "source": "human", "label": 0 if i % 2 == 0 else 1,
-                     **{f"{k}_a": v for k, v in {**candidate, **first}.items()},
-                     **{f"{k}_b": v for k, v in {**candidate, **second}.items()}})
+        rows.append({"id": f"clinician-{i}", "source": "human", "label": i % 2,
+                     **{f"{k}_{side}": v for side, answer in zip("ab", answers)
+                        for k, v in {**candidate, "answer": answer}.items()}})
     paths = [folder / "clinician_pairs.jsonl", folder / "clinician_test_pairs.jsonl"]
-    return [_write_jsonl(path, part) for path, part in zip(paths, (rows[:6], rows[6:]))]
+    return [_write_json(path, part) for path, part in zip(paths, (rows[:6], rows[6:]))]
 
 
 def _write_pmc_mirror(folder: Path, images: dict[str, bytes], pmc_url: str) -> Path:
@@ -467,13 +460,7 @@ def _write_pmc_mirror(folder: Path, images: dict[str, bytes], pmc_url: str) -> P
             archive.addfile(info, io.BytesIO(data))
         lines.append({"pmc_tar_url": f"{pmc_url.rstrip('/')}/pub/pmc/{prefix}/{pmcid}.tar.gz",
                       "image_file_path": f"{pmcid}/{pair_id}.jpg", "pair_id": pair_id})
-    return _write_jsonl(folder / "llava_med_image_urls.jsonl", lines)
-
-
-def _move(path: Path, folder: Path) -> Path:
-    target = folder / path.name
-    path.replace(target)
-    return target
+    return _write_json(folder / "llava_med_image_urls.jsonl", lines)
 
 
 def _pmc_sources(folder: Path, pmc_url: str) -> list[Path]:
@@ -484,7 +471,8 @@ def _pmc_sources(folder: Path, pmc_url: str) -> list[Path]:
     with tempfile.TemporaryDirectory(dir=folder) as scratch:
         for name, writer in (("alignment", write_llava_med_alignment), ("instruct", write_llava_med_instruct),
                              ("vital", write_biomed_vital)):
-            raws.append(_move(writer(Path(scratch) / name), folder))
+            raw = writer(Path(scratch) / name)
+            raws.append(raw.replace(folder / raw.name))
             for image in sorted((Path(scratch) / name / "images").glob("*.jpg")):
                 images.setdefault(image.stem, image.read_bytes())
     generated = [r for r in json.loads(raws[-1].read_text()) if isinstance(r["id"], int)]  # same layout
@@ -513,9 +501,8 @@ def write_examples(folder: str | Path, pmc_url: str = PMC_URL) -> list[Path]:
     written = [*_pmc_sources(folder, pmc_url), write_llava_med_qa50(folder, with_images=True)]
     (folder / "images").replace(folder / "qa50_images")  # the qa50 images are not public
     pubmedvision = write_pubmedvision(folder / "PubMedVision")
-    rows = json.loads(pubmedvision["alignment"].read_text())
-    for row in rows:  # the same layout as the alignment file; its ids were not checked
-        row["id"] = row["id"].replace("Alignment_VQA", "InstructionTuning_VQA")
+    rows = [{**row, "id": row["id"].replace("Alignment_VQA", "InstructionTuning_VQA")}  # same layout; ids not checked
+            for row in json.loads(pubmedvision["alignment"].read_text())]
     instruct = _write_json(folder / "PubMedVision" / "PubMedVision_InstructionTuning_VQA.json", rows)
     written += [*pubmedvision.values(), instruct, *_benchmarks(folder)]
     written += [write_figure_records(folder), write_classifier_labels(folder), write_demonstrations(folder),

@@ -2,23 +2,14 @@
 
 Input: `llava_med_image_urls.jsonl`-style records `{"pmc_tar_url", "image_file_path", "pair_id"}` (LLaVA-Med and
 BioMed-VITAL share this list). Output: `{output_dir}/images/{pair_id}.jpg`, each verified to decode, plus
-`failures.jsonl` naming every record that could not be fetched and why.
-
-- Records are grouped by tarball; tarballs are fetched in parallel threads. urllib3's `Retry` retries connection
-  errors and 429/5xx answers with exponential back-off, honouring `Retry-After`; a body cut short is retried here
-  under the same policy. A 404 is final for that URL and falls through to `mirror_patterns` (format strings with
-  `{url}`, `{path}` = URL path, `{name}` = file name).
-- Resumable: an image already in `images/` is never fetched again, and a tarball whose images all exist is not
-  downloaded. Files are written under temporary names (`*.part`, `*.tmp`) and renamed, so an interrupted run leaves
-  nothing that looks complete; a rerun deletes the temporaries a killed run left.
-- Untrusted paths are refused and counted: a `pair_id` that is not a plain file name (`unsafe_path`), and tar members
-  that `tarfile`'s `data` extraction filter refuses: `..`, links pointing out, absolute links (`unsafe_tar_member`).
-  An absolute member name is confined (its `/` stripped), as the filter does.
-- Tarballs are deleted after extraction unless `keep_tarballs`.
+`failures.jsonl` naming every record that could not be fetched and why. Retries, mirrors, resuming and the refusal
+of unsafe paths are described in docs/data.md ("Fetching PMC images"); tar members are checked with `tarfile`'s
+`data` extraction filter, which also confines an absolute member name (its `/` stripped).
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import tarfile
 from collections import Counter, defaultdict
@@ -81,14 +72,9 @@ class _Failure(Exception):
 
 def read_url_records(path: str | Path, limit: int | None = None) -> list[dict]:
     """Records of a URL list; a malformed line is a `ValueError` naming the file and line number."""
-    records = []
     with Path(path).open("rb") as handle:  # decoded per line, so that an encoding error has a line number
-        for line_number, raw in enumerate(handle, 1):
-            if raw.strip():
-                records.append(_parse_record(raw, f"{path}: line {line_number}"))
-            if limit is not None and len(records) >= limit:
-                break
-    return records
+        lines = ((number, raw) for number, raw in enumerate(handle, 1) if raw.strip())
+        return [_parse_record(raw, f"{path}: line {number}") for number, raw in itertools.islice(lines, limit)]
 
 
 def _parse_record(raw: bytes, where: str) -> dict:
@@ -278,7 +264,7 @@ def fetch_images(records, output_dir: str | Path, args: FetchImagesArguments | N
     # `*.part` / `*.tmp` are only ever a killed run's leftovers: finished files are renamed away from them
     for stale in [*(out / "tarballs").glob("*.part"), *(out / "images").glob("*.tmp")]:
         stale.unlink(missing_ok=True)
-    report, failures = FetchReport(), []
+    report = FetchReport()
     groups, outcomes = _plan(records, out / "images", report)
     session = _session(args)
     bar = tqdm(total=len(outcomes) + sum(map(len, groups.values())), initial=len(outcomes),
@@ -291,12 +277,8 @@ def fetch_images(records, output_dir: str | Path, args: FetchImagesArguments | N
             outcomes += results
             bar.update(len(results))
     bar.close()
-    for record, failure in outcomes:
-        if failure is None:
-            report.done += 1
-        else:
-            report.failed[failure.reason] += 1
-            failures.append({**{k: record[k] for k in REQUIRED_KEYS}, "reason": failure.reason,
-                             "detail": str(failure)})
+    failures = [{**{k: record[k] for k in REQUIRED_KEYS}, "reason": failure.reason, "detail": str(failure)}
+                for record, failure in outcomes if failure is not None]
+    report.done, report.failed = len(outcomes) - len(failures), Counter(f["reason"] for f in failures)
     report.manifest = str(atomic_write_text(out / "failures.jsonl", "".join(json.dumps(f) + "\n" for f in failures)))
     return report

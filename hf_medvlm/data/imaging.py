@@ -18,9 +18,7 @@ CT_SOFT_TISSUE_WINDOW = (40.0, 400.0)  # centre, width in HU; used when a CT hea
 
 
 def _first(value) -> float | None:
-    if value is None or value == "":
-        return None
-    try:
+    try:  # None and "" (an empty DICOM value) fail float() too
         return float(value[0]) if hasattr(value, "__len__") and not isinstance(value, str) else float(value)
     except (TypeError, ValueError):
         return None

@@ -1,40 +1,43 @@
 """One loader for every dataset a command reads: a Hub repo, a dataset folder (written by `prepare`, `select score`,
 `select pick`), a `.parquet` file, or the training-schema JSONL that `generate` and `generate rate` write.
 
-The JSONL files name their images by path, relative to the file's own folder; `load_dataset("json")` would leave
-those as strings (and type the mixed image/text content blocks as an Arrow JSON extension that Parquet cannot
-store). Here relative paths are resolved against the file's folder, every content block gets the schema's
-`{type, text}` shape, and `images` becomes `List(Image())`, so training, `select` and `prepare` read a `generate`
-output as they read a prepared folder.
+Here a JSONL's image paths are resolved against the file's folder, content blocks get the schema's `{type, text}`
+shape and `images` becomes `List(Image())`: `load_dataset("json")` would leave the paths as strings and type the
+blocks as a JSON extension that Parquet cannot store (docs/data_pipelines.md).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import datasets
 
-__all__ = ["load_rows", "read_jsonl_rows"]
+__all__ = ["iter_json_lines", "load_rows", "read_jsonl_rows"]
 
 FILE_SUFFIXES = (".parquet", ".json", ".jsonl")
 
 
+def iter_json_lines(path: Path) -> Iterator[tuple[int, object]]:
+    """`(line number, value)` for each non-blank line of a JSONL file, read as a stream."""
+    with path.open("r", encoding="utf-8") as handle:
+        for number, line in enumerate(handle, 1):
+            if line.strip():
+                try:
+                    yield number, json.loads(line)
+                except json.JSONDecodeError as err:
+                    raise ValueError(f"{path}:{number}: not valid JSON ({err.msg})") from None
+
+
 def _lines(path: Path) -> list[tuple[int, object]]:
     text = path.read_text(encoding="utf-8")
-    if text.lstrip().startswith("["):  # a JSON array
-        try:
-            return list(enumerate(json.loads(text), 1))
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{path}: not valid JSON ({err.msg} at line {err.lineno})") from None
-    rows = []
-    for number, line in enumerate(text.splitlines(), 1):
-        if line.strip():
-            try:
-                rows.append((number, json.loads(line)))
-            except json.JSONDecodeError as err:
-                raise ValueError(f"{path}:{number}: not valid JSON ({err.msg})") from None
-    return rows
+    if not text.lstrip().startswith("["):
+        return list(iter_json_lines(path))
+    try:  # a JSON array
+        return list(enumerate(json.loads(text), 1))
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not valid JSON ({err.msg} at line {err.lineno})") from None
 
 
 def _normalise(row, where: str, base: Path) -> dict:

@@ -21,6 +21,7 @@ from ..files import atomic_write_text
 from ..outcome import check_failure_rate, failure_rate_field
 from . import converters as cv
 from .card import LLAVA_MED_LICENSE, write_dataset_card
+from .loading import iter_json_lines
 from .schema import (
     EVAL_FEATURES, QA50_FEATURES, TRAINING_FEATURES, RecordError, SkipCounter, check_row_types, iter_valid,
     validate_eval_record, validate_training_record,
@@ -60,16 +61,6 @@ def _iter_json_array(path: Path, chunk_size: int = 1 << 20) -> Iterator[dict]:
             buffer, position = (buffer[end:], 0) if end > chunk_size else (buffer, end)
 
 
-def _iter_jsonl(path: Path) -> Iterator[dict]:
-    with path.open("r", encoding="utf-8") as handle:
-        for line_number, line in enumerate(handle, 1):
-            if line.strip():
-                try:
-                    yield json.loads(line)
-                except json.JSONDecodeError as err:
-                    raise ValueError(f"{path}:{line_number}: not a JSON object ({err.msg})") from None
-
-
 def _iter_csv(path: Path) -> Iterator[dict]:
     with path.open("r", encoding="utf-8", newline="") as handle:
         yield from csv.DictReader(handle)
@@ -84,20 +75,19 @@ def _iter_parquet(path: Path) -> Iterator[dict]:
 
 def _raw_files(path: str | Path) -> list[Path]:
     """The file, or the sorted matches of a glob pattern (a release sharded as `data/test-0000*-of-00003.parquet`)."""
-    if Path(path).is_file() or not any(c in str(path) for c in "*?["):
-        if not Path(path).is_file():
-            raise FileNotFoundError(f"raw file {path} does not exist")
-        return [Path(path)]
-    files = sorted(Path(p) for p in glob.glob(str(path)) if Path(p).is_file())
+    path = Path(path)
+    files = [path] if path.is_file() else sorted(Path(p) for p in glob.glob(str(path)) if Path(p).is_file())
     if not files:
-        raise FileNotFoundError(f"no raw file matches {path}")
+        pattern = any(c in str(path) for c in "*?[")
+        raise FileNotFoundError(f"no raw file matches {path}" if pattern else f"raw file {path} does not exist")
     return files
 
 
 def iter_records(path: str | Path) -> Iterator[dict]:
     """Raw records of a `.json` (array), `.jsonl`, `.csv` or `.parquet` file, or of every file a glob pattern matches,
     each with its position as `_index` (counted across the files)."""
-    readers = {".json": _iter_json_array, ".jsonl": _iter_jsonl, ".csv": _iter_csv, ".parquet": _iter_parquet}
+    readers = {".json": _iter_json_array, ".jsonl": lambda file: (value for _, value in iter_json_lines(file)),
+               ".csv": _iter_csv, ".parquet": _iter_parquet}
     records = []
     for file in _raw_files(path):
         if file.suffix not in readers:
@@ -150,7 +140,6 @@ class SourceSpec:
     # config name -> extra keyword arguments for `convert`; `as_training: True` marks a benchmark's fine-tuning
     # config, written in the training schema (one question/answer turn per sample) from its train split.
     configs: dict[str, dict]
-    default_split: str
     license: dict
     provenance: str
     summary: str
@@ -160,18 +149,18 @@ _APACHE = {"license": "apache-2.0", "license_details": "As stated on the source'
 
 SOURCES: dict[str, SourceSpec] = {
     "llava_med_alignment": SourceSpec(
-        cv.convert_llava_med_alignment, TRAINING_FEATURES, {"500k": {}}, "train", LLAVA_MED_LICENSE,
+        cv.convert_llava_med_alignment, TRAINING_FEATURES, {"500k": {}}, LLAVA_MED_LICENSE,
         "microsoft/LLaVA-Med data/alignment/llava_med_alignment_500k.json; images from PMC OA via "
         "llava_med_image_urls.jsonl (`hf-medvlm fetch-images`)",
         "LLaVA-Med stage-1 (concept alignment) figure-caption pairs.",
     ),
     "llava_med_instruct": SourceSpec(
-        cv.convert_llava_med, TRAINING_FEATURES, {"10k": {}, "60k": {}, "60k_inline_mention": {}}, "train",
-        LLAVA_MED_LICENSE, "microsoft/LLaVA-Med data/instruct/llava_med_instruct_{10k,60k,60k_inline_mention}.json; "
-        "images from PMC OA via llava_med_image_urls.jsonl", "LLaVA-Med stage-2 GPT-4 generated instruction data.",
+        cv.convert_llava_med, TRAINING_FEATURES, {"10k": {}, "60k": {}, "60k_inline_mention": {}}, LLAVA_MED_LICENSE,
+        "microsoft/LLaVA-Med data/instruct/llava_med_instruct_{10k,60k,60k_inline_mention}.json; images from PMC OA "
+        "via llava_med_image_urls.jsonl", "LLaVA-Med stage-2 GPT-4 generated instruction data.",
     ),
     "llava_med_qa50": SourceSpec(
-        cv.convert_llava_med_qa50, QA50_FEATURES, {"eval": {}}, "test", LLAVA_MED_LICENSE,
+        cv.convert_llava_med_qa50, QA50_FEATURES, {"eval": {}}, LLAVA_MED_LICENSE,
         "microsoft/LLaVA-Med data/eval/llava_med_eval_qa50_qa.jsonl (images are not in the public URL list)",
         "LLaVA-Med's 193-question chat evaluation set with GPT-4 reference answers.",
     ),
@@ -180,12 +169,12 @@ SOURCES: dict[str, SourceSpec] = {
         {"alignment_vqa": {}, "instruction_tuning_vqa": {},
          "zh_alignment_vqa": {"conversation_key": "Alignment_VQA_conversations"},
          "zh_instruction_tuning_vqa": {"conversation_key": "Instruction-Tuning_VQA_conversations"}},
-        "train", _APACHE, "FreedomIntelligence/PubMedVision PubMedVision_{Alignment_VQA,InstructionTuning_VQA,"
+        _APACHE, "FreedomIntelligence/PubMedVision PubMedVision_{Alignment_VQA,InstructionTuning_VQA,"
         "Chinese}.json; images from images_0..19.zip unzipped into images/",
         "PubMedVision GPT-4V reformatted PubMed image-text VQA (1 to 29 images per sample).",
     ),
     "biomed_vital": SourceSpec(
-        cv.convert_biomed_vital, TRAINING_FEATURES, {"60k": {}, "80k": {}, "150k": {}, "210k": {}}, "train",
+        cv.convert_biomed_vital, TRAINING_FEATURES, {"60k": {}, "80k": {}, "150k": {}, "210k": {}},
         dict(LLAVA_MED_LICENSE, license_details="Licence statements conflict (Hub card apache-2.0, project site "
              "CC BY-NC 4.0) and the 150K/210K files contain LLaVA-Med data (CC BY-NC 4.0), so the stricter "
              "CC BY-NC 4.0, research use only, is applied."),
@@ -193,25 +182,25 @@ SOURCES: dict[str, SourceSpec] = {
         "via PMC_image_urls.jsonl (same as LLaVA-Med's list)", "BioMed-VITAL clinician-aligned instruction data.",
     ),
     "vqa_rad": SourceSpec(
-        cv.convert_vqa_rad, EVAL_FEATURES, {"eval": {}, "train_sft": {"as_training": True}}, "test",
+        cv.convert_vqa_rad, EVAL_FEATURES, {"eval": {}, "train_sft": {"as_training": True}},
         {"license": "cc0-1.0", "license_details": "VQA-RAD is released under CC0 1.0."},
         "VQA-RAD public JSON (`VQA_RAD Dataset Public.json` + image folder) or flaviagiammarino/vqa-rad parquet",
         "VQA-RAD radiology visual question answering.",
     ),
     "slake": SourceSpec(
         cv.convert_slake, EVAL_FEATURES,
-        {"eval": {"language": "en"}, "train_sft": {"language": "en", "as_training": True}}, "test",
+        {"eval": {"language": "en"}, "train_sft": {"language": "en", "as_training": True}},
         {"license": "cc-by-4.0", "license_details": "SLAKE is released under CC BY 4.0."},
         "BoKelvin/SLAKE {train,validate,test}.json + imgs.zip (English questions only)",
         "SLAKE bilingual medical VQA, English subset.",
     ),
     "path_vqa": SourceSpec(
-        cv.convert_path_vqa, EVAL_FEATURES, {"eval": {}, "train_sft": {"as_training": True}}, "test",
+        cv.convert_path_vqa, EVAL_FEATURES, {"eval": {}, "train_sft": {"as_training": True}},
         {"license": "mit", "license_details": "As stated on flaviagiammarino/path-vqa."},
         "flaviagiammarino/path-vqa parquet files", "PathVQA pathology VQA; closed = yes/no questions.",
     ),
     "pmc_vqa": SourceSpec(
-        cv.convert_pmc_vqa, EVAL_FEATURES, {"eval": {}}, "test",
+        cv.convert_pmc_vqa, EVAL_FEATURES, {"eval": {}},
         {"license": "other", "license_name": "pmc-vqa",
          "license_details": "See the upstream card of xmcmic/PMC-VQA; figures come from PubMed Central OA articles "
                             "under their own licences. Check the terms before redistributing."},
@@ -344,9 +333,8 @@ def prepare(source: str, args: PrepareArguments) -> dict:
     if config not in spec.configs and not (spec.features is TRAINING_FEATURES and _is_generated(args.input_path)):
         raise ValueError(f"source {source!r} has no config {config!r}; expected one of {sorted(spec.configs)} (any "
                          "name is fine for the output of `hf-medvlm generate`)")
-    as_training = spec.configs.get(config, {}).get("as_training", False)
-    split = args.split or ("train" if as_training else spec.default_split)
-    features = TRAINING_FEATURES if as_training else spec.features
+    features = TRAINING_FEATURES if spec.configs.get(config, {}).get("as_training") else spec.features
+    split = args.split or ("train" if features is TRAINING_FEATURES else "test")  # benchmarks ship a test split
     counter = SkipCounter()
     records = itertools.islice(iter_records(args.input_path), args.limit)
     convert = _converter(spec, args, config, split, features)

@@ -1,18 +1,10 @@
-"""The two dataset schemas every source is converted to, and the checks that decide whether a record is kept.
-
-Training schema (TRL's vision-conversation format, so `SFTTrainer` needs no glue):
-    images:   List(Image())                      one entry per `{"type": "image"}` block, in order
-    messages: [{role, content: [{type: "image"} | {type: "text", text}]}]
-    id, source, modality, body_part: str;  domain: LLaVA-Med's five domain booleans (null where a source has none)
-
-Eval schema (VQA benchmarks): id, image, question, answer, answer_type ("open" | "closed"), question_type,
-options (multiple choice only), answer_label (letter, multiple choice only), source.
-
-Nested release fields keep their structure as typed `Features` (never a Python repr in a string column):
-`check_types` refuses a dict or list bound for a text column.
+"""The dataset schemas every source is converted to (training: TRL's vision-conversation format, so `SFTTrainer`
+needs no glue; eval: VQA benchmarks; qa50), documented column by column in dataset_scripts/README.md, and the checks
+that decide whether a record is kept.
 
 Bad records are never dropped silently: converters and validators raise `RecordError` carrying one of
-`SKIP_REASONS`; `SkipCounter` counts them and `iter_valid` applies the `--on_error raise|skip` policy.
+`SKIP_REASONS`; `SkipCounter` counts them and `iter_valid` applies the `--on_error raise|skip` policy. Nested
+release fields stay typed `Features`: `check_types` refuses a dict or list bound for a text column (never a repr).
 """
 
 from __future__ import annotations

@@ -38,18 +38,15 @@ def _write_shards(tmp_dir: Path, rows: Iterable[dict], features: Features, rows_
     """Encode rows as they arrive and write them to numbered shards of `rows_per_shard` rows in `tmp_dir`, in row
     groups of `row_group_size` (memory stays flat whatever the size)."""
     schema, paths, num_rows, rows = features.arrow_schema, [], 0, iter(rows)
-    while True:
-        shard = itertools.islice(rows, rows_per_shard)
-        batch = [features.encode_example(row) for row in itertools.islice(shard, row_group_size)]
-        if not batch:
-            return paths, num_rows
+    for first in rows:  # each pass takes the first row of a shard; the shard reads on from the same iterator
+        shard = itertools.chain([first], itertools.islice(rows, rows_per_shard - 1))
         paths.append(tmp_dir / f"shard-{len(paths):05d}.parquet")
         with pq.ParquetWriter(paths[-1], schema) as writer:
-            while batch:
+            while batch := [features.encode_example(row) for row in itertools.islice(shard, row_group_size)]:
                 table = embed_table_storage(pa.Table.from_pylist(batch, schema=schema))
                 writer.write_table(table.replace_schema_metadata(schema.metadata))
                 num_rows += len(batch)
-                batch = [features.encode_example(row) for row in itertools.islice(shard, row_group_size)]
+    return paths, num_rows
 
 
 def update_readme_metadata(output_dir: Path, config_name: str, split: str, features: Features, counts: dict,

@@ -76,12 +76,11 @@ def _image_source(value, record_id: str, data_dir: str | None):
     """Bytes or an existing path for one image; raises FileNotFoundError naming the record when it is missing."""
     if isinstance(value, Image.Image):
         return value
-    data = value.get("bytes") if isinstance(value, dict) else None
-    if data:
-        return data
-    path = value.get("path") if isinstance(value, dict) else value
-    if path and data_dir and not os.path.isabs(path):
-        path = os.path.join(data_dir, path)
+    if isinstance(value, dict):  # an undecoded `datasets` Image: {"bytes": ..., "path": ...}
+        if value.get("bytes"):
+            return value["bytes"]
+        value = value.get("path")
+    path = os.path.join(data_dir, value) if value and data_dir and not os.path.isabs(value) else value
     if not path or not os.path.exists(path):
         raise FileNotFoundError(f"record {record_id!r}: image {path or '(none)'} is missing")
     return path
@@ -210,8 +209,7 @@ def append_answers(path: Path, records: list[dict]) -> None:
 
 def check_answer_ids(answers: dict[str, dict], questions: list[Question], source: str, complete: bool) -> None:
     """Every answer id must be a question id; with `complete`, every question must have an answer."""
-    question_ids = {q.id for q in questions}
-    unknown = sorted(set(answers) - question_ids)
+    unknown = sorted(set(answers) - {q.id for q in questions})
     if unknown:
         raise ValueError(f"{source}: {len(unknown)} answer id(s) match no question, e.g. {unknown[:3]}; "
                          "is it the answers file of another benchmark or split?")

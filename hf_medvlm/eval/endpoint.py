@@ -1,12 +1,9 @@
-"""Answers from an OpenAI-compatible chat endpoint instead of a local `generate`: vLLM, TGI or SGLang serving the
-`hf-medvlm convert --to llava` export (docs/evaluation.md has the `vllm serve` command).
+"""Answers from an OpenAI-compatible chat endpoint (vLLM, TGI, SGLang) instead of a local `generate`.
 
-Each question becomes one chat request shaped like the local prompt: one user turn, the images first (base64 PNG data
-URLs, lossless) and then the question text; greedy (`temperature: 0`) unless sampling is asked for, `max_tokens` =
-`max_new_tokens`. `hf_medvlm.llm.run_requests` sends them with `endpoint_concurrency` requests in flight into
-`answers.endpoint.jsonl` (one row per reply, written as it arrives, with token counts; `answers.endpoint.report.json`
-sums them up), so a killed run resends nothing it already received; `endpoint_cache_dir` adds the on-disk reply cache.
-The replies then go into `answers.jsonl` exactly as local answers do, and are scored the same way.
+Each question is one chat request shaped like the local prompt (images first as lossless base64 PNG data URLs, then the
+text; greedy unless sampling is asked for). Replies land in `answers.endpoint.jsonl` as they arrive, so a killed run
+resends nothing it received, then go into `answers.jsonl` as local answers do. docs/evaluation.md ("Through a serving
+engine") has the `vllm serve` command and the details.
 """
 
 from __future__ import annotations
@@ -18,8 +15,6 @@ from ..llm import ChatRequest, OpenAIChatBackend, image_to_data_url, read_result
 from .benchmark import append_answers
 
 __all__ = ["generate_with_endpoint"]
-
-RAW_NAME = "answers.endpoint.jsonl"
 
 
 class _Jobs:
@@ -45,7 +40,7 @@ def generate_with_endpoint(args, questions, answers_path: Path) -> None:
 
     Raises `RuntimeError` when some requests failed for good: the answers received are kept, a rerun retries the rest.
     """
-    raw_path = answers_path.with_name(RAW_NAME)
+    raw_path = answers_path.with_name("answers.endpoint.jsonl")
     backend = OpenAIChatBackend(base_url=args.endpoint_base_url, model=args.model_name_or_path,
                                 api_key=os.environ.get(args.endpoint_api_key_env) or None,
                                 cache_dir=args.endpoint_cache_dir)

@@ -1,10 +1,8 @@
 """Generate answers on a medical VQA benchmark, score them under named protocols and write the results.
 
-`run_evaluation(EvalArguments, ChatEndpointArguments)` is what `hf-medvlm eval` runs. It writes to `output_dir`:
-`answers.jsonl` (one line per question id; rerunning resumes and never answers a question twice), `results.json`
-(scores per protocol, counts, skipped records by reason) and `model_index.json` (a list of
-`huggingface_hub.EvalResult` keyword arguments for the model card; the protocol is named in each `metric_name`).
-Under `accelerate launch` each process answers its shard; the main process merges and scores.
+`run_evaluation(EvalArguments, ChatEndpointArguments)` is what `hf-medvlm eval` runs. Its files in `output_dir`
+(`answers.jsonl`, resumable; `results.json`; `model_index.json`) and its multi-process layout (each process answers
+its shard, the main process merges and scores) are described in docs/evaluation.md ("Outputs").
 """
 
 from __future__ import annotations
@@ -122,14 +120,14 @@ def generate_missing(args, questions, answers_path: Path, state) -> None:
     for part in answers_path.parent.glob("answers.rank*.jsonl"):
         # A torn last line is cut off in this process's own file only: another rank may be appending to its file.
         done.update(read_answers(part, repair=part == part_path))
+    todo = [q for q in questions if q.id not in done]
     if args.endpoint_base_url:  # one client with many requests in flight; other processes have nothing to do
-        todo = [q for q in questions if q.id not in done] if state.is_main_process else []
-        if todo:
+        if todo and state.is_main_process:
             from .endpoint import generate_with_endpoint
 
             generate_with_endpoint(args, todo, part_path)  # merged into answers.jsonl like a local rank's file
         return
-    todo = shard([q for q in questions if q.id not in done], state.process_index, state.num_processes)
+    todo = shard(todo, state.process_index, state.num_processes)
     if not todo:
         return
     from tqdm.auto import tqdm
@@ -245,7 +243,7 @@ def run_evaluation(args: EvalArguments, endpoint) -> int:
                    split=args.dataset_split, task=args.task, model=args.model_name_or_path,
                    num_questions=len(questions), skipped=dict(skipped), scores=scores, config=asdict(args),
                    questions_without_image=sum(not q.images for q in questions))
-    written = write_results(output_dir, results, scores, args)
+    written = write_results(output_dir, results, args)
     print(format_table(scores, benchmark))
     if skipped:
         print(f"skipped records: {dict(skipped)}")
@@ -264,17 +262,17 @@ JUDGE_FILES = {"llava_med_qa50": ("chat_judgements.jsonl", "chat_scores.json"),
                "biomed_vital_win_rate": ("win_rate_judgements.jsonl", "win_rate.json")}
 
 
-def write_results(output_dir: Path, results: dict, scores: dict, args: EvalArguments) -> list[Path]:
+def write_results(output_dir: Path, results: dict, args: EvalArguments) -> list[Path]:
     """results.json and model_index.json, each complete or absent; returns every file this scoring wrote."""
     from ..files import atomic_write_text
     from .benchmark import model_index_entries
 
     results_path, index_path = output_dir / "results.json", output_dir / "model_index.json"
-    entries = model_index_entries(scores, dataset_type=args.dataset_type or args.dataset_name,
+    entries = model_index_entries(results["scores"], dataset_type=args.dataset_type or args.dataset_name,
                                   dataset_name=results["benchmark"], dataset_config=args.dataset_config,
                                   dataset_split=args.dataset_split)
     atomic_write_text(index_path, json.dumps(entries, indent=2, ensure_ascii=False) + "\n")
     # Last: results.json marks a finished evaluation (`report` reads it), so nothing it goes with may still be missing.
     atomic_write_text(results_path, json.dumps(results, indent=2, ensure_ascii=False) + "\n")
-    judged = [output_dir / name for protocol in scores for name in JUDGE_FILES.get(protocol, ())]
+    judged = [output_dir / name for protocol in results["scores"] for name in JUDGE_FILES.get(protocol, ())]
     return [*judged, results_path, index_path]

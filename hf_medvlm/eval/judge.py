@@ -47,13 +47,12 @@ __all__ = [
 
 QA50_TYPES = ("conversation", "detailed_description")
 QA50_DOMAINS = ("chest_xray", "mri", "histology", "gross", "ct_scan")  # the original's order: first true wins
-PROMPT_DIR = Path(__file__).parent / "prompts"
 
 
 @functools.lru_cache(maxsize=None)
 def load_judge_prompt(name: str) -> dict[str, str]:
     """A judge prompt data file from `hf_medvlm/eval/prompts/` by stem, e.g. `"llava_med_qa50_judge"`."""
-    return yaml.safe_load((PROMPT_DIR / f"{name}.yaml").read_text(encoding="utf-8"))
+    return yaml.safe_load((Path(__file__).parent / "prompts" / f"{name}.yaml").read_text(encoding="utf-8"))
 
 
 # --- inputs -----------------------------------------------------------------------------------------------------
@@ -123,8 +122,7 @@ def build_chat_judge_messages(question: Mapping, model_answer: str, *, mentions_
     `fig_label`, `in_text_mention`. `mentions_style="clean"` lists mention texts instead of the raw list;
     `strip_image_token` drops the `<image>` placeholder as v1.0 did (v1.5 keeps it).
     """
-    qid = row_id(question, "qa50 question")
-    where = f"qa50 question {qid!r}"
+    where = f"qa50 question {row_id(question, 'qa50 question')!r}"
     text = _field(question, ("text", "question"), where)
     if strip_image_token:
         text = text.replace("<image>", "").strip()
@@ -341,13 +339,9 @@ def win_rate(
 
 def _win_rate_record(qid: str, results: dict[str, dict]) -> dict[str, Any]:
     first, second = results.get(f"{qid}::AB"), results.get(f"{qid}::BA")
-    verdict_first = parse_verdict(first["text"]) if first else None
-    verdict_second = parse_verdict(second["text"]) if second else None
-    outcome = combine_orders(verdict_first, verdict_second)
-    if outcome is None:
-        outcome = "request_failed" if first is None or second is None else "no_verdict"
-    return {"question_id": qid, "verdict_a_first": verdict_first, "verdict_b_first": verdict_second,
-            "outcome": outcome}
+    verdicts = [parse_verdict(reply["text"]) if reply else None for reply in (first, second)]
+    outcome = combine_orders(*verdicts) or ("request_failed" if first is None or second is None else "no_verdict")
+    return {"question_id": qid, "verdict_a_first": verdicts[0], "verdict_b_first": verdicts[1], "outcome": outcome}
 
 
 def _summarize_win_rate(records: list[dict]) -> dict[str, Any]:

@@ -94,10 +94,8 @@ def normalize_llava_med(text: str) -> str:
     for p in glossary["punctuation"]:
         # Decided on the *input* text each time: a mark next to a space is deleted, otherwise replaced by a space,
         # and all marks are deleted when the text contains a digit-comma-digit group.
-        if (p + " " in text or " " + p in text) or _COMMA_BETWEEN_DIGITS.search(text) is not None:
-            out = out.replace(p, "")
-        else:
-            out = out.replace(p, " ")
+        drop = (p + " " in text or " " + p in text) or _COMMA_BETWEEN_DIGITS.search(text) is not None
+        out = out.replace(p, "" if drop else " ")
     out = _PERIOD_STRIP.sub("", out, _PERIOD_SUB_COUNT)
     words = [glossary["number_words"].get(w, w) for w in out.lower().split()]
     words = [glossary["contractions"].get(w, w) for w in words if w not in glossary["articles"]]
@@ -251,18 +249,14 @@ def compute_vqa_metrics(
             raise ValueError(f"reference {i} is empty or not a string; every question needs a ground-truth answer")
         if kind not in ANSWER_TYPES:
             raise ValueError(f"answer_type {i} is {kind!r}; expected one of {ANSWER_TYPES}")
-    closed, open_scores = [], defaultdict(list)
-    for pred, ref, kind in zip(predictions, references, answer_types):
-        scores = score_vqa_item(pred, ref, kind, protocol)
-        if kind == "closed":
-            closed.append(scores["hit"])
-        else:
-            for name, value in scores.items():
-                open_scores[name].append(value)
+    scored = [(kind, score_vqa_item(pred, ref, kind, protocol))
+              for pred, ref, kind in zip(predictions, references, answer_types)]
+    closed = [scores["hit"] for kind, scores in scored if kind == "closed"]
+    open_scores = [scores for kind, scores in scored if kind == "open"]
     result = {"protocol": protocol, "closed_accuracy": _mean(closed)}
     names = (("exact_match", "f1", "precision", "recall") if protocol == "strict"
              else ("recall", "exact_match", "f1", "precision", "substring_hit", *_BLEU_WEIGHTS))
-    result.update({f"open_{name}": _mean(open_scores[name]) for name in names})
+    result.update({f"open_{name}": _mean([scores[name] for scores in open_scores]) for name in names})
     result.update(
         num_closed=len(closed),
         num_open=len(predictions) - len(closed),
@@ -344,14 +338,10 @@ def compute_mc_metrics(
     _check_inputs(predictions, options=options, gold_letters=gold_letters)
     datasets = list(datasets) if datasets is not None else [""] * len(predictions)
     subsets = list(subsets) if subsets is not None else [""] * len(predictions)
-    decided_by = Counter({"letter": 0, "option_text": 0, "closest": 0})
+    matched = [match_choice(pred, opts) for pred, opts in zip(predictions, options)]
+    hits = [float(gold is not None and letter == gold) for (letter, _), gold in zip(matched, gold_letters)]
     groups: dict[str, list[float]] = defaultdict(list)
-    hits = []
-    for i, (pred, opts, gold) in enumerate(zip(predictions, options, gold_letters)):
-        letter, rule = match_choice(pred, opts)
-        decided_by[rule] += 1
-        hit = float(gold is not None and letter == gold)
-        hits.append(hit)
+    for i, hit in enumerate(hits):
         if datasets[i]:
             groups[datasets[i]].append(hit)
             if subsets[i]:
@@ -361,6 +351,6 @@ def compute_mc_metrics(
         "accuracy": _mean(hits),
         "num_questions": len(hits),
         "num_empty_predictions": sum(1 for p in predictions if not p.strip()),
-        "decided_by": dict(decided_by),
+        "decided_by": {rule: sum(r == rule for _, r in matched) for rule in ("letter", "option_text", "closest")},
         "accuracy_by_group": {name: _mean(values) for name, values in sorted(groups.items())},
     }

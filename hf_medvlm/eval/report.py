@@ -26,7 +26,6 @@ __all__ = [
     "ReportArguments",
     "Row",
     "InputFile",
-    "normalise_name",
     "benchmark_of",
     "identify_benchmark",
     "find_results_files",
@@ -158,15 +157,12 @@ def read_results(path: Path) -> dict:
     return results
 
 
-def normalise_name(name: str) -> str:
-    """Last path component, a data-file extension dropped, lower case, letters and digits only."""
+def benchmark_of(name: str) -> str | None:
+    """The benchmark whose `BENCHMARK_PREFIXES` prefix starts the name's last path component, with a data-file
+    extension dropped, in lower-case letters and digits only."""
     last = re.split(r"[\\/]", str(name).strip().rstrip("/\\"))[-1]
     last = re.sub(r"\.(jsonl?|parquet|csv)$", "", last, flags=re.IGNORECASE)
-    return re.sub(r"[^a-z0-9]", "", last.lower())
-
-
-def benchmark_of(name: str) -> str | None:
-    key = normalise_name(name)
+    key = re.sub(r"[^a-z0-9]", "", last.lower())
     return next((bench for prefix, bench in BENCHMARK_PREFIXES.items() if key.startswith(prefix)), None)
 
 
@@ -176,8 +172,7 @@ def identify_benchmark(results: dict) -> tuple[str | None, str]:
              ("dataset_type", (results.get("config") or {}).get("dataset_type"))]
     named = [(key, value) for key, value in named if value]
     for key, value in named:
-        bench = benchmark_of(value)
-        if bench:
+        if bench := benchmark_of(value):
             return bench, f"{key} {value!r}"
     tried = ", ".join(f"{key} {value!r}" for key, value in named) or "no benchmark, dataset or dataset_type field"
     return None, f"names no known benchmark ({tried})"

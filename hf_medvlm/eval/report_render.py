@@ -16,8 +16,6 @@ from .report import TABLES, InputFile, Row
 
 __all__ = ["require_matplotlib", "render_markdown", "render_csv", "draw_chart", "write_outputs"]
 
-CHART_NAME = "report.png"
-
 
 def require_matplotlib() -> None:
     try:
@@ -114,11 +112,6 @@ def render_csv(table: str, rows: list[Row], sources: dict) -> str:
     return out.getvalue()
 
 
-def _bar_label(row: Row) -> str:
-    label = f"{row.kind}: {row.model} [{_protocol(row)}{', ' + row.setting if row.setting else ''}]"
-    return label if len(label) <= 90 else label[:87] + "..."
-
-
 def _draw_panel(ax, table: str, rows: list[Row]) -> None:
     title, columns = TABLES[table]
     columns = [(k, h) for k, h in columns if any(k in r.values for r in rows)]
@@ -127,8 +120,9 @@ def _draw_panel(ax, table: str, rows: list[Row]) -> None:
         offset = (i - (len(rows) - 1) / 2) * width
         xs = [j + offset for j, (key, _) in enumerate(columns) if key in row.values]
         heights = [row.values[key] for key, _ in columns if key in row.values]
-        ax.bar(xs, heights, width, label=_bar_label(row), hatch="" if row.kind == "yours" else "//",
-               edgecolor="black", linewidth=0.4)
+        label = f"{row.kind}: {row.model} [{_protocol(row)}{', ' + row.setting if row.setting else ''}]"
+        ax.bar(xs, heights, width, label=label if len(label) <= 90 else label[:87] + "...",
+               hatch="" if row.kind == "yours" else "//", edgecolor="black", linewidth=0.4)
     ax.set_xticks(range(len(columns)), [h for _, h in columns])
     ax.set_ylabel("%")
     ax.set_title(title, fontsize=10)
@@ -155,7 +149,7 @@ def write_outputs(output_dir: Path, tables: dict[str, list[Row]], inputs: list[I
     report = output_dir / "report.md"
     files = {output_dir / f"{table}.csv": render_csv(table, rows, sources) for table, rows in tables.items()}
     if chart:
-        files[output_dir / CHART_NAME] = draw_chart(tables)
+        files[output_dir / "report.png"] = draw_chart(tables)
     files[report] = render_markdown(tables, inputs, protocols, sources)  # written last
     for path, data in files.items():
         with atomic_write(path, "wb") as handle:  # a dead run's temporary is removed by the next write of this file

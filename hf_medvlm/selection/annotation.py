@@ -1,14 +1,10 @@
 """Clinician preference annotation for BioMed-VITAL (seed 002 §3.1, Appendix A Figure 7), behind
-`hf-medvlm select export-annotations` and `hf-medvlm select import-annotations`.
+`hf-medvlm select export-annotations` and `import-annotations`; docs/selection.md describes the folder and the choices.
 
-Export: questions with two candidate answers (`generate biomed-vital-candidates` writes them: `id`, `images`,
-`context`, `question`, `answer_1`, `answer_2`) -> an annotation folder clinicians can work in without any tool:
-`images/` (a copy of every figure), `annotation_tasks.csv` and `annotation_tasks.jsonl` (one row per question: image
-path, context, question, `answer_A`, `answer_B` in random order, an empty `choice`), `INSTRUCTIONS.md`.
-
-Import: the filled CSV or JSONL -> human preference pairs in the pair schema `select train --human_pairs` reads
-(`A`/`B` -> a pair; `both` and `neither` -> no pair, counted; an empty choice -> not annotated, counted). Rows whose
-question or answers no longer match the export are errors, so an edited cell cannot become a wrong label.
+Export: questions with two candidate answers -> an annotation folder clinicians can work in without any tool (copied
+images, `annotation_tasks.csv` / `.jsonl` with `answer_A`/`answer_B` in random order, `INSTRUCTIONS.md`). Import: the
+filled sheet -> human pairs in the pair schema. Rows whose question or answers no longer match the export are errors,
+so an edited cell cannot become a wrong label.
 """
 
 from __future__ import annotations
@@ -17,6 +13,7 @@ import csv
 import json
 import os
 import random
+import re
 import shutil
 from collections import Counter
 from dataclasses import dataclass, field
@@ -95,7 +92,8 @@ def _task(row: dict, number: int, root: Path, rng: random.Random) -> tuple[dict,
     first, second = (texts["answer_1"], texts["answer_2"])
     if rng.random() < 0.5:  # random order, so that position says nothing about the generator's order
         first, second = second, first
-    task = {"task_id": str(row["id"]), "image": f"images/{_safe_name(str(row['id']))}{source.suffix.lower()}",
+    file_name = re.sub(r"[^\w.-]", "_", str(row["id"])) + source.suffix.lower()
+    task = {"task_id": str(row["id"]), "image": f"images/{file_name}",
             "context": str(row.get("context") or row.get("caption") or "").strip(), "question": texts["question"],
             "answer_A": first, "answer_B": second, "choice": "", "comment": ""}
     return task, source
@@ -121,24 +119,16 @@ def export_annotations(args: ExportAnnotationsArguments) -> dict:
         seen.add(task["task_id"])
         shutil.copyfile(source, out / task["image"])
         tasks.append(task)
-    _write_tasks(out, tasks)
-    instructions = resources.files(__package__) / "resources" / "clinician_annotation.md"
-    (out / "INSTRUCTIONS.md").write_text(instructions.read_text(encoding="utf-8"), encoding="utf-8")
-    report = {"candidates": len(rows), "tasks": len(tasks), "skipped": dict(skipped), "output_dir": str(out)}
-    (out / "export_report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    return report
-
-
-def _safe_name(task_id: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in task_id)
-
-
-def _write_tasks(out: Path, tasks: list[dict]) -> None:
     with (out / TASKS_CSV).open("w", encoding="utf-8", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=TASK_COLUMNS)
         writer.writeheader()
         writer.writerows(tasks)
     (out / TASKS_JSONL).write_text("".join(json.dumps(t, ensure_ascii=False) + "\n" for t in tasks), encoding="utf-8")
+    instructions = resources.files(__package__) / "resources" / "clinician_annotation.md"
+    (out / "INSTRUCTIONS.md").write_text(instructions.read_text(encoding="utf-8"), encoding="utf-8")
+    report = {"candidates": len(rows), "tasks": len(tasks), "skipped": dict(skipped), "output_dir": str(out)}
+    (out / "export_report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    return report
 
 
 def _read_annotations(path: Path) -> list[dict]:

@@ -1,12 +1,9 @@
-"""Preference-pair data for the BioMed-VITAL selection model (seed 002 §3.2).
+"""Preference-pair data for the BioMed-VITAL selection model (seed 002 §3.2; the pair schema is in docs/selection.md).
 
 A *candidate* is one instruction sample reduced to what the selector reads: an image, the figure caption and/or inline
 mention, a question and an answer. A *pair* holds two candidates, which one is preferred (`label`: 0 -> `a`, 1 -> `b`)
 and where the preference comes from (`source`: `"human"` for clinician annotations, `"model"` for LLM ratings).
-
-`candidate_text` is what the selector encodes for a candidate; `fit_candidate_text` cuts it to the encoder's length
-by shortening the caption, never the question and answer. Every rejected record is counted by reason in a
-`SkipReport`; nothing is dropped silently.
+Every rejected record is counted by reason in a `SkipReport`; nothing is dropped silently.
 """
 
 from __future__ import annotations
@@ -161,11 +158,9 @@ def fit_candidate_text(tokenizer, caption: str | None, question: str, answer: st
     if _num_tokens(tokenizer, qa_only) > max_length:
         return qa_only, "qa_truncated"
     words = (caption or "").split() if include_caption else []
-
-    def num_tokens(kept_words: int) -> int:
-        return _num_tokens(tokenizer, candidate_text(" ".join(words[:kept_words]), question, answer))
-
-    low = bisect.bisect_right(range(1, len(words) + 1), max_length, key=num_tokens)  # the most words that fit
+    low = bisect.bisect_right(  # the most caption words that fit
+        range(1, len(words) + 1), max_length,
+        key=lambda n: _num_tokens(tokenizer, candidate_text(" ".join(words[:n]), question, answer)))
     if low == 0:
         return qa_only, "caption_dropped"
     return candidate_text(" ".join(words[:low]), question, answer), "caption_truncated"
@@ -206,15 +201,12 @@ def _rated_candidates(rows, rating_column, qa_rounds, on_error, report) -> list[
     for index, row in enumerate(rows):
         record_id = row.get("id", index)
         try:
-            candidate = candidate_from_row(row, qa_rounds)
-            candidate["rating"] = _rating(row, rating_column)
+            candidates.append({**candidate_from_row(row, qa_rounds), "rating": _rating(row, rating_column),
+                               "id": str(record_id)})
         except ValueError as err:
             if on_error == "raise":
                 raise ValueError(f"rated record {record_id!r}: {err} (field {rating_column!r}/images/messages).")
             report.add(str(err), record_id)
-            continue
-        candidate["id"] = str(record_id)
-        candidates.append(candidate)
     return candidates
 
 
@@ -233,10 +225,8 @@ def _make_pair(pair_id, source, preferred: dict, other: dict, rng: random.Random
     # Random position so that `label` is balanced and nothing can learn "a is always better".
     label = rng.randrange(2)
     a, b = (preferred, other) if label == 0 else (other, preferred)
-    pair = {"id": pair_id, "source": source, "label": label}
-    for name in _CANDIDATE:
-        pair[f"{name}_a"], pair[f"{name}_b"] = a.get(name), b.get(name)
-    return pair
+    return {"id": pair_id, "source": source, "label": label,
+            **{f"{name}_{side}": c.get(name) for side, c in (("a", a), ("b", b)) for name in _CANDIDATE}}
 
 
 def pairs_from_ratings(
@@ -326,8 +316,7 @@ def validate_pairs(pairs: datasets.Dataset | Iterable[dict], *, on_error: str = 
     _check_on_error(on_error)
     report, keep = SkipReport(), []
     for index, pair in enumerate(pairs):
-        problem = pair_problem(pair)
-        if problem is None:
+        if (problem := pair_problem(pair)) is None:
             keep.append(index if isinstance(pairs, datasets.Dataset) else pair)
             continue
         if on_error == "raise":
@@ -363,13 +352,9 @@ def load_pairs(path: str, *, name: str | None = None, split: str = "train") -> d
 
 def _resolve_image_paths(dataset: datasets.Dataset, root: Path) -> datasets.Dataset:
     def resolve(pair):
-        out = {}
-        for side in "ab":
-            value = pair[f"image_{side}"]
-            if isinstance(value, str) and value:
-                full = root / value
-                out[f"image_{side}"] = str(full) if full.is_file() else None  # missing file -> counted later
-        return out
+        paths = {f"image_{side}": pair[f"image_{side}"] for side in "ab"}
+        return {column: str(root / path) if (root / path).is_file() else None  # missing file -> counted later
+                for column, path in paths.items() if isinstance(path, str) and path}
 
     dataset = dataset.map(resolve)
     for side in "ab":

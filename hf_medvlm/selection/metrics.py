@@ -37,16 +37,11 @@ def pair_metrics(pair_scores, labels) -> dict[str, float]:
 def precision_f1_at_k(scores, is_good, percents) -> dict[str, list[float]]:
     """Precision and F1 of "the top K% by score" against binary labels, for each K in `percents`."""
     scores, is_good = np.asarray(scores, dtype=np.float64), np.asarray(is_good).astype(bool)
-    order = np.argsort(-scores, kind="stable")
-    hits = np.cumsum(is_good[order])
-    total_good = max(int(is_good.sum()), 1)
-    precision, f1 = [], []
-    for percent in percents:
-        k = max(1, int(round(len(scores) * percent / 100)))
-        p, r = hits[k - 1] / k, hits[k - 1] / total_good
-        precision.append(float(p))
-        f1.append(float(2 * p * r / (p + r)) if p + r else 0.0)
-    return {"percent": [float(p) for p in percents], "precision": precision, "f1": f1}
+    hits = np.cumsum(is_good[np.argsort(-scores, kind="stable")])
+    ks = np.maximum(1, np.round(len(scores) * np.asarray(percents, dtype=np.float64) / 100).astype(int))
+    precision, recall = hits[ks - 1] / ks, hits[ks - 1] / max(int(is_good.sum()), 1)
+    f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros(len(ks)), where=precision + recall > 0)
+    return {"percent": [float(p) for p in percents], "precision": precision.tolist(), "f1": f1.tolist()}
 
 
 def format_metrics_table(rows: list[dict], key: str = "w") -> str:

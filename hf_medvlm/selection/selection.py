@@ -32,11 +32,9 @@ def _candidates(dataset: datasets.Dataset, qa_rounds: int, report: SkipReport):
     """`(row index, candidate)` for every scorable row; the others are counted in `report` by reason."""
     for index, row in enumerate(tqdm(dataset, desc="scoring", unit="sample")):
         try:
-            candidate = candidate_from_row(row, qa_rounds)
+            yield index, candidate_from_row(row, qa_rounds)
         except ValueError as err:
             report.add(str(err), row.get("id", index))
-            continue
-        yield index, candidate
 
 
 def score_dataset(model, processor, dataset: datasets.Dataset, *, batch_size: int = 32, max_length: int = 256,
@@ -93,8 +91,7 @@ def pick_indices(scores, percent: float, *, strategy: str = "global", features=N
     if cluster_labels is None:
         cluster_labels = cluster_features(features, valid, num_clusters, seed)
     labels_of_ranked = np.asarray(cluster_labels)[ranked]
-    clusters = np.unique(labels_of_ranked)
-    sizes = np.array([(labels_of_ranked == c).sum() for c in clusters])
+    clusters, sizes = np.unique(labels_of_ranked, return_counts=True)
     quotas = _cluster_quotas(sizes, total)
     picked = [ranked[labels_of_ranked == c][:q] for c, q in zip(clusters, quotas)]
     picked = np.concatenate(picked) if picked else np.array([], dtype=int)
@@ -107,10 +104,9 @@ def cluster_features(features, valid: np.ndarray, num_clusters: int, seed: int) 
 
     if features is None:
         raise ValueError("strategy 'clusters' needs selector features: run `select score --save_features true`.")
-    features = np.asarray(features, dtype=np.float32)
     labels = np.full(len(features), -1)
-    k = min(num_clusters, len(valid))
-    labels[valid] = KMeans(n_clusters=k, random_state=seed, n_init=4).fit_predict(features[valid])
+    kmeans = KMeans(n_clusters=min(num_clusters, len(valid)), random_state=seed, n_init=4)
+    labels[valid] = kmeans.fit_predict(np.asarray(features, dtype=np.float32)[valid])
     return labels
 
 

@@ -127,13 +127,12 @@ class SelectorTrainer(Trainer):
 def freeze_encoder(model, vision: bool = False, text: bool = False) -> list[str]:
     """Freeze the image and/or text tower of `model.encoder`; returns the frozen module names."""
     frozen = []
-    for names, wanted in ((_VISION_MODULES, vision), (_TEXT_MODULES, text)):
+    for kind, names, wanted in (("vision", _VISION_MODULES, vision), ("text", _TEXT_MODULES, text)):
         if not wanted:
             continue
         found = [n for n in names if getattr(model.encoder, n, None) is not None]
         if not found:
-            raise ValueError(f"cannot find the {'vision' if names is _VISION_MODULES else 'text'} tower of "
-                             f"{type(model.encoder).__name__} (looked for {names}).")
+            raise ValueError(f"cannot find the {kind} tower of {type(model.encoder).__name__} (looked for {names}).")
         for name in found:
             getattr(model.encoder, name).requires_grad_(False)
         frozen += found

@@ -80,9 +80,8 @@ def _prepared(source: Source, folder: Path) -> Prepared:
                                  image_root=str(folder / source.image_root) if source.image_root else None,
                                  config_name=source.config, raw_format=source.raw_format)
     spec = prep.SOURCES[source.name]
-    as_training = spec.configs[source.config].get("as_training", False)
-    split = "train" if as_training else spec.default_split
-    features = prep.TRAINING_FEATURES if as_training else spec.features
+    features = prep.TRAINING_FEATURES if spec.configs[source.config].get("as_training") else spec.features
+    split = "train" if features is prep.TRAINING_FEATURES else "test"
     records = [{k: v for k, v in r.items() if k != "_index"} for r in prep.iter_records(path)]
     return Prepared(prep._converter(spec, args, source.config, split, features), records)
 

@@ -77,8 +77,7 @@ class MedSelectorModel(PreTrainedModel):
         layers = []
         for size_in, size_out in zip(sizes[:-1], sizes[1:]):
             layers += [nn.Dropout(config.head_dropout), nn.Linear(size_in, size_out), nn.ReLU()]
-        layers.append(nn.Linear(sizes[-1], 1))  # PreTrainedModel's default init: normal(std=0.02), zero bias
-        self.head = nn.Sequential(*layers)
+        self.head = nn.Sequential(*layers, nn.Linear(sizes[-1], 1))  # PreTrainedModel init: N(0, 0.02), zero bias
         self.post_init()
 
     @classmethod
