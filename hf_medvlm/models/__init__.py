@@ -132,10 +132,7 @@ def _unwatch() -> None:
 
 
 def _post_init_then_register(self, *args, **kwargs):
-    for config_class in type(self).__mro__:  # the original `__post_init__` of the nearest watched class
-        if "_hf_medvlm_post_init" in config_class.__dict__:
-            config_class.__dict__["_hf_medvlm_post_init"](self, *args, **kwargs)
-            break
+    type(self)._hf_medvlm_post_init(self, *args, **kwargs)  # the original `__post_init__` of the nearest watched class
     _state["config_created"] = True
     _register_when_ready()
 

@@ -21,8 +21,7 @@ FUSED_ADAMW = "adamw_torch_fused"
 
 
 def resolve_attn_implementation(value: str | None) -> str | None:
-    """`"auto"` -> `"flash_attention_2"` if flash-attn is installed and usable (CUDA), else `"sdpa"`; other values
-    (including None, transformers' own default) are returned unchanged."""
+    """`"auto"` -> `"flash_attention_2"` where flash-attn is usable (CUDA), else `"sdpa"`; other values unchanged."""
     if value != "auto":
         return value
     from transformers.utils import is_flash_attn_2_available
@@ -41,24 +40,22 @@ def resolve_training_acceleration(training_args, model_args) -> dict[str, str]:
         model_args.attn_implementation = resolve_attn_implementation("auto")
         decisions["attn_implementation"] = f"{model_args.attn_implementation} (auto)"
     if training_args.use_liger_kernel and (problem := _liger_problem()):
-        _fall_back(decisions, "use_liger_kernel", False, problem, "the model's own RMSNorm/SwiGLU/RoPE")
-        training_args.use_liger_kernel = False
-    if str(getattr(training_args.optim, "value", training_args.optim)) == FUSED_ADAMW:
-        device = training_args.device
-        if not fused_adamw_supported(device):
-            reason = f"torch has no fused AdamW kernel for {device.type}"
-            _fall_back(decisions, f"optim: {FUSED_ADAMW}", "adamw_torch", reason)
-            training_args.optim = "adamw_torch"
+        _fall_back(training_args, decisions, "use_liger_kernel", False, problem, "the model's own RMSNorm/SwiGLU/RoPE")
+    if training_args.optim == FUSED_ADAMW and not fused_adamw_supported(device := training_args.device):
+        reason = f"torch has no fused AdamW kernel for {device.type}"
+        _fall_back(training_args, decisions, f"optim: {FUSED_ADAMW}", "adamw_torch", reason)
     if training_args.torch_compile and (problem := _compile_problem(training_args)):
-        _fall_back(decisions, "torch_compile", False, problem, "eager mode")
-        training_args.torch_compile = False
+        _fall_back(training_args, decisions, "torch_compile", False, problem, "eager mode")
         training_args.torch_compile_backend = training_args.torch_compile_mode = None
     return decisions
 
 
-def _fall_back(decisions: dict, key: str, value, reason: str, instead=None) -> None:
+def _fall_back(training_args, decisions: dict, key: str, value, reason: str, instead=None) -> None:
+    """Set `training_args.<key>` (up to a colon) to `value`, with a warning and a recorded decision."""
     logger.warning("%s is set but %s: training continues with %s.", key, reason, instead or value)
-    decisions[key.partition(":")[0]] = f"{value} ({reason})"
+    name = key.partition(":")[0]
+    setattr(training_args, name, value)
+    decisions[name] = f"{value} ({reason})"
 
 
 def _liger_problem() -> str | None:

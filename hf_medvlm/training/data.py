@@ -59,7 +59,6 @@ def check_training_schema(dataset: datasets.Dataset, source: str) -> None:
         raise ValueError(f"training data {source} has no `images` column; vision training needs one (may be empty)")
     if len(dataset) == 0:
         raise ValueError(f"training data {source} is empty")
-    first = dataset[0]["messages"]
-    roles = {m.get("role") for m in first}
+    roles = {m.get("role") for m in dataset[0]["messages"]}
     if "assistant" not in roles:
         raise ValueError(f"training data {source}: record 0 has no assistant message (roles {sorted(roles)})")

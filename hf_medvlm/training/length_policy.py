@@ -109,8 +109,8 @@ def fit_to_length(
     if over and policy == "error":
         raise ValueError(_error_message(dataset, over, lengths, counts, report))
     trims = _trim_rows(dataset, over, counts, expansion, report) if policy == "trim_rounds" else {}
-    _count(report, dataset, over, trims, counts)
     skipped = set(over) - set(trims)
+    _count(report, dataset, over, skipped, trims, counts)
     report.lengths = [trims[i].length if i in trims else n for i, n in enumerate(lengths) if i not in skipped]
     report.rows_out, report.longest = len(report.lengths), max(report.lengths, default=0)
     (logger.warning if over else logger.info)("Length policy, %s", report.summary())
@@ -152,10 +152,15 @@ def measure(dataset: datasets.Dataset, processor, split: str = "train", batch_si
 def _measure_batch(batch: dict, indices: list[int], expansion, counts: list[int], split: str) -> dict:
     num_images = [counts[i] for i in indices]
     names = batch["id"] if "id" in batch else [f"#{i}" for i in indices]
+    prepared = []
+    for messages, k, name in zip(batch["messages"], num_images, names):
+        try:  # one image block per image, as the collator makes them (`images` stand-ins: no decoding)
+            prepared.append(prepare_multimodal_messages(messages, images=[None] * k))
+        except ValueError as err:
+            raise ValueError(f"{split} data, row {name!r}: {err}") from err
     try:
-        prepared = [_prepared(m, k, name) for m, k, name in zip(batch["messages"], num_images, names)]
         return {"num_tokens": expansion.lengths(prepared, _sizes(batch) or num_images, names)}
-    except ValueError as err:
+    except ValueError as err:  # `lengths` names the row
         raise ValueError(f"{split} data, {err}") from err
 
 
@@ -174,14 +179,6 @@ def _sizes(batch: dict) -> list[list[tuple[int, int]]] | None:
     return None
 
 
-def _prepared(messages: list[dict], num_images: int, name: str) -> list[dict]:
-    """Messages with one image block per image, as the collator makes them (`images` stand-ins: no decoding)."""
-    try:
-        return prepare_multimodal_messages(messages, images=[None] * num_images)
-    except ValueError as err:
-        raise ValueError(f"row {name!r}: {err}") from err
-
-
 def _round_ends(messages: list[dict]) -> list[int]:
     """Each `k` where `messages[:k]` is whole rounds: it ends with an assistant turn the next turn doesn't extend."""
     return [i + 1 for i, m in enumerate(messages)
@@ -193,23 +190,16 @@ def _trim_rows(dataset, over: list[int], counts: list[int], expansion, report: L
     keep_all = "images" not in dataset.column_names
     columns = ["messages"] + ([] if expansion.fixed else [c for c in ("images", "image") if c in dataset.column_names])
     rows = _undecoded(dataset.select_columns(columns))
-    trims = {}
-    for i in tqdm(over, desc="Trimming rounds", unit="row", disable=len(over) < 100):
-        row = rows[i]
-        images = (_sizes({k: [v] for k, v in row.items()}) or [counts[i]])[0]
-        trim = _trim(row["messages"], images, expansion, report, keep_all)
-        if trim is not None:
-            trims[i] = trim
-    return trims
+    trims = {i: _trim(rows[i], counts[i], expansion, report, keep_all)
+             for i in tqdm(over, desc="Trimming rounds", unit="row", disable=len(over) < 100)}
+    return {i: trim for i, trim in trims.items() if trim is not None}
 
 
-def _trim(messages: list[dict], images, expansion, report: LengthReport, keep_all: bool) -> _Trim | None:
-    """The longest prefix of whole rounds that fits, with exactly the images its turns show; None if none does.
-
-    `images` is the row's image count, or its image sizes where the processor's count depends on them.
-    """
-    num_images = images if isinstance(images, int) else len(images)
-    prepared = prepare_multimodal_messages(messages, images=[None] * num_images)
+def _trim(row: dict, count: int, expansion, report: LengthReport, keep_all: bool) -> _Trim | None:
+    """The longest prefix of whole rounds of `row` (`messages`, and the undecoded images where the processor's count
+    depends on their sizes) that fits, with exactly the images its turns show; None if none does."""
+    sizes = (_sizes({k: [v] for k, v in row.items()}) or [[None] * count])[0]  # None: no size is needed
+    prepared = prepare_multimodal_messages(row["messages"], images=[None] * len(sizes))
     ends = _round_ends(prepared)
     total_rounds = len(ends)
     if ends and ends[-1] == len(prepared):
@@ -217,25 +207,21 @@ def _trim(messages: list[dict], images, expansion, report: LengthReport, keep_al
     for rounds in range(len(ends), 0, -1):
         end = ends[rounds - 1]
         kept = sum(block["type"] == "image" for m in prepared[:end] for block in m["content"])
-        if keep_all and kept != num_images:
+        if keep_all and kept != len(sizes):
             return None
-        kept_images = kept if isinstance(images, int) else images[:kept]
-        length = expansion.lengths([prepared[:end]], [kept_images])[0]
+        length = expansion.lengths([prepared[:end]], [sizes[:kept]])[0]
         if report.fits(length, kept):
-            return _Trim(messages[:end], kept, length, total_rounds - rounds)
+            return _Trim(row["messages"][:end], kept, length, total_rounds - rounds)
     return None
 
 
-def _count(report: LengthReport, dataset, over: list[int], trims: dict[int, _Trim], counts) -> None:
-    for i in over:
-        if i in trims:
-            report.trimmed += 1
-            report.rounds_dropped += trims[i].rounds_dropped
-            report.images_dropped += counts[i] - trims[i].num_images
-        elif report.max_images_per_sample is not None and counts[i] > report.max_images_per_sample:
-            report.skipped_over_max_images += 1
-        else:
-            report.skipped_over_max_length += 1
+def _count(report: LengthReport, dataset, over: list[int], skipped: set[int], trims: dict[int, _Trim], counts) -> None:
+    limit = report.max_images_per_sample
+    report.skipped_over_max_images = sum(limit is not None and counts[i] > limit for i in skipped)
+    report.skipped_over_max_length = len(skipped) - report.skipped_over_max_images
+    report.trimmed = len(trims)
+    report.rounds_dropped = sum(trim.rounds_dropped for trim in trims.values())
+    report.images_dropped = sum(counts[i] - trim.num_images for i, trim in trims.items())
     report.examples = [_row_name(dataset, i) for i in over[:EXAMPLES_KEPT]]
 
 

@@ -1,10 +1,9 @@
 """Where a vision-language model keeps its vision encoder, projector and language model, found from the model itself.
 
 Recipes name three parts (`vision_tower`, `multi_modal_projector`, `language_model`), which architectures name
-differently (Idefics3: `vision_model` / `connector` / `text_model`; Qwen-VL: `visual` with a `merger` inside). The
-encoder is `get_encoder(modality="image")`, the LM `get_decoder()` plus the LM head, and the projector whatever holds
-parameters outside those two, else the encoder's child named like one (transformers has no accessor for it; see
-docs/models.md, "Parts"). A model where a part cannot be found gets an error naming its class and its modules.
+differently (Idefics3: `vision_model` / `connector` / `text_model`; Qwen-VL: `visual` with a `merger` inside). How
+`resolve_parts` finds each (transformers has an accessor for the encoder and the LM, none for the projector) and what a
+model without one gets: docs/models.md, "Parts".
 """
 
 from __future__ import annotations

@@ -206,8 +206,7 @@ def lora_target_regex(model: nn.Module, names: list[str] | None = None) -> str:
 
     A regex rather than a name list, because vision encoders share the names `q_proj`/`k_proj`/`v_proj`.
     """
-    decoder = resolve_parts(model).language_model[0]
-    prefix = decoder + "."
+    prefix = resolve_parts(model).language_model[0] + "."  # the decoder
     found = sorted(
         {n.rsplit(".", 1)[-1] for n, m in model.named_modules() if n.startswith(prefix) and isinstance(m, nn.Linear)}
     )

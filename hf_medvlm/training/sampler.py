@@ -80,8 +80,7 @@ class ModalityLengthGroupedSampler(Sampler[int]):
 def image_counts(dataset) -> list[int]:
     """Images per row, from the Arrow list lengths of `images` (or 0/1 for a single `image` column); none decoded."""
     if "images" in dataset.column_names:
-        table = dataset.with_format("arrow")[:]
-        return pc.fill_null(pc.list_value_length(table.column("images")), 0).to_pylist()
+        return pc.fill_null(pc.list_value_length(dataset.with_format("arrow")[:].column("images")), 0).to_pylist()
     if "image" in dataset.column_names:
         return [int(valid) for valid in dataset.with_format("arrow")[:].column("image").is_valid().to_pylist()]
     return [0] * len(dataset)

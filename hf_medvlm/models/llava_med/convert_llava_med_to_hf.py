@@ -2,12 +2,9 @@
 LlavaMed checkpoint, or to stock `LlavaForConditionalGeneration` with `--to llava` (v1.5 only).
 
 Keys are renamed by `ORIGINAL_KEY_MAPPING` (the mapping direct loading uses) and written in the layout
-`save_pretrained` writes. Streaming: output shards are planned on meta tensors (`split_torch_state_dict_into_shards`)
-and written one at a time (`safetensors.torch.save_file`); input tensors are memory-mapped and released shard by shard,
-so peak memory is about one output shard, not the model. Strict: every source key must land on a tensor of the target
-model (or the ignore list) and every target tensor must be produced with the right shape, otherwise the conversion stops
-and names the keys. The output is written to `.{name}.tmp-{host}-{pid}-*` next to `--output_dir` and renamed into place
-only when complete; a rerun removes the temporaries of killed runs.
+`save_pretrained` writes. Strict (every source and target tensor accounted for, or the keys are named), streaming (peak
+memory about one output shard) and atomic (`.{name}.tmp-{host}-{pid}-*` renamed into place when complete): how each is
+done is in docs/convert.md, "Strict, one key mapping", "Output" and "Memory".
 """
 
 from __future__ import annotations
@@ -308,8 +305,7 @@ def convert(args: ConvertArguments) -> dict:
     tmp.mkdir()
     try:
         total = write_shards(tmp, plan, dtype, args.max_shard_size)
-        embed = plan["language_model.model.embed_tokens.weight"]
-        dtype_name = str(dtype or embed.dtype).replace("torch.", "")
+        dtype_name = str(dtype or plan["language_model.model.embed_tokens.weight"].dtype).replace("torch.", "")
         save_side_files(tmp, args, config, processor, dtype_name)
         _finalize(tmp, output, args.overwrite)
     except BaseException:

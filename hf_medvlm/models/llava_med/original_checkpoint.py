@@ -32,7 +32,6 @@ __all__ = [
     "LlavaMedOriginalProcessor",
     "llava_med_config_from_original",
     "original_config_and_processor",
-    "processor_from_original",
     "rename_original_key",
 ]
 
@@ -150,14 +149,6 @@ def llava_med_config_from_original(
 # --------------------------------------------------------------------------------------------- tokenizer / processor
 
 
-def add_original_tokens(tokenizer) -> dict[str, int]:
-    """Add `<image>` (and a real `<pad>` when the original pads with nothing or with `<unk>`); return what was added."""
-    if tokenizer.pad_token is not None and tokenizer.pad_token == tokenizer.unk_token:
-        tokenizer.pad_token = None  # LLaVA-1.5 training padded with <unk>; a dedicated pad token is unambiguous
-    added = add_image_and_pad_tokens(tokenizer)
-    return {IMAGE_TOKEN: tokenizer.convert_tokens_to_ids(IMAGE_TOKEN), **added}
-
-
 def match_original_chunking(tokenizer) -> None:
     """Encode every text segment between special tokens as its own SentencePiece sentence, as the original does.
 
@@ -179,12 +170,27 @@ def match_original_chunking(tokenizer) -> None:
     backend.pre_tokenizer = None
 
 
-def processor_from_original(tokenizer, config: LlavaMedConfig, original: dict) -> LlavaMedProcessor:
-    """CLIP preprocessing at the tower's resolution + the original tokenizer + the version's chat template."""
+def original_config_and_processor(path: str | Path, original: dict, vision_tower: str | None = None):
+    """The LlavaMedConfig and processor of an original checkpoint, and the ids given to `<image>` (and `<pad>`).
+
+    The processor is the original tokenizer plus those tokens (a real `<pad>` when the original pads with nothing or
+    with `<unk>`), CLIP preprocessing at the tower's resolution and the version's chat template. `config.added_tokens`
+    keeps only the tokens that are new to the original vocabulary.
+    """
+    tokenizer = load_original_tokenizer(path)
+    original_vocab = len(tokenizer)
+    if tokenizer.pad_token is not None and tokenizer.pad_token == tokenizer.unk_token:
+        tokenizer.pad_token = None  # LLaVA-1.5 training padded with <unk>; a dedicated pad token is unambiguous
+    added = add_image_and_pad_tokens(tokenizer)
+    added = {IMAGE_TOKEN: tokenizer.convert_tokens_to_ids(IMAGE_TOKEN), **added}
+    kwargs = llava_med_config_from_original(
+        original, added, tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id, vision_tower,
+    )
+    config = LlavaMedConfig(**kwargs | {"added_tokens": {t: i for t, i in added.items() if i >= original_vocab}})
     match_original_chunking(tokenizer)
     v1 = original["model_type"] == "llava"
     wrap = v1 and original.get("mm_use_im_start_end", False)
-    return LlavaMedProcessor.from_tokenizer(
+    processor = LlavaMedProcessor.from_tokenizer(
         tokenizer,
         image_size=config.vision_config.image_size,
         patch_size=config.vision_config.patch_size,
@@ -194,31 +200,17 @@ def processor_from_original(tokenizer, config: LlavaMedConfig, original: dict) -
         image_start_token=V1_IMAGE_START if wrap else None,
         image_end_token=V1_IMAGE_END if wrap else None,
     )
+    return config, processor, added
 
 
-def original_config_and_processor(path: str | Path, original: dict, vision_tower: str | None = None):
-    """The LlavaMedConfig and processor of an original checkpoint, and the ids `add_original_tokens` gave.
-
-    `config.added_tokens` keeps only the tokens that are new to the original vocabulary.
-    """
-    tokenizer = load_original_tokenizer(path)
-    original_vocab = len(tokenizer)
-    added = add_original_tokens(tokenizer)
-    kwargs = llava_med_config_from_original(
-        original, added, tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id, vision_tower,
-    )
-    config = LlavaMedConfig(**kwargs | {"added_tokens": {t: i for t, i in added.items() if i >= original_vocab}})
-    return config, processor_from_original(tokenizer, config, original), added
-
-
-def load_original_tokenizer(path: str | Path, **kwargs):
+def load_original_tokenizer(path: str | Path):
     """The checkpoint's slow `LlamaTokenizer` (`tokenizer.model`), converted by transformers as that class.
 
     Not `AutoTokenizer`: for `model_type: llava` (v1.0) transformers 5 ignores `tokenizer_class` and builds a generic
     tokenizer from `tokenizer.model` that drops SentencePiece's leading `▁`, i.e. different ids from the original.
     """
     try:
-        return LlamaTokenizer.from_pretrained(str(path), **kwargs)
+        return LlamaTokenizer.from_pretrained(str(path))
     except Exception as err:  # noqa: BLE001 - re-raised with the directory named
         raise ValueError(
             f"{path}: cannot load the original tokenizer ({type(err).__name__}: {err}); a `tokenizer.model`-only "
