@@ -31,11 +31,12 @@ def iter_json_lines(path: Path) -> Iterator[tuple[int, object]]:
 
 
 def _lines(path: Path) -> list[tuple[int, object]]:
-    text = path.read_text(encoding="utf-8")
-    if not text.lstrip().startswith("["):
-        return list(iter_json_lines(path))
-    try:  # a JSON array
-        return list(enumerate(json.loads(text), 1))
+    with path.open("r", encoding="utf-8") as handle:  # the first non-blank line tells an array from JSON Lines
+        is_array = next((line for line in handle if line.strip()), "").lstrip().startswith("[")
+    if not is_array:
+        return list(iter_json_lines(path))  # streamed: a JSONL file is read once
+    try:
+        return list(enumerate(json.loads(path.read_text(encoding="utf-8")), 1))
     except json.JSONDecodeError as err:
         raise ValueError(f"{path}: not valid JSON ({err.msg} at line {err.lineno})") from None
 
